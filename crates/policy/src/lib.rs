@@ -1,0 +1,30 @@
+//! Warden's policy: what each tool may do.
+//!
+//! Pure and synchronous: no I/O beyond reading a file, no clock, no tokio.
+//!
+//! - [`model`]: tiers, the policy, and [`Policy::decide`], the one function
+//!   that says whether a tool call may go through and why not.
+//! - [`load`]: YAML → validated [`Policy`], reporting every problem with its
+//!   line and column.
+//! - [`located`]: the located-YAML helpers the loader (and Warden's own config
+//!   loader) are built on.
+//!
+//! ```
+//! use warden_policy::{Policy, ToolFacts, Decision};
+//!
+//! let policy = Policy::from_yaml_str("version: 1\ntools:\n  create_note: write\n", "inline")
+//!     .expect("valid policy");
+//! let read_only = ToolFacts { read_only_hint: true };
+//! let mutating = ToolFacts { read_only_hint: false };
+//! assert!(matches!(policy.decide("search", Some(&read_only)), Decision::Allow { .. }));
+//! assert!(matches!(policy.decide("create_note", Some(&mutating)), Decision::Allow { .. }));
+//! assert!(matches!(policy.decide("send_invoice", Some(&mutating)), Decision::Deny { .. }));
+//! ```
+
+pub mod load;
+pub mod located;
+pub mod model;
+
+pub use located::{Diagnostic, Diagnostics};
+pub use load::PolicyError;
+pub use model::{Decision, DefaultRule, DenyReason, Policy, Tier, ToolFacts};

@@ -1,0 +1,280 @@
+//! The policy model and its evaluator.
+
+use std::collections::HashMap;
+use std::fmt;
+
+/// What a tool may do once a policy names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tier {
+    /// Callable; the operator vouches it only reads.
+    Read,
+    /// Callable; it changes something.
+    Write,
+    /// Never callable; hidden from `tools/list`.
+    Deny,
+}
+
+impl Tier {
+    /// The tier's name as written in policy files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Read => "read",
+            Tier::Write => "write",
+            Tier::Deny => "deny",
+        }
+    }
+
+    /// Parse a tier name as written in policy files.
+    pub fn parse(name: &str) -> Option<Tier> {
+        match name {
+            "read" => Some(Tier::Read),
+            "write" => Some(Tier::Write),
+            "deny" => Some(Tier::Deny),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happens to a tool that no rule names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DefaultRule {
+    /// Callable only if the upstream marks it `readOnlyHint: true` (the default).
+    #[default]
+    ReadOnlyHint,
+    /// Every listed tool is callable (for testing and trusted upstreams).
+    Allow,
+    /// Nothing is callable unless a rule names it.
+    Deny,
+}
+
+impl DefaultRule {
+    /// The rule's name as written in policy files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DefaultRule::ReadOnlyHint => "read-only-hint",
+            DefaultRule::Allow => "allow",
+            DefaultRule::Deny => "deny",
+        }
+    }
+
+    /// Parse a default rule name as written in policy files.
+    pub fn parse(name: &str) -> Option<DefaultRule> {
+        match name {
+            "read-only-hint" => Some(DefaultRule::ReadOnlyHint),
+            "allow" => Some(DefaultRule::Allow),
+            "deny" => Some(DefaultRule::Deny),
+            _ => None,
+        }
+    }
+}
+
+/// What Warden knows about a tool from the upstream's catalogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ToolFacts {
+    /// The upstream's `annotations.readOnlyHint` (absent means `false`).
+    pub read_only_hint: bool,
+}
+
+/// Why a call was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyReason {
+    /// A rule sets the tool to `deny`.
+    DeniedByRule,
+    /// No rule names the tool and the upstream does not mark it read-only.
+    NotReadOnly,
+    /// No rule names the tool and the policy's default is `deny`.
+    DeniedByDefault,
+    /// The upstream does not list a tool by this name.
+    UnknownTool,
+}
+
+impl DenyReason {
+    /// A stable, machine-readable code (used in results, metrics and audit).
+    pub fn code(self) -> &'static str {
+        match self {
+            DenyReason::DeniedByRule => "denied-by-policy",
+            DenyReason::NotReadOnly => "not-read-only",
+            DenyReason::DeniedByDefault => "denied-by-default",
+            DenyReason::UnknownTool => "unknown-tool",
+        }
+    }
+
+    /// A sentence the model can act on.
+    pub fn explain(self, tool: &str) -> String {
+        match self {
+            DenyReason::DeniedByRule => format!(
+                "Warden refused the call to '{tool}': the policy denies this tool. \
+                 Retrying will not help; ask a human operator if this action is needed."
+            ),
+            DenyReason::NotReadOnly => format!(
+                "Warden refused the call to '{tool}': the tool can change data and the policy \
+                 has not granted it (Warden allows only read-only tools by default). \
+                 Retrying will not help; an operator must grant the tool in the policy."
+            ),
+            DenyReason::DeniedByDefault => format!(
+                "Warden refused the call to '{tool}': the policy allows only the tools it names. \
+                 Retrying will not help; an operator must grant the tool in the policy."
+            ),
+            DenyReason::UnknownTool => format!(
+                "Warden refused the call to '{tool}': the server offers no tool by this name. \
+                 Call tools/list to see the tools available."
+            ),
+        }
+    }
+}
+
+/// The outcome of evaluating a tool call against a policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The call may go through at this tier.
+    Allow {
+        /// The tier the call runs at.
+        tier: Tier,
+    },
+    /// The call is refused.
+    Deny {
+        /// Why.
+        reason: DenyReason,
+    },
+}
+
+impl Decision {
+    /// Whether the call may go through.
+    pub fn is_allowed(self) -> bool {
+        matches!(self, Decision::Allow { .. })
+    }
+}
+
+/// A validated policy: per-tool tiers and a default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Policy {
+    pub(crate) default: DefaultRule,
+    pub(crate) tools: HashMap<String, Tier>,
+}
+
+impl Policy {
+    /// A policy with only a default rule.
+    pub fn with_default(default: DefaultRule) -> Policy {
+        Policy {
+            default,
+            tools: HashMap::new(),
+        }
+    }
+
+    /// Add or replace the rule for one tool.
+    pub fn with_rule(mut self, tool: impl Into<String>, tier: Tier) -> Policy {
+        self.tools.insert(tool.into(), tier);
+        self
+    }
+
+    /// The default rule.
+    pub fn default_rule(&self) -> DefaultRule {
+        self.default
+    }
+
+    /// The rule for a tool, if the policy names it.
+    pub fn rule(&self, tool: &str) -> Option<Tier> {
+        self.tools.get(tool).copied()
+    }
+
+    /// Decide whether a call to `tool` may go through.
+    ///
+    /// `facts` is what the upstream's catalogue says about the tool; `None`
+    /// means the upstream does not list it, which refuses the call whatever
+    /// the rules say: Warden only forwards calls to tools that exist.
+    pub fn decide(&self, tool: &str, facts: Option<&ToolFacts>) -> Decision {
+        let Some(facts) = facts else {
+            return Decision::Deny {
+                reason: DenyReason::UnknownTool,
+            };
+        };
+        match (self.rule(tool), self.default) {
+            (Some(Tier::Deny), _) => Decision::Deny {
+                reason: DenyReason::DeniedByRule,
+            },
+            (Some(tier), _) => Decision::Allow { tier },
+            (None, DefaultRule::ReadOnlyHint) if facts.read_only_hint => Decision::Allow { tier: Tier::Read },
+            (None, DefaultRule::ReadOnlyHint) => Decision::Deny {
+                reason: DenyReason::NotReadOnly,
+            },
+            (None, DefaultRule::Allow) => Decision::Allow {
+                tier: if facts.read_only_hint { Tier::Read } else { Tier::Write },
+            },
+            (None, DefaultRule::Deny) => Decision::Deny {
+                reason: DenyReason::DeniedByDefault,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const READ_ONLY: ToolFacts = ToolFacts { read_only_hint: true };
+    const MUTATING: ToolFacts = ToolFacts { read_only_hint: false };
+
+    #[test]
+    fn read_only_first_by_default() {
+        let policy = Policy::default();
+        assert_eq!(policy.decide("search", Some(&READ_ONLY)), Decision::Allow { tier: Tier::Read });
+        assert_eq!(
+            policy.decide("create_note", Some(&MUTATING)),
+            Decision::Deny { reason: DenyReason::NotReadOnly }
+        );
+    }
+
+    #[test]
+    fn rules_graduate_and_deny_tools_one_at_a_time() {
+        let policy = Policy::default()
+            .with_rule("create_note", Tier::Write)
+            .with_rule("search", Tier::Deny);
+        assert_eq!(policy.decide("create_note", Some(&MUTATING)), Decision::Allow { tier: Tier::Write });
+        assert_eq!(
+            policy.decide("search", Some(&READ_ONLY)),
+            Decision::Deny { reason: DenyReason::DeniedByRule }
+        );
+        assert_eq!(
+            policy.decide("send_invoice", Some(&MUTATING)),
+            Decision::Deny { reason: DenyReason::NotReadOnly }
+        );
+    }
+
+    #[test]
+    fn unknown_tools_are_refused_even_with_a_rule_or_allow_all() {
+        let policy = Policy::with_default(DefaultRule::Allow).with_rule("ghost", Tier::Write);
+        assert_eq!(policy.decide("ghost", None), Decision::Deny { reason: DenyReason::UnknownTool });
+        assert_eq!(policy.decide("other", None), Decision::Deny { reason: DenyReason::UnknownTool });
+    }
+
+    #[test]
+    fn defaults_allow_and_deny() {
+        let allow = Policy::with_default(DefaultRule::Allow);
+        assert_eq!(allow.decide("x", Some(&MUTATING)), Decision::Allow { tier: Tier::Write });
+        let deny = Policy::with_default(DefaultRule::Deny);
+        assert_eq!(
+            deny.decide("x", Some(&READ_ONLY)),
+            Decision::Deny { reason: DenyReason::DeniedByDefault }
+        );
+    }
+
+    #[test]
+    fn every_refusal_names_the_tool_and_says_whether_to_retry() {
+        for reason in [
+            DenyReason::DeniedByRule,
+            DenyReason::NotReadOnly,
+            DenyReason::DeniedByDefault,
+            DenyReason::UnknownTool,
+        ] {
+            let text = reason.explain("send_invoice");
+            assert!(text.contains("'send_invoice'"), "{text}");
+            assert!(text.contains("Retrying will not help") || text.contains("tools/list"), "{text}");
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! JSON-RPC 2.0 and MCP framing for Warden.
+//!
+//! This crate knows how MCP messages are shaped on the wire and nothing about
+//! policy. It has three jobs:
+//!
+//! - [`jsonrpc`]: parse a message (or a batch) *strictly*, reading only the
+//!   envelope (`jsonrpc`, `id`, `method`) and, for `tools/call`, the tool name;
+//!   everything else stays as the bytes the agent sent. Strict means that a
+//!   message another JSON parser could read differently (duplicate keys,
+//!   case-variant keys, trailing data) is rejected rather than judged.
+//! - [`sse`]: an incremental Server-Sent Events parser and encoder, so replies
+//!   can be relayed as they arrive and tapped without buffering.
+//! - [`mcp`]: MCP's header names, revisions and the tool-result shape Warden
+//!   uses for refusals.
+
+pub mod jsonrpc;
+pub mod mcp;
+pub mod sse;
+
+pub use jsonrpc::{Envelope, Incoming, MessageKind, ParseError, ToolCallParams};

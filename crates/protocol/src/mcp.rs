@@ -1,0 +1,65 @@
+//! MCP names Warden reads: methods, headers, revisions, and the shape of a
+//! tool result that reports an error the model can act on.
+
+use bytes::Bytes;
+use serde_json::json;
+
+/// `initialize`: opens a stateful session.
+pub const METHOD_INITIALIZE: &str = "initialize";
+/// `tools/list`: the upstream's catalogue, filtered by Warden.
+pub const METHOD_TOOLS_LIST: &str = "tools/list";
+/// `tools/call`: the one method every policy judges.
+pub const METHOD_TOOLS_CALL: &str = "tools/call";
+/// Sent by a server when its tool catalogue changed.
+pub const NOTIFICATION_TOOLS_LIST_CHANGED: &str = "notifications/tools/list_changed";
+
+/// The session header of the stateful revisions.
+pub const HEADER_SESSION_ID: &str = "mcp-session-id";
+/// The negotiated revision, sent by clients after initialization.
+pub const HEADER_PROTOCOL_VERSION: &str = "mcp-protocol-version";
+/// SSE resumption: the last event id the client saw.
+pub const HEADER_LAST_EVENT_ID: &str = "last-event-id";
+
+/// The revision a server assumes when a client sends no version header.
+pub const DEFAULT_PROTOCOL_VERSION: &str = "2025-03-26";
+/// Stateful revisions Warden serves, oldest first.
+pub const STATEFUL_REVISIONS: [&str; 3] = ["2025-03-26", "2025-06-18", "2025-11-25"];
+
+/// Whether a revision allows JSON-RPC batches (only 2025-03-26 does).
+pub fn revision_allows_batches(revision: &str) -> bool {
+    revision == "2025-03-26"
+}
+
+/// A `CallToolResult` with `isError: true`: one text block for the model and
+/// `structuredContent.warden` for programs. Encoded as a JSON-RPC response.
+pub fn tool_error_response(id_json: &str, text: &str, warden: serde_json::Value) -> Bytes {
+    let result = json!({
+        "content": [{"type": "text", "text": text}],
+        "isError": true,
+        "structuredContent": {"warden": warden},
+    });
+    crate::jsonrpc::result_response(id_json, &result.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_error_response_is_a_result_not_an_error() {
+        let body = tool_error_response("\"a\"", "no", json!({"decision": "deny"}));
+        let value: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
+        assert_eq!(value["id"], "a");
+        assert_eq!(value["result"]["isError"], true);
+        assert_eq!(value["result"]["content"][0]["text"], "no");
+        assert_eq!(value["result"]["structuredContent"]["warden"]["decision"], "deny");
+        assert!(value.get("error").is_none());
+    }
+
+    #[test]
+    fn only_the_oldest_stateful_revision_allows_batches() {
+        assert!(revision_allows_batches("2025-03-26"));
+        assert!(!revision_allows_batches("2025-06-18"));
+        assert!(!revision_allows_batches("2025-11-25"));
+    }
+}

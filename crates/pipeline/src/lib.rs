@@ -1,1 +1,27 @@
-//! placeholder
+//! Warden's `tools/call` pipeline.
+//!
+//! Every `tools/call`, whatever transport it arrived on, becomes a
+//! [`ToolCall`] and passes through one tower stack, assembled in
+//! [`stack::build`], outermost first. Each layer either passes the call inward
+//! or answers it with a [`ToolOutcome::Refused`]: a refusal is an `Ok`
+//! outcome (an `isError` tool result the model can read), never an `Err`.
+//! `Err` is reserved for the upstream failing to answer at all.
+//!
+//! The innermost service is the transport's forwarder, supplied by the
+//! caller; `C` is whatever context it needs (the upstream session, headers)
+//! and `R` is its reply type. Layers never look inside either.
+//!
+//! [`catalogue`] holds the upstream's tool catalogue and filters `tools/list`
+//! replies with the same policy the stack enforces.
+
+pub mod call;
+pub mod catalogue;
+pub mod policy_gate;
+pub mod stack;
+
+pub use call::{Refusal, ToolCall, ToolOutcome};
+pub use catalogue::{
+    Catalogue, CatalogueError, ListReply, ListedPage, filter_tools_list, read_page,
+};
+pub use policy_gate::{PolicyGate, PolicyGateLayer, SharedPolicy};
+pub use stack::{Pipeline, build};

@@ -25,6 +25,6 @@ pub mod load;
 pub mod located;
 pub mod model;
 
-pub use located::{Diagnostic, Diagnostics};
 pub use load::PolicyError;
+pub use located::{Diagnostic, Diagnostics};
 pub use model::{Decision, DefaultRule, DenyReason, Policy, Tier, ToolFacts};

@@ -143,13 +143,21 @@ mod tests {
 
     #[test]
     fn reports_every_semantic_error_with_its_position() {
-        let d = diagnostics("version: 2\ndefault: maybe\ntools:\n  a: wirte\n  b: read\n  c: allow\n");
+        let d =
+            diagnostics("version: 2\ndefault: maybe\ntools:\n  a: wirte\n  b: read\n  c: allow\n");
         let found: Vec<_> = d.items.iter().map(|i| (i.line, i.column)).collect();
         assert_eq!(found, vec![(1, 10), (2, 10), (4, 6), (6, 6)], "{d}");
         assert!(d.items[0].message.contains("unsupported policy version 2"));
         assert!(d.items[1].message.contains("unknown default \"maybe\""));
-        assert!(d.items[2].message.contains("unknown tier \"wirte\" for tool \"a\""));
-        assert!(d.to_string().lines().all(|l| l.starts_with("p.yaml:")), "{d}");
+        assert!(
+            d.items[2]
+                .message
+                .contains("unknown tier \"wirte\" for tool \"a\"")
+        );
+        assert!(
+            d.to_string().lines().all(|l| l.starts_with("p.yaml:")),
+            "{d}"
+        );
     }
 
     #[test]
@@ -159,7 +167,10 @@ mod tests {
         assert!(d.items[0].message.contains("tool"), "{d}");
         let d = diagnostics("version: 1\ntools:\n  a: read\n  a: deny\n");
         assert_eq!(d.items[0].line, 4, "{d}");
-        assert!(d.items[0].message.to_lowercase().contains("duplicate"), "{d}");
+        assert!(
+            d.items[0].message.to_lowercase().contains("duplicate"),
+            "{d}"
+        );
     }
 
     #[test]

@@ -57,7 +57,11 @@ impl fmt::Display for Diagnostics {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}:{}:{}: {}", self.origin, item.line, item.column, item.message)?;
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.origin, item.line, item.column, item.message
+            )?;
         }
         Ok(())
     }
@@ -104,7 +108,11 @@ pub fn parse<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T, Diagnos
         };
         Diagnostics {
             origin: origin.to_owned(),
-            items: vec![Diagnostic { line, column, message }],
+            items: vec![Diagnostic {
+                line,
+                column,
+                message,
+            }],
         }
     })
 }
@@ -116,7 +124,10 @@ pub fn duration(value: &Spanned<String>, errors: &mut Collector) -> Option<Durat
         Err(err) => {
             errors.push(Diagnostic::at(
                 value,
-                format!("invalid duration \"{}\": {err} (write e.g. \"30s\", \"500ms\", \"5m\")", value.value),
+                format!(
+                    "invalid duration \"{}\": {err} (write e.g. \"30s\", \"500ms\", \"5m\")",
+                    value.value
+                ),
             ));
             None
         }
@@ -126,7 +137,9 @@ pub fn duration(value: &Spanned<String>, errors: &mut Collector) -> Option<Durat
 /// Parse a byte size written like `4MiB`, `512KiB` or `1048576`.
 pub fn byte_size(value: &Spanned<String>, errors: &mut Collector) -> Option<usize> {
     let text = value.value.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let multiplier: Option<usize> = match unit.trim() {
         "" | "B" => Some(1),
@@ -137,13 +150,18 @@ pub fn byte_size(value: &Spanned<String>, errors: &mut Collector) -> Option<usiz
     };
     match (digits.parse::<usize>(), multiplier) {
         (Ok(n), Some(m)) if n > 0 => n.checked_mul(m).or_else(|| {
-            errors.push(Diagnostic::at(value, format!("size \"{text}\" is too large")));
+            errors.push(Diagnostic::at(
+                value,
+                format!("size \"{text}\" is too large"),
+            ));
             None
         }),
         _ => {
             errors.push(Diagnostic::at(
                 value,
-                format!("invalid size \"{text}\" (write e.g. \"4MiB\", \"512KiB\" or a number of bytes)"),
+                format!(
+                    "invalid size \"{text}\" (write e.g. \"4MiB\", \"512KiB\" or a number of bytes)"
+                ),
             ));
             None
         }
@@ -164,7 +182,8 @@ mod tests {
 
     #[test]
     fn parse_errors_carry_line_and_column() {
-        let err = parse::<Raw>("timeout: 1s\nsize: 1MiB\nbogus: 1\n", "f.yaml").expect_err("unknown key");
+        let err =
+            parse::<Raw>("timeout: 1s\nsize: 1MiB\nbogus: 1\n", "f.yaml").expect_err("unknown key");
         assert_eq!(err.items.len(), 1);
         assert_eq!(err.items[0].line, 3, "{err}");
         assert!(err.items[0].message.contains("bogus"), "{err}");
@@ -189,7 +208,10 @@ mod tests {
     fn sizes_and_durations_parse() {
         let raw: Raw = parse("timeout: 1m 30s\nsize: 4MiB\n", "f.yaml").expect("parses");
         let mut errors = Collector::default();
-        assert_eq!(duration(&raw.timeout, &mut errors), Some(Duration::from_secs(90)));
+        assert_eq!(
+            duration(&raw.timeout, &mut errors),
+            Some(Duration::from_secs(90))
+        );
         assert_eq!(byte_size(&raw.size, &mut errors), Some(4 << 20));
         assert!(errors.finish("f", ()).is_ok());
     }

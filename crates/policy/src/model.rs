@@ -199,12 +199,18 @@ impl Policy {
                 reason: DenyReason::DeniedByRule,
             },
             (Some(tier), _) => Decision::Allow { tier },
-            (None, DefaultRule::ReadOnlyHint) if facts.read_only_hint => Decision::Allow { tier: Tier::Read },
+            (None, DefaultRule::ReadOnlyHint) if facts.read_only_hint => {
+                Decision::Allow { tier: Tier::Read }
+            }
             (None, DefaultRule::ReadOnlyHint) => Decision::Deny {
                 reason: DenyReason::NotReadOnly,
             },
             (None, DefaultRule::Allow) => Decision::Allow {
-                tier: if facts.read_only_hint { Tier::Read } else { Tier::Write },
+                tier: if facts.read_only_hint {
+                    Tier::Read
+                } else {
+                    Tier::Write
+                },
             },
             (None, DefaultRule::Deny) => Decision::Deny {
                 reason: DenyReason::DeniedByDefault,
@@ -217,16 +223,25 @@ impl Policy {
 mod tests {
     use super::*;
 
-    const READ_ONLY: ToolFacts = ToolFacts { read_only_hint: true };
-    const MUTATING: ToolFacts = ToolFacts { read_only_hint: false };
+    const READ_ONLY: ToolFacts = ToolFacts {
+        read_only_hint: true,
+    };
+    const MUTATING: ToolFacts = ToolFacts {
+        read_only_hint: false,
+    };
 
     #[test]
     fn read_only_first_by_default() {
         let policy = Policy::default();
-        assert_eq!(policy.decide("search", Some(&READ_ONLY)), Decision::Allow { tier: Tier::Read });
+        assert_eq!(
+            policy.decide("search", Some(&READ_ONLY)),
+            Decision::Allow { tier: Tier::Read }
+        );
         assert_eq!(
             policy.decide("create_note", Some(&MUTATING)),
-            Decision::Deny { reason: DenyReason::NotReadOnly }
+            Decision::Deny {
+                reason: DenyReason::NotReadOnly
+            }
         );
     }
 
@@ -235,32 +250,54 @@ mod tests {
         let policy = Policy::default()
             .with_rule("create_note", Tier::Write)
             .with_rule("search", Tier::Deny);
-        assert_eq!(policy.decide("create_note", Some(&MUTATING)), Decision::Allow { tier: Tier::Write });
+        assert_eq!(
+            policy.decide("create_note", Some(&MUTATING)),
+            Decision::Allow { tier: Tier::Write }
+        );
         assert_eq!(
             policy.decide("search", Some(&READ_ONLY)),
-            Decision::Deny { reason: DenyReason::DeniedByRule }
+            Decision::Deny {
+                reason: DenyReason::DeniedByRule
+            }
         );
         assert_eq!(
             policy.decide("send_invoice", Some(&MUTATING)),
-            Decision::Deny { reason: DenyReason::NotReadOnly }
+            Decision::Deny {
+                reason: DenyReason::NotReadOnly
+            }
         );
     }
 
     #[test]
     fn unknown_tools_are_refused_even_with_a_rule_or_allow_all() {
         let policy = Policy::with_default(DefaultRule::Allow).with_rule("ghost", Tier::Write);
-        assert_eq!(policy.decide("ghost", None), Decision::Deny { reason: DenyReason::UnknownTool });
-        assert_eq!(policy.decide("other", None), Decision::Deny { reason: DenyReason::UnknownTool });
+        assert_eq!(
+            policy.decide("ghost", None),
+            Decision::Deny {
+                reason: DenyReason::UnknownTool
+            }
+        );
+        assert_eq!(
+            policy.decide("other", None),
+            Decision::Deny {
+                reason: DenyReason::UnknownTool
+            }
+        );
     }
 
     #[test]
     fn defaults_allow_and_deny() {
         let allow = Policy::with_default(DefaultRule::Allow);
-        assert_eq!(allow.decide("x", Some(&MUTATING)), Decision::Allow { tier: Tier::Write });
+        assert_eq!(
+            allow.decide("x", Some(&MUTATING)),
+            Decision::Allow { tier: Tier::Write }
+        );
         let deny = Policy::with_default(DefaultRule::Deny);
         assert_eq!(
             deny.decide("x", Some(&READ_ONLY)),
-            Decision::Deny { reason: DenyReason::DeniedByDefault }
+            Decision::Deny {
+                reason: DenyReason::DeniedByDefault
+            }
         );
     }
 
@@ -274,7 +311,10 @@ mod tests {
         ] {
             let text = reason.explain("send_invoice");
             assert!(text.contains("'send_invoice'"), "{text}");
-            assert!(text.contains("Retrying will not help") || text.contains("tools/list"), "{text}");
+            assert!(
+                text.contains("Retrying will not help") || text.contains("tools/list"),
+                "{text}"
+            );
         }
     }
 }

@@ -117,7 +117,9 @@ impl ParseError {
         }
         if let Some(rest) = text.strip_prefix(ENVELOPE_TAG) {
             let reason = rest.split(DETAIL_END).next().unwrap_or_default().to_owned();
-            return ParseError::NotJsonRpc { reason: reason.into() };
+            return ParseError::NotJsonRpc {
+                reason: reason.into(),
+            };
         }
         if let Some(rest) = text.strip_prefix(SYNTAX_TAG) {
             return ParseError::Syntax {
@@ -253,7 +255,11 @@ impl Envelope {
         let text = item.get();
         let raw = body.slice_ref(text.as_bytes());
         let fields: RawEnvelope<'_> = serde_json::from_str(text).map_err(ParseError::from_serde)?;
-        let kind = match (&fields.method, &fields.id, fields.result.is_some() || fields.error.is_some()) {
+        let kind = match (
+            &fields.method,
+            &fields.id,
+            fields.result.is_some() || fields.error.is_some(),
+        ) {
             (Some(_), _, true) => return Err(envelope_error(METHOD_AND_RESULT)),
             (Some(_), Some(_), false) => MessageKind::Request,
             (Some(_), None, false) => MessageKind::Notification,
@@ -270,7 +276,9 @@ impl Envelope {
         let method = fields.method.map(Cow::into_owned);
         let tool_call = match method.as_deref() {
             Some(mcp::METHOD_TOOLS_CALL) => Some(parse_tool_call(kind, fields.params)?),
-            Some(other) if looks_like_tools_call(other) => return Err(envelope_error(LOOKALIKE_METHOD)),
+            Some(other) if looks_like_tools_call(other) => {
+                return Err(envelope_error(LOOKALIKE_METHOD));
+            }
             _ => None,
         };
         Ok(Envelope {
@@ -306,10 +314,17 @@ fn validate_id(id: &RawValue, kind: MessageKind) -> Result<(), ParseError> {
         Some(b'n') => kind == MessageKind::Response,
         _ => false,
     };
-    if ok { Ok(()) } else { Err(envelope_error(BAD_ID)) }
+    if ok {
+        Ok(())
+    } else {
+        Err(envelope_error(BAD_ID))
+    }
 }
 
-fn parse_tool_call(kind: MessageKind, params: Option<&RawValue>) -> Result<ToolCallParams, ParseError> {
+fn parse_tool_call(
+    kind: MessageKind,
+    params: Option<&RawValue>,
+) -> Result<ToolCallParams, ParseError> {
     if kind != MessageKind::Request {
         return Err(envelope_error(TOOL_CALL_NOTIFICATION));
     }
@@ -358,13 +373,17 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
             seen.insert::<A::Error>(&key)?;
             match key.as_ref() {
                 "jsonrpc" => {
-                    let version: Cow<'de, str> =
-                        map.next_value().map_err(|_| envelope_custom(WRONG_VERSION))?;
+                    let version: Cow<'de, str> = map
+                        .next_value()
+                        .map_err(|_| envelope_custom(WRONG_VERSION))?;
                     version_ok = version == "2.0";
                 }
                 "id" => out.id = Some(map.next_value()?),
                 "method" => {
-                    out.method = Some(map.next_value().map_err(|_| envelope_custom(METHOD_NOT_STRING))?)
+                    out.method = Some(
+                        map.next_value()
+                            .map_err(|_| envelope_custom(METHOD_NOT_STRING))?,
+                    )
                 }
                 "params" => out.params = Some(map.next_value()?),
                 "result" => out.result = Some(map.next_value()?),
@@ -533,8 +552,13 @@ impl<'de> Visitor<'de> for Unambiguous {
 }
 
 fn reject_case_variant<E: de::Error>(key: &str, known: &[&'static str]) -> Result<(), E> {
-    match known.iter().find(|k| **k != key && k.eq_ignore_ascii_case(key.trim())) {
-        Some(expected) => Err(E::custom(format!("{CASE_TAG}{key}{DETAIL_END}{expected}{DETAIL_END}"))),
+    match known
+        .iter()
+        .find(|k| **k != key && k.eq_ignore_ascii_case(key.trim()))
+    {
+        Some(expected) => Err(E::custom(format!(
+            "{CASE_TAG}{key}{DETAIL_END}{expected}{DETAIL_END}"
+        ))),
         None => Ok(()),
     }
 }
@@ -583,7 +607,9 @@ pub fn error_response(id_json: &str, code: i64, message: &str) -> Bytes {
 
 /// A JSON-RPC success response wrapping an already-encoded result, as bytes.
 pub fn result_response(id_json: &str, result_json: &str) -> Bytes {
-    Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{id_json},"result":{result_json}}}"#))
+    Bytes::from(format!(
+        r#"{{"jsonrpc":"2.0","id":{id_json},"result":{result_json}}}"#
+    ))
 }
 
 #[cfg(test)]
@@ -610,7 +636,10 @@ mod tests {
         assert_eq!(env.raw.as_ref(), text.as_bytes());
         let call = env.tool_call.expect("a tool call");
         assert_eq!(call.name, "echo");
-        assert_eq!(call.arguments.map(|a| a.get().to_owned()).as_deref(), Some(r#"{"m":"hi"}"#));
+        assert_eq!(
+            call.arguments.map(|a| a.get().to_owned()).as_deref(),
+            Some(r#"{"m":"hi"}"#)
+        );
     }
 
     #[test]
@@ -619,7 +648,10 @@ mod tests {
             single(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).kind,
             MessageKind::Notification
         );
-        assert_eq!(single(r#"{"jsonrpc":"2.0","id":"s-1","result":{}}"#).kind, MessageKind::Response);
+        assert_eq!(
+            single(r#"{"jsonrpc":"2.0","id":"s-1","result":{}}"#).kind,
+            MessageKind::Response
+        );
         assert_eq!(
             single(r#"{"jsonrpc":"2.0","id":"s-1","error":{"code":1,"message":"x"}}"#).kind,
             MessageKind::Response
@@ -628,7 +660,9 @@ mod tests {
 
     #[test]
     fn escaped_names_are_read_as_the_upstream_reads_them() {
-        let env = single(r#"{"jsonrpc":"2.0","id":1,"method":"tools\/call","params":{"n\u0061me":"del\u0065te"}}"#);
+        let env = single(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools\/call","params":{"n\u0061me":"del\u0065te"}}"#,
+        );
         assert_eq!(env.tool_call.expect("a tool call").name, "delete");
     }
 
@@ -638,7 +672,10 @@ mod tests {
         match parse(text) {
             Ok(Incoming::Batch(items)) => {
                 assert_eq!(items.len(), 2);
-                assert_eq!(items[0].raw.as_ref(), br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
+                assert_eq!(
+                    items[0].raw.as_ref(),
+                    br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#
+                );
                 assert_eq!(items[1].kind, MessageKind::Notification);
             }
             other => panic!("expected a batch, got {other:?}"),
@@ -654,7 +691,11 @@ mod tests {
 
     #[test]
     fn malformed_json_is_a_parse_error() {
-        for text in ["", "{", r#"{"jsonrpc":"2.0","id":1,"method":"ping"} trailing"#, "\u{feff}{}",
+        for text in [
+            "",
+            "{",
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"} trailing"#,
+            "\u{feff}{}",
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"a":"\ud800"}}}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"\udc00"}}"#,
         ] {
@@ -668,13 +709,34 @@ mod tests {
         for (text, want) in [
             ("42", "a message must be a JSON object"),
             (r#"{"id":1,"method":"ping"}"#, "\"jsonrpc\" must be \"2.0\""),
-            (r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#, "\"jsonrpc\" must be \"2.0\""),
-            (r#"{"jsonrpc":"2.0","id":1}"#, "a message needs \"method\", \"result\" or \"error\""),
-            (r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#, "\"id\" must be a string or an integer"),
-            (r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#, "\"id\" must be a string or an integer"),
-            (r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#, "\"id\" must be a string or an integer"),
-            (r#"{"jsonrpc":"2.0","id":1,"method":"x","result":{}}"#, "a request has both \"method\" and \"result\"/\"error\""),
-            (r#"{"jsonrpc":"2.0","id":1,"method":7}"#, "\"method\" must be a string"),
+            (
+                r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#,
+                "\"jsonrpc\" must be \"2.0\"",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1}"#,
+                "a message needs \"method\", \"result\" or \"error\"",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#,
+                "\"id\" must be a string or an integer",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#,
+                "\"id\" must be a string or an integer",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#,
+                "\"id\" must be a string or an integer",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"x","result":{}}"#,
+                "a request has both \"method\" and \"result\"/\"error\"",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":7}"#,
+                "\"method\" must be a string",
+            ),
         ] {
             match rejected(text) {
                 ParseError::NotJsonRpc { reason } => assert_eq!(reason, want, "{text}"),
@@ -686,21 +748,36 @@ mod tests {
 
     #[test]
     fn duplicate_envelope_keys_are_refused() {
-        let err = rejected(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call","params":{"name":"x"}}"#);
-        assert!(matches!(&err, ParseError::DuplicateKey { key } if key == "method"), "{err:?}");
+        let err = rejected(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call","params":{"name":"x"}}"#,
+        );
+        assert!(
+            matches!(&err, ParseError::DuplicateKey { key } if key == "method"),
+            "{err:?}"
+        );
         assert_eq!(err.code(), INVALID_REQUEST);
     }
 
     #[test]
     fn duplicate_tool_names_are_refused() {
-        let err = rejected(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","name":"delete"}}"#);
-        assert!(matches!(&err, ParseError::DuplicateKey { key } if key == "name"), "{err:?}");
+        let err = rejected(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","name":"delete"}}"#,
+        );
+        assert!(
+            matches!(&err, ParseError::DuplicateKey { key } if key == "name"),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn escaped_duplicate_keys_are_refused() {
-        let err = rejected(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","n\u0061me":"delete"}}"#);
-        assert!(matches!(&err, ParseError::DuplicateKey { key } if key == "name"), "{err:?}");
+        let err = rejected(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","n\u0061me":"delete"}}"#,
+        );
+        assert!(
+            matches!(&err, ParseError::DuplicateKey { key } if key == "name"),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -708,20 +785,38 @@ mod tests {
         let err = rejected(
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"pay","arguments":{"to":{"amount":1,"amount":100000}}}}"#,
         );
-        assert!(matches!(&err, ParseError::DuplicateKey { key } if key == "amount"), "{err:?}");
+        assert!(
+            matches!(&err, ParseError::DuplicateKey { key } if key == "amount"),
+            "{err:?}"
+        );
         let err = rejected(
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"pay","_meta":{"a":1,"a":2}}}"#,
         );
-        assert!(matches!(&err, ParseError::DuplicateKey { key } if key == "a"), "{err:?}");
+        assert!(
+            matches!(&err, ParseError::DuplicateKey { key } if key == "a"),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn case_variant_keys_are_refused() {
         for (text, want) in [
-            (r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","Method":"tools/call"}"#, "method"),
-            (r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","Name":"delete"}}"#, "name"),
-            (r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","ARGUMENTS":{}}}"#, "arguments"),
-            (r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","PARAMS":{"name":"delete"},"params":{"name":"search"}}"#, "params"),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","Method":"tools/call"}"#,
+                "method",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","Name":"delete"}}"#,
+                "name",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","ARGUMENTS":{}}}"#,
+                "arguments",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","PARAMS":{"name":"delete"},"params":{"name":"search"}}"#,
+                "params",
+            ),
         ] {
             match rejected(text) {
                 ParseError::CaseVariantKey { expected, .. } => assert_eq!(expected, want, "{text}"),
@@ -737,8 +832,13 @@ mod tests {
             ParseError::NotJsonRpc { .. }
         ));
         for method in ["Tools/Call", "tools/call ", " TOOLS/CALL"] {
-            let text = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{{"name":"delete"}}}}"#);
-            assert!(matches!(rejected(&text), ParseError::NotJsonRpc { .. }), "{method}");
+            let text = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{{"name":"delete"}}}}"#
+            );
+            assert!(
+                matches!(rejected(&text), ParseError::NotJsonRpc { .. }),
+                "{method}"
+            );
         }
     }
 

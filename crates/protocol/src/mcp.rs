@@ -52,7 +52,10 @@ mod tests {
         assert_eq!(value["id"], "a");
         assert_eq!(value["result"]["isError"], true);
         assert_eq!(value["result"]["content"][0]["text"], "no");
-        assert_eq!(value["result"]["structuredContent"]["warden"]["decision"], "deny");
+        assert_eq!(
+            value["result"]["structuredContent"]["warden"]["decision"],
+            "deny"
+        );
         assert!(value.get("error").is_none());
     }
 

@@ -168,7 +168,9 @@ impl SseParser {
             "event" => self.pending.event = Some(value.to_owned()),
             "id" if !value.contains('\0') => self.pending.id = Some(value.to_owned()),
             "retry" => match value.parse() {
-                Ok(ms) if value.bytes().all(|b| b.is_ascii_digit()) => self.pending.retry = Some(ms),
+                Ok(ms) if value.bytes().all(|b| b.is_ascii_digit()) => {
+                    self.pending.retry = Some(ms)
+                }
                 _ => return None,
             },
             _ => return None,
@@ -193,7 +195,8 @@ mod tests {
 
     #[test]
     fn parses_fields_and_joins_data_lines() {
-        let events = parse_chunks(&[b"id: 7\nevent: message\nretry: 1500\ndata: {\"a\":\ndata: 1}\n\n"]);
+        let events =
+            parse_chunks(&[b"id: 7\nevent: message\nretry: 1500\ndata: {\"a\":\ndata: 1}\n\n"]);
         assert_eq!(
             events,
             vec![SseEvent {
@@ -208,7 +211,10 @@ mod tests {
     #[test]
     fn handles_every_line_ending_split_across_chunks() {
         let events = parse_chunks(&[b"data: a\r", b"\n\r", b"\ndata: b\r\r", b"data:c\n", b"\n"]);
-        let data: Vec<_> = events.iter().map(|e| e.data.clone().unwrap_or_default()).collect();
+        let data: Vec<_> = events
+            .iter()
+            .map(|e| e.data.clone().unwrap_or_default())
+            .collect();
         assert_eq!(data, vec!["a", "b", "c"]);
     }
 
@@ -241,7 +247,9 @@ mod tests {
     #[test]
     fn a_line_past_the_limit_is_an_error() {
         let mut parser = SseParser::new(8);
-        let err = parser.feed(b"data: 0123456789", &mut Vec::new()).expect_err("too long");
+        let err = parser
+            .feed(b"data: 0123456789", &mut Vec::new())
+            .expect_err("too long");
         assert!(matches!(err, SseError::LineTooLong { limit: 8 }));
     }
 }

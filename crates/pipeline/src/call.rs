@@ -1,0 +1,94 @@
+//! The message the pipeline carries and the outcomes it can have.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::json;
+use warden_policy::{DenyReason, ToolFacts};
+use warden_protocol::mcp;
+
+/// One `tools/call` request on its way to the upstream.
+#[derive(Debug, Clone)]
+pub struct ToolCall<C> {
+    /// The route (listener path) it arrived on.
+    pub route: Arc<str>,
+    /// The agent session it belongs to (see `docs/sessions.md`).
+    pub session: Arc<str>,
+    /// The JSON-RPC `id`, as JSON text.
+    pub id: Arc<str>,
+    /// The tool the agent asked for.
+    pub tool: String,
+    /// What the upstream's catalogue says about the tool (`None`: not listed).
+    pub facts: Option<ToolFacts>,
+    /// The message exactly as it will reach the upstream.
+    pub message: Bytes,
+    /// What the transport's forwarder needs (upstream session, headers).
+    pub context: C,
+}
+
+/// What became of a call.
+#[derive(Debug)]
+pub enum ToolOutcome<R> {
+    /// The upstream received the call; this is its reply.
+    Forwarded(R),
+    /// A layer answered instead of the upstream.
+    Refused(Refusal),
+}
+
+/// A refusal: the decision, its machine-readable reason and a sentence the
+/// model can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The decision that was taken (`deny`, later `rejected`, `rate-limited`…).
+    pub decision: &'static str,
+    /// A stable reason code, e.g. `not-read-only`.
+    pub reason: &'static str,
+    /// The tool that was refused.
+    pub tool: String,
+    /// The sentence shown to the model.
+    pub message: String,
+}
+
+impl Refusal {
+    /// The policy's refusal of `tool` for `reason`.
+    pub fn denied(tool: &str, reason: DenyReason) -> Refusal {
+        Refusal {
+            decision: "deny",
+            reason: reason.code(),
+            tool: tool.to_owned(),
+            message: reason.explain(tool),
+        }
+    }
+
+    /// The refusal as a JSON-RPC response carrying an `isError` tool result.
+    pub fn to_response(&self, id_json: &str) -> Bytes {
+        mcp::tool_error_response(
+            id_json,
+            &self.message,
+            json!({"decision": self.decision, "reason": self.reason, "tool": self.tool}),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_a_structured_tool_result() {
+        let refusal = Refusal::denied("send_invoice", DenyReason::DeniedByRule);
+        let body = refusal.to_response("12");
+        let value: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
+        assert_eq!(value["id"], 12);
+        assert_eq!(value["result"]["isError"], true);
+        let warden = &value["result"]["structuredContent"]["warden"];
+        assert_eq!(warden["decision"], "deny");
+        assert_eq!(warden["reason"], "denied-by-policy");
+        assert_eq!(warden["tool"], "send_invoice");
+        assert!(
+            value["result"]["content"][0]["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("'send_invoice'"))
+        );
+    }
+}

@@ -1,0 +1,233 @@
+//! The upstream's tool catalogue, and `tools/list` filtering.
+//!
+//! Warden decides on a tool with what the upstream itself says about it
+//! (`annotations.readOnlyHint`), so it keeps, per agent session, the tools the
+//! upstream listed. A `tools/list` reply that passes through Warden feeds the
+//! catalogue and is filtered with the policy: a tool the caller may not call
+//! is not shown. When the agent calls a tool Warden has not seen listed,
+//! Warden fetches the catalogue itself before deciding.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use serde_json::Value;
+use warden_policy::{Policy, ToolFacts};
+
+/// Why a `tools/list` reply could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogueError {
+    /// The reply is not JSON.
+    #[error("tools/list reply is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The reply is JSON but not a tools/list result.
+    #[error("tools/list reply has no result.tools array")]
+    NotAToolList,
+}
+
+/// The tools an upstream listed for one session.
+#[derive(Debug, Clone, Default)]
+pub struct Catalogue {
+    tools: HashMap<String, ToolFacts>,
+}
+
+impl Catalogue {
+    /// What the upstream said about `tool`, if it listed it.
+    pub fn facts(&self, tool: &str) -> Option<ToolFacts> {
+        self.tools.get(tool).copied()
+    }
+
+    /// Add one listed page (pages of a paginated list accumulate).
+    pub fn merge(&mut self, page: &ListedPage) {
+        for (name, facts) in &page.tools {
+            self.tools.insert(name.clone(), *facts);
+        }
+    }
+
+    /// How many tools are known.
+    pub fn len(&self) -> usize {
+        self.tools.len()
+    }
+
+    /// Whether no tool is known.
+    pub fn is_empty(&self) -> bool {
+        self.tools.is_empty()
+    }
+}
+
+/// One page of a `tools/list` result.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListedPage {
+    /// Every tool on the page with what the upstream says about it.
+    pub tools: Vec<(String, ToolFacts)>,
+    /// The cursor of the next page, if any.
+    pub next_cursor: Option<String>,
+}
+
+/// What a `tools/list` reply message turned out to be.
+#[derive(Debug)]
+pub enum ListReply {
+    /// A result page; `filtered` is the message to forward when the policy
+    /// hid at least one tool (`None`: forward the original bytes).
+    Page {
+        /// The page as the upstream listed it.
+        page: ListedPage,
+        /// The rewritten message, when anything was hidden.
+        filtered: Option<Bytes>,
+    },
+    /// A JSON-RPC error: forward it unchanged.
+    Error,
+}
+
+/// Read a `tools/list` response message without filtering it
+/// (`None` for a JSON-RPC error).
+pub fn read_page(message: &[u8]) -> Result<Option<ListedPage>, CatalogueError> {
+    let mut value: Value = serde_json::from_slice(message)?;
+    inspect(&mut value, |_, _| true).map(|inspected| inspected.map(|(page, _)| page))
+}
+
+/// Read a `tools/list` response message and hide what `policy` refuses.
+pub fn filter_tools_list(message: &[u8], policy: &Policy) -> Result<ListReply, CatalogueError> {
+    let mut value: Value = serde_json::from_slice(message)?;
+    let Some((page, hidden)) = inspect(&mut value, |name, facts| {
+        policy.decide(name, Some(facts)).is_allowed()
+    })?
+    else {
+        return Ok(ListReply::Error);
+    };
+    let filtered = if hidden {
+        Some(Bytes::from(serde_json::to_vec(&value)?))
+    } else {
+        None
+    };
+    Ok(ListReply::Page { page, filtered })
+}
+
+/// Record every tool of a reply and drop those `keep` rejects; `None` for an
+/// error reply, else the page and whether anything was dropped.
+fn inspect(
+    value: &mut Value,
+    mut keep: impl FnMut(&str, &ToolFacts) -> bool,
+) -> Result<Option<(ListedPage, bool)>, CatalogueError> {
+    if value.get("error").is_some() {
+        return Ok(None);
+    }
+    let result = value
+        .get_mut("result")
+        .ok_or(CatalogueError::NotAToolList)?;
+    let next_cursor = result
+        .get("nextCursor")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let tools = result
+        .get_mut("tools")
+        .and_then(Value::as_array_mut)
+        .ok_or(CatalogueError::NotAToolList)?;
+    let mut page = ListedPage {
+        tools: Vec::with_capacity(tools.len()),
+        next_cursor,
+    };
+    let before = tools.len();
+    tools.retain(|tool| {
+        let Some(name) = tool.get("name").and_then(Value::as_str) else {
+            // A nameless tool cannot be called or judged; the agent need not see it.
+            return false;
+        };
+        let facts = ToolFacts {
+            read_only_hint: tool
+                .pointer("/annotations/readOnlyHint")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        };
+        page.tools.push((name.to_owned(), facts));
+        keep(name, &facts)
+    });
+    let hidden = tools.len() != before;
+    Ok(Some((page, hidden)))
+}
+
+#[cfg(test)]
+mod tests {
+    use warden_policy::Tier;
+
+    use super::*;
+
+    const LIST: &str = r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[
+        {"name":"search","annotations":{"readOnlyHint":true},"inputSchema":{"type":"object"}},
+        {"name":"create_note","annotations":{"readOnlyHint":false}},
+        {"name":"send_invoice"},
+        {"title":"nameless"}
+    ],"nextCursor":"p2"}}"#;
+
+    fn names(message: &[u8]) -> Vec<String> {
+        let value: Value = serde_json::from_slice(message).expect("valid JSON");
+        value["result"]["tools"]
+            .as_array()
+            .expect("tools")
+            .iter()
+            .map(|t| t["name"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn hides_what_the_policy_refuses_and_records_everything() {
+        let policy = Policy::default().with_rule("create_note", Tier::Write);
+        let ListReply::Page { page, filtered } =
+            filter_tools_list(LIST.as_bytes(), &policy).expect("parses")
+        else {
+            panic!("expected a page");
+        };
+        assert_eq!(
+            names(&filtered.expect("rewritten")),
+            vec!["search", "create_note"]
+        );
+        assert_eq!(page.tools.len(), 3);
+        assert_eq!(page.next_cursor.as_deref(), Some("p2"));
+        let mut catalogue = Catalogue::default();
+        catalogue.merge(&page);
+        assert_eq!(
+            catalogue.facts("search"),
+            Some(ToolFacts {
+                read_only_hint: true
+            })
+        );
+        assert_eq!(
+            catalogue.facts("send_invoice"),
+            Some(ToolFacts {
+                read_only_hint: false
+            })
+        );
+        assert_eq!(catalogue.facts("nameless"), None);
+    }
+
+    #[test]
+    fn forwards_the_original_bytes_when_nothing_is_hidden() {
+        let policy = Policy::with_default(warden_policy::DefaultRule::Allow);
+        let list = r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"a"}]}}"#;
+        let ListReply::Page { filtered, .. } =
+            filter_tools_list(list.as_bytes(), &policy).expect("parses")
+        else {
+            panic!("expected a page");
+        };
+        assert!(filtered.is_none());
+    }
+
+    #[test]
+    fn errors_pass_and_garbage_is_an_error() {
+        let policy = Policy::default();
+        assert!(matches!(
+            filter_tools_list(
+                br#"{"jsonrpc":"2.0","id":2,"error":{"code":-1,"message":"x"}}"#,
+                &policy
+            ),
+            Ok(ListReply::Error)
+        ));
+        assert!(matches!(
+            filter_tools_list(b"<html>", &policy),
+            Err(CatalogueError::Json(_))
+        ));
+        assert!(matches!(
+            filter_tools_list(br#"{"jsonrpc":"2.0","id":2,"result":{}}"#, &policy),
+            Err(CatalogueError::NotAToolList)
+        ));
+    }
+}

@@ -1,0 +1,474 @@
+//! Warden's configuration file: raw, located structs → validated [`Config`].
+//!
+//! ```yaml
+//! version: 1
+//! listen: 127.0.0.1:8080          # the MCP listener
+//! admin: 127.0.0.1:9090           # /healthz, /readyz, /metrics (optional)
+//! limits:
+//!   max_body: 4MiB                # largest request body accepted
+//!   header_timeout: 10s           # a client must send its headers within this
+//!   body_timeout: 30s             # ... and its body within this
+//!   max_sessions: 10000           # concurrent agent sessions
+//!   session_idle: 30m             # a session unused this long is ended
+//!   shutdown_grace: 30s           # how long SIGTERM waits for in-flight calls
+//! routes:
+//!   - path: /mcp
+//!     upstream:
+//!       url: http://127.0.0.1:3001/mcp
+//!       timeout: 60s              # time to the upstream's response headers
+//!       ca_file: /etc/warden/ca.pem   # extra trust roots for https (optional)
+//!     policy: ../policies/demo.yaml   # relative to this file
+//!     allowed_origins: [http://localhost:6274]
+//! ```
+//!
+//! Every semantic problem is reported at once, each with its line and column;
+//! each route's policy file is loaded and validated too.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::Uri;
+use serde::Deserialize;
+use warden_policy::located::{self, Collector, Diagnostic, Spanned};
+use warden_policy::{Diagnostics, Policy, PolicyError};
+
+/// The only config file version this build reads.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a valid configuration.
+    #[error("{0}")]
+    Invalid(#[from] Diagnostics),
+    /// A route's policy file is not valid.
+    #[error("{0}")]
+    Policy(#[from] PolicyError),
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address of the MCP listener.
+    pub listen: SocketAddr,
+    /// Address of the admin listener, if any.
+    pub admin: Option<SocketAddr>,
+    /// Listener limits.
+    pub limits: Limits,
+    /// The routes, each one path in front of one upstream.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// Limits that protect the listener and the sessions table.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body accepted, in bytes.
+    pub max_body: usize,
+    /// Time a client has to send its request headers (also the keep-alive idle limit).
+    pub header_timeout: Duration,
+    /// Time a client has to send its request body.
+    pub body_timeout: Duration,
+    /// Most concurrent agent sessions.
+    pub max_sessions: usize,
+    /// A session unused this long is ended.
+    pub session_idle: Duration,
+    /// How long a shutdown waits for in-flight calls.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_body: 4 << 20,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_sessions: 10_000,
+            session_idle: Duration::from_secs(30 * 60),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One route: a path in front of one upstream, with its policy.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// The listener path, e.g. `/mcp`.
+    pub path: String,
+    /// Where calls go.
+    pub upstream: UpstreamConfig,
+    /// What may be called.
+    pub policy: Policy,
+    /// Where the policy came from (a path, or `embedded`).
+    pub policy_origin: String,
+    /// Browser origins allowed to call this route (loopback origins always are).
+    pub allowed_origins: Vec<String>,
+}
+
+/// A Streamable HTTP upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// The upstream's MCP endpoint.
+    pub url: Uri,
+    /// Time to the upstream's response headers.
+    pub timeout: Duration,
+    /// Extra PEM trust roots for https upstreams.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl UpstreamConfig {
+    /// An upstream at `url` with default settings.
+    pub fn new(url: Uri) -> UpstreamConfig {
+        UpstreamConfig {
+            url,
+            timeout: Duration::from_secs(60),
+            ca_file: None,
+        }
+    }
+}
+
+// === raw ===
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    /// File format version; must be 1.
+    version: Spanned<u32>,
+    /// Address of the MCP listener.
+    listen: Spanned<String>,
+    /// Address of the admin listener.
+    #[serde(default)]
+    admin: Option<Spanned<String>>,
+    /// Listener limits.
+    #[serde(default)]
+    limits: RawLimits,
+    /// The routes.
+    routes: Spanned<Vec<RawRoute>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    /// Largest request body, e.g. `4MiB`.
+    max_body: Option<Spanned<String>>,
+    /// e.g. `10s`.
+    header_timeout: Option<Spanned<String>>,
+    /// e.g. `30s`.
+    body_timeout: Option<Spanned<String>>,
+    /// Most concurrent sessions.
+    max_sessions: Option<Spanned<usize>>,
+    /// e.g. `30m`.
+    session_idle: Option<Spanned<String>>,
+    /// e.g. `30s`.
+    shutdown_grace: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    /// The listener path.
+    path: Spanned<String>,
+    /// The upstream.
+    upstream: RawUpstream,
+    /// Policy file, relative to the config file.
+    policy: Spanned<String>,
+    /// Allowed browser origins.
+    #[serde(default)]
+    allowed_origins: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    /// The upstream's MCP endpoint (http or https).
+    url: Spanned<String>,
+    /// Time to response headers, e.g. `60s`.
+    timeout: Option<Spanned<String>>,
+    /// Extra PEM trust roots.
+    ca_file: Option<Spanned<String>>,
+}
+
+impl Config {
+    /// Load a config file and every policy it names.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_yaml_str(&text, &path.display().to_string(), base)
+    }
+
+    /// Parse config text; relative paths in it are taken from `base`.
+    pub fn from_yaml_str(text: &str, origin: &str, base: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = located::parse(text, origin)?;
+        let mut errors = Collector::default();
+        if raw.version.value != CONFIG_VERSION {
+            errors.push(Diagnostic::at(
+                &raw.version,
+                format!(
+                    "unsupported config version {} (this Warden reads version {CONFIG_VERSION})",
+                    raw.version.value
+                ),
+            ));
+        }
+        let listen = address(&raw.listen, &mut errors);
+        let admin = raw.admin.as_ref().and_then(|a| address(a, &mut errors));
+        let limits = raw.limits.validate(&mut errors);
+        if raw.routes.value.is_empty() {
+            errors.push(Diagnostic::at(&raw.routes, "at least one route is needed"));
+        }
+        let mut paths = HashSet::new();
+        let mut routes = Vec::new();
+        let mut policy_errors = Vec::new();
+        for route in &raw.routes.value {
+            if let Some(route) = route.validate(base, &mut errors, &mut paths, &mut policy_errors) {
+                routes.push(route);
+            }
+        }
+        let config = errors.finish(origin, ())?;
+        if let Some(first) = policy_errors.into_iter().next() {
+            return Err(ConfigError::Policy(first));
+        }
+        let _ = config;
+        Ok(Config {
+            listen: listen.unwrap_or_else(|| ([127, 0, 0, 1], 0).into()),
+            admin,
+            limits,
+            routes,
+        })
+    }
+}
+
+fn address(value: &Spanned<String>, errors: &mut Collector) -> Option<SocketAddr> {
+    match value.value.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            errors.push(Diagnostic::at(
+                value,
+                format!(
+                    "invalid listen address \"{}\" (write e.g. \"127.0.0.1:8080\")",
+                    value.value
+                ),
+            ));
+            None
+        }
+    }
+}
+
+impl RawLimits {
+    fn validate(&self, errors: &mut Collector) -> Limits {
+        let defaults = Limits::default();
+        let duration = |value: &Option<Spanned<String>>, default, errors: &mut Collector| {
+            value
+                .as_ref()
+                .and_then(|v| located::duration(v, errors))
+                .unwrap_or(default)
+        };
+        let max_sessions = match &self.max_sessions {
+            Some(n) if n.value == 0 => {
+                errors.push(Diagnostic::at(n, "max_sessions must be at least 1"));
+                defaults.max_sessions
+            }
+            Some(n) => n.value,
+            None => defaults.max_sessions,
+        };
+        Limits {
+            max_body: self
+                .max_body
+                .as_ref()
+                .and_then(|v| located::byte_size(v, errors))
+                .unwrap_or(defaults.max_body),
+            header_timeout: duration(&self.header_timeout, defaults.header_timeout, errors),
+            body_timeout: duration(&self.body_timeout, defaults.body_timeout, errors),
+            max_sessions,
+            session_idle: duration(&self.session_idle, defaults.session_idle, errors),
+            shutdown_grace: duration(&self.shutdown_grace, defaults.shutdown_grace, errors),
+        }
+    }
+}
+
+impl RawRoute {
+    fn validate(
+        &self,
+        base: &Path,
+        errors: &mut Collector,
+        paths: &mut HashSet<String>,
+        policy_errors: &mut Vec<PolicyError>,
+    ) -> Option<RouteConfig> {
+        let path = &self.path.value;
+        if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+            errors.push(Diagnostic::at(
+                &self.path,
+                format!("route path \"{path}\" must start with '/' and hold no '?', '#' or spaces"),
+            ));
+        } else if !paths.insert(path.clone()) {
+            errors.push(Diagnostic::at(
+                &self.path,
+                format!("route path \"{path}\" is declared twice"),
+            ));
+        }
+        let url = match self.upstream.url.value.parse::<Uri>() {
+            Ok(url)
+                if matches!(url.scheme_str(), Some("http" | "https")) && url.host().is_some() =>
+            {
+                Some(url)
+            }
+            _ => {
+                errors.push(Diagnostic::at(
+                    &self.upstream.url,
+                    format!(
+                        "invalid upstream url \"{}\" (write e.g. \"http://127.0.0.1:3001/mcp\"; http or https)",
+                        self.upstream.url.value
+                    ),
+                ));
+                None
+            }
+        };
+        let timeout = self
+            .upstream
+            .timeout
+            .as_ref()
+            .and_then(|t| located::duration(t, errors))
+            .unwrap_or(Duration::from_secs(60));
+        let ca_file = self
+            .upstream
+            .ca_file
+            .as_ref()
+            .map(|ca| base.join(&ca.value));
+        if let (Some(ca), Some(path)) = (&self.upstream.ca_file, &ca_file)
+            && !path.is_file()
+        {
+            errors.push(Diagnostic::at(
+                ca,
+                format!("ca_file {} does not exist", path.display()),
+            ));
+        }
+        for origin in &self.allowed_origins {
+            if origin
+                .value
+                .parse::<Uri>()
+                .map_or(true, |u| u.scheme().is_none() || u.host().is_none())
+            {
+                errors.push(Diagnostic::at(
+                    origin,
+                    format!(
+                        "invalid origin \"{}\" (write e.g. \"https://app.example.com\")",
+                        origin.value
+                    ),
+                ));
+            }
+        }
+        let policy_path = base.join(&self.policy.value);
+        let policy = match Policy::from_file(&policy_path) {
+            Ok(policy) => Some(policy),
+            Err(PolicyError::Io { source, .. }) => {
+                errors.push(Diagnostic::at(
+                    &self.policy,
+                    format!(
+                        "cannot read policy file {}: {source}",
+                        policy_path.display()
+                    ),
+                ));
+                None
+            }
+            Err(err) => {
+                policy_errors.push(err);
+                None
+            }
+        };
+        Some(RouteConfig {
+            path: path.clone(),
+            upstream: UpstreamConfig {
+                url: url?,
+                timeout,
+                ca_file,
+            },
+            policy: policy?,
+            policy_origin: policy_path.display().to_string(),
+            allowed_origins: self
+                .allowed_origins
+                .iter()
+                .map(|o| o.value.trim_end_matches('/').to_owned())
+                .collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("warden-config-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        dir
+    }
+
+    #[test]
+    fn loads_a_full_config() {
+        let dir = temp_dir("full");
+        write(&dir, "p.yaml", "version: 1\ntools:\n  create_note: write\n");
+        let path = write(
+            &dir,
+            "w.yaml",
+            "version: 1\nlisten: 127.0.0.1:8080\nadmin: 127.0.0.1:9090\nlimits:\n  max_body: 2MiB\n  session_idle: 5m\nroutes:\n  - path: /mcp\n    upstream:\n      url: http://127.0.0.1:3001/mcp\n      timeout: 5s\n    policy: p.yaml\n    allowed_origins: [\"https://app.example.com/\"]\n",
+        );
+        let config = Config::from_file(&path).expect("valid");
+        assert_eq!(config.listen, "127.0.0.1:8080".parse().expect("addr"));
+        assert_eq!(config.limits.max_body, 2 << 20);
+        assert_eq!(config.limits.session_idle, Duration::from_secs(300));
+        assert_eq!(config.routes[0].upstream.timeout, Duration::from_secs(5));
+        assert_eq!(
+            config.routes[0].allowed_origins,
+            vec!["https://app.example.com"]
+        );
+        assert_eq!(
+            config.routes[0].policy.rule("create_note"),
+            Some(warden_policy::Tier::Write)
+        );
+    }
+
+    #[test]
+    fn reports_every_error_with_its_position() {
+        let dir = temp_dir("errors");
+        write(&dir, "p.yaml", "version: 1\n");
+        let text = "version: 1\nlisten: localhost\nlimits:\n  max_body: lots\nroutes:\n  - path: mcp\n    upstream:\n      url: ftp://x\n    policy: p.yaml\n  - path: /b\n    upstream:\n      url: http://127.0.0.1:1/mcp\n    policy: missing.yaml\n";
+        let err = Config::from_yaml_str(text, "w.yaml", &dir).expect_err("invalid");
+        let ConfigError::Invalid(d) = err else {
+            panic!("expected diagnostics, got {err}")
+        };
+        let lines: Vec<u64> = d.items.iter().map(|i| i.line).collect();
+        assert_eq!(lines, vec![2, 4, 6, 8, 13], "{d}");
+        assert!(d.items[4].message.contains("missing.yaml"), "{d}");
+    }
+
+    #[test]
+    fn a_bad_policy_is_reported_with_its_own_file_and_line() {
+        let dir = temp_dir("badpolicy");
+        write(&dir, "p.yaml", "version: 1\ntools:\n  a: wirte\n");
+        let text = "version: 1\nlisten: 127.0.0.1:0\nroutes:\n  - path: /mcp\n    upstream:\n      url: http://127.0.0.1:1/mcp\n    policy: p.yaml\n";
+        let err = Config::from_yaml_str(text, "w.yaml", &dir).expect_err("invalid");
+        let text = err.to_string();
+        assert!(
+            text.contains("p.yaml:3:6: unknown tier \"wirte\""),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,6 @@
+//! Every environment variable Warden reads, in one place.
+
+/// Path of the config file for `warden run` (same as `--config`).
+pub const WARDEN_CONFIG: &str = "WARDEN_CONFIG";
+/// Log filter, e.g. `info` or `warden=debug` (tracing-subscriber syntax).
+pub const WARDEN_LOG: &str = "WARDEN_LOG";

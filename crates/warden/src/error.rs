@@ -1,0 +1,292 @@
+//! The edge error: every way a request can fail before or instead of reaching
+//! the upstream, mapped exhaustively to an HTTP status, a JSON-RPC code, a
+//! metric reason and who failed.
+//!
+//! Policy refusals are not here: they are tool results (see
+//! `warden_pipeline::Refusal`). These are for requests that are malformed,
+//! unauthorized, or that the upstream could not answer.
+
+use bytes::Bytes;
+use http::StatusCode;
+use warden_protocol::ParseError;
+use warden_protocol::jsonrpc::{self, INTERNAL_ERROR, INVALID_REQUEST};
+
+/// Who a failure is attributed to (for metrics and for the operator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Culprit {
+    /// The agent sent something Warden will not accept.
+    Client,
+    /// The upstream could not be reached or answered badly.
+    Upstream,
+    /// Warden itself.
+    Warden,
+}
+
+impl Culprit {
+    /// Label value for metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Culprit::Client => "client",
+            Culprit::Upstream => "upstream",
+            Culprit::Warden => "warden",
+        }
+    }
+}
+
+/// JSON-RPC code: the upstream could not be reached.
+pub const UPSTREAM_UNAVAILABLE: i64 = -32001;
+/// JSON-RPC code: the upstream did not answer in time.
+pub const UPSTREAM_TIMEOUT: i64 = -32002;
+/// JSON-RPC code: the upstream answered with something that is not MCP.
+pub const UPSTREAM_INVALID: i64 = -32003;
+/// JSON-RPC code: Warden is at its session limit.
+pub const OVERLOADED: i64 = -32004;
+
+/// Every failure answered at the edge.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    /// No route is configured at the path.
+    #[error("no MCP route at {path}")]
+    NoRoute {
+        /// The requested path.
+        path: String,
+    },
+    /// The HTTP method is not one MCP uses.
+    #[error("method {method} is not allowed; MCP uses POST, GET and DELETE")]
+    MethodNotAllowed {
+        /// The method sent.
+        method: String,
+    },
+    /// A browser origin that is not allowed (DNS-rebinding protection).
+    #[error("Origin {origin} is not allowed on this route")]
+    ForbiddenOrigin {
+        /// The origin sent.
+        origin: String,
+    },
+    /// The Accept header does not allow the replies MCP sends.
+    #[error("Accept must include {needed}")]
+    NotAcceptable {
+        /// What the header must list.
+        needed: &'static str,
+    },
+    /// The body is not declared as JSON.
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    /// The body is compressed or otherwise encoded.
+    #[error("Content-Encoding {encoding} is not supported; send the body unencoded")]
+    UnsupportedEncoding {
+        /// The encoding sent.
+        encoding: String,
+    },
+    /// The body is larger than the configured limit.
+    #[error("request body exceeds the limit of {limit} bytes")]
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The body did not arrive in time or the connection failed while reading it.
+    #[error("the request body was not received: {detail}")]
+    BodyNotReceived {
+        /// What happened.
+        detail: &'static str,
+    },
+    /// The body is not valid JSON-RPC.
+    #[error("{0}")]
+    Parse(#[from] ParseError),
+    /// A batch where the negotiated revision forbids batches.
+    #[error(
+        "JSON-RPC batches are not allowed in MCP revision {revision}; send one message per request"
+    )]
+    BatchNotAllowed {
+        /// The revision in force.
+        revision: String,
+    },
+    /// `initialize` inside a batch.
+    #[error("initialize must not be part of a batch")]
+    InitializeInBatch,
+    /// A non-initialize request without a session header.
+    #[error("missing Mcp-Session-Id header; send initialize first")]
+    MissingSession,
+    /// A session id Warden does not know (never issued, ended or expired).
+    #[error("unknown or expired session; send initialize to start a new one")]
+    UnknownSession,
+    /// Warden holds as many sessions as it is allowed to.
+    #[error("Warden is at its limit of {limit} sessions; retry later")]
+    TooManySessions {
+        /// The limit.
+        limit: usize,
+    },
+    /// Warden failed in a way it should not.
+    #[error("internal error: {what}")]
+    Internal {
+        /// What failed.
+        what: &'static str,
+    },
+    /// The upstream could not be reached.
+    #[error("the upstream MCP server for {route} is unreachable")]
+    UpstreamUnavailable {
+        /// The route.
+        route: String,
+    },
+    /// The upstream did not answer in time.
+    #[error("the upstream MCP server for {route} did not answer within {seconds}s")]
+    UpstreamTimeout {
+        /// The route.
+        route: String,
+        /// The timeout.
+        seconds: u64,
+    },
+    /// The upstream answered with something that is not MCP.
+    #[error("the upstream MCP server for {route} sent an invalid reply: {detail}")]
+    UpstreamInvalid {
+        /// The route.
+        route: String,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl EdgeError {
+    /// The HTTP status the agent receives.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            EdgeError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            EdgeError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            EdgeError::ForbiddenOrigin { .. } => StatusCode::FORBIDDEN,
+            EdgeError::NotAcceptable { .. } => StatusCode::NOT_ACCEPTABLE,
+            EdgeError::UnsupportedMediaType | EdgeError::UnsupportedEncoding { .. } => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            EdgeError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            EdgeError::BodyNotReceived { .. } => StatusCode::REQUEST_TIMEOUT,
+            EdgeError::Parse(_)
+            | EdgeError::BatchNotAllowed { .. }
+            | EdgeError::InitializeInBatch
+            | EdgeError::MissingSession => StatusCode::BAD_REQUEST,
+            EdgeError::UnknownSession => StatusCode::NOT_FOUND,
+            EdgeError::TooManySessions { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            EdgeError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            EdgeError::UpstreamUnavailable { .. } | EdgeError::UpstreamInvalid { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
+            EdgeError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The JSON-RPC error code in the body.
+    pub fn code(&self) -> i64 {
+        match self {
+            EdgeError::Parse(err) => err.code(),
+            EdgeError::NoRoute { .. }
+            | EdgeError::MethodNotAllowed { .. }
+            | EdgeError::ForbiddenOrigin { .. }
+            | EdgeError::NotAcceptable { .. }
+            | EdgeError::UnsupportedMediaType
+            | EdgeError::UnsupportedEncoding { .. }
+            | EdgeError::BodyTooLarge { .. }
+            | EdgeError::BodyNotReceived { .. }
+            | EdgeError::BatchNotAllowed { .. }
+            | EdgeError::InitializeInBatch
+            | EdgeError::MissingSession
+            | EdgeError::UnknownSession => INVALID_REQUEST,
+            EdgeError::TooManySessions { .. } => OVERLOADED,
+            EdgeError::Internal { .. } => INTERNAL_ERROR,
+            EdgeError::UpstreamUnavailable { .. } => UPSTREAM_UNAVAILABLE,
+            EdgeError::UpstreamTimeout { .. } => UPSTREAM_TIMEOUT,
+            EdgeError::UpstreamInvalid { .. } => UPSTREAM_INVALID,
+        }
+    }
+
+    /// A low-cardinality reason for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            EdgeError::NoRoute { .. } => "no-route",
+            EdgeError::MethodNotAllowed { .. } => "method-not-allowed",
+            EdgeError::ForbiddenOrigin { .. } => "forbidden-origin",
+            EdgeError::NotAcceptable { .. } => "not-acceptable",
+            EdgeError::UnsupportedMediaType => "unsupported-media-type",
+            EdgeError::UnsupportedEncoding { .. } => "unsupported-encoding",
+            EdgeError::BodyTooLarge { .. } => "body-too-large",
+            EdgeError::BodyNotReceived { .. } => "body-not-received",
+            EdgeError::Parse(ParseError::Syntax { .. }) => "malformed-json",
+            EdgeError::Parse(_) => "invalid-jsonrpc",
+            EdgeError::BatchNotAllowed { .. } => "batch-not-allowed",
+            EdgeError::InitializeInBatch => "initialize-in-batch",
+            EdgeError::MissingSession => "missing-session",
+            EdgeError::UnknownSession => "unknown-session",
+            EdgeError::TooManySessions { .. } => "too-many-sessions",
+            EdgeError::Internal { .. } => "internal",
+            EdgeError::UpstreamUnavailable { .. } => "upstream-unavailable",
+            EdgeError::UpstreamTimeout { .. } => "upstream-timeout",
+            EdgeError::UpstreamInvalid { .. } => "upstream-invalid",
+        }
+    }
+
+    /// Who failed.
+    pub fn culprit(&self) -> Culprit {
+        match self {
+            EdgeError::NoRoute { .. }
+            | EdgeError::MethodNotAllowed { .. }
+            | EdgeError::ForbiddenOrigin { .. }
+            | EdgeError::NotAcceptable { .. }
+            | EdgeError::UnsupportedMediaType
+            | EdgeError::UnsupportedEncoding { .. }
+            | EdgeError::BodyTooLarge { .. }
+            | EdgeError::BodyNotReceived { .. }
+            | EdgeError::Parse(_)
+            | EdgeError::BatchNotAllowed { .. }
+            | EdgeError::InitializeInBatch
+            | EdgeError::MissingSession
+            | EdgeError::UnknownSession => Culprit::Client,
+            EdgeError::TooManySessions { .. } | EdgeError::Internal { .. } => Culprit::Warden,
+            EdgeError::UpstreamUnavailable { .. }
+            | EdgeError::UpstreamTimeout { .. }
+            | EdgeError::UpstreamInvalid { .. } => Culprit::Upstream,
+        }
+    }
+
+    /// The JSON-RPC error body, answering `id_json` (`null` when unknown).
+    pub fn body(&self, id_json: &str) -> Bytes {
+        jsonrpc::error_response(id_json, self.code(), &format!("Warden: {self}"))
+    }
+}
+
+/// An internal-error body for failures that should never happen.
+pub fn internal_error_body() -> Bytes {
+    jsonrpc::error_response("null", INTERNAL_ERROR, "Warden: internal error")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_json_rpc_errors_naming_warden() {
+        let err = EdgeError::UnknownSession;
+        let value: serde_json::Value = serde_json::from_slice(&err.body("5")).expect("json");
+        assert_eq!(value["id"], 5);
+        assert_eq!(value["error"]["code"], INVALID_REQUEST);
+        assert!(
+            value["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Warden: unknown"))
+        );
+        assert_eq!(err.status(), StatusCode::NOT_FOUND);
+        assert_eq!(err.culprit(), Culprit::Client);
+    }
+
+    #[test]
+    fn upstream_failures_are_gateway_errors() {
+        let err = EdgeError::UpstreamTimeout {
+            route: "/mcp".into(),
+            seconds: 3,
+        };
+        assert_eq!(err.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(err.code(), UPSTREAM_TIMEOUT);
+        assert_eq!(err.culprit(), Culprit::Upstream);
+        assert_eq!(
+            err.to_string(),
+            "the upstream MCP server for /mcp did not answer within 3s"
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! Warden: a policy sidecar for MCP.
+//!
+//! This crate is the `warden` binary's library: configuration, the
+//! Streamable HTTP proxy, the upstream client, the admin listener and the
+//! demo. [`start`] builds a running Warden from a [`Config`]; the binary,
+//! the demo and the integration tests all start Warden through it.
+
+pub mod admin;
+pub mod config;
+pub mod demo;
+pub mod env;
+pub mod error;
+pub mod forward;
+pub mod metrics;
+pub mod proxy;
+pub mod server;
+pub mod session;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::Config;
+use forward::Forwarder;
+use metrics::Metrics;
+use proxy::{Route, Warden};
+use server::ListenerLimits;
+use session::SessionStore;
+use upstream::{HttpUpstream, UpstreamSetupError};
+
+/// Why Warden could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A route's upstream client could not be built.
+    #[error("route {route}: {source}")]
+    Upstream {
+        /// The route.
+        route: String,
+        /// The failure.
+        #[source]
+        source: UpstreamSetupError,
+    },
+}
+
+/// Build the shared proxy state from a validated config.
+pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
+    let mut routes = Vec::with_capacity(config.routes.len());
+    for (index, route) in config.routes.iter().enumerate() {
+        let upstream = HttpUpstream::new(&route.path, &route.upstream).map_err(|source| {
+            StartError::Upstream {
+                route: route.path.clone(),
+                source,
+            }
+        })?;
+        let upstream = Arc::new(upstream);
+        let policy = Arc::new(ArcSwap::from_pointee(route.policy.clone()));
+        let pipeline = warden_pipeline::build(policy.clone(), Forwarder::new(upstream.clone()));
+        routes.push(Route {
+            index,
+            path: route.path.as_str().into(),
+            upstream,
+            policy,
+            pipeline,
+            allowed_origins: route.allowed_origins.clone(),
+        });
+    }
+    Ok(Arc::new(Warden {
+        routes,
+        sessions: SessionStore::new(config.limits.max_sessions, config.limits.session_idle),
+        metrics: Metrics::default(),
+        limits: config.limits.clone(),
+    }))
+}
+
+/// A running Warden: its bound addresses and the handle to stop it.
+pub struct Running {
+    /// Where the MCP listener listens.
+    pub mcp_addr: SocketAddr,
+    /// Where the admin listener listens, if configured.
+    pub admin_addr: Option<SocketAddr>,
+    /// The shared state (for inspection by tests and the demo).
+    pub warden: Arc<Warden>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stop accepting, drain in-flight requests (up to the grace period), return.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Bind the listeners and start serving.
+pub async fn start(config: &Config) -> Result<Running, StartError> {
+    let warden = build(config)?;
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })
+    };
+    let mcp = bind(config.listen).await?;
+    let admin = match config.admin {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let mcp_addr = mcp.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+    let limits = ListenerLimits {
+        header_timeout: config.limits.header_timeout,
+        shutdown_grace: config.limits.shutdown_grace,
+    };
+    let (stop, stopped) = watch::channel(false);
+    let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let mut tasks = Vec::new();
+    let proxy = warden.clone();
+    tasks.push(tokio::spawn(server::serve(
+        mcp,
+        limits,
+        move |request| proxy.clone().handle(request),
+        until_stopped(stopped.clone()),
+    )));
+    if let Some(admin) = admin {
+        let state = warden.clone();
+        tasks.push(tokio::spawn(server::serve(
+            admin,
+            limits,
+            move |request| admin::handle(state.clone(), request),
+            until_stopped(stopped.clone()),
+        )));
+    }
+    let sweeper = warden.clone();
+    let every =
+        (config.limits.session_idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    let sweeper_stopped = until_stopped(stopped);
+    tasks.push(tokio::spawn(async move {
+        let mut sweeper_stopped = std::pin::pin!(sweeper_stopped);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => sweeper.sweep_sessions().await,
+                () = &mut sweeper_stopped => break,
+            }
+        }
+    }));
+    Ok(Running {
+        mcp_addr,
+        admin_addr,
+        warden,
+        stop,
+        tasks,
+    })
+}

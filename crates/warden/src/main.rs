@@ -1,0 +1,175 @@
+//! The `warden` command.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use warden::Config;
+use warden::env::{WARDEN_CONFIG, WARDEN_LOG};
+use warden_policy::Policy;
+
+/// Warden: a policy sidecar for MCP.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy with a config file.
+    Run {
+        /// The config file (YAML).
+        #[arg(long, env = WARDEN_CONFIG)]
+        config: PathBuf,
+    },
+    /// Run Warden on its embedded defaults in front of the demo MCP server.
+    Demo {
+        /// Where Warden's MCP endpoint listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Where the admin endpoint (/metrics, /healthz) listens.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: SocketAddr,
+        /// Exit after the showcase instead of serving until Ctrl-C.
+        #[arg(long)]
+        showcase_only: bool,
+    },
+    /// Policy files.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Validate a config file and every policy it names.
+    Check {
+        /// The config file (YAML).
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate policy files; every error is printed with its line and column.
+    Check {
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Policy {
+            command: PolicyCommand::Check { files },
+        } => return check_policies(&files),
+        Command::Check { config } => Config::from_file(&config)
+            .map(|c| println!("{}: ok ({} route(s))", config.display(), c.routes.len()))
+            .map_err(anyhow::Error::from),
+        Command::Run { config } => runtime().and_then(|rt| rt.block_on(run(config))),
+        Command::Demo {
+            listen,
+            admin,
+            showcase_only,
+        } => runtime().and_then(|rt| rt.block_on(demo(listen, admin, showcase_only))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("warden: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env(WARDEN_LOG)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn check_policies(files: &[PathBuf]) -> ExitCode {
+    let mut failed = false;
+    for file in files {
+        match Policy::from_file(file) {
+            Ok(_) => println!("{}: ok", file.display()),
+            Err(err) => {
+                failed = true;
+                eprintln!("{err}");
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn run(path: PathBuf) -> anyhow::Result<()> {
+    let config = Config::from_file(&path)?;
+    let running = warden::start(&config).await?;
+    for route in &config.routes {
+        tracing::info!(route = %route.path, upstream = %route.upstream.url, policy = %route.policy_origin, "Route ready.");
+    }
+    tracing::info!(mcp = %running.mcp_addr, admin = ?running.admin_addr, "Warden is serving.");
+    shutdown_signal().await;
+    tracing::info!("Shutting down: draining in-flight calls.");
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn demo(listen: SocketAddr, admin: SocketAddr, showcase_only: bool) -> anyhow::Result<()> {
+    let running = warden::demo::start(listen, Some(admin))
+        .await
+        .context("starting the demo (is another program on that port? try --listen 127.0.0.1:0 --admin 127.0.0.1:0)")?;
+    warden::demo::showcase(&running).await?;
+    if showcase_only {
+        running.warden.shutdown().await;
+        return Ok(());
+    }
+    println!(
+        "Warden keeps serving: point any MCP client at http://{}/mcp (Ctrl-C to stop).",
+        running.warden.mcp_addr
+    );
+    shutdown_signal().await;
+    running.warden.shutdown().await;
+    Ok(())
+}
+
+/// SIGTERM (Kubernetes) or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

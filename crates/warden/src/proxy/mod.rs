@@ -1,0 +1,353 @@
+//! The Streamable HTTP proxy: one handler for every request on the MCP
+//! listener.
+//!
+//! ```text
+//! request ─▶ route (path) ─▶ Origin check ─▶ method
+//!   POST   ─▶ headers ─▶ body (limit, timeout) ─▶ strict parse ─▶ session
+//!            ├─ initialize ─▶ upstream ─▶ mint Warden's session id
+//!            ├─ tools/call ─▶ catalogue facts ─▶ pipeline ─▶ upstream | refusal
+//!            ├─ tools/list ─▶ upstream ─▶ filter with the policy
+//!            ├─ batch (2025-03-26 only) ─▶ each message as above, replies merged
+//!            └─ anything else ─▶ upstream, bytes untouched
+//!   GET    ─▶ session ─▶ upstream's SSE stream, relayed (Last-Event-ID passes)
+//!   DELETE ─▶ session ─▶ upstream ─▶ session ended
+//! ```
+
+mod post;
+pub mod relay;
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderMap};
+use http::{Method, Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+use warden_pipeline::{Pipeline, SharedPolicy};
+use warden_protocol::mcp;
+
+use crate::config::Limits;
+use crate::error::EdgeError;
+use crate::forward::Forward;
+use crate::metrics::{ErrorLabels, Metrics, RequestLabels};
+use crate::session::{Session, SessionStore};
+use crate::upstream::HttpUpstream;
+use relay::{Body, json, relay};
+
+/// One route: a path in front of one upstream, with its policy and pipeline.
+pub struct Route {
+    /// Position in [`Warden::routes`] (sessions remember it).
+    pub index: usize,
+    /// The listener path.
+    pub path: Arc<str>,
+    /// The upstream client.
+    pub upstream: Arc<HttpUpstream>,
+    /// The policy in force (hot-swappable).
+    pub policy: SharedPolicy,
+    /// The `tools/call` pipeline.
+    pub pipeline: Pipeline<Forward, Response<Incoming>, EdgeError>,
+    /// Allowed browser origins besides loopback ones.
+    pub allowed_origins: Vec<String>,
+}
+
+/// Everything the handler shares across requests.
+pub struct Warden {
+    /// The routes, in config order.
+    pub routes: Vec<Route>,
+    /// Live agent sessions.
+    pub sessions: SessionStore,
+    /// Exported metrics.
+    pub metrics: Metrics,
+    /// Listener limits.
+    pub limits: Limits,
+}
+
+/// A failure, with the JSON-RPC id it answers when one is known.
+pub(crate) struct Failure {
+    error: EdgeError,
+    id: Option<Arc<str>>,
+}
+
+impl From<EdgeError> for Failure {
+    fn from(error: EdgeError) -> Failure {
+        Failure { error, id: None }
+    }
+}
+
+impl Failure {
+    fn with_id(error: EdgeError, id: Arc<str>) -> Failure {
+        Failure {
+            error,
+            id: Some(id),
+        }
+    }
+}
+
+impl Warden {
+    /// Answer one request on the MCP listener.
+    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+        let method = request.method().clone();
+        let Some(route) = self
+            .routes
+            .iter()
+            .find(|r| *r.path == *request.uri().path())
+        else {
+            let path = request.uri().path().to_owned();
+            return self.fail(None, Failure::from(EdgeError::NoRoute { path }), &method);
+        };
+        let result = match check_origin(&route.allowed_origins, request.headers()) {
+            Err(err) => Err(Failure::from(err)),
+            Ok(()) => match method {
+                Method::POST => post::handle(&self, route, request).await,
+                Method::GET => self.get(route, request).await,
+                Method::DELETE => self.delete(route, request).await,
+                _ => Err(Failure::from(EdgeError::MethodNotAllowed {
+                    method: method.to_string(),
+                })),
+            },
+        };
+        match result {
+            Ok(response) => {
+                self.count_request(route, &method, response.status());
+                response
+            }
+            Err(failure) => self.fail(Some(route), failure, &method),
+        }
+    }
+
+    fn fail(&self, route: Option<&Route>, failure: Failure, method: &Method) -> Response<Body> {
+        let error = failure.error;
+        let status = error.status();
+        if error.culprit() == crate::error::Culprit::Client {
+            tracing::debug!(reason = error.reason(), error = %error, "Request refused.");
+        } else {
+            tracing::warn!(reason = error.reason(), error = %error, "Request failed.");
+        }
+        self.metrics
+            .edge_errors
+            .get_or_create(&ErrorLabels {
+                reason: error.reason().to_owned(),
+                culprit: error.culprit().as_str().to_owned(),
+            })
+            .inc();
+        let mut response = json(status, error.body(failure.id.as_deref().unwrap_or("null")));
+        if let EdgeError::MethodNotAllowed { .. } = error {
+            response.headers_mut().insert(
+                header::ALLOW,
+                http::HeaderValue::from_static("GET, POST, DELETE"),
+            );
+        }
+        if let Some(route) = route {
+            self.count_request(route, method, status);
+        }
+        response
+    }
+
+    fn count_request(&self, route: &Route, method: &Method, status: StatusCode) {
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                route: route.path.to_string(),
+                method: method.as_str().to_owned(),
+                status: status.as_u16(),
+            })
+            .inc();
+    }
+
+    /// The live session named by the request's `Mcp-Session-Id`.
+    fn session(&self, route: &Route, headers: &HeaderMap) -> Result<Arc<Session>, EdgeError> {
+        let id = headers
+            .get(mcp::HEADER_SESSION_ID)
+            .ok_or(EdgeError::MissingSession)?
+            .to_str()
+            .map_err(|_| EdgeError::UnknownSession)?;
+        self.sessions
+            .get(id, route.index)
+            .ok_or(EdgeError::UnknownSession)
+    }
+
+    /// The upstream no longer knows the session: end it here too, so the
+    /// agent's next request gets Warden's 404 and re-initializes.
+    fn end_if_gone(&self, session: &Session, status: StatusCode) {
+        if status == StatusCode::NOT_FOUND && self.sessions.remove(&session.id).is_some() {
+            self.metrics.sessions.set(self.sessions.len() as i64);
+        }
+    }
+
+    /// GET: the server-initiated SSE stream.
+    async fn get(
+        &self,
+        route: &Route,
+        request: Request<Incoming>,
+    ) -> Result<Response<Body>, Failure> {
+        if !accepts(request.headers(), "text/event-stream") {
+            return Err(EdgeError::NotAcceptable {
+                needed: "text/event-stream",
+            }
+            .into());
+        }
+        let session = self.session(route, request.headers())?;
+        let response = route
+            .upstream
+            .send(
+                Method::GET,
+                request.headers(),
+                session.upstream_id.as_ref(),
+                Default::default(),
+            )
+            .await?;
+        self.end_if_gone(&session, response.status());
+        Ok(relay(response, Some(&session)))
+    }
+
+    /// DELETE: the agent ends its session.
+    async fn delete(
+        &self,
+        route: &Route,
+        request: Request<Incoming>,
+    ) -> Result<Response<Body>, Failure> {
+        let session = self.session(route, request.headers())?;
+        let response = route
+            .upstream
+            .send(
+                Method::DELETE,
+                request.headers(),
+                session.upstream_id.as_ref(),
+                Default::default(),
+            )
+            .await?;
+        let status = response.status();
+        if status.is_success() || status == StatusCode::NOT_FOUND {
+            self.sessions.remove(&session.id);
+            self.metrics.sessions.set(self.sessions.len() as i64);
+            tracing::debug!(session = %session.id, "Session ended by the agent.");
+        }
+        Ok(relay(response, None))
+    }
+
+    /// End sessions idle past the limit, telling their upstreams.
+    pub async fn sweep_sessions(&self) {
+        let expired = self.sessions.sweep();
+        if expired.is_empty() {
+            return;
+        }
+        self.metrics.sessions.set(self.sessions.len() as i64);
+        for session in expired {
+            tracing::info!(session = %session.id, "Idle session ended.");
+            let Some(route) = self.routes.get(session.route) else {
+                continue;
+            };
+            if session.upstream_id.is_some() {
+                // Best effort: the upstream frees its session state too.
+                let _ = route
+                    .upstream
+                    .send(
+                        Method::DELETE,
+                        &HeaderMap::new(),
+                        session.upstream_id.as_ref(),
+                        Default::default(),
+                    )
+                    .await;
+            }
+        }
+    }
+}
+
+/// DNS-rebinding protection: a browser origin must be loopback or listed.
+fn check_origin(allowed_origins: &[String], headers: &HeaderMap) -> Result<(), EdgeError> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let text = origin.to_str().unwrap_or_default().trim_end_matches('/');
+    let loopback = text.parse::<Uri>().is_ok_and(|uri| {
+        matches!(uri.scheme_str(), Some("http" | "https"))
+            && matches!(uri.host(), Some("localhost" | "127.0.0.1" | "[::1]"))
+    });
+    if loopback || allowed_origins.iter().any(|allowed| allowed == text) {
+        Ok(())
+    } else {
+        Err(EdgeError::ForbiddenOrigin {
+            origin: String::from_utf8_lossy(origin.as_bytes()).into_owned(),
+        })
+    }
+}
+
+/// Whether the Accept header admits `media_type` (wildcards count).
+fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
+    let (kind, _) = media_type.split_once('/').unwrap_or((media_type, ""));
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|item| {
+            item.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .any(|item| item == media_type || item == "*/*" || item == format!("{kind}/*"))
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn accept_matching_understands_lists_parameters_and_wildcards() {
+        let both = headers(&[("accept", "application/json;q=0.9, text/event-stream")]);
+        assert!(accepts(&both, "application/json"));
+        assert!(accepts(&both, "text/event-stream"));
+        assert!(accepts(&headers(&[("accept", "*/*")]), "text/event-stream"));
+        assert!(accepts(
+            &headers(&[("accept", "text/*")]),
+            "text/event-stream"
+        ));
+        assert!(!accepts(
+            &headers(&[("accept", "text/html")]),
+            "text/event-stream"
+        ));
+        assert!(!accepts(&HeaderMap::new(), "application/json"));
+    }
+
+    #[test]
+    fn origins_must_be_loopback_or_listed() {
+        let allowed = vec!["https://app.example.com".to_owned()];
+        assert!(check_origin(&allowed, &HeaderMap::new()).is_ok());
+        for ok in [
+            "http://localhost:6274",
+            "http://127.0.0.1:3000",
+            "http://[::1]:8080",
+            "https://app.example.com/",
+        ] {
+            let mut map = HeaderMap::new();
+            map.insert("origin", HeaderValue::from_static(ok));
+            assert!(check_origin(&allowed, &map).is_ok(), "{ok}");
+        }
+        for bad in [
+            "https://evil.example",
+            "null",
+            "http://localhost.evil.example",
+            "https://app.example.com.evil",
+        ] {
+            let mut map = HeaderMap::new();
+            map.insert("origin", HeaderValue::from_static(bad));
+            assert!(
+                matches!(
+                    check_origin(&allowed, &map),
+                    Err(EdgeError::ForbiddenOrigin { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,443 @@
+//! POST: the agent sends a message (or, in MCP 2025-03-26, a batch).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::stream::{self, BoxStream};
+use futures_util::{StreamExt, TryStreamExt};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use tower::ServiceExt;
+use warden_pipeline::{ListReply, ToolCall, ToolOutcome, filter_tools_list};
+use warden_policy::ToolFacts;
+use warden_protocol::sse::SseEvent;
+use warden_protocol::{Envelope, MessageKind, mcp};
+
+use super::relay::{self, Body, BoxError, clean_headers, filtered_list_stream, json, streaming};
+use super::{Failure, Route, Warden, accepts};
+use crate::error::EdgeError;
+use crate::forward::Forward;
+use crate::metrics::DecisionLabels;
+use crate::session::Session;
+use crate::upstream::{MAX_INSPECTED_REPLY, is_event_stream};
+
+/// Answer a POST on `route`.
+pub(super) async fn handle(
+    warden: &Arc<Warden>,
+    route: &Route,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Failure> {
+    let (parts, body) = request.into_parts();
+    check_headers(&parts.headers)?;
+    let body = read_body(body, &parts.headers, warden).await?;
+    match warden_protocol::Incoming::parse(&body).map_err(EdgeError::from)? {
+        warden_protocol::Incoming::Single(message) if message.is_initialize() => {
+            initialize(warden, route, &parts.headers, message).await
+        }
+        warden_protocol::Incoming::Single(message) => {
+            let session = warden.session(route, &parts.headers)?;
+            one(warden, route, &session, &parts.headers, message).await
+        }
+        warden_protocol::Incoming::Batch(messages) => {
+            batch(warden, route, &parts.headers, messages).await
+        }
+    }
+}
+
+/// The agent must accept both reply forms, send JSON, and send it unencoded
+/// (Warden must read exactly what the upstream will read).
+fn check_headers(headers: &HeaderMap) -> Result<(), EdgeError> {
+    if !(accepts(headers, "application/json") && accepts(headers, "text/event-stream")) {
+        return Err(EdgeError::NotAcceptable {
+            needed: "application/json and text/event-stream",
+        });
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let mut params = content_type.split(';').map(str::trim);
+    let media_type = params.next().unwrap_or_default();
+    let charset_ok = params.all(|p| match p.split_once('=') {
+        Some(("charset", value)) => matches!(value.trim_matches('"'), "utf-8" | "utf8"),
+        _ => true,
+    });
+    if media_type != "application/json" || !charset_ok {
+        return Err(EdgeError::UnsupportedMediaType);
+    }
+    if let Some(encoding) = headers.get(header::CONTENT_ENCODING)
+        && !encoding.as_bytes().eq_ignore_ascii_case(b"identity")
+    {
+        return Err(EdgeError::UnsupportedEncoding {
+            encoding: String::from_utf8_lossy(encoding.as_bytes()).into_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Read the whole body, within the size limit and the body timeout.
+async fn read_body(
+    body: Incoming,
+    headers: &HeaderMap,
+    warden: &Warden,
+) -> Result<Bytes, EdgeError> {
+    let limit = warden.limits.max_body;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(EdgeError::BodyTooLarge { limit });
+    }
+    match tokio::time::timeout(
+        warden.limits.body_timeout,
+        Limited::new(body, limit).collect(),
+    )
+    .await
+    {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(EdgeError::BodyTooLarge { limit })
+        }
+        Ok(Err(_)) => Err(EdgeError::BodyNotReceived {
+            detail: "the connection failed while sending it",
+        }),
+        Err(_) => Err(EdgeError::BodyNotReceived {
+            detail: "it did not arrive within the body timeout",
+        }),
+    }
+}
+
+/// `initialize`: forwarded with the agent's own capabilities; Warden mints
+/// its own session id for the agent and keeps the upstream's to itself.
+async fn initialize(
+    warden: &Arc<Warden>,
+    route: &Route,
+    headers: &HeaderMap,
+    message: Envelope,
+) -> Result<Response<Body>, Failure> {
+    let id: Arc<str> = message.id_json().into();
+    if warden.sessions.len() >= warden.limits.max_sessions {
+        let limit = warden.limits.max_sessions;
+        return Err(Failure::with_id(EdgeError::TooManySessions { limit }, id));
+    }
+    let response = route
+        .upstream
+        .send(Method::POST, headers, None, message.raw)
+        .await
+        .map_err(|err| Failure::with_id(err, id.clone()))?;
+    if !response.status().is_success() {
+        return Ok(relay::relay(response, None));
+    }
+    let upstream_id = response.headers().get(mcp::HEADER_SESSION_ID).cloned();
+    let session = warden
+        .sessions
+        .open(route.index, upstream_id)
+        .map_err(|err| Failure::with_id(err, id))?;
+    warden.metrics.sessions.set(warden.sessions.len() as i64);
+    tracing::debug!(session = %session.id, route = %route.path, "Session opened.");
+    let mut response = relay::relay(response, Some(&session));
+    if let Ok(value) = HeaderValue::from_str(&session.id) {
+        response.headers_mut().insert(mcp::HEADER_SESSION_ID, value);
+    }
+    Ok(response)
+}
+
+/// One message of an open session.
+async fn one(
+    warden: &Arc<Warden>,
+    route: &Route,
+    session: &Arc<Session>,
+    headers: &HeaderMap,
+    message: Envelope,
+) -> Result<Response<Body>, Failure> {
+    if message.tool_call.is_some() {
+        return tool_call(warden, route, session, headers, message).await;
+    }
+    let is_list = message.kind == MessageKind::Request
+        && message.method.as_deref() == Some(mcp::METHOD_TOOLS_LIST);
+    let id: Arc<str> = message.id_json().into();
+    let response = route
+        .upstream
+        .send(
+            Method::POST,
+            headers,
+            session.upstream_id.as_ref(),
+            message.raw,
+        )
+        .await
+        .map_err(|err| Failure::with_id(err, id.clone()))?;
+    warden.end_if_gone(session, response.status());
+    if is_list && response.status().is_success() {
+        return tools_list(route, session, response)
+            .await
+            .map_err(|err| Failure::with_id(err, id));
+    }
+    Ok(relay::relay(response, Some(session)))
+}
+
+/// `tools/call`: decided by the route's pipeline on the tool's catalogue facts.
+async fn tool_call(
+    warden: &Arc<Warden>,
+    route: &Route,
+    session: &Arc<Session>,
+    headers: &HeaderMap,
+    message: Envelope,
+) -> Result<Response<Body>, Failure> {
+    let id: Arc<str> = message.id_json().into();
+    let tool = message.tool_call.map(|call| call.name).unwrap_or_default();
+    let facts = facts_for(warden, route, session, headers, &tool)
+        .await
+        .map_err(|err| Failure::with_id(err, id.clone()))?;
+    let call = ToolCall {
+        route: route.path.clone(),
+        session: session.id.clone(),
+        id: id.clone(),
+        tool,
+        facts,
+        message: message.raw,
+        context: Forward {
+            headers: headers.clone(),
+            upstream_session: session.upstream_id.clone(),
+        },
+    };
+    let count = |decision: &str, reason: &str| {
+        warden
+            .metrics
+            .tool_calls
+            .get_or_create(&DecisionLabels {
+                route: route.path.to_string(),
+                decision: decision.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    };
+    match route.pipeline.clone().oneshot(call).await {
+        Ok(ToolOutcome::Forwarded(response)) => {
+            count("allow", "forwarded");
+            warden.end_if_gone(session, response.status());
+            Ok(relay::relay(response, Some(session)))
+        }
+        Ok(ToolOutcome::Refused(refusal)) => {
+            count(refusal.decision, refusal.reason);
+            Ok(json(StatusCode::OK, refusal.to_response(&id)))
+        }
+        Err(err) => Err(Failure::with_id(err, id)),
+    }
+}
+
+/// What the upstream says about `tool` in this session. When Warden has not
+/// seen it listed and does not hold the whole catalogue, it fetches the
+/// catalogue itself: an agent that guesses a name without listing first is
+/// judged on the upstream's own word, not on its guess.
+async fn facts_for(
+    warden: &Warden,
+    route: &Route,
+    session: &Session,
+    headers: &HeaderMap,
+    tool: &str,
+) -> Result<Option<ToolFacts>, EdgeError> {
+    if let Some(facts) = session.facts(tool) {
+        return Ok(Some(facts));
+    }
+    if session.catalogue_complete() {
+        return Ok(None);
+    }
+    let _one_fetch_at_a_time = session.fetch_lock.lock().await;
+    if session.catalogue_complete() {
+        return Ok(session.facts(tool));
+    }
+    warden.metrics.catalogue_fetches.inc();
+    let catalogue = route
+        .upstream
+        .fetch_catalogue(
+            session.upstream_id.as_ref(),
+            headers.get(mcp::HEADER_PROTOCOL_VERSION),
+        )
+        .await?;
+    session.replace_catalogue(catalogue);
+    Ok(session.facts(tool))
+}
+
+/// A successful `tools/list` reply: recorded in the catalogue, filtered.
+async fn tools_list(
+    route: &Route,
+    session: &Arc<Session>,
+    response: Response<Incoming>,
+) -> Result<Response<Body>, EdgeError> {
+    let policy = route.policy.load_full();
+    let (mut parts, body) = response.into_parts();
+    clean_headers(&mut parts.headers, Some(session));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    if is_event_stream(&parts.headers) {
+        return Ok(streaming(
+            parts,
+            filtered_list_stream(body, policy, session.clone()),
+        ));
+    }
+    let invalid = |detail: String| EdgeError::UpstreamInvalid {
+        route: route.path.to_string(),
+        detail,
+    };
+    let bytes = Limited::new(body, MAX_INSPECTED_REPLY)
+        .collect()
+        .await
+        .map_err(|err| invalid(format!("reading the tools/list reply failed: {err}")))?
+        .to_bytes();
+    let out = match filter_tools_list(&bytes, &policy).map_err(|err| invalid(err.to_string()))? {
+        ListReply::Page { page, filtered } => {
+            session.merge_page(&page);
+            filtered.unwrap_or(bytes)
+        }
+        ListReply::Error => bytes,
+    };
+    Ok(Response::from_parts(parts, relay::full(out)))
+}
+
+/// A batch (MCP 2025-03-26 only): every message goes its own way (each
+/// `tools/call` through the pipeline, each `tools/list` through the filter)
+/// and the replies are merged into one event stream.
+async fn batch(
+    warden: &Arc<Warden>,
+    route: &Route,
+    headers: &HeaderMap,
+    messages: Vec<Envelope>,
+) -> Result<Response<Body>, Failure> {
+    let revision = headers
+        .get(mcp::HEADER_PROTOCOL_VERSION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(mcp::DEFAULT_PROTOCOL_VERSION);
+    if !mcp::revision_allows_batches(revision) {
+        return Err(EdgeError::BatchNotAllowed {
+            revision: revision.to_owned(),
+        }
+        .into());
+    }
+    if messages.iter().any(Envelope::is_initialize) {
+        return Err(EdgeError::InitializeInBatch.into());
+    }
+    let session = warden.session(route, headers)?;
+    let replies = futures_util::future::join_all(messages.into_iter().map(|message| {
+        let session = session.clone();
+        async move {
+            match one(warden, route, &session, headers, message).await {
+                Ok(response) => response,
+                Err(failure) => warden.fail(Some(route), failure, &Method::POST),
+            }
+        }
+    }))
+    .await;
+    let replies: Vec<Response<Body>> = replies
+        .into_iter()
+        .filter(|r| r.status() != StatusCode::ACCEPTED)
+        .collect();
+    if replies.is_empty() {
+        let mut accepted = Response::new(relay::empty());
+        *accepted.status_mut() = StatusCode::ACCEPTED;
+        return Ok(accepted);
+    }
+    let merged = stream::select_all(replies.into_iter().map(reply_events));
+    let mut response = Response::new(relay::empty());
+    let (mut parts, _) = response.into_parts();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    parts
+        .headers
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response = streaming(parts, merged);
+    Ok(response)
+}
+
+/// One reply of a batch as SSE event bytes. Event ids are dropped: ids of
+/// several upstream streams merged into one would mislead a resuming client.
+fn reply_events(response: Response<Body>) -> BoxStream<'static, Result<Bytes, BoxError>> {
+    if is_event_stream(response.headers()) {
+        return relay::sse_events(response.into_body())
+            .map_ok(|event| SseEvent { id: None, ..event }.encode())
+            .boxed();
+    }
+    let body = response.into_body();
+    stream::once(async move {
+        let bytes = body.collect().await?.to_bytes();
+        let value: serde_json::Value = serde_json::from_slice(&bytes)?;
+        let messages = match value {
+            serde_json::Value::Array(items) => items,
+            one => vec![one],
+        };
+        Ok::<_, BoxError>(stream::iter(
+            messages
+                .into_iter()
+                .map(|m| Ok(SseEvent::message(m.to_string()).encode())),
+        ))
+    })
+    .try_flatten()
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    const ACCEPT_BOTH: (&str, &str) = ("accept", "application/json, text/event-stream");
+
+    #[test]
+    fn post_headers_are_checked() {
+        assert!(
+            check_headers(&headers(&[
+                ACCEPT_BOTH,
+                ("content-type", "application/json")
+            ]))
+            .is_ok()
+        );
+        assert!(
+            check_headers(&headers(&[
+                ACCEPT_BOTH,
+                ("content-type", "application/json; charset=UTF-8")
+            ]))
+            .is_ok()
+        );
+        assert!(matches!(
+            check_headers(&headers(&[
+                ("accept", "application/json"),
+                ("content-type", "application/json")
+            ])),
+            Err(EdgeError::NotAcceptable { .. })
+        ));
+        for bad in [
+            "text/plain",
+            "application/json; charset=utf-16",
+            "application/jsonx",
+            "",
+        ] {
+            let mut map = headers(&[ACCEPT_BOTH]);
+            if !bad.is_empty() {
+                map.insert("content-type", HeaderValue::from_static(bad));
+            }
+            assert!(
+                matches!(check_headers(&map), Err(EdgeError::UnsupportedMediaType)),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            check_headers(&headers(&[
+                ACCEPT_BOTH,
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip")
+            ])),
+            Err(EdgeError::UnsupportedEncoding { .. })
+        ));
+    }
+}

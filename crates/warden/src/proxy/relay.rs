@@ -1,0 +1,221 @@
+//! Relaying upstream replies to the agent: headers cleaned, Warden's session
+//! id in place of the upstream's, bodies streamed as they arrive.
+//!
+//! Two bodies do more than copy bytes:
+//! - [`TapBody`] watches an SSE stream for `notifications/tools/list_changed`
+//!   (so the session's catalogue is refreshed) and forwards every byte as is;
+//! - [`filtered_list_stream`] re-encodes an SSE `tools/list` reply event by
+//!   event, hiding the tools the policy refuses in the response event.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt, stream};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Response, StatusCode};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Incoming;
+use pin_project_lite::pin_project;
+use warden_pipeline::{ListReply, filter_tools_list};
+use warden_policy::Policy;
+use warden_protocol::mcp;
+use warden_protocol::sse::{SseEvent, SseParser};
+
+use crate::session::Session;
+
+/// Any error a relayed body can end with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body of every response Warden sends.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Longest SSE line Warden parses when it taps or filters a stream.
+const MAX_SSE_LINE: usize = 16 << 20;
+
+/// Response headers that describe the hop, not the message.
+const HOP_BY_HOP: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// A body from fixed bytes.
+pub fn full(bytes: Bytes) -> Body {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// An empty body.
+pub fn empty() -> Body {
+    full(Bytes::new())
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, bytes: Bytes) -> Response<Body> {
+    let mut response = Response::new(full(bytes));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Clean the upstream's headers: drop hop-by-hop ones and put Warden's
+/// session id (or none) where the upstream's was.
+pub fn clean_headers(headers: &mut HeaderMap, session: Option<&Session>) {
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    let had_session = headers.remove(mcp::HEADER_SESSION_ID).is_some();
+    if let Some(session) = session
+        && had_session
+        && let Ok(value) = HeaderValue::from_str(&session.id)
+    {
+        headers.insert(mcp::HEADER_SESSION_ID, value);
+    }
+}
+
+/// Relay an upstream reply, tapping SSE streams for catalogue changes.
+pub fn relay(response: Response<Incoming>, session: Option<&Arc<Session>>) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    clean_headers(&mut parts.headers, session.map(Arc::as_ref));
+    let body = match session {
+        Some(session) if crate::upstream::is_event_stream(&parts.headers) => TapBody {
+            inner: body,
+            parser: Some(SseParser::new(MAX_SSE_LINE)),
+            events: Vec::new(),
+            session: session.clone(),
+        }
+        .boxed_unsync(),
+        _ => body.map_err(BoxError::from).boxed_unsync(),
+    };
+    Response::from_parts(parts, body)
+}
+
+pin_project! {
+    /// Forwards an SSE body byte for byte while watching for
+    /// `notifications/tools/list_changed`.
+    pub struct TapBody {
+        #[pin]
+        inner: Incoming,
+        parser: Option<SseParser>,
+        events: Vec<SseEvent>,
+        session: Arc<Session>,
+    }
+}
+
+impl HttpBody for TapBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        if let (Some(Ok(frame)), Some(parser)) = (&frame, this.parser.as_mut())
+            && let Some(data) = frame.data_ref()
+        {
+            if parser.feed(data, this.events).is_err() {
+                // An oversized line: stop watching, keep relaying.
+                *this.parser = None;
+            }
+            for event in this.events.drain(..) {
+                if event.data.as_deref().is_some_and(is_list_changed) {
+                    tracing::debug!(session = %this.session.id, "Upstream tools changed; catalogue forgotten.");
+                    this.session.invalidate_catalogue();
+                }
+            }
+        }
+        Poll::Ready(frame.map(|f| f.map_err(BoxError::from)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn is_list_changed(data: &str) -> bool {
+    data.contains(mcp::NOTIFICATION_TOOLS_LIST_CHANGED)
+        && serde_json::from_str::<serde_json::Value>(data).is_ok_and(|v| {
+            v.get("method").and_then(|m| m.as_str()) == Some(mcp::NOTIFICATION_TOOLS_LIST_CHANGED)
+        })
+}
+
+/// The events of an SSE body, as they arrive.
+pub fn sse_events<B>(body: B) -> impl Stream<Item = Result<SseEvent, BoxError>> + Send
+where
+    B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    let state = (
+        body,
+        SseParser::new(MAX_SSE_LINE),
+        VecDeque::<SseEvent>::new(),
+    );
+    stream::unfold(state, |(mut body, mut parser, mut ready)| async move {
+        loop {
+            if let Some(event) = ready.pop_front() {
+                return Some((Ok(event), (body, parser, ready)));
+            }
+            let frame = match body.frame().await? {
+                Ok(frame) => frame,
+                Err(err) => return Some((Err(err.into()), (body, parser, ready))),
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            let mut events = Vec::new();
+            if let Err(err) = parser.feed(&data, &mut events) {
+                return Some((Err(BoxError::from(err)), (body, parser, ready)));
+            }
+            ready.extend(events);
+        }
+    })
+}
+
+/// Re-encode an SSE `tools/list` reply, filtering the response event with
+/// `policy` and recording its page in the session's catalogue. Every other
+/// event (progress, logging, server requests) passes with its fields intact.
+pub fn filtered_list_stream(
+    body: Incoming,
+    policy: Arc<Policy>,
+    session: Arc<Session>,
+) -> impl Stream<Item = Result<Bytes, BoxError>> + Send {
+    sse_events(body).map(move |event| {
+        let mut event = event?;
+        if let Some(data) = &event.data
+            && let Ok(ListReply::Page { page, filtered }) =
+                filter_tools_list(data.as_bytes(), &policy)
+        {
+            session.merge_page(&page);
+            if let Some(filtered) = filtered {
+                event.data = Some(String::from_utf8_lossy(&filtered).into_owned());
+            }
+        }
+        Ok(event.encode())
+    })
+}
+
+/// A response whose body is a stream of byte chunks.
+pub fn streaming(
+    parts: http::response::Parts,
+    chunks: impl Stream<Item = Result<Bytes, BoxError>> + Send + 'static,
+) -> Response<Body> {
+    let body = StreamBody::new(chunks.map(|chunk| chunk.map(Frame::data))).boxed_unsync();
+    Response::from_parts(parts, body)
+}

@@ -370,7 +370,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
         let mut seen = KeySet::default();
         let mut version_ok = false;
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            seen.insert::<A::Error>(&key)?;
+            seen.insert::<A::Error>(key.clone())?;
             match key.as_ref() {
                 "jsonrpc" => {
                     let version: Cow<'de, str> = map
@@ -465,7 +465,7 @@ impl<'de> Visitor<'de> for ToolCallVisitor {
         let mut out = RawToolCall::default();
         let mut seen = KeySet::default();
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            seen.insert::<A::Error>(&key)?;
+            seen.insert::<A::Error>(key.clone())?;
             match key.as_ref() {
                 "name" => out.name = Some(map.next_value()?),
                 "arguments" => {
@@ -544,7 +544,7 @@ impl<'de> Visitor<'de> for Unambiguous {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut seen = KeySet::default();
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            seen.insert::<A::Error>(&key)?;
+            seen.insert::<A::Error>(key.clone())?;
             map.next_value_seed(Unambiguous)?;
         }
         Ok(())
@@ -571,27 +571,27 @@ struct KeySet<'a> {
 }
 
 impl<'a> KeySet<'a> {
-    fn insert<E: de::Error>(&mut self, key: &Cow<'a, str>) -> Result<(), E> {
-        let repeated = match &mut self.set {
-            Some(set) => !set.insert(key.to_string()),
-            None if self.keys.len() < SCAN_LIMIT => {
-                let repeated = self.keys.iter().any(|k| k == key);
-                self.keys.push(key.clone());
-                repeated
+    fn insert<E: de::Error>(&mut self, key: Cow<'a, str>) -> Result<(), E> {
+        let repeated = match &self.set {
+            Some(set) => set.contains(key.as_ref()),
+            None => self.keys.contains(&key),
+        };
+        if repeated {
+            return Err(E::custom(format!("{DUPLICATE_TAG}{key}{DETAIL_END}")));
+        }
+        match &mut self.set {
+            Some(set) => {
+                set.insert(key.into_owned());
             }
+            None if self.keys.len() < SCAN_LIMIT => self.keys.push(key),
             None => {
                 let mut set: std::collections::HashSet<String> =
                     self.keys.drain(..).map(Cow::into_owned).collect();
-                let repeated = !set.insert(key.to_string());
+                set.insert(key.into_owned());
                 self.set = Some(set);
-                repeated
             }
-        };
-        if repeated {
-            Err(E::custom(format!("{DUPLICATE_TAG}{key}{DETAIL_END}")))
-        } else {
-            Ok(())
         }
+        Ok(())
     }
 }
 
@@ -796,6 +796,21 @@ mod tests {
             matches!(&err, ParseError::DuplicateKey { key } if key == "a"),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn duplicates_are_found_in_large_objects_too() {
+        let keys: Vec<String> = (0..40).map(|i| format!(r#""k{i}":{i}"#)).collect();
+        let args = format!("{{{},\"k3\":99}}", keys.join(","));
+        let text = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"x","arguments":{args}}}}}"#
+        );
+        assert!(matches!(rejected(&text), ParseError::DuplicateKey { key } if key == "k3"));
+        let unique = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"x","arguments":{{{}}}}}}}"#,
+            keys.join(",")
+        );
+        assert!(parse(&unique).is_ok());
     }
 
     #[test]

@@ -123,7 +123,7 @@ pub enum EdgeError {
         what: &'static str,
     },
     /// The upstream could not be reached.
-    #[error("the upstream MCP server for {route} is unreachable")]
+    #[error("the upstream MCP server for {route} is unreachable or dropped the connection")]
     UpstreamUnavailable {
         /// The route.
         route: String,

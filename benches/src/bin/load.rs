@@ -1,0 +1,792 @@
+//! Load benchmark: the same MCP `tools/call` workload directly against the
+//! demo upstream, through nginx, and through Warden, interleaved in one run.
+//!
+//! ```text
+//! cargo build --release -p warden-demo -p warden -p warden-benches
+//! target/release/load --duration 5s --rounds 3
+//! ```
+//!
+//! Each client opens one keep-alive HTTP/1.1 connection, initializes one MCP
+//! session, then calls `echo` in a closed loop. Every reply is checked; a
+//! run with any error is reported INVALID and the program exits non-zero.
+
+use std::fs;
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use bytes::Bytes;
+use clap::Parser;
+use hdrhistogram::Histogram;
+use http::header::{ACCEPT, CONTENT_TYPE, HOST};
+use http::{HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::net::TcpStream;
+use warden_benches::report::{self, Run, Summary, Target};
+use warden_benches::{nginx, procfs, workload};
+
+/// Direct vs nginx vs Warden: calls/s, p50/p99, CPU per call, peak RSS.
+#[derive(Parser, Debug)]
+#[command(about)]
+struct Args {
+    /// Measured time per target per round (after the warm-up).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Warm-up before each measured window (connect, initialize, first calls).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// Rounds; each round runs every target once, in rotating order.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Concurrent clients (closed loop), comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 32])]
+    concurrency: Vec<usize>,
+    /// Targets, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Target::Direct, Target::Nginx, Target::Warden])]
+    targets: Vec<Target>,
+    /// nginx `worker_processes` (a number or `auto` = one per core).
+    #[arg(long, default_value = "auto")]
+    nginx_workers: String,
+    /// The nginx binary.
+    #[arg(long, default_value = nginx::NGINX_BIN)]
+    nginx: PathBuf,
+    /// The warden binary (default: next to this program).
+    #[arg(long)]
+    warden: Option<PathBuf>,
+    /// The warden-demo binary (default: next to this program).
+    #[arg(long)]
+    demo: Option<PathBuf>,
+    /// Policy for Warden's route (default: the repo's policies/read-only.yaml).
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Threads of the load generator's runtime (1 = current-thread runtime).
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
+    /// Pin the load generator to these CPUs (taskset list, e.g. `0`).
+    #[arg(long)]
+    client_cpus: Option<String>,
+    /// Pin demo, nginx and Warden to these CPUs (taskset list, e.g. `1`).
+    #[arg(long)]
+    server_cpus: Option<String>,
+    /// Per-call timeout; a call that takes longer is an error.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    call_timeout: Duration,
+    /// Also write the markdown report to this file.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+}
+
+const MAX_DURATION: Duration = Duration::from_secs(300);
+const MAX_ROUNDS: u32 = 50;
+const MAX_CONCURRENCY: usize = 1024;
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let mut children = Children::default();
+    let result = run_main(&args, &mut children);
+    drop(children); // stop every child before reporting the outcome
+    match result {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("load: some runs had errors (see INVALID above)");
+            std::process::ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("load: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_main(args: &Args, children: &mut Children) -> anyhow::Result<bool> {
+    validate(args)?;
+    if let Some(cpus) = &args.client_cpus {
+        pin_self(cpus)?;
+    }
+    let runtime = if args.client_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.client_threads)
+            .enable_all()
+            .build()?
+    };
+    let per_run = args.warmup + args.duration + Duration::from_millis(300);
+    let runs = args.rounds as u64 * args.targets.len() as u64 * args.concurrency.len() as u64;
+    let estimate = per_run * runs as u32;
+    // Bounded: a hung target cannot keep the benchmark going forever.
+    let deadline = estimate * 2 + Duration::from_secs(60);
+    eprintln!(
+        "load: {runs} runs of {:?} warm-up + {:?}; about {:.0} s (hard limit {:.0} s)",
+        args.warmup,
+        args.duration,
+        estimate.as_secs_f64(),
+        deadline.as_secs_f64()
+    );
+    runtime.block_on(async {
+        tokio::select! {
+            result = tokio::time::timeout(deadline, bench(args, children)) => {
+                result.map_err(|_| anyhow!("the benchmark overran its {deadline:?} limit"))?
+            }
+            signal = interrupted() => Err(anyhow!("interrupted by {signal}; stopping children")),
+        }
+    })
+}
+
+fn validate(args: &Args) -> anyhow::Result<()> {
+    if args.duration.is_zero() || args.duration > MAX_DURATION {
+        bail!("--duration must be in (0, {MAX_DURATION:?}]");
+    }
+    if args.warmup > MAX_DURATION {
+        bail!("--warmup must be at most {MAX_DURATION:?}");
+    }
+    if args.rounds == 0 || args.rounds > MAX_ROUNDS {
+        bail!("--rounds must be in 1..={MAX_ROUNDS}");
+    }
+    if args.concurrency.is_empty()
+        || args
+            .concurrency
+            .iter()
+            .any(|&c| c == 0 || c > MAX_CONCURRENCY)
+    {
+        bail!("--concurrency values must be in 1..={MAX_CONCURRENCY}");
+    }
+    if args.targets.is_empty() {
+        bail!("--targets must name at least one target");
+    }
+    Ok(())
+}
+
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        std::future::pending::<()>().await;
+        unreachable!()
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+fn pin_self(cpus: &str) -> anyhow::Result<()> {
+    use nix::sched::{CpuSet, sched_setaffinity};
+    let mut set = CpuSet::new();
+    for cpu in parse_cpu_list(cpus)? {
+        set.set(cpu).with_context(|| format!("CPU {cpu}"))?;
+    }
+    // Called before the runtime starts, so every runtime thread inherits it.
+    sched_setaffinity(Pid::from_raw(0), &set).context("pinning the load generator")?;
+    Ok(())
+}
+
+fn parse_cpu_list(list: &str) -> anyhow::Result<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in list.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => cpus.extend(a.trim().parse::<usize>()?..=b.trim().parse::<usize>()?),
+            None => cpus.push(part.trim().parse()?),
+        }
+    }
+    Ok(cpus)
+}
+
+/// The processes under test.
+struct Setup {
+    demo_pid: u32,
+    nginx_pid: Option<u32>,
+    warden_pid: Option<u32>,
+    ports: Ports,
+}
+
+#[derive(Clone, Copy)]
+struct Ports {
+    demo: u16,
+    nginx: u16,
+    warden: u16,
+    warden_admin: u16,
+}
+
+async fn bench(args: &Args, children: &mut Children) -> anyhow::Result<bool> {
+    let dir = tempfile::Builder::new()
+        .prefix("warden-load-")
+        .tempdir()
+        .context("creating a temp dir")?;
+    let setup = start_everything(args, children, dir.path())?;
+    let hz = procfs::clock_ticks_per_second();
+
+    let mut runs: Vec<Run> = Vec::new();
+    for &concurrency in &args.concurrency {
+        for round in 1..=args.rounds {
+            // Rotate the order each round so no target always runs first.
+            let n = args.targets.len();
+            for i in 0..n {
+                let target = args.targets[(i + round as usize - 1) % n];
+                let run = run_one(args, &setup, target, concurrency, round).await?;
+                eprintln!(
+                    "  c={concurrency:<3} round {round} {:<6} {:>8.0} calls/s  p50 {:>7.1} µs  p99 {:>8.1} µs  errors {}{}",
+                    target.name(),
+                    run.calls_per_second(),
+                    run.latency.value_at_quantile(0.5) as f64 / 1000.0,
+                    run.latency.value_at_quantile(0.99) as f64 / 1000.0,
+                    run.errors,
+                    run.first_error
+                        .as_deref()
+                        .map(|e| format!(" (first: {e})"))
+                        .unwrap_or_default(),
+                );
+                runs.push(run);
+            }
+        }
+    }
+
+    let mut summaries = Vec::new();
+    for &c in &args.concurrency {
+        for t in [Target::Direct, Target::Nginx, Target::Warden] {
+            if let Some(s) = Summary::of(&runs, t, c) {
+                summaries.push(s);
+            }
+        }
+    }
+    let all_valid = summaries.iter().all(Summary::valid);
+    let mut text = String::new();
+    text.push_str(&describe(args, hz));
+    text.push('\n');
+    text.push_str(&report::markdown(&summaries, hz));
+    println!("{text}");
+    if let Some(path) = &args.markdown {
+        fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    drop(dir);
+    Ok(all_valid)
+}
+
+fn describe(args: &Args, hz: u64) -> String {
+    let cpu_model = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let command: Vec<String> = std::env::args().collect();
+    format!(
+        "Command: `{}`\n\nMachine: {cores} CPUs ({cpu_model}), kernel {kernel}; CPU time from /proc at {hz} ticks/s. \
+         nginx worker_processes {}; load generator: {} runtime thread(s), pinned to {}; servers pinned to {}. \
+         {} round(s) × {:?} per target per concurrency after a {:?} warm-up, order rotated each round.\n",
+        command.join(" "),
+        args.nginx_workers,
+        args.client_threads.max(1),
+        args.client_cpus.as_deref().unwrap_or("any CPU"),
+        args.server_cpus.as_deref().unwrap_or("any CPU"),
+        args.rounds,
+        args.duration,
+        args.warmup,
+    )
+}
+
+fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating this program")?;
+    let dir = exe.parent().context("this program has no directory")?;
+    Ok(dir.join(name))
+}
+
+fn require_file(path: &Path, hint: &str) -> anyhow::Result<()> {
+    if path.is_file() {
+        Ok(())
+    } else {
+        bail!("{} not found: {hint}", path.display())
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = StdListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn start_everything(args: &Args, children: &mut Children, dir: &Path) -> anyhow::Result<Setup> {
+    const BUILD: &str =
+        "build it with `cargo build --release -p warden-demo -p warden` (or pass its path)";
+    let demo_bin = match &args.demo {
+        Some(p) => p.clone(),
+        None => sibling_binary("warden-demo")?,
+    };
+    require_file(&demo_bin, BUILD)?;
+    let want = |t: Target| args.targets.contains(&t);
+
+    let ports = Ports {
+        demo: free_port()?,
+        nginx: free_port()?,
+        warden: free_port()?,
+        warden_admin: free_port()?,
+    };
+    let taskset = args.server_cpus.as_deref();
+
+    let mut demo = command(taskset, &demo_bin);
+    demo.arg("--listen")
+        .arg(format!("127.0.0.1:{}", ports.demo));
+    let demo_pid = children.spawn("warden-demo", demo, dir)?;
+    children.wait_ready("warden-demo", ports.demo, dir)?;
+
+    let nginx_pid = if want(Target::Nginx) {
+        require_file(&args.nginx, nginx::INSTALL_HINT)?;
+        let conf = dir.join("nginx.conf");
+        fs::write(
+            &conf,
+            nginx::render(&nginx::NginxConfig {
+                dir,
+                listen_port: ports.nginx,
+                upstream_port: ports.demo,
+                workers: &args.nginx_workers,
+            }),
+        )?;
+        let mut cmd = command(taskset, &args.nginx);
+        cmd.arg("-p")
+            .arg(dir)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .arg("-c")
+            .arg(&conf);
+        let pid = children.spawn("nginx", cmd, dir)?;
+        children.wait_ready("nginx", ports.nginx, dir)?;
+        Some(pid)
+    } else {
+        None
+    };
+
+    let warden_pid = if want(Target::Warden) {
+        let warden_bin = match &args.warden {
+            Some(p) => p.clone(),
+            None => sibling_binary("warden")?,
+        };
+        require_file(&warden_bin, BUILD)?;
+        let policy = match &args.policy {
+            Some(p) => p.clone(),
+            None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/read-only.yaml"),
+        };
+        let policy = policy
+            .canonicalize()
+            .with_context(|| format!("policy file {}", policy.display()))?;
+        let conf = dir.join("warden.yaml");
+        fs::write(
+            &conf,
+            format!(
+                "version: 1\nlisten: 127.0.0.1:{}\nadmin: 127.0.0.1:{}\nroutes:\n  - path: /mcp\n    upstream:\n      url: http://127.0.0.1:{}/mcp\n    policy: {}\n",
+                ports.warden,
+                ports.warden_admin,
+                ports.demo,
+                policy.display()
+            ),
+        )?;
+        let mut cmd = command(taskset, &warden_bin);
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&conf)
+            .env("WARDEN_LOG", "warn");
+        let pid = children.spawn("warden", cmd, dir)?;
+        children.wait_ready("warden", ports.warden, dir)?;
+        Some(pid)
+    } else {
+        None
+    };
+
+    Ok(Setup {
+        demo_pid,
+        nginx_pid,
+        warden_pid,
+        ports,
+    })
+}
+
+/// `program`, prefixed with `taskset -c CPUS` when pinning (so the affinity is
+/// set before the program starts its threads).
+fn command(taskset: Option<&str>, program: &Path) -> Command {
+    match taskset {
+        Some(cpus) => {
+            let mut cmd = Command::new("taskset");
+            cmd.arg("-c").arg(cpus).arg(program);
+            cmd
+        }
+        None => Command::new(program),
+    }
+}
+
+/// Every child the benchmark started; all are stopped when this is dropped
+/// (normal end, error, panic, or SIGINT/SIGTERM via `interrupted`).
+#[derive(Default)]
+struct Children {
+    procs: Vec<(&'static str, Child)>,
+}
+
+impl Children {
+    fn spawn(&mut self, name: &'static str, mut cmd: Command, dir: &Path) -> anyhow::Result<u32> {
+        let log = fs::File::create(dir.join(format!("{name}.log")))?;
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {name} ({:?})", cmd.get_program()))?;
+        let pid = child.id();
+        self.procs.push((name, child));
+        Ok(pid)
+    }
+
+    fn wait_ready(&mut self, name: &str, port: u16, dir: &Path) -> anyhow::Result<()> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if StdStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if let Some((_, child)) = self.procs.iter_mut().find(|(n, _)| *n == name)
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                let log = fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+                let errlog = fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+                bail!("{name} exited ({status}) before listening:\n{log}{errlog}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!("{name} did not listen on {addr} within 15 s")
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        // Remember grandchildren (nginx workers) in case the parent dies hard.
+        let mut orphans = Vec::new();
+        for (_, child) in self.procs.iter_mut().rev() {
+            if matches!(child.try_wait(), Ok(None)) {
+                orphans.extend(procfs::children_of(child.id()));
+                let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            }
+        }
+        let give_up = Instant::now() + Duration::from_secs(3);
+        for (name, child) in self.procs.iter_mut() {
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() < give_up => {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Ok(None) => {
+                        eprintln!("load: {name} ignored SIGTERM; killing it");
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                }
+            }
+        }
+        for pid in orphans {
+            if procfs::stat(pid).is_ok() {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+        }
+        let _ = std::io::stderr().flush();
+    }
+}
+
+/// The processes whose CPU counts as "proxy" for a target.
+fn proxy_pids(setup: &Setup, target: Target) -> Option<Vec<u32>> {
+    match target {
+        Target::Direct => None,
+        Target::Nginx => setup.nginx_pid.map(|m| {
+            let mut pids = vec![m];
+            pids.extend(procfs::children_of(m));
+            pids
+        }),
+        Target::Warden => setup.warden_pid.map(|w| vec![w]),
+    }
+}
+
+fn ticks(pids: &[u32]) -> anyhow::Result<u64> {
+    pids.iter()
+        .map(|&p| {
+            Ok(procfs::stat(p)
+                .with_context(|| format!("/proc/{p}/stat"))?
+                .cpu_ticks)
+        })
+        .sum()
+}
+
+fn self_ticks() -> anyhow::Result<u64> {
+    Ok(procfs::stat_of("self")?.cpu_ticks)
+}
+
+/// The measured window, shared by every client of a run.
+#[derive(Clone, Copy)]
+struct Window {
+    start: Instant,
+    end: Instant,
+}
+
+/// What one client saw.
+struct ClientOutcome {
+    calls: u64,
+    errors: u64,
+    first_error: Option<String>,
+    latency: Histogram<u64>,
+}
+
+async fn run_one(
+    args: &Args,
+    setup: &Setup,
+    target: Target,
+    concurrency: usize,
+    round: u32,
+) -> anyhow::Result<Run> {
+    let port = match target {
+        Target::Direct => setup.ports.demo,
+        Target::Nginx => setup.ports.nginx,
+        Target::Warden => setup.ports.warden,
+    };
+    let proxy = proxy_pids(setup, target);
+    for &pid in proxy.iter().flatten() {
+        if let Err(err) = procfs::reset_peak_rss(pid) {
+            eprintln!("load: cannot reset peak RSS of {pid} ({err}); peak is since start");
+        }
+    }
+
+    let now = Instant::now();
+    let window = Window {
+        start: now + args.warmup,
+        end: now + args.warmup + args.duration,
+    };
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let host = HeaderValue::from_str(&format!("127.0.0.1:{port}"))?;
+    let clients: Vec<_> = (0..concurrency)
+        .map(|_| tokio::spawn(client(addr, host.clone(), window, args.call_timeout)))
+        .collect();
+
+    tokio::time::sleep_until(window.start.into()).await;
+    let before = (
+        proxy.as_deref().map(ticks).transpose()?,
+        ticks(&[setup.demo_pid])?,
+        self_ticks()?,
+    );
+    tokio::time::sleep_until(window.end.into()).await;
+    let after = (
+        proxy.as_deref().map(ticks).transpose()?,
+        ticks(&[setup.demo_pid])?,
+        self_ticks()?,
+    );
+    let measured = window.end - window.start;
+
+    let mut latency = report::new_histogram();
+    let (mut calls, mut errors, mut first_error) = (0, 0, None);
+    for handle in clients {
+        let outcome = handle.await.context("a client task panicked")?;
+        calls += outcome.calls;
+        errors += outcome.errors;
+        first_error = first_error.or(outcome.first_error);
+        latency.add(&outcome.latency).expect("same bounds");
+    }
+    let proxy_peak_rss_kib = proxy
+        .as_deref()
+        .map(|pids| {
+            pids.iter()
+                .map(|&p| procfs::peak_rss_kib(p))
+                .sum::<std::io::Result<u64>>()
+        })
+        .transpose()?;
+    Ok(Run {
+        target,
+        concurrency,
+        round,
+        window: measured,
+        calls,
+        errors,
+        first_error,
+        latency,
+        proxy_ticks: match (before.0, after.0) {
+            (Some(b), Some(a)) => Some(a.saturating_sub(b)),
+            _ => None,
+        },
+        upstream_ticks: after.1.saturating_sub(before.1),
+        client_ticks: after.2.saturating_sub(before.2),
+        proxy_peak_rss_kib,
+    })
+}
+
+/// One closed-loop client: connect, initialize, call `echo` until the window
+/// ends, then end the session.
+async fn client(
+    addr: SocketAddr,
+    host: HeaderValue,
+    window: Window,
+    call_timeout: Duration,
+) -> ClientOutcome {
+    let mut outcome = ClientOutcome {
+        calls: 0,
+        errors: 0,
+        first_error: None,
+        latency: report::new_histogram(),
+    };
+    let fail = |outcome: &mut ClientOutcome, err: String| {
+        outcome.errors += 1;
+        outcome.first_error.get_or_insert(err);
+    };
+    let mut conn = match Conn::open(addr, host, call_timeout).await {
+        Ok(c) => c,
+        Err(err) => {
+            fail(&mut outcome, format!("session set-up: {err:#}"));
+            return outcome;
+        }
+    };
+    let mut id = 0u64;
+    loop {
+        id += 1;
+        let body = workload::tool_call(id);
+        let t0 = Instant::now();
+        let result = conn.call(body, id).await;
+        let t1 = Instant::now();
+        if let Err(err) = result {
+            fail(&mut outcome, format!("call {id}: {err:#}"));
+            break; // the connection may be unusable; the run is invalid anyway
+        }
+        if t1 >= window.end {
+            break;
+        }
+        if t0 >= window.start {
+            outcome.calls += 1;
+            let ns = u64::try_from((t1 - t0).as_nanos()).unwrap_or(u64::MAX);
+            let _ = outcome.latency.record(ns.max(1));
+        }
+    }
+    conn.close().await;
+    outcome
+}
+
+/// One keep-alive HTTP/1.1 connection carrying one MCP session.
+struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    host: HeaderValue,
+    session: Option<HeaderValue>,
+    timeout: Duration,
+}
+
+struct Reply {
+    status: StatusCode,
+    content_type: Option<HeaderValue>,
+    session: Option<HeaderValue>,
+    body: Bytes,
+}
+
+impl Reply {
+    fn content_type(&self) -> &str {
+        self.content_type
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr, host: HeaderValue, timeout: Duration) -> anyhow::Result<Conn> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        let mut conn = Conn {
+            sender,
+            host,
+            session: None,
+            timeout,
+        };
+        let reply = conn
+            .send(
+                Method::POST,
+                Bytes::from_static(workload::INITIALIZE.as_bytes()),
+            )
+            .await?;
+        if reply.status != StatusCode::OK {
+            bail!("initialize: HTTP {}", reply.status);
+        }
+        workload::check_initialize(reply.content_type(), &reply.body).map_err(|e| anyhow!(e))?;
+        conn.session = Some(
+            reply
+                .session
+                .context("initialize reply has no mcp-session-id")?,
+        );
+        let reply = conn
+            .send(
+                Method::POST,
+                Bytes::from_static(workload::INITIALIZED.as_bytes()),
+            )
+            .await?;
+        if !reply.status.is_success() {
+            bail!("notifications/initialized: HTTP {}", reply.status);
+        }
+        Ok(conn)
+    }
+
+    async fn call(&mut self, body: Bytes, id: u64) -> anyhow::Result<()> {
+        let reply = self.send(Method::POST, body).await?;
+        if reply.status != StatusCode::OK {
+            bail!(
+                "HTTP {}: {}",
+                reply.status,
+                String::from_utf8_lossy(&reply.body)
+            );
+        }
+        workload::check_tool_result(reply.content_type(), &reply.body, id).map_err(|e| anyhow!(e))
+    }
+
+    async fn close(&mut self) {
+        if self.session.is_some() {
+            let _ = self.send(Method::DELETE, Bytes::new()).await;
+        }
+    }
+
+    async fn send(&mut self, method: Method, body: Bytes) -> anyhow::Result<Reply> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri("/mcp")
+            .header(HOST, self.host.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json, text/event-stream");
+        if let Some(session) = &self.session {
+            req = req
+                .header("mcp-session-id", session.clone())
+                .header("mcp-protocol-version", workload::PROTOCOL_VERSION);
+        }
+        let req = req.body(Full::new(body))?;
+        let exchange = async {
+            self.sender.ready().await?;
+            let resp = self.sender.send_request(req).await?;
+            let (parts, body) = resp.into_parts();
+            let body = body.collect().await?.to_bytes();
+            Ok::<_, hyper::Error>((parts, body))
+        };
+        let (parts, body) = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| anyhow!("no reply within {:?}", self.timeout))??;
+        Ok(Reply {
+            status: parts.status,
+            content_type: parts.headers.get(CONTENT_TYPE).cloned(),
+            session: parts.headers.get("mcp-session-id").cloned(),
+            body,
+        })
+    }
+}

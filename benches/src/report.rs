@@ -1,0 +1,372 @@
+//! Results of the load benchmark: per-run measurements, their aggregation
+//! over rounds, and the markdown table with ratios and target checks.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// What a request goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum Target {
+    /// Straight to the upstream MCP server.
+    Direct,
+    /// Through nginx (plain HTTP reverse proxy, keep-alive upstream).
+    Nginx,
+    /// Through Warden with its full pipeline.
+    Warden,
+}
+
+impl Target {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Direct => "direct",
+            Target::Nginx => "nginx",
+            Target::Warden => "warden",
+        }
+    }
+}
+
+/// A latency histogram in nanoseconds (1 ns .. 60 s, 3 significant digits).
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// One measured run: one target, one concurrency, one round.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// The target.
+    pub target: Target,
+    /// Concurrent clients.
+    pub concurrency: usize,
+    /// Round number (1-based).
+    pub round: u32,
+    /// Length of the measured window.
+    pub window: Duration,
+    /// Successful calls that started and finished inside the window.
+    pub calls: u64,
+    /// Failed calls or session set-ups, warm-up included.
+    pub errors: u64,
+    /// The first failure, for the report.
+    pub first_error: Option<String>,
+    /// Latency of the counted calls, in nanoseconds.
+    pub latency: Histogram<u64>,
+    /// CPU ticks the proxy process(es) used in the window (None for direct).
+    pub proxy_ticks: Option<u64>,
+    /// CPU ticks the upstream used in the window.
+    pub upstream_ticks: u64,
+    /// CPU ticks the load generator used in the window.
+    pub client_ticks: u64,
+    /// Peak RSS of the proxy process(es) during the run, in KiB (summed over
+    /// nginx's master and workers).
+    pub proxy_peak_rss_kib: Option<u64>,
+}
+
+impl Run {
+    /// Calls per second in the window.
+    pub fn calls_per_second(&self) -> f64 {
+        self.calls as f64 / self.window.as_secs_f64()
+    }
+}
+
+/// Several rounds of one target at one concurrency, merged.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// The target.
+    pub target: Target,
+    /// Concurrent clients.
+    pub concurrency: usize,
+    /// Rounds merged.
+    pub rounds: usize,
+    /// Total measured time.
+    pub window: Duration,
+    /// Total counted calls.
+    pub calls: u64,
+    /// Total errors.
+    pub errors: u64,
+    /// First error seen.
+    pub first_error: Option<String>,
+    /// Merged latency histogram (ns).
+    pub latency: Histogram<u64>,
+    /// Total proxy CPU ticks.
+    pub proxy_ticks: Option<u64>,
+    /// Total upstream CPU ticks.
+    pub upstream_ticks: u64,
+    /// Total client CPU ticks.
+    pub client_ticks: u64,
+    /// Highest per-run proxy peak RSS, KiB.
+    pub proxy_peak_rss_kib: Option<u64>,
+    /// Calls/s of each round.
+    pub per_round: Vec<f64>,
+}
+
+impl Summary {
+    /// Merge the runs of `target` at `concurrency`; None if there are none.
+    pub fn of(runs: &[Run], target: Target, concurrency: usize) -> Option<Summary> {
+        let mine: Vec<&Run> = runs
+            .iter()
+            .filter(|r| r.target == target && r.concurrency == concurrency)
+            .collect();
+        let first = mine.first()?;
+        let mut latency = new_histogram();
+        for r in &mine {
+            latency.add(&r.latency).expect("same histogram bounds");
+        }
+        let sum_opt = |f: fn(&Run) -> Option<u64>| {
+            mine.iter()
+                .map(|r| f(r))
+                .try_fold(0u64, |acc, v| v.map(|v| acc + v))
+        };
+        Some(Summary {
+            target,
+            concurrency,
+            rounds: mine.len(),
+            window: mine.iter().map(|r| r.window).sum(),
+            calls: mine.iter().map(|r| r.calls).sum(),
+            errors: mine.iter().map(|r| r.errors).sum(),
+            first_error: mine.iter().find_map(|r| r.first_error.clone()),
+            latency,
+            proxy_ticks: if first.proxy_ticks.is_some() {
+                sum_opt(|r| r.proxy_ticks)
+            } else {
+                None
+            },
+            upstream_ticks: mine.iter().map(|r| r.upstream_ticks).sum(),
+            client_ticks: mine.iter().map(|r| r.client_ticks).sum(),
+            proxy_peak_rss_kib: mine.iter().filter_map(|r| r.proxy_peak_rss_kib).max(),
+            per_round: mine.iter().map(|r| r.calls_per_second()).collect(),
+        })
+    }
+
+    /// Calls per second over all rounds.
+    pub fn calls_per_second(&self) -> f64 {
+        self.calls as f64 / self.window.as_secs_f64()
+    }
+
+    /// Latency quantile in microseconds.
+    pub fn quantile_us(&self, q: f64) -> f64 {
+        self.latency.value_at_quantile(q) as f64 / 1000.0
+    }
+
+    /// CPU microseconds per call for `ticks`.
+    pub fn cpu_us_per_call(&self, ticks: u64, ticks_per_second: u64) -> f64 {
+        if self.calls == 0 {
+            return f64::NAN;
+        }
+        ticks as f64 * 1e6 / ticks_per_second as f64 / self.calls as f64
+    }
+
+    /// Whether the run is valid (no errors, some calls).
+    pub fn valid(&self) -> bool {
+        self.errors == 0 && self.calls > 0
+    }
+}
+
+/// Targets from the issue.
+pub mod targets {
+    /// Warden's added median latency over direct at concurrency 1, µs.
+    pub const ADDED_P50_US_AT_1: f64 = 30.0;
+    /// Warden's calls/s over nginx's at concurrency 32.
+    pub const WARDEN_OVER_NGINX_AT_32: f64 = 0.85;
+    /// Warden's peak RSS, MB (10^6 bytes).
+    pub const PEAK_RSS_MB: f64 = 20.0;
+}
+
+fn mb(kib: u64) -> f64 {
+    kib as f64 * 1024.0 / 1e6
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    match v {
+        Some(v) if v.is_finite() => format!("{v:.digits$}"),
+        _ => "—".to_owned(),
+    }
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "**met**" } else { "**missed**" }
+}
+
+/// The markdown report: table, ratios, targets.
+pub fn markdown(summaries: &[Summary], ticks_per_second: u64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| clients | target | calls/s | calls/s per round | p50 µs | p99 µs | proxy CPU µs/call | upstream CPU µs/call | load-gen CPU µs/call | proxy peak RSS MB | errors |"
+    );
+    let _ = writeln!(
+        out,
+        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for s in summaries {
+        let rounds: Vec<String> = s.per_round.iter().map(|c| format!("{c:.0}")).collect();
+        let _ = writeln!(
+            out,
+            "| {} | {}{} | {:.0} | {} | {:.1} | {:.1} | {} | {:.1} | {:.1} | {} | {} |",
+            s.concurrency,
+            s.target.name(),
+            if s.valid() { "" } else { " (INVALID)" },
+            s.calls_per_second(),
+            rounds.join(" / "),
+            s.quantile_us(0.5),
+            s.quantile_us(0.99),
+            opt(
+                s.proxy_ticks
+                    .map(|t| s.cpu_us_per_call(t, ticks_per_second)),
+                1
+            ),
+            s.cpu_us_per_call(s.upstream_ticks, ticks_per_second),
+            s.cpu_us_per_call(s.client_ticks, ticks_per_second),
+            opt(s.proxy_peak_rss_kib.map(mb), 1),
+            s.errors,
+        );
+    }
+
+    let find = |t: Target, c: usize| {
+        summaries
+            .iter()
+            .find(|s| s.target == t && s.concurrency == c)
+    };
+    let mut concurrencies: Vec<usize> = summaries.iter().map(|s| s.concurrency).collect();
+    concurrencies.dedup();
+
+    let _ = writeln!(
+        out,
+        "\nRatios (calls/s ratio; added p50 = target p50 − direct p50):\n"
+    );
+    let _ = writeln!(
+        out,
+        "| clients | nginx/direct calls/s | warden/direct calls/s | warden/nginx calls/s | nginx added p50 µs | warden added p50 µs | warden − nginx p50 µs |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
+    for &c in &concurrencies {
+        let d = find(Target::Direct, c);
+        let n = find(Target::Nginx, c);
+        let w = find(Target::Warden, c);
+        let ratio = |a: Option<&Summary>, b: Option<&Summary>| {
+            Some(a?.calls_per_second() / b?.calls_per_second())
+        };
+        let added = |a: Option<&Summary>, b: Option<&Summary>| {
+            Some(a?.quantile_us(0.5) - b?.quantile_us(0.5))
+        };
+        let _ = writeln!(
+            out,
+            "| {c} | {} | {} | {} | {} | {} | {} |",
+            opt(ratio(n, d), 3),
+            opt(ratio(w, d), 3),
+            opt(ratio(w, n), 3),
+            opt(added(n, d), 1),
+            opt(added(w, d), 1),
+            opt(added(w, n), 1),
+        );
+    }
+
+    let _ = writeln!(out, "\nTargets (Warden, full pipeline):\n");
+    if let (Some(w), Some(d)) = (find(Target::Warden, 1), find(Target::Direct, 1)) {
+        let added = w.quantile_us(0.5) - d.quantile_us(0.5);
+        let _ = writeln!(
+            out,
+            "- added p50 over direct at 1 client < {} µs: {added:.1} µs → {}",
+            targets::ADDED_P50_US_AT_1,
+            verdict(added < targets::ADDED_P50_US_AT_1 && w.valid() && d.valid())
+        );
+    }
+    if let (Some(w), Some(n)) = (find(Target::Warden, 32), find(Target::Nginx, 32)) {
+        let ratio = w.calls_per_second() / n.calls_per_second();
+        let _ = writeln!(
+            out,
+            "- calls/s at 32 clients ≥ {}× nginx: {ratio:.3}× → {}",
+            targets::WARDEN_OVER_NGINX_AT_32,
+            verdict(ratio >= targets::WARDEN_OVER_NGINX_AT_32 && w.valid() && n.valid())
+        );
+    }
+    let peak = summaries
+        .iter()
+        .filter(|s| s.target == Target::Warden)
+        .filter_map(|s| s.proxy_peak_rss_kib)
+        .max();
+    if let Some(peak) = peak {
+        let _ = writeln!(
+            out,
+            "- peak RSS < {} MB: {:.1} MB → {}",
+            targets::PEAK_RSS_MB,
+            mb(peak),
+            verdict(mb(peak) < targets::PEAK_RSS_MB)
+        );
+    }
+    let invalid: Vec<&Summary> = summaries.iter().filter(|s| !s.valid()).collect();
+    for s in invalid {
+        let _ = writeln!(
+            out,
+            "- INVALID: {} at {} clients had {} error(s); first: {}",
+            s.target.name(),
+            s.concurrency,
+            s.errors,
+            s.first_error.as_deref().unwrap_or("no calls counted")
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(target: Target, concurrency: usize, calls: u64, p50_ns: u64) -> Run {
+        let mut latency = new_histogram();
+        latency.record_n(p50_ns, calls).expect("record");
+        Run {
+            target,
+            concurrency,
+            round: 1,
+            window: Duration::from_secs(1),
+            calls,
+            errors: 0,
+            first_error: None,
+            latency,
+            proxy_ticks: (target != Target::Direct).then_some(10),
+            upstream_ticks: 20,
+            client_ticks: 30,
+            proxy_peak_rss_kib: (target != Target::Direct).then_some(8000),
+        }
+    }
+
+    #[test]
+    fn summarises_and_checks_targets() {
+        let runs = vec![
+            run(Target::Direct, 1, 10_000, 50_000),
+            run(Target::Nginx, 1, 8_000, 70_000),
+            run(Target::Warden, 1, 7_000, 75_000),
+            run(Target::Direct, 32, 40_000, 500_000),
+            run(Target::Nginx, 32, 30_000, 700_000),
+            run(Target::Warden, 32, 27_000, 900_000),
+        ];
+        let summaries: Vec<Summary> = [1, 32]
+            .into_iter()
+            .flat_map(|c| {
+                let runs = &runs;
+                [Target::Direct, Target::Nginx, Target::Warden]
+                    .into_iter()
+                    .filter_map(move |t| Summary::of(runs, t, c))
+            })
+            .collect();
+        let w = &summaries[2];
+        assert_eq!(w.calls, 7_000);
+        assert!((w.cpu_us_per_call(10, 100) - 100_000.0 / 7_000.0).abs() < 1e-9);
+        let text = markdown(&summaries, 100);
+        assert!(text.contains("| 1 | warden | 7000 |"), "{text}");
+        assert!(
+            text.contains("added p50 over direct at 1 client < 30 µs: 25.0 µs → **met**"),
+            "{text}"
+        );
+        assert!(
+            text.contains("calls/s at 32 clients ≥ 0.85× nginx: 0.900× → **met**"),
+            "{text}"
+        );
+        assert!(
+            text.contains("peak RSS < 20 MB: 8.2 MB → **met**"),
+            "{text}"
+        );
+    }
+}

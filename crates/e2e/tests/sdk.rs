@@ -1,0 +1,64 @@
+//! The official TypeScript and Python SDK clients talk through Warden to
+//! `@modelcontextprotocol/server-everything` over Streamable HTTP:
+//! initialize, list and call tools, progress notifications from a
+//! long-running tool, sampling, elicitation and roots requests answered
+//! mid-call, cancellation, resources, prompts, and ending the session; a
+//! denied tool is neither listed nor callable.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::*;
+
+/// `get-env` returns the server's whole environment: exactly the kind of
+/// tool an operator denies.
+const POLICY: &str = "version: 1\ndefault: allow\ntools:\n  get-env: deny\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typescript_sdk_client_through_warden() {
+    let upstream = server_everything("peers");
+    let warden = warden_in_front_of(&upstream.url, POLICY).await;
+    let peers = e2e_dir().join("peers");
+    let mut client = Command::new("node");
+    client
+        .current_dir(&peers)
+        .arg("ts-client.mjs")
+        .arg(format!("http://{}/mcp", warden.mcp_addr))
+        .args([
+            "--expect-refused",
+            "get-env",
+            "--expect-listed",
+            "echo,get-sum",
+        ]);
+    let output = run_peer(client, Duration::from_secs(120)).await;
+    let passed = assert_all_passed(&output, "ts-client");
+    assert!(passed >= 18, "only {passed} checks ran");
+    let metrics = warden.warden.metrics.encode();
+    assert!(metrics.contains("reason=\"denied-by-policy\""), "{metrics}");
+    warden.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_client_through_warden() {
+    let upstream = server_everything("peers");
+    let warden = warden_in_front_of(&upstream.url, POLICY).await;
+    let peers = e2e_dir().join("peers");
+    require_installed(&peers.join(".venv"), "Python packages");
+    let mut client = Command::new(peers.join(".venv/bin/python"));
+    client
+        .current_dir(&peers)
+        .arg("py-client.py")
+        .arg(format!("http://{}/mcp", warden.mcp_addr))
+        .args([
+            "--expect-refused",
+            "get-env",
+            "--expect-listed",
+            "echo,get-sum",
+        ]);
+    let output = run_peer(client, Duration::from_secs(120)).await;
+    let passed = assert_all_passed(&output, "py-client");
+    assert!(passed >= 18, "only {passed} checks ran");
+    warden.shutdown().await;
+}

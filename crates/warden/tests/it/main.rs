@@ -1,0 +1,8 @@
+//! Warden's integration tests: a real Warden on an ephemeral port in front of
+//! a real (demo or purpose-built) upstream, driven over HTTP.
+
+mod bad_inputs;
+mod policy;
+mod support;
+mod transparency;
+mod upstream_failures;

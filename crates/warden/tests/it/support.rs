@@ -1,0 +1,332 @@
+//! A small builder language for "a Warden in front of this upstream", and a
+//! raw HTTP client that can send what a well-behaved SDK never would.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use warden::config::{Config, Limits, RouteConfig, UpstreamConfig};
+use warden_demo::Demo;
+use warden_policy::Policy;
+
+pub type TestBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// A Warden under test, with the pieces around it.
+pub struct TestWarden {
+    pub running: warden::Running,
+    pub url: String,
+}
+
+/// Builder: `WardenBuilder::new(upstream_url).policy(..).start()`.
+pub struct WardenBuilder {
+    routes: Vec<RouteConfig>,
+    limits: Limits,
+}
+
+impl WardenBuilder {
+    pub fn new(upstream: &str) -> WardenBuilder {
+        WardenBuilder {
+            routes: vec![route("/mcp", upstream, Policy::default())],
+            limits: Limits::default(),
+        }
+    }
+
+    pub fn policy(mut self, yaml: &str) -> WardenBuilder {
+        self.routes[0].policy =
+            Policy::from_yaml_str(yaml, "test policy").expect("test policy is valid");
+        self
+    }
+
+    pub fn route(mut self, path: &str, upstream: &str) -> WardenBuilder {
+        self.routes.push(route(path, upstream, Policy::default()));
+        self
+    }
+
+    pub fn upstream_timeout(mut self, timeout: Duration) -> WardenBuilder {
+        self.routes[0].upstream.timeout = timeout;
+        self
+    }
+
+    pub fn allowed_origin(mut self, origin: &str) -> WardenBuilder {
+        self.routes[0].allowed_origins.push(origin.to_owned());
+        self
+    }
+
+    pub fn limits(mut self, edit: impl FnOnce(&mut Limits)) -> WardenBuilder {
+        edit(&mut self.limits);
+        self
+    }
+
+    pub async fn start(self) -> TestWarden {
+        let config = Config {
+            listen: ([127, 0, 0, 1], 0).into(),
+            admin: Some(([127, 0, 0, 1], 0).into()),
+            limits: self.limits,
+            routes: self.routes,
+        };
+        let running = warden::start(&config).await.expect("warden starts");
+        let url = format!("http://{}/mcp", running.mcp_addr);
+        TestWarden { running, url }
+    }
+}
+
+fn route(path: &str, upstream: &str, policy: Policy) -> RouteConfig {
+    RouteConfig {
+        path: path.to_owned(),
+        upstream: UpstreamConfig::new(upstream.parse().expect("upstream url")),
+        policy,
+        policy_origin: "test".into(),
+        allowed_origins: Vec::new(),
+    }
+}
+
+/// The demo MCP server on an ephemeral port, with its state.
+pub async fn demo_upstream() -> (String, Arc<Demo>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let demo = Arc::new(Demo::default());
+    tokio::spawn(warden_demo::serve_with(listener, demo.clone()));
+    (format!("http://{addr}/mcp"), demo)
+}
+
+/// An upstream answering every request with `handler`.
+pub async fn upstream_fn<F, Fut>(handler: F) -> (String, SocketAddr)
+where
+    F: Fn(http::request::Parts, Bytes) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<TestBody>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let handler = handler.clone();
+                    async move {
+                        let (parts, body) = request.into_parts();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        Ok::<_, Infallible>(handler(parts, body).await)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (format!("http://{addr}/mcp"), addr)
+}
+
+pub fn full_body(bytes: impl Into<Bytes>) -> TestBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+pub fn json_response(value: &Value) -> Response<TestBody> {
+    let mut response = Response::new(full_body(value.to_string()));
+    response
+        .headers_mut()
+        .insert("content-type", "application/json".parse().expect("header"));
+    response
+}
+
+/// A reply as the agent saw it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "reply is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The JSON-RPC messages in an SSE body.
+    pub fn sse_messages(&self) -> Vec<Value> {
+        String::from_utf8_lossy(&self.body)
+            .lines()
+            .filter_map(|line| line.strip_prefix("data:"))
+            .filter_map(|data| serde_json::from_str(data.trim()).ok())
+            .collect()
+    }
+
+    pub fn session(&self) -> Option<String> {
+        self.headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+}
+
+/// A raw MCP-over-HTTP client.
+#[derive(Clone)]
+pub struct Agent {
+    http: Client<HttpConnector, Full<Bytes>>,
+    pub url: String,
+    pub session: Option<String>,
+    pub protocol_version: String,
+}
+
+pub const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+
+impl Agent {
+    pub fn new(url: &str) -> Agent {
+        Agent {
+            http: Client::builder(TokioExecutor::new()).build_http(),
+            url: url.to_owned(),
+            session: None,
+            protocol_version: "2025-11-25".into(),
+        }
+    }
+
+    /// Send a request exactly as built.
+    pub async fn send(&self, request: Request<Full<Bytes>>) -> Reply {
+        let response = tokio::time::timeout(Duration::from_secs(20), self.http.request(request))
+            .await
+            .expect("Warden answered within 20s")
+            .expect("HTTP exchange");
+        let (parts, body) = response.into_parts();
+        let body = tokio::time::timeout(Duration::from_secs(20), body.collect())
+            .await
+            .expect("body within 20s")
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    /// A POST with the headers a well-behaved client sends.
+    pub fn post_request(&self, body: impl Into<Bytes>) -> http::request::Builder {
+        let mut builder = Request::post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", ACCEPT_BOTH);
+        if let Some(session) = &self.session {
+            builder = builder
+                .header("mcp-session-id", session)
+                .header("mcp-protocol-version", &self.protocol_version);
+        }
+        let _ = body;
+        builder
+    }
+
+    pub async fn post_raw(&self, body: impl Into<Bytes>) -> Reply {
+        let body = body.into();
+        let request = self
+            .post_request(body.clone())
+            .body(Full::new(body))
+            .expect("request");
+        self.send(request).await
+    }
+
+    pub async fn post(&self, message: &Value) -> Reply {
+        self.post_raw(message.to_string()).await
+    }
+
+    pub async fn initialize(&mut self) -> Reply {
+        self.initialize_with(json!({})).await
+    }
+
+    pub async fn initialize_with(&mut self, capabilities: Value) -> Reply {
+        let reply = self
+            .post(
+                &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                    "protocolVersion": self.protocol_version,
+                    "capabilities": capabilities,
+                    "clientInfo": {"name": "warden-it", "version": "1"}
+                }}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "initialize: {:?}", reply.body);
+        self.session = reply.session();
+        let notified = self
+            .post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        assert_eq!(notified.status, StatusCode::ACCEPTED);
+        reply
+    }
+
+    pub async fn call(&self, id: u64, tool: &str, arguments: Value) -> Reply {
+        self.post(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": tool, "arguments": arguments}}))
+            .await
+    }
+
+    pub async fn list(&self, id: u64) -> Reply {
+        self.post(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/list", "params": {}}))
+            .await
+    }
+}
+
+/// Assert a reply is a JSON-RPC error with this HTTP status and code, and
+/// return its message.
+pub fn assert_error(reply: &Reply, status: StatusCode, code: i64) -> String {
+    assert_eq!(
+        reply.status,
+        status,
+        "body: {}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let value = reply.json();
+    assert_eq!(value["jsonrpc"], "2.0");
+    assert_eq!(value["error"]["code"], code, "{value}");
+    value["error"]["message"]
+        .as_str()
+        .expect("message")
+        .to_owned()
+}
+
+/// Assert a reply is Warden's refusal of `tool` for `reason`.
+pub fn assert_refused(reply: &Reply, tool: &str, reason: &str) {
+    assert_eq!(reply.status, StatusCode::OK);
+    let value = reply.json();
+    let result = &value["result"];
+    assert_eq!(result["isError"], true, "{value}");
+    assert_eq!(
+        result["structuredContent"]["warden"]["decision"], "deny",
+        "{value}"
+    );
+    assert_eq!(
+        result["structuredContent"]["warden"]["reason"], reason,
+        "{value}"
+    );
+    assert_eq!(
+        result["structuredContent"]["warden"]["tool"], tool,
+        "{value}"
+    );
+    assert!(
+        result["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains(tool))
+    );
+}

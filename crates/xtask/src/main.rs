@@ -1,0 +1,267 @@
+//! `cargo xtask test`: install what the tests need (pinned npm and PyPI
+//! packages, if missing), check the local services answer, then run every
+//! check CI runs: fmt, clippy, docs, policy files, the whole test suite
+//! (unit, integration, end-to-end with the official SDKs, conformance), and
+//! a build of the benchmarks.
+//!
+//! `cargo xtask deps` only installs; `cargo xtask test --quick` skips fmt,
+//! clippy, docs and the benchmark build.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(&root, args.iter().any(|a| a == "--quick")),
+        Some("deps") => deps(&root),
+        _ => {
+            eprintln!("usage: cargo xtask test [--quick] | cargo xtask deps");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or(manifest)
+}
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn run(what: &str, command: &mut Command) -> Result {
+    eprintln!("==> {what}");
+    let started = Instant::now();
+    let status = command
+        .status()
+        .map_err(|err| format!("{what}: cannot start {:?}: {err}", command.get_program()))?;
+    eprintln!("    ({what}: {:.1}s)", started.elapsed().as_secs_f64());
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({status})"))
+    }
+}
+
+fn succeeds(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn test(root: &Path, quick: bool) -> Result {
+    deps(root)?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    if !quick {
+        run(
+            "cargo fmt --check",
+            Command::new(&cargo)
+                .current_dir(root)
+                .args(["fmt", "--all", "--", "--check"]),
+        )?;
+        run(
+            "cargo clippy -D warnings",
+            Command::new(&cargo).current_dir(root).args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        )?;
+        run(
+            "cargo doc (broken links denied)",
+            Command::new(&cargo)
+                .current_dir(root)
+                .env("RUSTDOCFLAGS", "-D warnings")
+                .args(["doc", "--workspace", "--no-deps", "--exclude", "xtask"]),
+        )?;
+    }
+    let policies = policy_files(root)?;
+    let mut check = Command::new(&cargo);
+    check
+        .current_dir(root)
+        .args(["run", "--quiet", "-p", "warden", "--", "policy", "check"])
+        .args(&policies);
+    run("warden policy check policies/*", &mut check)?;
+    let deploy_configs = yaml_files(&root.join("deploy"))?;
+    for config in &deploy_configs {
+        run(
+            &format!("warden check {}", config.display()),
+            Command::new(&cargo)
+                .current_dir(root)
+                .args(["run", "--quiet", "-p", "warden", "--", "check"])
+                .arg(config),
+        )?;
+    }
+    run(
+        "cargo test --workspace",
+        Command::new(&cargo)
+            .current_dir(root)
+            .args(["test", "--workspace", "--no-fail-fast"]),
+    )?;
+    if !quick {
+        run(
+            "cargo bench --no-run",
+            Command::new(&cargo)
+                .current_dir(root)
+                .args(["bench", "--workspace", "--no-run"]),
+        )?;
+    }
+    eprintln!("==> all checks passed");
+    Ok(())
+}
+
+fn policy_files(root: &Path) -> Result<Vec<PathBuf>> {
+    let files = yaml_files(&root.join("policies"))?;
+    if files.is_empty() {
+        return Err("policies/ holds no .yaml file".into());
+    }
+    Ok(files)
+}
+
+fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Install the pinned end-to-end dependencies when missing or changed.
+fn deps(root: &Path) -> Result {
+    ensure_services();
+    let e2e = root.join("crates/e2e");
+    for dir in ["peers", "conformance"] {
+        let dir = e2e.join(dir);
+        if dir.join("package-lock.json").is_file() {
+            if stamp_is_fresh(&dir, "package-lock.json", "node_modules/.warden-stamp") {
+                eprintln!("==> npm packages in {} are current", dir.display());
+            } else {
+                run(
+                    &format!("npm ci in {}", dir.display()),
+                    Command::new("npm").current_dir(&dir).args([
+                        "ci",
+                        "--no-audit",
+                        "--no-fund",
+                        "--loglevel=error",
+                    ]),
+                )?;
+                write_stamp(&dir, "package-lock.json", "node_modules/.warden-stamp")?;
+            }
+        }
+        if dir.join("requirements.txt").is_file() {
+            if stamp_is_fresh(&dir, "requirements.txt", ".venv/.warden-stamp") {
+                eprintln!("==> Python packages in {} are current", dir.display());
+            } else {
+                let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+                run(
+                    &format!("python venv in {}", dir.display()),
+                    Command::new(&python)
+                        .current_dir(&dir)
+                        .args(["-m", "venv", ".venv"]),
+                )?;
+                run(
+                    &format!("pip install in {}", dir.display()),
+                    Command::new(dir.join(".venv/bin/pip"))
+                        .current_dir(&dir)
+                        .args([
+                            "install",
+                            "--quiet",
+                            "--disable-pip-version-check",
+                            "-r",
+                            "requirements.txt",
+                        ]),
+                )?;
+                write_stamp(&dir, "requirements.txt", ".venv/.warden-stamp")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn stamp_is_fresh(dir: &Path, source: &str, stamp: &str) -> bool {
+    match (
+        std::fs::read(dir.join(source)),
+        std::fs::read(dir.join(stamp)),
+    ) {
+        (Ok(source), Ok(stamp)) => source == stamp,
+        _ => false,
+    }
+}
+
+fn write_stamp(dir: &Path, source: &str, stamp: &str) -> Result {
+    std::fs::copy(dir.join(source), dir.join(stamp))
+        .map(|_| ())
+        .map_err(|err| format!("writing {stamp}: {err}"))
+}
+
+/// PostgreSQL and Redis back Warden's scale stores; later tests use the real
+/// servers. Start them if they are installed but down.
+fn ensure_services() {
+    if succeeds("pg_isready", &["-h", "127.0.0.1", "-p", "5432"]) {
+        eprintln!("==> PostgreSQL answers on 127.0.0.1:5432");
+    } else if Path::new("/etc/postgresql").is_dir() {
+        let version = std::fs::read_dir("/etc/postgresql")
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned());
+        if let Some(version) = version {
+            let _ = run(
+                "start PostgreSQL",
+                Command::new("pg_ctlcluster").args([
+                    "--skip-systemctl-redirect",
+                    &version,
+                    "main",
+                    "start",
+                ]),
+            );
+        }
+    }
+    if succeeds("redis-cli", &["-h", "127.0.0.1", "-p", "6379", "ping"]) {
+        eprintln!("==> Redis answers on 127.0.0.1:6379");
+    } else if succeeds("which", &["redis-server"]) {
+        let _ = run(
+            "start Redis",
+            Command::new("redis-server").args([
+                "--daemonize",
+                "yes",
+                "--bind",
+                "127.0.0.1",
+                "-::1",
+                "--port",
+                "6379",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                "/var/lib/redis",
+                "--logfile",
+                "/var/log/redis/ci.log",
+            ]),
+        );
+    }
+}

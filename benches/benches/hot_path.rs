@@ -1,6 +1,9 @@
 //! Micro-benchmarks of Warden's per-call hot path: the strict request parse
 //! and the policy decision. CI only builds them (`cargo bench --no-run`).
 
+// `criterion_group!` generates an undocumented `pub fn`.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 
 use bytes::Bytes;

@@ -14,6 +14,7 @@
 //! [`catalogue`] holds the upstream's tool catalogue and filters `tools/list`
 //! replies with the same policy the stack enforces.
 
+pub mod agent_session;
 pub mod call;
 pub mod catalogue;
 pub mod policy_gate;

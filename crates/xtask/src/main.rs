@@ -101,7 +101,7 @@ fn test(root: &Path, quick: bool) -> Result {
         .args(["run", "--quiet", "-p", "warden", "--", "policy", "check"])
         .args(&policies);
     run("warden policy check policies/*", &mut check)?;
-    let deploy_configs = yaml_files(&root.join("deploy"))?;
+    let deploy_configs = yaml_files(&root.join("deploy/config"))?;
     for config in &deploy_configs {
         run(
             &format!("warden check {}", config.display()),

@@ -10,6 +10,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use tower::ServiceExt;
+use warden_pipeline::agent_session::{self, SessionCandidates};
 use warden_pipeline::{ListReply, ToolCall, ToolOutcome, filter_tools_list};
 use warden_policy::ToolFacts;
 use warden_protocol::sse::SseEvent;
@@ -192,9 +193,16 @@ async fn tool_call(
     let facts = facts_for(warden, route, session, headers, &tool)
         .await
         .map_err(|err| Failure::with_id(err, id.clone()))?;
+    // A stateful MCP session always names the agent session; the header and
+    // `_meta` fallbacks serve the stateless revision.
+    let (agent_session, _) = agent_session::resolve(SessionCandidates {
+        mcp_session: Some(&session.id),
+        ..SessionCandidates::default()
+    })
+    .map_err(|_| Failure::with_id(EdgeError::MissingSession, id.clone()))?;
     let call = ToolCall {
         route: route.path.clone(),
-        session: session.id.clone(),
+        session: agent_session,
         id: id.clone(),
         tool,
         facts,

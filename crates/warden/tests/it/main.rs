@@ -2,6 +2,7 @@
 //! a real (demo or purpose-built) upstream, driven over HTTP.
 
 mod bad_inputs;
+mod cli;
 mod policy;
 mod support;
 mod transparency;

@@ -1,0 +1,129 @@
+//! The `warden` command as an operator runs it.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn warden() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_warden"))
+}
+
+fn repo_file(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+#[test]
+fn every_policy_in_the_repository_is_valid() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo_file("policies"))
+        .expect("policies/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "{files:?}");
+    let output = warden()
+        .args(["policy", "check"])
+        .args(&files)
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.ends_with(": ok")).count(),
+        files.len(),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn policy_check_reports_every_error_with_line_and_column() {
+    let dir = std::env::temp_dir().join(format!("warden-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "version: 2\ndefault: maybe\ntools:\n  a: wirte\n  b: read\n",
+    )
+    .expect("write");
+    let output = warden()
+        .args(["policy", "check"])
+        .arg(&bad)
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let name = bad.display().to_string();
+    assert_eq!(
+        lines,
+        vec![
+            format!("{name}:1:10: unsupported policy version 2 (this Warden reads version 1)"),
+            format!(
+                "{name}:2:10: unknown default \"maybe\" (expected read-only-hint, allow or deny)"
+            ),
+            format!(
+                "{name}:4:6: unknown tier \"wirte\" for tool \"a\" (expected read, write or deny)"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn the_example_deploy_config_is_valid() {
+    let output = warden()
+        .arg("check")
+        .arg(repo_file("deploy/config/warden.yaml"))
+        .output()
+        .expect("runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn the_demo_shows_a_read_passing_and_writes_refused() {
+    let output = warden()
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--showcase-only",
+        ])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("tools/call search_customers (a read-only tool) -> ALLOWED"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "tools/call create_note (a write tool with no rule) -> REFUSED [not-read-only]"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "tools/call send_invoice (a tool the policy denies) -> REFUSED [denied-by-policy]"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("wrote 0 notes and sent 0 invoices"),
+        "{stdout}"
+    );
+}

@@ -236,11 +236,10 @@ impl Config {
                 routes.push(route);
             }
         }
-        let config = errors.finish(origin, ())?;
+        errors.finish(origin, ())?;
         if let Some(first) = policy_errors.into_iter().next() {
             return Err(ConfigError::Policy(first));
         }
-        let _ = config;
         Ok(Config {
             listen: listen.unwrap_or_else(|| ([127, 0, 0, 1], 0).into()),
             admin,

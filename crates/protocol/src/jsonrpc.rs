@@ -73,8 +73,8 @@ pub enum ParseError {
     CaseVariantKey {
         /// The key as sent.
         key: String,
-        /// The key Warden reads.
-        expected: &'static str,
+        /// The key it collides with.
+        expected: String,
     },
     /// The batch array is empty.
     #[error("empty batch")]
@@ -103,16 +103,7 @@ impl ParseError {
         if let Some(rest) = text.strip_prefix(CASE_TAG) {
             let mut parts = rest.split(DETAIL_END);
             let key = parts.next().unwrap_or_default().to_owned();
-            let expected = parts
-                .next()
-                .and_then(|e| {
-                    ENVELOPE_KEYS
-                        .iter()
-                        .chain(TOOL_CALL_KEYS.iter())
-                        .find(|k| **k == e)
-                })
-                .copied()
-                .unwrap_or("?");
+            let expected = parts.next().unwrap_or_default().to_owned();
             return ParseError::CaseVariantKey { key, expected };
         }
         if let Some(rest) = text.strip_prefix(ENVELOPE_TAG) {
@@ -552,42 +543,74 @@ impl<'de> Visitor<'de> for Unambiguous {
 }
 
 fn reject_case_variant<E: de::Error>(key: &str, known: &[&'static str]) -> Result<(), E> {
-    match known
-        .iter()
-        .find(|k| **k != key && k.eq_ignore_ascii_case(key.trim()))
-    {
-        Some(expected) => Err(E::custom(format!(
-            "{CASE_TAG}{key}{DETAIL_END}{expected}{DETAIL_END}"
-        ))),
+    let folded = fold_key(key.trim());
+    match known.iter().find(|k| **k != key && **k == folded) {
+        Some(expected) => Err(case_variant(key, expected)),
         None => Ok(()),
     }
 }
 
-/// The keys seen so far in one object.
+fn case_variant<E: de::Error>(key: &str, expected: &str) -> E {
+    E::custom(format!("{CASE_TAG}{key}{DETAIL_END}{expected}{DETAIL_END}"))
+}
+
+/// A key as a case-insensitive parser compares it: ASCII lowercased, plus
+/// the four non-ASCII letters whose simple case folding reaches ASCII (Go's
+/// `encoding/json` matches `ſ` to `s`, `K` to `k`, and `ı`/`İ` to `i`).
+fn fold_key(key: &str) -> Cow<'_, str> {
+    if key.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        return Cow::Borrowed(key);
+    }
+    Cow::Owned(
+        key.chars()
+            .map(|c| match c {
+                '\u{17f}' => 's',
+                '\u{212a}' => 'k',
+                '\u{131}' | '\u{130}' => 'i',
+                other => other.to_ascii_lowercase(),
+            })
+            .collect(),
+    )
+}
+
+/// The keys seen so far in one object, to refuse a repeated key and two
+/// keys that a case-insensitive parser would take for the same one.
 #[derive(Default)]
 struct KeySet<'a> {
-    keys: Vec<Cow<'a, str>>,
-    set: Option<std::collections::HashSet<String>>,
+    keys: Vec<(Cow<'a, str>, String)>,
+    set: Option<std::collections::HashMap<String, String>>,
 }
 
 impl<'a> KeySet<'a> {
     fn insert<E: de::Error>(&mut self, key: Cow<'a, str>) -> Result<(), E> {
-        let repeated = match &self.set {
-            Some(set) => set.contains(key.as_ref()),
-            None => self.keys.contains(&key),
+        let folded = fold_key(&key).into_owned();
+        let earlier = match &self.set {
+            Some(set) => set.get(&folded).map(String::as_str),
+            None => self
+                .keys
+                .iter()
+                .find(|(_, f)| *f == folded)
+                .map(|(k, _)| k.as_ref()),
         };
-        if repeated {
-            return Err(E::custom(format!("{DUPLICATE_TAG}{key}{DETAIL_END}")));
+        match earlier {
+            Some(earlier) if earlier == key.as_ref() => {
+                return Err(E::custom(format!("{DUPLICATE_TAG}{key}{DETAIL_END}")));
+            }
+            Some(earlier) => return Err(case_variant(&key, earlier)),
+            None => {}
         }
         match &mut self.set {
             Some(set) => {
-                set.insert(key.into_owned());
+                set.insert(folded, key.into_owned());
             }
-            None if self.keys.len() < SCAN_LIMIT => self.keys.push(key),
+            None if self.keys.len() < SCAN_LIMIT => self.keys.push((key, folded)),
             None => {
-                let mut set: std::collections::HashSet<String> =
-                    self.keys.drain(..).map(Cow::into_owned).collect();
-                set.insert(key.into_owned());
+                let mut set: std::collections::HashMap<String, String> = self
+                    .keys
+                    .drain(..)
+                    .map(|(k, f)| (f, k.into_owned()))
+                    .collect();
+                set.insert(folded, key.into_owned());
                 self.set = Some(set);
             }
         }
@@ -834,7 +857,9 @@ mod tests {
             ),
         ] {
             match rejected(text) {
-                ParseError::CaseVariantKey { expected, .. } => assert_eq!(expected, want, "{text}"),
+                ParseError::CaseVariantKey { expected, key } => {
+                    assert_eq!(fold_key(&expected), want, "{text}: {key} vs {expected}")
+                }
                 other => panic!("{text}: expected CaseVariantKey, got {other:?}"),
             }
         }

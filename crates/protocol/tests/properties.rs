@@ -12,7 +12,9 @@ fn event() -> impl Strategy<Value = SseEvent> {
     (
         proptest::option::of(field),
         proptest::option::of("[a-z]{1,10}"),
-        proptest::option::of(proptest::collection::vec(field, 1..4).prop_map(|lines| lines.join("\n"))),
+        proptest::option::of(
+            proptest::collection::vec(field, 1..4).prop_map(|lines| lines.join("\n")),
+        ),
         proptest::option::of(0u64..100_000),
     )
         .prop_map(|(id, event, data, retry)| SseEvent {
@@ -21,7 +23,9 @@ fn event() -> impl Strategy<Value = SseEvent> {
             data,
             retry,
         })
-        .prop_filter("a block needs a field", |e| e.id.is_some() || e.event.is_some() || e.data.is_some() || e.retry.is_some())
+        .prop_filter("a block needs a field", |e| {
+            e.id.is_some() || e.event.is_some() || e.data.is_some() || e.retry.is_some()
+        })
 }
 
 proptest! {

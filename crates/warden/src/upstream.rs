@@ -58,8 +58,12 @@ pub struct HttpUpstream {
 
 /// Headers never forwarded from agent to upstream: hop-by-hop headers,
 /// the agent's credentials (the agent never holds the upstream's), and the
-/// ones Warden sets itself.
-const STRIPPED_REQUEST_HEADERS: [HeaderName; 13] = [
+/// ones Warden sets itself. Warden states the body's type itself: it has
+/// checked the body is UTF-8 JSON, and a charset or encoding parameter it
+/// forwarded could make the upstream decode different bytes than it judged.
+const STRIPPED_REQUEST_HEADERS: [HeaderName; 15] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_ENCODING,
     header::CONNECTION,
     header::TE,
     header::TRAILER,
@@ -109,10 +113,16 @@ impl HttpUpstream {
         body: Bytes,
     ) -> Result<Response<Incoming>, EdgeError> {
         let mut request = Request::new(Full::new(body));
-        *request.method_mut() = method;
+        *request.method_mut() = method.clone();
         *request.uri_mut() = self.url.clone();
         let headers = request.headers_mut();
         copy_request_headers(agent_headers, headers);
+        if method == Method::POST {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
         if let Some(session) = session {
             headers.insert(mcp::HEADER_SESSION_ID, session.clone());
         }
@@ -318,6 +328,8 @@ mod tests {
             ("origin", "http://localhost:3000"),
             ("last-event-id", "7"),
             ("accept", "application/json, text/event-stream"),
+            ("content-type", "application/json; charset = utf-7"),
+            ("content-encoding", "identity"),
         ] {
             agent.append(name, HeaderValue::from_static(value));
         }

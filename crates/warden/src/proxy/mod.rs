@@ -146,7 +146,12 @@ impl Warden {
             .requests
             .get_or_create(&RequestLabels {
                 route: route.path.to_string(),
-                method: method.as_str().to_owned(),
+                // Any other method is an agent's free text: never a label value.
+                method: match *method {
+                    Method::GET | Method::POST | Method::DELETE => method.as_str(),
+                    _ => "OTHER",
+                }
+                .to_owned(),
                 status: status.as_u16(),
             })
             .inc();

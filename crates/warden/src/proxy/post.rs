@@ -55,6 +55,16 @@ fn check_headers(headers: &HeaderMap) -> Result<(), EdgeError> {
             needed: "application/json and text/event-stream",
         });
     }
+    // One Content-Type, one Content-Encoding at most: a second copy is what
+    // another parser might read instead of the first.
+    if headers.get_all(header::CONTENT_TYPE).iter().count() > 1 {
+        return Err(EdgeError::UnsupportedMediaType);
+    }
+    if headers.get_all(header::CONTENT_ENCODING).iter().count() > 1 {
+        return Err(EdgeError::UnsupportedEncoding {
+            encoding: "(repeated header)".to_owned(),
+        });
+    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -62,11 +72,14 @@ fn check_headers(headers: &HeaderMap) -> Result<(), EdgeError> {
         .to_ascii_lowercase();
     let mut params = content_type.split(';').map(str::trim);
     let media_type = params.next().unwrap_or_default();
-    let charset_ok = params.all(|p| match p.split_once('=') {
-        Some(("charset", value)) => matches!(value.trim_matches('"'), "utf-8" | "utf8"),
-        _ => true,
+    let params_ok = params.all(|p| match p.split_once('=') {
+        Some((name, value)) if name.trim() == "charset" => {
+            matches!(value.trim().trim_matches('"'), "utf-8" | "utf8")
+        }
+        Some(_) => true,
+        None => false,
     });
-    if media_type != "application/json" || !charset_ok {
+    if media_type != "application/json" || !params_ok {
         return Err(EdgeError::UnsupportedMediaType);
     }
     if let Some(encoding) = headers.get(header::CONTENT_ENCODING)

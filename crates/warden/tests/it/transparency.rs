@@ -330,3 +330,71 @@ async fn upstream_status_codes_pass_through() {
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert_eq!(reply.json()["error"]["message"], "upstream says no");
 }
+
+#[tokio::test]
+async fn warden_states_the_content_type_itself() {
+    let seen = Seen::default();
+    let recorder = seen.clone();
+    let (upstream, _) = upstream_fn(move |parts, body| {
+        let recorder = recorder.clone();
+        async move {
+            recorder
+                .requests
+                .lock()
+                .expect("lock")
+                .push((parts.clone(), body.clone()));
+            match method_of(&body).as_str() {
+                "initialize" => initialize_reply(&body),
+                _ => Response::builder()
+                    .status(202)
+                    .body(full_body(""))
+                    .expect("response"),
+            }
+        }
+    })
+    .await;
+    let warden = WardenBuilder::new(&upstream).start().await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    let before = seen.all().len();
+    // A charset parameter written with spaces must not slip past the check
+    // and reach an upstream that would decode the body as UTF-7.
+    for content_type in [
+        "application/json; charset = utf-7",
+        "application/json;charset =utf-7",
+    ] {
+        let mut request = agent
+            .post_request("")
+            .body(Full::new(Bytes::from_static(
+                br#"{"jsonrpc":"2.0","method":"notifications/x"}"#,
+            )))
+            .expect("request");
+        request
+            .headers_mut()
+            .insert("content-type", content_type.parse().expect("header"));
+        let reply = agent.send(request).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type}"
+        );
+    }
+    assert_eq!(seen.all().len(), before, "nothing reached the upstream");
+    let mut request = agent
+        .post_request("")
+        .body(Full::new(Bytes::from_static(
+            br#"{"jsonrpc":"2.0","method":"notifications/x"}"#,
+        )))
+        .expect("request");
+    request.headers_mut().insert(
+        "content-type",
+        "application/json; charset=\"UTF-8\""
+            .parse()
+            .expect("header"),
+    );
+    assert_eq!(agent.send(request).await.status, StatusCode::ACCEPTED);
+    let all = seen.all();
+    let (parts, _) = all.last().expect("forwarded");
+    let types: Vec<_> = parts.headers.get_all("content-type").iter().collect();
+    assert_eq!(types, vec!["application/json"]);
+}

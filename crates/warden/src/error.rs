@@ -101,6 +101,14 @@ pub enum EdgeError {
         /// The revision in force.
         revision: String,
     },
+    /// A batch with more messages than Warden takes at once.
+    #[error("a batch of {count} messages exceeds the limit of {limit}; send smaller batches")]
+    BatchTooLarge {
+        /// Messages sent.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// `initialize` inside a batch.
     #[error("initialize must not be part of a batch")]
     InitializeInBatch,
@@ -161,6 +169,7 @@ impl EdgeError {
             EdgeError::BodyNotReceived { .. } => StatusCode::REQUEST_TIMEOUT,
             EdgeError::Parse(_)
             | EdgeError::BatchNotAllowed { .. }
+            | EdgeError::BatchTooLarge { .. }
             | EdgeError::InitializeInBatch
             | EdgeError::MissingSession => StatusCode::BAD_REQUEST,
             EdgeError::UnknownSession => StatusCode::NOT_FOUND,
@@ -186,6 +195,7 @@ impl EdgeError {
             | EdgeError::BodyTooLarge { .. }
             | EdgeError::BodyNotReceived { .. }
             | EdgeError::BatchNotAllowed { .. }
+            | EdgeError::BatchTooLarge { .. }
             | EdgeError::InitializeInBatch
             | EdgeError::MissingSession
             | EdgeError::UnknownSession => INVALID_REQUEST,
@@ -211,6 +221,7 @@ impl EdgeError {
             EdgeError::Parse(ParseError::Syntax { .. }) => "malformed-json",
             EdgeError::Parse(_) => "invalid-jsonrpc",
             EdgeError::BatchNotAllowed { .. } => "batch-not-allowed",
+            EdgeError::BatchTooLarge { .. } => "batch-too-large",
             EdgeError::InitializeInBatch => "initialize-in-batch",
             EdgeError::MissingSession => "missing-session",
             EdgeError::UnknownSession => "unknown-session",
@@ -235,6 +246,7 @@ impl EdgeError {
             | EdgeError::BodyNotReceived { .. }
             | EdgeError::Parse(_)
             | EdgeError::BatchNotAllowed { .. }
+            | EdgeError::BatchTooLarge { .. }
             | EdgeError::InitializeInBatch
             | EdgeError::MissingSession
             | EdgeError::UnknownSession => Culprit::Client,

@@ -30,12 +30,24 @@ pub struct Session {
     catalogue: Mutex<Catalogue>,
     /// Whether the catalogue holds the upstream's whole, current list.
     complete: AtomicBool,
+    /// The revision the upstream chose in its `initialize` result.
+    negotiated: std::sync::OnceLock<String>,
     /// Serializes Warden's own catalogue fetches for this session.
     pub fetch_lock: tokio::sync::Mutex<()>,
     last_used_ms: AtomicU64,
 }
 
 impl Session {
+    /// The revision the upstream chose at `initialize`, once Warden has seen it.
+    pub fn negotiated_version(&self) -> Option<&str> {
+        self.negotiated.get().map(String::as_str)
+    }
+
+    /// Record the revision from the upstream's `initialize` result (first one wins).
+    pub fn set_negotiated_version(&self, version: &str) {
+        let _ = self.negotiated.set(version.to_owned());
+    }
+
     /// What the upstream said about `tool` in this session, if known.
     pub fn facts(&self, tool: &str) -> Option<ToolFacts> {
         self.catalogue.lock().ok().and_then(|c| c.facts(tool))
@@ -109,6 +121,7 @@ impl SessionStore {
             upstream_id,
             catalogue: Mutex::new(Catalogue::default()),
             complete: AtomicBool::new(false),
+            negotiated: std::sync::OnceLock::new(),
             fetch_lock: tokio::sync::Mutex::new(()),
             last_used_ms: AtomicU64::new(self.now_ms()),
         });

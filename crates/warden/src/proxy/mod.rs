@@ -200,7 +200,14 @@ impl Warden {
             )
             .await?;
         self.end_if_gone(&session, response.status());
-        Ok(relay(response, Some(&session)))
+        if !crate::upstream::is_event_stream(response.headers()) {
+            return Ok(relay(response, Some(&session)));
+        }
+        let (mut parts, body) = response.into_parts();
+        relay::clean_headers(&mut parts.headers, Some(&session));
+        parts.headers.remove(header::CONTENT_LENGTH);
+        let events = relay::filtered_get_stream(body, route.policy.load_full(), session);
+        Ok(relay::streaming(parts, events))
     }
 
     /// DELETE: the agent ends its session.

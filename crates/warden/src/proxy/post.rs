@@ -24,6 +24,11 @@ use crate::metrics::DecisionLabels;
 use crate::session::Session;
 use crate::upstream::{MAX_INSPECTED_REPLY, is_event_stream};
 
+/// Most messages in one batch (the TypeScript SDK's own limit).
+const MAX_BATCH: usize = 100;
+/// Messages of one batch in flight to the upstream at once.
+const BATCH_CONCURRENCY: usize = 8;
+
 /// Answer a POST on `route`.
 pub(super) async fn handle(
     warden: &Arc<Warden>,
@@ -150,10 +155,33 @@ async fn initialize(
     let session = warden
         .sessions
         .open(route.index, upstream_id)
-        .map_err(|err| Failure::with_id(err, id))?;
+        .map_err(|err| Failure::with_id(err, id.clone()))?;
     warden.metrics.sessions.set(warden.sessions.len() as i64);
     tracing::debug!(session = %session.id, route = %route.path, "Session opened.");
-    let mut response = relay::relay(response, Some(&session));
+    let mut response = if is_event_stream(response.headers()) {
+        // The SSE tap records the negotiated revision as the result passes.
+        relay::relay(response, Some(&session))
+    } else {
+        // A JSON initialize result is one small message: read it whole for
+        // the negotiated revision, then relay the same bytes.
+        let (mut parts, body) = response.into_parts();
+        let bytes = Limited::new(body, MAX_INSPECTED_REPLY)
+            .collect()
+            .await
+            .map_err(|err| {
+                Failure::with_id(
+                    EdgeError::UpstreamInvalid {
+                        route: route.path.to_string(),
+                        detail: format!("reading the initialize reply failed: {err}"),
+                    },
+                    id.clone(),
+                )
+            })?
+            .to_bytes();
+        relay::record_negotiated_version(&session, &bytes);
+        clean_headers(&mut parts.headers, Some(&session));
+        Response::from_parts(parts, relay::full(bytes))
+    };
     if let Ok(value) = HeaderValue::from_str(&session.id) {
         response.headers_mut().insert(mcp::HEADER_SESSION_ID, value);
     }
@@ -186,7 +214,7 @@ async fn one(
         .map_err(|err| Failure::with_id(err, id.clone()))?;
     warden.end_if_gone(session, response.status());
     if is_list && response.status().is_success() {
-        return tools_list(route, session, response)
+        return tools_list(route, session, response, &id)
             .await
             .map_err(|err| Failure::with_id(err, id));
     }
@@ -288,16 +316,21 @@ async fn tools_list(
     route: &Route,
     session: &Arc<Session>,
     response: Response<Incoming>,
+    id: &Arc<str>,
 ) -> Result<Response<Body>, EdgeError> {
     let policy = route.policy.load_full();
     let (mut parts, body) = response.into_parts();
     clean_headers(&mut parts.headers, Some(session));
     parts.headers.remove(header::CONTENT_LENGTH);
     if is_event_stream(&parts.headers) {
-        return Ok(streaming(
-            parts,
-            filtered_list_stream(body, policy, session.clone()),
-        ));
+        let filtered = filtered_list_stream(
+            body,
+            policy,
+            session.clone(),
+            id.clone(),
+            route.path.clone(),
+        );
+        return Ok(streaming(parts, filtered));
     }
     let invalid = |detail: String| EdgeError::UpstreamInvalid {
         route: route.path.to_string(),
@@ -327,13 +360,10 @@ async fn batch(
     headers: &HeaderMap,
     messages: Vec<Envelope>,
 ) -> Result<Response<Body>, Failure> {
-    let revision = headers
-        .get(mcp::HEADER_PROTOCOL_VERSION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or(mcp::DEFAULT_PROTOCOL_VERSION);
-    if !mcp::revision_allows_batches(revision) {
-        return Err(EdgeError::BatchNotAllowed {
-            revision: revision.to_owned(),
+    if messages.len() > MAX_BATCH {
+        return Err(EdgeError::BatchTooLarge {
+            count: messages.len(),
+            limit: MAX_BATCH,
         }
         .into());
     }
@@ -341,16 +371,33 @@ async fn batch(
         return Err(EdgeError::InitializeInBatch.into());
     }
     let session = warden.session(route, headers)?;
-    let replies = futures_util::future::join_all(messages.into_iter().map(|message| {
-        let session = session.clone();
-        async move {
-            match one(warden, route, &session, headers, message).await {
-                Ok(response) => response,
-                Err(failure) => warden.fail(Some(route), failure, &Method::POST),
+    // The revision the upstream chose, not one the agent claims per request.
+    let revision = session
+        .negotiated_version()
+        .or_else(|| {
+            headers
+                .get(mcp::HEADER_PROTOCOL_VERSION)
+                .and_then(|v| v.to_str().ok())
+        })
+        .unwrap_or(mcp::DEFAULT_PROTOCOL_VERSION)
+        .to_owned();
+    if !mcp::revision_allows_batches(&revision) {
+        return Err(EdgeError::BatchNotAllowed { revision }.into());
+    }
+    // Bounded fan-out: one request must not open a connection per message.
+    let replies: Vec<Response<Body>> = stream::iter(messages)
+        .map(|message| {
+            let session = session.clone();
+            async move {
+                match one(warden, route, &session, headers, message).await {
+                    Ok(response) => response,
+                    Err(failure) => warden.fail(Some(route), failure, &Method::POST),
+                }
             }
-        }
-    }))
-    .await;
+        })
+        .buffered(BATCH_CONCURRENCY)
+        .collect()
+        .await;
     let replies: Vec<Response<Body>> = replies
         .into_iter()
         .filter(|r| r.status() != StatusCode::ACCEPTED)

@@ -21,11 +21,12 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
-use warden_pipeline::{ListReply, filter_tools_list};
+use warden_pipeline::{CatalogueError, ListReply, filter_tools_list};
 use warden_policy::Policy;
 use warden_protocol::mcp;
 use warden_protocol::sse::{SseEvent, SseParser};
 
+use crate::error::EdgeError;
 use crate::session::Session;
 
 /// Any error a relayed body can end with.
@@ -131,9 +132,14 @@ impl HttpBody for TapBody {
                 *this.parser = None;
             }
             for event in this.events.drain(..) {
-                if event.data.as_deref().is_some_and(is_list_changed) {
+                let Some(data) = event.data.as_deref() else {
+                    continue;
+                };
+                if is_list_changed(data) {
                     tracing::debug!(session = %this.session.id, "Upstream tools changed; catalogue forgotten.");
                     this.session.invalidate_catalogue();
+                } else if this.session.negotiated_version().is_none() {
+                    record_negotiated_version(&this.session, data.as_bytes());
                 }
             }
         }
@@ -146,6 +152,17 @@ impl HttpBody for TapBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// Record the revision from an `initialize` result message, if it is one.
+pub fn record_negotiated_version(session: &Session, message: &[u8]) {
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(message)
+        && let Some(version) = value
+            .pointer("/result/protocolVersion")
+            .and_then(|v| v.as_str())
+    {
+        session.set_negotiated_version(version);
     }
 }
 
@@ -191,23 +208,74 @@ where
 /// Re-encode an SSE `tools/list` reply, filtering the response event with
 /// `policy` and recording its page in the session's catalogue. Every other
 /// event (progress, logging, server requests) passes with its fields intact.
+/// A response event Warden cannot read is replaced by a JSON-RPC error for
+/// `id_json`: an unreadable list is never shown unfiltered.
 pub fn filtered_list_stream(
     body: Incoming,
     policy: Arc<Policy>,
     session: Arc<Session>,
+    id_json: Arc<str>,
+    route: Arc<str>,
 ) -> impl Stream<Item = Result<Bytes, BoxError>> + Send {
     sse_events(body).map(move |event| {
         let mut event = event?;
-        if let Some(data) = &event.data
-            && let Ok(ListReply::Page { page, filtered }) =
-                filter_tools_list(data.as_bytes(), &policy)
-        {
-            session.merge_page(&page);
-            if let Some(filtered) = filtered {
-                event.data = Some(String::from_utf8_lossy(&filtered).into_owned());
+        if let Some(data) = &event.data {
+            match filter_tools_list(data.as_bytes(), &policy) {
+                Ok(ListReply::Page { page, filtered }) => {
+                    session.merge_page(&page);
+                    if let Some(filtered) = filtered {
+                        event.data = Some(String::from_utf8_lossy(&filtered).into_owned());
+                    }
+                }
+                Ok(ListReply::Error) | Err(CatalogueError::NotAToolList) => {}
+                Err(CatalogueError::Json(err)) => {
+                    let error = EdgeError::UpstreamInvalid {
+                        route: route.to_string(),
+                        detail: format!("tools/list reply is not valid JSON: {err}"),
+                    };
+                    tracing::warn!(route = %route, error = %error, "Unreadable tools/list event replaced by an error.");
+                    event.data = Some(String::from_utf8_lossy(&error.body(&id_json)).into_owned());
+                }
             }
         }
         Ok(event.encode())
+    })
+}
+
+/// The GET stream, re-encoded event by event: an upstream that replays
+/// events on resumption (`Last-Event-ID`) may replay a `tools/list` result,
+/// which is filtered here as on the POST that asked for it (and dropped if
+/// unreadable). `list_changed` and the negotiated revision are watched too.
+pub fn filtered_get_stream(
+    body: Incoming,
+    policy: Arc<Policy>,
+    session: Arc<Session>,
+) -> impl Stream<Item = Result<Bytes, BoxError>> + Send {
+    sse_events(body).filter_map(move |event| {
+        let out = match event {
+            Err(err) => Some(Err(err)),
+            Ok(mut event) => {
+                let mut keep = true;
+                if let Some(data) = &event.data {
+                    if is_list_changed(data) {
+                        session.invalidate_catalogue();
+                    } else if data.contains("\"tools\"") {
+                        match filter_tools_list(data.as_bytes(), &policy) {
+                            Ok(ListReply::Page { filtered: Some(filtered), .. }) => {
+                                event.data = Some(String::from_utf8_lossy(&filtered).into_owned());
+                            }
+                            Ok(_) | Err(CatalogueError::NotAToolList) => {}
+                            Err(CatalogueError::Json(_)) => {
+                                tracing::warn!(session = %session.id, "Unreadable event that may list tools dropped from a GET stream.");
+                                keep = false;
+                            }
+                        }
+                    }
+                }
+                keep.then(|| Ok(event.encode()))
+            }
+        };
+        std::future::ready(out)
     })
 }
 

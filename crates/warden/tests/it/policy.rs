@@ -242,7 +242,26 @@ async fn batches_are_refused_where_the_revision_forbids_them() {
         message.contains("not allowed in MCP revision 2025-11-25"),
         "{message}"
     );
+    // Claiming the batch-friendly revision per request does not change what
+    // the upstream negotiated.
     agent.protocol_version = "2025-03-26".into();
+    let message = assert_error(&agent.post(&batch).await, StatusCode::BAD_REQUEST, -32600);
+    assert!(
+        message.contains("not allowed in MCP revision 2025-11-25"),
+        "{message}"
+    );
+    let mut bare = agent
+        .post_request("")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            batch.to_string(),
+        )))
+        .expect("request");
+    bare.headers_mut().remove("mcp-protocol-version");
+    let message = assert_error(&agent.send(bare).await, StatusCode::BAD_REQUEST, -32600);
+    assert!(
+        message.contains("not allowed in MCP revision 2025-11-25"),
+        "{message}"
+    );
     let initialize_in_batch =
         json!([{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}]);
     let message = assert_error(
@@ -270,4 +289,28 @@ async fn a_session_cannot_be_used_on_another_route() {
     other.url = format!("{}/other", warden.url);
     assert_error(&other.list(1).await, StatusCode::NOT_FOUND, -32600);
     assert_eq!(demo.invoices_sent(), 0);
+}
+
+#[tokio::test]
+async fn oversized_batches_are_refused() {
+    let (upstream, _) = demo_upstream().await;
+    let warden = WardenBuilder::new(&upstream).start().await;
+    let mut agent = Agent::new(&warden.url);
+    agent.protocol_version = "2025-03-26".into();
+    agent.initialize().await;
+    let ping = |i: usize| json!({"jsonrpc": "2.0", "id": i, "method": "ping"});
+    let hundred: Vec<_> = (0..100).map(ping).collect();
+    let reply = agent.post(&serde_json::Value::Array(hundred)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.sse_messages().len(), 100);
+    let too_many: Vec<_> = (0..101).map(ping).collect();
+    let message = assert_error(
+        &agent.post(&serde_json::Value::Array(too_many)).await,
+        StatusCode::BAD_REQUEST,
+        -32600,
+    );
+    assert!(
+        message.contains("a batch of 101 messages exceeds the limit of 100"),
+        "{message}"
+    );
 }

@@ -398,3 +398,92 @@ async fn warden_states_the_content_type_itself() {
     let types: Vec<_> = parts.headers.get_all("content-type").iter().collect();
     assert_eq!(types, vec!["application/json"]);
 }
+
+/// An SSE body of fixed events.
+fn sse_body(text: &'static str) -> Response<TestBody> {
+    let mut response = Response::new(full_body(text));
+    response
+        .headers_mut()
+        .insert("content-type", "text/event-stream".parse().expect("header"));
+    response
+}
+
+const REPLAYED_LIST: &str = concat!(
+    "id: 1\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"tools\":[{\"name\":\"stream\",\"annotations\":{\"readOnlyHint\":true}},{\"name\":\"flip\",\"annotations\":{\"readOnlyHint\":false}}]}}\n\n",
+    "id: 2\ndata: {\"jsonrpc\":\"2.0\",\"id\":8,\"result\":{\"tools\":[{\"name\":\"flip\",\"description\":\"\\ud83d\"}]}}\n\n",
+    "id: 3\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":\"hi\"}}\n\n",
+);
+
+#[tokio::test]
+async fn a_tools_list_replayed_on_the_get_stream_is_filtered_too() {
+    let (upstream, _) = upstream_fn(|parts, body| async move {
+        if parts.method == http::Method::GET {
+            return sse_body(REPLAYED_LIST);
+        }
+        match method_of(&body).as_str() {
+            "initialize" => initialize_reply(&body),
+            _ => Response::builder()
+                .status(202)
+                .body(full_body(""))
+                .expect("response"),
+        }
+    })
+    .await;
+    let warden = WardenBuilder::new(&upstream).start().await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    let get = Request::get(&warden.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", agent.session.clone().expect("session"))
+        .header("last-event-id", "0")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let reply = agent.send(get).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let text = String::from_utf8_lossy(&reply.body).into_owned();
+    let messages = reply.sse_messages();
+    assert_eq!(messages.len(), 2, "{text}");
+    let names: Vec<&str> = messages[0]["result"]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, vec!["stream"], "the denied tool is hidden on replay");
+    assert!(
+        !text.contains("\\ud83d"),
+        "the unreadable list was dropped: {text}"
+    );
+    assert!(
+        text.contains("id: 1\n") && text.contains("id: 3\n"),
+        "event ids kept: {text}"
+    );
+    assert_eq!(messages[1]["method"], "notifications/message");
+}
+
+#[tokio::test]
+async fn an_unreadable_streamed_tools_list_becomes_an_error_not_an_unfiltered_list() {
+    let (upstream, _) = upstream_fn(|_parts, body| async move {
+        match method_of(&body).as_str() {
+            "initialize" => initialize_reply(&body),
+            "tools/list" => sse_body(
+                "data: {\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{\"tools\":[{\"name\":\"flip\",\"description\":\"\\ud83d\"}]}}\n\n",
+            ),
+            _ => Response::builder().status(202).body(full_body("")).expect("response"),
+        }
+    })
+    .await;
+    let warden = WardenBuilder::new(&upstream).start().await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    let reply = agent.list(4).await;
+    let messages = reply.sse_messages();
+    assert_eq!(messages.len(), 1, "{:?}", reply.body);
+    assert_eq!(messages[0]["id"], 4);
+    assert_eq!(messages[0]["error"]["code"], -32003);
+    assert!(
+        messages[0]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("tools/list reply is not valid JSON"))
+    );
+}

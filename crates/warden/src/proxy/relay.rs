@@ -139,7 +139,7 @@ impl HttpBody for TapBody {
                     tracing::debug!(session = %this.session.id, "Upstream tools changed; catalogue forgotten.");
                     this.session.invalidate_catalogue();
                 } else if this.session.negotiated_version().is_none() {
-                    record_negotiated_version(&this.session, data.as_bytes());
+                    record_negotiated_version(this.session, data.as_bytes());
                 }
             }
         }

@@ -11,6 +11,7 @@
 //!   max_sessions: 10000           # concurrent agent sessions
 //!   session_idle: 30m             # a session unused this long is ended
 //!   shutdown_grace: 30s           # how long SIGTERM waits for in-flight calls
+//!   catalogue_ttl: 5m             # re-read the upstream's tool list after this
 //! routes:
 //!   - path: /mcp
 //!     upstream:
@@ -85,6 +86,9 @@ pub struct Limits {
     pub session_idle: Duration,
     /// How long a shutdown waits for in-flight calls.
     pub shutdown_grace: Duration,
+    /// How long Warden trusts what it learned of an upstream's tools before
+    /// it fetches the catalogue again to decide a call.
+    pub catalogue_ttl: Duration,
 }
 
 impl Default for Limits {
@@ -96,6 +100,7 @@ impl Default for Limits {
             max_sessions: 10_000,
             session_idle: Duration::from_secs(30 * 60),
             shutdown_grace: Duration::from_secs(30),
+            catalogue_ttl: Duration::from_secs(300),
         }
     }
 }
@@ -171,6 +176,8 @@ struct RawLimits {
     session_idle: Option<Spanned<String>>,
     /// e.g. `30s`.
     shutdown_grace: Option<Spanned<String>>,
+    /// e.g. `5m`.
+    catalogue_ttl: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -293,6 +300,7 @@ impl RawLimits {
             max_sessions,
             session_idle: duration(&self.session_idle, defaults.session_idle, errors),
             shutdown_grace: duration(&self.shutdown_grace, defaults.shutdown_grace, errors),
+            catalogue_ttl: duration(&self.catalogue_ttl, defaults.catalogue_ttl, errors),
         }
     }
 }

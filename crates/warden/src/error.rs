@@ -39,8 +39,6 @@ pub const UPSTREAM_UNAVAILABLE: i64 = -32001;
 pub const UPSTREAM_TIMEOUT: i64 = -32002;
 /// JSON-RPC code: the upstream answered with something that is not MCP.
 pub const UPSTREAM_INVALID: i64 = -32003;
-/// JSON-RPC code: Warden is at its session limit.
-pub const OVERLOADED: i64 = -32004;
 
 /// Every failure answered at the edge.
 #[derive(Debug, thiserror::Error)]
@@ -118,12 +116,6 @@ pub enum EdgeError {
     /// A session id Warden does not know (never issued, ended or expired).
     #[error("unknown or expired session; send initialize to start a new one")]
     UnknownSession,
-    /// Warden holds as many sessions as it is allowed to.
-    #[error("Warden is at its limit of {limit} sessions; retry later")]
-    TooManySessions {
-        /// The limit.
-        limit: usize,
-    },
     /// Warden failed in a way it should not.
     #[error("internal error: {what}")]
     Internal {
@@ -173,7 +165,6 @@ impl EdgeError {
             | EdgeError::InitializeInBatch
             | EdgeError::MissingSession => StatusCode::BAD_REQUEST,
             EdgeError::UnknownSession => StatusCode::NOT_FOUND,
-            EdgeError::TooManySessions { .. } => StatusCode::SERVICE_UNAVAILABLE,
             EdgeError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             EdgeError::UpstreamUnavailable { .. } | EdgeError::UpstreamInvalid { .. } => {
                 StatusCode::BAD_GATEWAY
@@ -199,7 +190,6 @@ impl EdgeError {
             | EdgeError::InitializeInBatch
             | EdgeError::MissingSession
             | EdgeError::UnknownSession => INVALID_REQUEST,
-            EdgeError::TooManySessions { .. } => OVERLOADED,
             EdgeError::Internal { .. } => INTERNAL_ERROR,
             EdgeError::UpstreamUnavailable { .. } => UPSTREAM_UNAVAILABLE,
             EdgeError::UpstreamTimeout { .. } => UPSTREAM_TIMEOUT,
@@ -225,7 +215,6 @@ impl EdgeError {
             EdgeError::InitializeInBatch => "initialize-in-batch",
             EdgeError::MissingSession => "missing-session",
             EdgeError::UnknownSession => "unknown-session",
-            EdgeError::TooManySessions { .. } => "too-many-sessions",
             EdgeError::Internal { .. } => "internal",
             EdgeError::UpstreamUnavailable { .. } => "upstream-unavailable",
             EdgeError::UpstreamTimeout { .. } => "upstream-timeout",
@@ -250,7 +239,7 @@ impl EdgeError {
             | EdgeError::InitializeInBatch
             | EdgeError::MissingSession
             | EdgeError::UnknownSession => Culprit::Client,
-            EdgeError::TooManySessions { .. } | EdgeError::Internal { .. } => Culprit::Warden,
+            EdgeError::Internal { .. } => Culprit::Warden,
             EdgeError::UpstreamUnavailable { .. }
             | EdgeError::UpstreamTimeout { .. }
             | EdgeError::UpstreamInvalid { .. } => Culprit::Upstream,

@@ -54,6 +54,8 @@ pub struct Metrics {
     pub sessions: Gauge,
     /// Catalogue fetches Warden made itself.
     pub catalogue_fetches: Counter,
+    /// Sessions ended to make room at the session limit.
+    pub sessions_evicted: Counter,
 }
 
 impl Default for Metrics {
@@ -64,6 +66,7 @@ impl Default for Metrics {
         let edge_errors = Family::<ErrorLabels, Counter>::default();
         let sessions = Gauge::default();
         let catalogue_fetches = Counter::default();
+        let sessions_evicted = Counter::default();
         registry.register(
             "http_requests",
             "HTTP requests answered on the MCP listener",
@@ -85,7 +88,13 @@ impl Default for Metrics {
             "tools/list fetches Warden made to decide on a call",
             catalogue_fetches.clone(),
         );
+        registry.register(
+            "sessions_evicted",
+            "Sessions ended to make room at the session limit",
+            sessions_evicted.clone(),
+        );
         Metrics {
+            sessions_evicted,
             registry,
             requests,
             tool_calls,

@@ -7,7 +7,7 @@
 //! The table is bounded (`limits.max_sessions`) and swept: a session unused
 //! for `limits.session_idle` is ended, upstream included.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,14 +27,38 @@ pub struct Session {
     pub route: usize,
     /// The upstream's session id, if the upstream issued one.
     pub upstream_id: Option<HeaderValue>,
-    catalogue: Mutex<Catalogue>,
-    /// Whether the catalogue holds the upstream's whole, current list.
-    complete: AtomicBool,
+    tools: Mutex<ToolKnowledge>,
     /// The revision the upstream chose in its `initialize` result.
     negotiated: std::sync::OnceLock<String>,
     /// Serializes Warden's own catalogue fetches for this session.
     pub fetch_lock: tokio::sync::Mutex<()>,
     last_used_ms: AtomicU64,
+    /// The store's clock origin (tokio's clock, so tests can pause it).
+    epoch: Instant,
+}
+
+/// What Warden knows of the upstream's tools in one session, and how fresh.
+#[derive(Default)]
+struct ToolKnowledge {
+    catalogue: Catalogue,
+    /// The catalogue is the upstream's whole list, fetched by Warden.
+    complete: bool,
+    /// Bumped whenever the upstream says its tools changed, so a fetch that
+    /// started before the change cannot install what it read.
+    generation: u64,
+    /// When the catalogue was last filled (store clock, ms).
+    refreshed_ms: u64,
+}
+
+/// The answer to "what does the upstream say about this tool?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// Listed, with these facts, recently enough to trust.
+    Known(ToolFacts),
+    /// Not in the upstream's whole, fresh list.
+    Unlisted,
+    /// Warden does not know well enough: fetch the catalogue.
+    Unsure,
 }
 
 impl Session {
@@ -48,36 +72,65 @@ impl Session {
         let _ = self.negotiated.set(version.to_owned());
     }
 
-    /// What the upstream said about `tool` in this session, if known.
-    pub fn facts(&self, tool: &str) -> Option<ToolFacts> {
-        self.catalogue.lock().ok().and_then(|c| c.facts(tool))
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Whether Warden holds the upstream's whole, current tool list.
-    pub fn catalogue_complete(&self) -> bool {
-        self.complete.load(Ordering::Acquire)
+    /// What Warden knows about `tool`, trusting nothing older than `ttl`.
+    pub fn lookup(&self, tool: &str, ttl: Duration) -> Lookup {
+        let now_ms = self.now_ms();
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let Ok(tools) = self.tools.lock() else {
+            return Lookup::Unsure;
+        };
+        if now_ms.saturating_sub(tools.refreshed_ms) > ttl_ms {
+            return Lookup::Unsure;
+        }
+        match (tools.catalogue.facts(tool), tools.complete) {
+            (Some(facts), _) => Lookup::Known(facts),
+            (None, true) => Lookup::Unlisted,
+            (None, false) => Lookup::Unsure,
+        }
     }
 
     /// Record a page the agent listed through Warden.
     pub fn merge_page(&self, page: &ListedPage) {
-        if let Ok(mut catalogue) = self.catalogue.lock() {
-            catalogue.merge(page);
+        let now_ms = self.now_ms();
+        if let Ok(mut tools) = self.tools.lock() {
+            if tools.catalogue.is_empty() {
+                tools.refreshed_ms = now_ms;
+            }
+            tools.catalogue.merge(page);
         }
     }
 
-    /// Replace the catalogue with one Warden fetched whole.
-    pub fn replace_catalogue(&self, fresh: Catalogue) {
-        if let Ok(mut catalogue) = self.catalogue.lock() {
-            *catalogue = fresh;
-            self.complete.store(true, Ordering::Release);
+    /// Start a fetch of the whole catalogue: the generation to finish it with.
+    pub fn begin_fetch(&self) -> u64 {
+        self.tools
+            .lock()
+            .map(|tools| tools.generation)
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Install a catalogue Warden fetched whole, unless the upstream's tools
+    /// changed while it was being read.
+    pub fn finish_fetch(&self, fresh: Catalogue, generation: u64) {
+        let now_ms = self.now_ms();
+        if let Ok(mut tools) = self.tools.lock()
+            && tools.generation == generation
+        {
+            tools.catalogue = fresh;
+            tools.complete = true;
+            tools.refreshed_ms = now_ms;
         }
     }
 
     /// The upstream said its tools changed: forget what Warden knew.
     pub fn invalidate_catalogue(&self) {
-        if let Ok(mut catalogue) = self.catalogue.lock() {
-            *catalogue = Catalogue::default();
-            self.complete.store(false, Ordering::Release);
+        if let Ok(mut tools) = self.tools.lock() {
+            tools.catalogue = Catalogue::default();
+            tools.complete = false;
+            tools.generation += 1;
         }
     }
 }
@@ -101,17 +154,20 @@ impl SessionStore {
         }
     }
 
-    /// Open a session on `route` mapped to the upstream's id.
+    /// Open a session on `route` mapped to the upstream's id. At the limit,
+    /// the least recently used session is ended to make room and returned,
+    /// so that a flood of `initialize` cannot lock every agent out until the
+    /// idle timeout: the agent whose session went gets a 404 and starts anew.
     pub fn open(
         &self,
         route: usize,
         upstream_id: Option<HeaderValue>,
-    ) -> Result<Arc<Session>, EdgeError> {
-        if self.sessions.len() >= self.max_sessions {
-            return Err(EdgeError::TooManySessions {
-                limit: self.max_sessions,
-            });
-        }
+    ) -> Result<(Arc<Session>, Option<Arc<Session>>), EdgeError> {
+        let evicted = if self.sessions.len() >= self.max_sessions {
+            self.least_recently_used().and_then(|id| self.remove(&id))
+        } else {
+            None
+        };
         let id = new_session_id().ok_or(EdgeError::Internal {
             what: "the operating system's random source is unavailable",
         })?;
@@ -119,14 +175,24 @@ impl SessionStore {
             id: id.into(),
             route,
             upstream_id,
-            catalogue: Mutex::new(Catalogue::default()),
-            complete: AtomicBool::new(false),
+            tools: Mutex::new(ToolKnowledge {
+                refreshed_ms: self.now_ms(),
+                ..ToolKnowledge::default()
+            }),
             negotiated: std::sync::OnceLock::new(),
             fetch_lock: tokio::sync::Mutex::new(()),
             last_used_ms: AtomicU64::new(self.now_ms()),
+            epoch: self.epoch,
         });
         self.sessions.insert(session.id.clone(), session.clone());
-        Ok(session)
+        Ok((session, evicted))
+    }
+
+    fn least_recently_used(&self) -> Option<Arc<str>> {
+        self.sessions
+            .iter()
+            .min_by_key(|s| s.last_used_ms.load(Ordering::Relaxed))
+            .map(|s| s.key().clone())
     }
 
     /// The live session `id` on `route`, marking it used.
@@ -193,31 +259,56 @@ fn new_session_id() -> Option<String> {
 mod tests {
     use super::*;
 
+    const READ_ONLY: ToolFacts = ToolFacts {
+        read_only_hint: true,
+    };
+
+    fn page(tool: &str) -> ListedPage {
+        ListedPage {
+            tools: vec![(tool.into(), READ_ONLY)],
+            next_cursor: None,
+        }
+    }
+
+    fn catalogue(tool: &str) -> Catalogue {
+        let mut catalogue = Catalogue::default();
+        catalogue.merge(&page(tool));
+        catalogue
+    }
+
     #[test]
     fn ids_are_unguessable_and_distinct() {
         let store = SessionStore::new(10, Duration::from_secs(60));
-        let a = store.open(0, None).expect("opens");
-        let b = store.open(0, None).expect("opens");
+        let (a, _) = store.open(0, None).expect("opens");
+        let (b, _) = store.open(0, None).expect("opens");
         assert_eq!(a.id.len(), 32);
         assert!(a.id.chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a.id, b.id);
     }
 
-    #[test]
-    fn the_table_is_bounded() {
-        let store = SessionStore::new(2, Duration::from_secs(60));
-        store.open(0, None).expect("first");
-        store.open(0, None).expect("second");
-        assert!(matches!(
-            store.open(0, None),
-            Err(EdgeError::TooManySessions { limit: 2 })
-        ));
+    #[tokio::test(start_paused = true)]
+    async fn at_the_limit_the_least_recently_used_session_makes_room() {
+        let store = SessionStore::new(2, Duration::from_secs(600));
+        let (old, _) = store.open(0, None).expect("first");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let (busy, _) = store.open(0, None).expect("second");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(
+            store.get(&old.id, 0).is_some(),
+            "used again: now the freshest"
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let (_third, evicted) = store.open(0, None).expect("third");
+        assert_eq!(evicted.map(|s| s.id.clone()), Some(busy.id.clone()));
+        assert_eq!(store.len(), 2);
+        assert!(store.get(&busy.id, 0).is_none());
+        assert!(store.get(&old.id, 0).is_some());
     }
 
     #[test]
     fn sessions_belong_to_their_route() {
         let store = SessionStore::new(2, Duration::from_secs(60));
-        let session = store.open(1, None).expect("opens");
+        let (session, _) = store.open(1, None).expect("opens");
         assert!(store.get(&session.id, 1).is_some());
         assert!(store.get(&session.id, 0).is_none());
     }
@@ -225,8 +316,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn idle_sessions_are_swept_and_used_ones_kept() {
         let store = SessionStore::new(10, Duration::from_secs(60));
-        let idle = store.open(0, None).expect("opens");
-        let busy = store.open(0, None).expect("opens");
+        let (idle, _) = store.open(0, None).expect("opens");
+        let (busy, _) = store.open(0, None).expect("opens");
         tokio::time::advance(Duration::from_secs(45)).await;
         assert!(store.get(&busy.id, 0).is_some());
         tokio::time::advance(Duration::from_secs(30)).await;
@@ -237,25 +328,55 @@ mod tests {
         assert!(store.get(&busy.id, 0).is_some());
     }
 
-    #[test]
-    fn a_list_changed_notification_forgets_the_catalogue() {
+    const TTL: Duration = Duration::from_secs(300);
+
+    #[tokio::test(start_paused = true)]
+    async fn lookups_know_listed_unlisted_and_unsure() {
         let store = SessionStore::new(10, Duration::from_secs(60));
-        let session = store.open(0, None).expect("opens");
-        let mut fresh = Catalogue::default();
-        fresh.merge(&ListedPage {
-            tools: vec![(
-                "search".into(),
-                ToolFacts {
-                    read_only_hint: true,
-                },
-            )],
-            next_cursor: None,
-        });
-        session.replace_catalogue(fresh);
-        assert!(session.catalogue_complete());
-        assert!(session.facts("search").is_some());
+        let (session, _) = store.open(0, None).expect("opens");
+        assert_eq!(session.lookup("search", TTL), Lookup::Unsure);
+        session.merge_page(&page("search"));
+        assert_eq!(session.lookup("search", TTL), Lookup::Known(READ_ONLY));
+        assert_eq!(
+            session.lookup("other", TTL),
+            Lookup::Unsure,
+            "a partial list proves nothing"
+        );
+        let generation = session.begin_fetch();
+        session.finish_fetch(catalogue("search"), generation);
+        assert_eq!(session.lookup("other", TTL), Lookup::Unlisted);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn knowledge_older_than_the_ttl_is_not_trusted() {
+        let store = SessionStore::new(10, Duration::from_secs(60));
+        let (session, _) = store.open(0, None).expect("opens");
+        let generation = session.begin_fetch();
+        session.finish_fetch(catalogue("search"), generation);
+        tokio::time::advance(TTL).await;
+        assert_eq!(session.lookup("search", TTL), Lookup::Known(READ_ONLY));
+        tokio::time::advance(Duration::from_millis(2)).await;
+        assert_eq!(session.lookup("search", TTL), Lookup::Unsure);
+        assert_eq!(session.lookup("other", TTL), Lookup::Unsure);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_during_a_fetch_voids_the_fetch() {
+        let store = SessionStore::new(10, Duration::from_secs(60));
+        let (session, _) = store.open(0, None).expect("opens");
+        let generation = session.begin_fetch();
         session.invalidate_catalogue();
-        assert!(!session.catalogue_complete());
-        assert!(session.facts("search").is_none());
+        session.finish_fetch(catalogue("search"), generation);
+        assert_eq!(session.lookup("search", TTL), Lookup::Unsure);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_list_changed_notification_forgets_the_catalogue() {
+        let store = SessionStore::new(10, Duration::from_secs(60));
+        let (session, _) = store.open(0, None).expect("opens");
+        let generation = session.begin_fetch();
+        session.finish_fetch(catalogue("search"), generation);
+        session.invalidate_catalogue();
+        assert_eq!(session.lookup("search", TTL), Lookup::Unsure);
     }
 }

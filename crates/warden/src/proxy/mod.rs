@@ -244,21 +244,26 @@ impl Warden {
         self.metrics.sessions.set(self.sessions.len() as i64);
         for session in expired {
             tracing::info!(session = %session.id, "Idle session ended.");
-            let Some(route) = self.routes.get(session.route) else {
-                continue;
-            };
-            if session.upstream_id.is_some() {
-                // Best effort: the upstream frees its session state too.
-                let _ = route
-                    .upstream
-                    .send(
-                        Method::DELETE,
-                        &HeaderMap::new(),
-                        session.upstream_id.as_ref(),
-                        Default::default(),
-                    )
-                    .await;
-            }
+            self.end_upstream_session(&session).await;
+        }
+    }
+
+    /// Best effort: tell the upstream a session Warden ended is over, so it
+    /// frees its state too.
+    pub(crate) async fn end_upstream_session(&self, session: &Session) {
+        let Some(route) = self.routes.get(session.route) else {
+            return;
+        };
+        if session.upstream_id.is_some() {
+            let _ = route
+                .upstream
+                .send(
+                    Method::DELETE,
+                    &HeaderMap::new(),
+                    session.upstream_id.as_ref(),
+                    Default::default(),
+                )
+                .await;
         }
     }
 }

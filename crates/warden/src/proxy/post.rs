@@ -21,7 +21,7 @@ use super::{Failure, Route, Warden, accepts};
 use crate::error::EdgeError;
 use crate::forward::Forward;
 use crate::metrics::DecisionLabels;
-use crate::session::Session;
+use crate::session::{Lookup, Session};
 use crate::upstream::{MAX_INSPECTED_REPLY, is_event_stream};
 
 /// Most messages in one batch (the TypeScript SDK's own limit).
@@ -139,10 +139,6 @@ async fn initialize(
     message: Envelope,
 ) -> Result<Response<Body>, Failure> {
     let id: Arc<str> = message.id_json().into();
-    if warden.sessions.len() >= warden.limits.max_sessions {
-        let limit = warden.limits.max_sessions;
-        return Err(Failure::with_id(EdgeError::TooManySessions { limit }, id));
-    }
     let response = route
         .upstream
         .send(Method::POST, headers, None, message.raw)
@@ -152,10 +148,15 @@ async fn initialize(
         return Ok(relay::relay(response, None));
     }
     let upstream_id = response.headers().get(mcp::HEADER_SESSION_ID).cloned();
-    let session = warden
+    let (session, evicted) = warden
         .sessions
         .open(route.index, upstream_id)
         .map_err(|err| Failure::with_id(err, id.clone()))?;
+    if let Some(evicted) = evicted {
+        warden.metrics.sessions_evicted.inc();
+        tracing::warn!(session = %evicted.id, "Session limit reached; least recently used session ended.");
+        warden.end_upstream_session(&evicted).await;
+    }
     warden.metrics.sessions.set(warden.sessions.len() as i64);
     tracing::debug!(session = %session.id, route = %route.path, "Session opened.");
     let mut response = if is_event_stream(response.headers()) {
@@ -289,17 +290,20 @@ async fn facts_for(
     headers: &HeaderMap,
     tool: &str,
 ) -> Result<Option<ToolFacts>, EdgeError> {
-    if let Some(facts) = session.facts(tool) {
-        return Ok(Some(facts));
-    }
-    if session.catalogue_complete() {
-        return Ok(None);
+    let ttl = warden.limits.catalogue_ttl;
+    match session.lookup(tool, ttl) {
+        Lookup::Known(facts) => return Ok(Some(facts)),
+        Lookup::Unlisted => return Ok(None),
+        Lookup::Unsure => {}
     }
     let _one_fetch_at_a_time = session.fetch_lock.lock().await;
-    if session.catalogue_complete() {
-        return Ok(session.facts(tool));
+    match session.lookup(tool, ttl) {
+        Lookup::Known(facts) => return Ok(Some(facts)),
+        Lookup::Unlisted => return Ok(None),
+        Lookup::Unsure => {}
     }
     warden.metrics.catalogue_fetches.inc();
+    let generation = session.begin_fetch();
     let catalogue = route
         .upstream
         .fetch_catalogue(
@@ -307,8 +311,11 @@ async fn facts_for(
             headers.get(mcp::HEADER_PROTOCOL_VERSION),
         )
         .await?;
-    session.replace_catalogue(catalogue);
-    Ok(session.facts(tool))
+    let facts = catalogue.facts(tool);
+    session.finish_fetch(catalogue, generation);
+    // Decided on what the upstream just said, even if a change notice
+    // arrived meanwhile (the next call will fetch again).
+    Ok(facts)
 }
 
 /// A successful `tools/list` reply: recorded in the catalogue, filtered.

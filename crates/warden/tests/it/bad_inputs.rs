@@ -362,20 +362,29 @@ async fn get_needs_an_event_stream_accept_and_a_session() {
 }
 
 #[tokio::test]
-async fn the_session_table_is_bounded() {
+async fn at_the_session_limit_the_least_recently_used_session_makes_room() {
     let (upstream, _) = demo_upstream().await;
     let warden = WardenBuilder::new(&upstream)
         .limits(|l| l.max_sessions = 2)
         .start()
         .await;
-    Agent::new(&warden.url).initialize().await;
-    Agent::new(&warden.url).initialize().await;
-    let third = Agent::new(&warden.url)
-        .post(&json!({"jsonrpc": "2.0", "id": 7, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
-        .await;
-    let message = assert_error(&third, StatusCode::SERVICE_UNAVAILABLE, -32004);
-    assert!(message.contains("limit of 2 sessions"), "{message}");
-    assert_eq!(third.json()["id"], 7);
+    let mut oldest = Agent::new(&warden.url);
+    oldest.initialize().await;
+    let mut recent = Agent::new(&warden.url);
+    recent.initialize().await;
+    let mut third = Agent::new(&warden.url);
+    third.initialize().await;
+    assert_eq!(warden.running.warden.sessions.len(), 2);
+    // The oldest agent must start over; the others carry on.
+    let message = assert_error(&oldest.list(1).await, StatusCode::NOT_FOUND, -32600);
+    assert!(message.contains("unknown or expired session"), "{message}");
+    assert_eq!(recent.list(2).await.status, StatusCode::OK);
+    assert_eq!(third.list(3).await.status, StatusCode::OK);
+    let metrics = warden.running.warden.metrics.encode();
+    assert!(
+        metrics.contains("warden_sessions_evicted_total 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 mod bad_inputs;
 mod cli;
+mod lifecycle;
 mod policy;
 mod support;
 mod transparency;

@@ -59,6 +59,11 @@ impl WardenBuilder {
         self
     }
 
+    pub fn ca_file(mut self, path: &std::path::Path) -> WardenBuilder {
+        self.routes[0].upstream.ca_file = Some(path.to_path_buf());
+        self
+    }
+
     pub fn allowed_origin(mut self, origin: &str) -> WardenBuilder {
         self.routes[0].allowed_origins.push(origin.to_owned());
         self

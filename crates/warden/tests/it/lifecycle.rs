@@ -1,0 +1,202 @@
+//! https upstreams, keep-alive idling, and SIGTERM on the real binary.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Response, StatusCode};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::support::*;
+
+/// An https MCP upstream (the demo server behind TLS) with a fresh CA;
+/// returns its URL and the CA certificate (PEM).
+async fn tls_demo_upstream() -> (String, String) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca_key = rcgen::KeyPair::generate().expect("ca key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "warden test CA");
+    let ca = ca_params.self_signed(&ca_key).expect("ca cert");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("leaf params")
+        .signed_by(&leaf_key, &issuer)
+        .expect("leaf cert");
+    let server_config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls_pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).expect("key der"),
+        )
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+
+    let (plain_url, _) = demo_upstream().await;
+    let plain_url: http::Uri = plain_url.parse().expect("url");
+    let plain_addr = plain_url.authority().expect("authority").to_string();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            let plain_addr = plain_addr.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                // Terminate TLS and pipe to the plain demo server.
+                let Ok(mut plain) = tokio::net::TcpStream::connect(plain_addr).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    (format!("https://localhost:{port}/mcp"), ca.pem())
+}
+
+#[tokio::test]
+async fn https_upstreams_are_verified_against_the_configured_ca() {
+    let (url, ca_pem) = tls_demo_upstream().await;
+    let dir = std::env::temp_dir().join(format!("warden-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).expect("write ca");
+
+    let trusted = WardenBuilder::new(&url).ca_file(&ca_file).start().await;
+    let mut agent = Agent::new(&trusted.url);
+    agent.initialize().await;
+    let reply = agent.call(1, "echo", json!({"message": "over tls"})).await;
+    assert_eq!(reply.json()["result"]["content"][0]["text"], "over tls");
+
+    // Without the CA, the upstream's certificate is not trusted.
+    let untrusted = WardenBuilder::new(&url).start().await;
+    let reply = Agent::new(&untrusted.url)
+        .post(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
+        .await;
+    assert_error(&reply, StatusCode::BAD_GATEWAY, -32001);
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    let (upstream, _) = demo_upstream().await;
+    let warden = WardenBuilder::new(&upstream)
+        .limits(|l| l.header_timeout = std::time::Duration::from_millis(300))
+        .start()
+        .await;
+    let mut stream = tokio::net::TcpStream::connect(warden.running.mcp_addr)
+        .await
+        .expect("connect");
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: {ACCEPT_BOTH}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut buffer = vec![0u8; 4096];
+    let n = stream.read(&mut buffer).await.expect("response");
+    assert!(
+        String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 400"),
+        "a reply first"
+    );
+    // Then nothing: the idle connection must be closed by Warden.
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "idle keep-alive connection still open after 5s"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_calls_and_exits_cleanly() {
+    // A slow upstream: every non-initialize request takes 700 ms.
+    let (upstream, _) = upstream_fn(|_parts, body| async move {
+        let id = serde_json::from_slice::<Value>(&body).map(|v| v["id"].clone()).unwrap_or(Value::Null);
+        if id == json!(0) {
+            let mut response = json_response(&json!({"jsonrpc": "2.0", "id": 0, "result": {"protocolVersion": "2025-11-25", "capabilities": {}, "serverInfo": {"name": "slow", "version": "1"}}}));
+            response.headers_mut().insert("mcp-session-id", "s".parse().expect("header"));
+            return response;
+        }
+        if id.is_null() {
+            return Response::builder().status(202).body(full_body("")).expect("response");
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        json_response(&json!({"jsonrpc": "2.0", "id": id, "result": {}}))
+    })
+    .await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let dir = std::env::temp_dir().join(format!("warden-sigterm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("p.yaml"), "version: 1\n").expect("policy");
+    let mut config = std::fs::File::create(dir.join("w.yaml")).expect("config");
+    write!(
+        config,
+        "version: 1\nlisten: 127.0.0.1:{port}\nroutes:\n  - path: /mcp\n    upstream:\n      url: {upstream}\n    policy: p.yaml\n"
+    )
+    .expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["run", "--config"])
+        .arg(dir.join("w.yaml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("warden starts");
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "warden did not start listening"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut agent = Agent::new(&url);
+    agent.initialize().await;
+    let in_flight = tokio::spawn({
+        let agent = agent.clone();
+        async move {
+            agent
+                .post(&json!({"jsonrpc": "2.0", "id": 42, "method": "ping"}))
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let reply = in_flight.await.expect("task");
+    assert_eq!(reply.status, StatusCode::OK, "the in-flight call finished");
+    assert_eq!(reply.json()["id"], 42);
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(status.success(), "warden exited with {status}");
+}

@@ -58,7 +58,7 @@ pub fn clock_ticks_per_second() -> u64 {
         .unwrap_or(100)
 }
 
-/// Parse a `kB` field (e.g. `VmHWM`) out of `/proc/PID/status` text.
+/// Parse a numeric field (e.g. `VmHWM`, in kB) out of `/proc/PID/status` text.
 pub fn parse_status_kib(text: &str, field: &str) -> Option<u64> {
     text.lines().find_map(|line| {
         let rest = line.strip_prefix(field)?.strip_prefix(':')?;
@@ -77,6 +77,43 @@ pub fn peak_rss_kib(pid: u32) -> io::Result<u64> {
 /// Needs to own the process or be root; failure is reported, not fatal.
 pub fn reset_peak_rss(pid: u32) -> io::Result<()> {
     fs::write(format!("/proc/{pid}/clear_refs"), "5")
+}
+
+/// Busy CPU ticks of the whole machine, summed over CPUs, from the `cpu`
+/// line of `/proc/stat` text: user + nice + system + irq + softirq (idle,
+/// iowait and steal excluded; guest time is already inside user).
+pub fn parse_system_busy(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal ...
+    Some(v.first()? + v.get(1)? + v.get(2)? + v.get(5)? + v.get(6)?)
+}
+
+/// Busy CPU ticks of the whole machine (see [`parse_system_busy`]).
+pub fn system_busy_ticks() -> io::Result<u64> {
+    let text = fs::read_to_string("/proc/stat")?;
+    parse_system_busy(&text).ok_or_else(|| io::Error::other("cannot parse /proc/stat"))
+}
+
+/// Context switches (voluntary + involuntary) of every live thread of `pid`.
+pub fn context_switches(pid: u32) -> io::Result<u64> {
+    let mut total = 0;
+    for task in fs::read_dir(format!("/proc/{pid}/task"))? {
+        let Ok(text) = fs::read_to_string(task?.path().join("status")) else {
+            continue; // the thread just exited
+        };
+        total += parse_status_count(&text, "voluntary_ctxt_switches").unwrap_or(0);
+        total += parse_status_count(&text, "nonvoluntary_ctxt_switches").unwrap_or(0);
+    }
+    Ok(total)
+}
+
+fn parse_status_count(text: &str, field: &str) -> Option<u64> {
+    parse_status_kib(text, field)
 }
 
 /// The direct children of `parent` (e.g. nginx's workers), by scanning `/proc`.
@@ -114,6 +151,14 @@ mod tests {
         let me = stat_of("self").expect("own stat");
         assert!(me.ppid > 0);
         assert!(peak_rss_kib(std::process::id()).expect("own VmHWM") > 0);
+    }
+
+    #[test]
+    fn parses_proc_stat() {
+        let text = "cpu  100 5 50 1000 7 3 2 9 0 0\ncpu0 50 2 25 500 3 1 1 4 0 0\n";
+        assert_eq!(parse_system_busy(text), Some(160));
+        assert!(system_busy_ticks().is_ok());
+        assert!(context_switches(std::process::id()).is_ok());
     }
 
     #[test]

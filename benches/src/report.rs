@@ -61,6 +61,11 @@ pub struct Run {
     /// Peak RSS of the proxy process(es) during the run, in KiB (summed over
     /// nginx's master and workers).
     pub proxy_peak_rss_kib: Option<u64>,
+    /// Context switches of the proxy process(es) in the window.
+    pub proxy_switches: Option<u64>,
+    /// Busy CPU ticks of the whole machine in the window that none of the
+    /// measured processes account for: other programs (noise).
+    pub background_ticks: u64,
 }
 
 impl Run {
@@ -97,6 +102,10 @@ pub struct Summary {
     pub client_ticks: u64,
     /// Highest per-run proxy peak RSS, KiB.
     pub proxy_peak_rss_kib: Option<u64>,
+    /// Total proxy context switches.
+    pub proxy_switches: Option<u64>,
+    /// Total background ticks.
+    pub background_ticks: u64,
     /// Calls/s of each round.
     pub per_round: Vec<f64>,
 }
@@ -135,6 +144,12 @@ impl Summary {
             upstream_ticks: mine.iter().map(|r| r.upstream_ticks).sum(),
             client_ticks: mine.iter().map(|r| r.client_ticks).sum(),
             proxy_peak_rss_kib: mine.iter().filter_map(|r| r.proxy_peak_rss_kib).max(),
+            proxy_switches: if first.proxy_switches.is_some() {
+                sum_opt(|r| r.proxy_switches)
+            } else {
+                None
+            },
+            background_ticks: mine.iter().map(|r| r.background_ticks).sum(),
             per_round: mine.iter().map(|r| r.calls_per_second()).collect(),
         })
     }
@@ -155,6 +170,11 @@ impl Summary {
             return f64::NAN;
         }
         ticks as f64 * 1e6 / ticks_per_second as f64 / self.calls as f64
+    }
+
+    /// Background CPU (other programs) during the windows, % of one core.
+    pub fn background_percent(&self, ticks_per_second: u64) -> f64 {
+        self.background_ticks as f64 * 100.0 / ticks_per_second as f64 / self.window.as_secs_f64()
     }
 
     /// Whether the run is valid (no errors, some calls).
@@ -193,17 +213,17 @@ pub fn markdown(summaries: &[Summary], ticks_per_second: u64) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| clients | target | calls/s | calls/s per round | p50 µs | p99 µs | proxy CPU µs/call | upstream CPU µs/call | load-gen CPU µs/call | proxy peak RSS MB | errors |"
+        "| clients | target | calls/s | calls/s per round | p50 µs | p99 µs | proxy CPU µs/call | upstream CPU µs/call | load-gen CPU µs/call | proxy ctx switches/call | proxy peak RSS MB | background CPU % | errors |"
     );
     let _ = writeln!(
         out,
-        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for s in summaries {
         let rounds: Vec<String> = s.per_round.iter().map(|c| format!("{c:.0}")).collect();
         let _ = writeln!(
             out,
-            "| {} | {}{} | {:.0} | {} | {:.1} | {:.1} | {} | {:.1} | {:.1} | {} | {} |",
+            "| {} | {}{} | {:.0} | {} | {:.1} | {:.1} | {} | {:.1} | {:.1} | {} | {} | {:.0} | {} |",
             s.concurrency,
             s.target.name(),
             if s.valid() { "" } else { " (INVALID)" },
@@ -218,7 +238,14 @@ pub fn markdown(summaries: &[Summary], ticks_per_second: u64) -> String {
             ),
             s.cpu_us_per_call(s.upstream_ticks, ticks_per_second),
             s.cpu_us_per_call(s.client_ticks, ticks_per_second),
+            opt(
+                s.proxy_switches
+                    .filter(|_| s.calls > 0)
+                    .map(|n| n as f64 / s.calls as f64),
+                2
+            ),
             opt(s.proxy_peak_rss_kib.map(mb), 1),
+            s.background_percent(ticks_per_second),
             s.errors,
         );
     }
@@ -329,6 +356,8 @@ mod tests {
             upstream_ticks: 20,
             client_ticks: 30,
             proxy_peak_rss_kib: (target != Target::Direct).then_some(8000),
+            proxy_switches: (target != Target::Direct).then_some(calls * 2),
+            background_ticks: 1,
         }
     }
 

@@ -75,12 +75,29 @@ struct Args {
     /// Pin demo, nginx and Warden to these CPUs (taskset list, e.g. `1`).
     #[arg(long)]
     server_cpus: Option<String>,
+    /// Extra environment for the Warden process only, e.g.
+    /// `--warden-env TOKIO_WORKER_THREADS=1` (repeatable).
+    #[arg(long, value_parser = parse_env_pair)]
+    warden_env: Vec<(String, String)>,
+    /// A run during which other programs used more than this much CPU (% of
+    /// one core, from /proc/stat minus the measured processes) is noisy...
+    #[arg(long, default_value_t = 25.0)]
+    max_background: f64,
+    /// ... and is discarded and re-run up to this many times.
+    #[arg(long, default_value_t = 2)]
+    noisy_retries: u32,
     /// Per-call timeout; a call that takes longer is an error.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     call_timeout: Duration,
     /// Also write the markdown report to this file.
     #[arg(long)]
     markdown: Option<PathBuf>,
+}
+
+fn parse_env_pair(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {text:?}"))
 }
 
 const MAX_DURATION: Duration = Duration::from_secs(300);
@@ -124,7 +141,7 @@ fn run_main(args: &Args, children: &mut Children) -> anyhow::Result<bool> {
     let runs = args.rounds as u64 * args.targets.len() as u64 * args.concurrency.len() as u64;
     let estimate = per_run * runs as u32;
     // Bounded: a hung target cannot keep the benchmark going forever.
-    let deadline = estimate * 2 + Duration::from_secs(60);
+    let deadline = estimate * (args.noisy_retries + 2) + Duration::from_secs(60);
     eprintln!(
         "load: {runs} runs of {:?} warm-up + {:?}; about {:.0} s (hard limit {:.0} s)",
         args.warmup,
@@ -159,6 +176,9 @@ fn validate(args: &Args) -> anyhow::Result<()> {
             .any(|&c| c == 0 || c > MAX_CONCURRENCY)
     {
         bail!("--concurrency values must be in 1..={MAX_CONCURRENCY}");
+    }
+    if args.noisy_retries > 5 {
+        bail!("--noisy-retries must be at most 5");
     }
     if args.targets.is_empty() {
         bail!("--targets must name at least one target");
@@ -234,19 +254,37 @@ async fn bench(args: &Args, children: &mut Children) -> anyhow::Result<bool> {
             let n = args.targets.len();
             for i in 0..n {
                 let target = args.targets[(i + round as usize - 1) % n];
-                let run = run_one(args, &setup, target, concurrency, round).await?;
-                eprintln!(
-                    "  c={concurrency:<3} round {round} {:<6} {:>8.0} calls/s  p50 {:>7.1} µs  p99 {:>8.1} µs  errors {}{}",
-                    target.name(),
-                    run.calls_per_second(),
-                    run.latency.value_at_quantile(0.5) as f64 / 1000.0,
-                    run.latency.value_at_quantile(0.99) as f64 / 1000.0,
-                    run.errors,
-                    run.first_error
-                        .as_deref()
-                        .map(|e| format!(" (first: {e})"))
-                        .unwrap_or_default(),
-                );
+                let mut attempt = 0;
+                let run = loop {
+                    let run = run_one(args, &setup, target, concurrency, round).await?;
+                    let background =
+                        run.background_ticks as f64 * 100.0 / hz as f64 / run.window.as_secs_f64();
+                    eprintln!(
+                        "  c={concurrency:<3} round {round} {:<6} {:>8.0} calls/s  p50 {:>7.1} µs  p99 {:>8.1} µs  proxy CPU {:>5.1} µs/call  background {:>3.0}%  errors {}{}",
+                        target.name(),
+                        run.calls_per_second(),
+                        run.latency.value_at_quantile(0.5) as f64 / 1000.0,
+                        run.latency.value_at_quantile(0.99) as f64 / 1000.0,
+                        run.proxy_ticks.map_or(0.0, |t| t as f64 * 1e6
+                            / hz as f64
+                            / run.calls.max(1) as f64),
+                        background,
+                        run.errors,
+                        run.first_error
+                            .as_deref()
+                            .map(|e| format!(" (first: {e})"))
+                            .unwrap_or_default(),
+                    );
+                    if background <= args.max_background || attempt >= args.noisy_retries {
+                        break run;
+                    }
+                    attempt += 1;
+                    eprintln!(
+                        "    other programs used {background:.0}% of a core (> {}%): discarding and retrying ({attempt}/{})",
+                        args.max_background, args.noisy_retries
+                    );
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                };
                 runs.push(run);
             }
         }
@@ -290,16 +328,28 @@ fn describe(args: &Args, hz: u64) -> String {
     let command: Vec<String> = std::env::args().collect();
     format!(
         "Command: `{}`\n\nMachine: {cores} CPUs ({cpu_model}), kernel {kernel}; CPU time from /proc at {hz} ticks/s. \
-         nginx worker_processes {}; load generator: {} runtime thread(s), pinned to {}; servers pinned to {}. \
-         {} round(s) × {:?} per target per concurrency after a {:?} warm-up, order rotated each round.\n",
+         nginx worker_processes {}; Warden extra env: {}; load generator: {} runtime thread(s), pinned to {}; servers pinned to {}. \
+         {} round(s) × {:?} per target per concurrency after a {:?} warm-up, order rotated each round; \
+         a run during which other programs used > {}% of a core is re-run (up to {} times).\n",
         command.join(" "),
         args.nginx_workers,
+        if args.warden_env.is_empty() {
+            "none".to_owned()
+        } else {
+            args.warden_env
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        },
         args.client_threads.max(1),
         args.client_cpus.as_deref().unwrap_or("any CPU"),
         args.server_cpus.as_deref().unwrap_or("any CPU"),
         args.rounds,
         args.duration,
         args.warmup,
+        args.max_background,
+        args.noisy_retries,
     )
 }
 
@@ -400,7 +450,8 @@ fn start_everything(args: &Args, children: &mut Children, dir: &Path) -> anyhow:
         cmd.arg("run")
             .arg("--config")
             .arg(&conf)
-            .env("WARDEN_LOG", "warn");
+            .env("WARDEN_LOG", "warn")
+            .envs(args.warden_env.iter().map(|(k, v)| (k, v)));
         let pid = children.spawn("warden", cmd, dir)?;
         children.wait_ready("warden", ports.warden, dir)?;
         Some(pid)
@@ -533,6 +584,37 @@ fn self_ticks() -> anyhow::Result<u64> {
     Ok(procfs::stat_of("self")?.cpu_ticks)
 }
 
+fn switches(pids: &[u32]) -> anyhow::Result<u64> {
+    pids.iter()
+        .map(|&p| procfs::context_switches(p).with_context(|| format!("/proc/{p}/task")))
+        .sum()
+}
+
+/// CPU and context-switch counters at one instant.
+struct Snapshot {
+    proxy: Option<u64>,
+    proxy_switches: Option<u64>,
+    upstream: u64,
+    client: u64,
+    system: u64,
+}
+
+impl Snapshot {
+    fn take(proxy: Option<&[u32]>, upstream: u32) -> anyhow::Result<Snapshot> {
+        Ok(Snapshot {
+            proxy: proxy.map(ticks).transpose()?,
+            proxy_switches: proxy.map(switches).transpose()?,
+            upstream: ticks(&[upstream])?,
+            client: self_ticks()?,
+            system: procfs::system_busy_ticks()?,
+        })
+    }
+}
+
+fn delta(after: Option<u64>, before: Option<u64>) -> Option<u64> {
+    Some(after?.saturating_sub(before?))
+}
+
 /// The measured window, shared by every client of a run.
 #[derive(Clone, Copy)]
 struct Window {
@@ -579,17 +661,9 @@ async fn run_one(
         .collect();
 
     tokio::time::sleep_until(window.start.into()).await;
-    let before = (
-        proxy.as_deref().map(ticks).transpose()?,
-        ticks(&[setup.demo_pid])?,
-        self_ticks()?,
-    );
+    let before = Snapshot::take(proxy.as_deref(), setup.demo_pid)?;
     tokio::time::sleep_until(window.end.into()).await;
-    let after = (
-        proxy.as_deref().map(ticks).transpose()?,
-        ticks(&[setup.demo_pid])?,
-        self_ticks()?,
-    );
+    let after = Snapshot::take(proxy.as_deref(), setup.demo_pid)?;
     let measured = window.end - window.start;
 
     let mut latency = report::new_histogram();
@@ -609,6 +683,10 @@ async fn run_one(
                 .sum::<std::io::Result<u64>>()
         })
         .transpose()?;
+    let proxy_ticks = delta(after.proxy, before.proxy);
+    let upstream_ticks = after.upstream.saturating_sub(before.upstream);
+    let client_ticks = after.client.saturating_sub(before.client);
+    let accounted = proxy_ticks.unwrap_or(0) + upstream_ticks + client_ticks;
     Ok(Run {
         target,
         concurrency,
@@ -618,13 +696,15 @@ async fn run_one(
         errors,
         first_error,
         latency,
-        proxy_ticks: match (before.0, after.0) {
-            (Some(b), Some(a)) => Some(a.saturating_sub(b)),
-            _ => None,
-        },
-        upstream_ticks: after.1.saturating_sub(before.1),
-        client_ticks: after.2.saturating_sub(before.2),
+        proxy_ticks,
+        upstream_ticks,
+        client_ticks,
         proxy_peak_rss_kib,
+        proxy_switches: delta(after.proxy_switches, before.proxy_switches),
+        background_ticks: after
+            .system
+            .saturating_sub(before.system)
+            .saturating_sub(accounted),
     })
 }
 

@@ -4,6 +4,7 @@
 //! version: 1
 //! listen: 127.0.0.1:8080          # the MCP listener
 //! admin: 127.0.0.1:9090           # /healthz, /readyz, /metrics (optional)
+//! workers: 2                      # threads serving MCP (default: one per core)
 //! limits:
 //!   max_body: 4MiB                # largest request body accepted
 //!   header_timeout: 10s           # a client must send its headers within this
@@ -65,6 +66,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Address of the admin listener, if any.
     pub admin: Option<SocketAddr>,
+    /// Worker threads serving the MCP listener (default: one per core).
+    pub workers: usize,
     /// Listener limits.
     pub limits: Limits,
     /// The routes, each one path in front of one upstream.
@@ -154,6 +157,9 @@ struct RawConfig {
     /// Address of the admin listener.
     #[serde(default)]
     admin: Option<Spanned<String>>,
+    /// Worker threads for the MCP listener.
+    #[serde(default)]
+    workers: Option<Spanned<usize>>,
     /// Listener limits.
     #[serde(default)]
     limits: RawLimits,
@@ -232,6 +238,14 @@ impl Config {
         let listen = address(&raw.listen, &mut errors);
         let admin = raw.admin.as_ref().and_then(|a| address(a, &mut errors));
         let limits = raw.limits.validate(&mut errors);
+        let workers = match &raw.workers {
+            Some(n) if n.value == 0 || n.value > 1024 => {
+                errors.push(Diagnostic::at(n, "workers must be between 1 and 1024"));
+                default_workers()
+            }
+            Some(n) => n.value,
+            None => default_workers(),
+        };
         if raw.routes.value.is_empty() {
             errors.push(Diagnostic::at(&raw.routes, "at least one route is needed"));
         }
@@ -250,10 +264,16 @@ impl Config {
         Ok(Config {
             listen: listen.unwrap_or_else(|| ([127, 0, 0, 1], 0).into()),
             admin,
+            workers,
             limits,
             routes,
         })
     }
+}
+
+/// One worker thread per core.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 fn address(value: &Spanned<String>, errors: &mut Collector) -> Option<SocketAddr> {

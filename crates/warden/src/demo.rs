@@ -64,6 +64,7 @@ pub async fn start(
     let config = Config {
         listen,
         admin,
+        workers: crate::config::default_workers(),
         limits: Limits::default(),
         routes: vec![RouteConfig {
             path: "/mcp".into(),

@@ -46,6 +46,9 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// A worker thread could not start.
+    #[error(transparent)]
+    Workers(#[from] server::WorkerError),
     /// A route's upstream client could not be built.
     #[error("route {route}: {source}")]
     Upstream {
@@ -61,7 +64,7 @@ pub enum StartError {
 pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
     let mut routes = Vec::with_capacity(config.routes.len());
     for (index, route) in config.routes.iter().enumerate() {
-        let upstream = HttpUpstream::new(&route.path, &route.upstream).map_err(|source| {
+        let upstream = HttpUpstream::new(&route.path, &route.upstream, config.workers).map_err(|source| {
             StartError::Upstream {
                 route: route.path.clone(),
                 source,
@@ -96,6 +99,7 @@ pub struct Running {
     /// The shared state (for inspection by tests and the demo).
     pub warden: Arc<Warden>,
     stop: watch::Sender<bool>,
+    workers: server::Workers,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -103,13 +107,16 @@ impl Running {
     /// Stop accepting, drain in-flight requests (up to the grace period), return.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        self.workers.join().await;
         for task in self.tasks {
             let _ = task.await;
         }
     }
 }
 
-/// Bind the listeners and start serving.
+/// Bind the listeners and start serving: the MCP listener on
+/// `config.workers` threads, the admin listener and the session sweeper on
+/// the caller's runtime.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     let warden = build(config)?;
     let bind = |addr: SocketAddr| async move {
@@ -132,36 +139,33 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         shutdown_grace: config.limits.shutdown_grace,
     };
     let (stop, stopped) = watch::channel(false);
-    let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
-        let _ = stopped.wait_for(|stop| *stop).await;
-    };
     let mut tasks = Vec::new();
     let proxy = warden.clone();
-    tasks.push(tokio::spawn(server::serve(
+    let (workers, acceptor) = server::serve_on_workers(
         mcp,
+        config.workers,
         limits,
         move |request| proxy.clone().handle(request),
-        until_stopped(stopped.clone()),
-    )));
+        stopped.clone(),
+    )?;
+    tasks.push(acceptor);
     if let Some(admin) = admin {
         let state = warden.clone();
         tasks.push(tokio::spawn(server::serve(
             admin,
             limits,
             move |request| admin::handle(state.clone(), request),
-            until_stopped(stopped.clone()),
+            stopped.clone(),
         )));
     }
     let sweeper = warden.clone();
-    let every =
-        (config.limits.session_idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
-    let sweeper_stopped = until_stopped(stopped);
+    let every = (config.limits.session_idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    let mut sweeper_stopped = stopped;
     tasks.push(tokio::spawn(async move {
-        let mut sweeper_stopped = std::pin::pin!(sweeper_stopped);
         loop {
             tokio::select! {
                 () = tokio::time::sleep(every) => sweeper.sweep_sessions().await,
-                () = &mut sweeper_stopped => break,
+                result = sweeper_stopped.changed() => if result.is_err() || *sweeper_stopped.borrow() { break },
             }
         }
     }));
@@ -170,6 +174,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         admin_addr,
         warden,
         stop,
+        workers,
         tasks,
     })
 }

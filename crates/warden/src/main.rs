@@ -101,7 +101,9 @@ fn init_logging(default_filter: &str) {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+    // The MCP listener runs on its own worker threads (one runtime each);
+    // this runtime only accepts, serves the admin port and sweeps sessions.
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")

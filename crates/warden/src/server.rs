@@ -1,6 +1,13 @@
 //! HTTP listeners: accept loop, per-connection limits, panic isolation and
 //! graceful shutdown. Used by both the MCP listener and the admin listener.
 //!
+//! The MCP listener is served thread-per-core: one acceptor hands each new
+//! connection, round robin, to one of N worker threads, each running its own
+//! single-threaded runtime. A request then lives on one thread from its first
+//! byte to its last, including the upstream call (each worker has its own
+//! upstream connection pool, see [`worker_index`]): no cross-thread wake-ups
+//! on the hot path, which is what a proxy's latency is made of.
+//!
 //! - `header_read_timeout` bounds slow clients sending headers, and closes
 //!   keep-alive connections that stay idle that long;
 //! - body size and body time are enforced by the MCP handler, which knows
@@ -10,6 +17,7 @@
 //! - on shutdown the listener closes at once, in-flight requests finish
 //!   within `shutdown_grace`, and what is left after that is cut.
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -22,7 +30,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
 
 use crate::error::internal_error_body;
 use crate::proxy::relay::{Body, json};
@@ -36,9 +45,121 @@ pub struct ListenerLimits {
     pub shutdown_grace: Duration,
 }
 
-/// Serve `handler` on `listener` until `shutdown` resolves, then drain.
-pub async fn serve<H, F>(
+thread_local! {
+    static WORKER: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// The index of the worker thread the caller runs on (`None` off the workers).
+pub fn worker_index() -> Option<usize> {
+    WORKER.with(Cell::get)
+}
+
+/// Why the workers could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start worker thread: {0}")]
+pub struct WorkerError(#[from] std::io::Error);
+
+/// Worker threads serving one listener.
+pub struct Workers {
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Wait for every worker to finish draining.
+    pub async fn join(self) {
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in self.threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
+    }
+}
+
+/// Serve `handler` on `listener` with `count` worker threads until `stop`
+/// turns true, then drain. The accept loop runs on the caller's runtime.
+pub fn serve_on_workers<H, F>(
     listener: TcpListener,
+    count: usize,
+    limits: ListenerLimits,
+    handler: H,
+    stop: watch::Receiver<bool>,
+) -> Result<(Workers, tokio::task::JoinHandle<()>), WorkerError>
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let mut senders = Vec::with_capacity(count);
+    let mut threads = Vec::with_capacity(count);
+    for index in 0..count.max(1) {
+        let (sender, receiver) = mpsc::unbounded_channel::<std::net::TcpStream>();
+        senders.push(sender);
+        let handler = handler.clone();
+        let stop = stop.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let thread = std::thread::Builder::new()
+            .name(format!("warden-worker-{index}"))
+            .spawn(move || {
+                WORKER.with(|w| w.set(Some(index)));
+                runtime.block_on(serve_connections(receiver, limits, handler, until(stop)));
+            })?;
+        threads.push(thread);
+    }
+    let acceptor = tokio::spawn(accept(listener, senders, until(stop)));
+    Ok((Workers { threads }, acceptor))
+}
+
+/// Serve `handler` on `listener` on the caller's runtime (low-traffic
+/// listeners such as the admin one).
+pub async fn serve<H, F>(listener: TcpListener, limits: ListenerLimits, handler: H, stop: watch::Receiver<bool>)
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let (sender, receiver) = mpsc::unbounded_channel();
+    let acceptor = tokio::spawn(accept(listener, vec![sender], until(stop.clone())));
+    serve_connections(receiver, limits, handler, until(stop)).await;
+    let _ = acceptor.await;
+}
+
+async fn until(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Accept connections and deal them out round robin; closes the listener
+/// (and so the workers' queues) on shutdown.
+async fn accept(
+    listener: TcpListener,
+    workers: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut next = 0usize;
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let stream = match accepted.and_then(|(stream, _peer)| stream.into_std()) {
+            Ok(stream) => stream,
+            Err(err) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                tracing::warn!(error = %err, "Accepting a connection failed.");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        if workers[next % workers.len()].send(stream).is_err() {
+            tracing::error!("A worker thread has stopped; connection dropped.");
+        }
+        next = next.wrapping_add(1);
+    }
+}
+
+/// Serve the connections handed to this thread until `shutdown`, then drain.
+async fn serve_connections<H, F>(
+    mut connections: mpsc::UnboundedReceiver<std::net::TcpStream>,
     limits: ListenerLimits,
     handler: H,
     shutdown: impl Future<Output = ()>,
@@ -49,20 +170,20 @@ pub async fn serve<H, F>(
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+        let stream = tokio::select! {
+            stream = connections.recv() => match stream {
+                Some(stream) => stream,
+                None => break,
+            },
             () = &mut shutdown => break,
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+        let stream = match stream.set_nonblocking(true).and_then(|()| TcpStream::from_std(stream)) {
+            Ok(stream) => stream,
             Err(err) => {
-                // Out of file descriptors and the like: back off, keep serving.
-                tracing::warn!(error = %err, "Accepting a connection failed.");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tracing::warn!(error = %err, "Taking over a connection failed.");
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let service = service_fn(move |request: Request<Incoming>| {
             let answer = AssertUnwindSafe(handler(request)).catch_unwind();
@@ -85,9 +206,8 @@ pub async fn serve<H, F>(
             }
         });
     }
-    drop(listener);
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("All connections drained."),
+        () = graceful.shutdown() => tracing::debug!("Connections drained."),
         () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!(grace = ?limits.shutdown_grace, "Shutdown grace period over; cutting remaining connections.");
         }

@@ -53,7 +53,9 @@ pub struct HttpUpstream {
     route: Arc<str>,
     url: Uri,
     timeout: Duration,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// One connection pool per worker thread (and one for everything else),
+    /// so a request never waits on a connection owned by another thread.
+    clients: Vec<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>,
 }
 
 /// Headers never forwarded from agent to upstream: hop-by-hop headers,
@@ -80,8 +82,8 @@ const STRIPPED_REQUEST_HEADERS: [HeaderName; 15] = [
 ];
 
 impl HttpUpstream {
-    /// Build the client for one route's upstream.
-    pub fn new(route: &str, config: &UpstreamConfig) -> Result<HttpUpstream, UpstreamSetupError> {
+    /// Build the clients for one route's upstream, one pool per worker.
+    pub fn new(route: &str, config: &UpstreamConfig, workers: usize) -> Result<HttpUpstream, UpstreamSetupError> {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.enforce_http(false);
@@ -92,16 +94,26 @@ impl HttpUpstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(connector);
+        let clients = (0..=workers)
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(60))
+                    .pool_max_idle_per_host(256)
+                    .build(connector.clone())
+            })
+            .collect();
         Ok(HttpUpstream {
             route: route.into(),
             url: config.url.clone(),
             timeout: config.timeout,
-            client,
+            clients,
         })
+    }
+
+    fn client(&self) -> &Client<HttpsConnector<HttpConnector>, Full<Bytes>> {
+        let last = self.clients.len() - 1;
+        let index = crate::server::worker_index().map_or(last, |i| i.min(last));
+        &self.clients[index]
     }
 
     /// Send one request to the upstream and wait for its response head.
@@ -126,7 +138,7 @@ impl HttpUpstream {
         if let Some(session) = session {
             headers.insert(mcp::HEADER_SESSION_ID, session.clone());
         }
-        match tokio::time::timeout(self.timeout, self.client.request(request)).await {
+        match tokio::time::timeout(self.timeout, self.client().request(request)).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(err)) => {
                 tracing::warn!(route = %self.route, error = %err, "Upstream request failed.");

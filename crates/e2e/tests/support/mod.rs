@@ -69,6 +69,7 @@ pub async fn warden_in_front_of(upstream: &str, policy: &str) -> warden::Running
     let config = Config {
         listen: ([127, 0, 0, 1], 0).into(),
         admin: None,
+        workers: 2,
         limits: Limits::default(),
         routes: vec![RouteConfig {
             path: "/mcp".into(),

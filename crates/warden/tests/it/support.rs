@@ -78,6 +78,7 @@ impl WardenBuilder {
         let config = Config {
             listen: ([127, 0, 0, 1], 0).into(),
             admin: Some(([127, 0, 0, 1], 0).into()),
+            workers: 2,
             limits: self.limits,
             routes: self.routes,
         };

@@ -18,7 +18,7 @@ use crate::upstream::HttpUpstream;
 #[derive(Debug, Clone)]
 pub struct Forward {
     /// The agent's request headers (filtered again when sent).
-    pub headers: HeaderMap,
+    pub headers: Arc<HeaderMap>,
     /// The upstream's session id for this agent session.
     pub upstream_session: Option<HeaderValue>,
 }

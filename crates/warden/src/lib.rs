@@ -62,14 +62,16 @@ pub enum StartError {
 
 /// Build the shared proxy state from a validated config.
 pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
+    let metrics = Metrics::default();
     let mut routes = Vec::with_capacity(config.routes.len());
     for (index, route) in config.routes.iter().enumerate() {
-        let upstream = HttpUpstream::new(&route.path, &route.upstream, config.workers).map_err(|source| {
-            StartError::Upstream {
-                route: route.path.clone(),
-                source,
-            }
-        })?;
+        let upstream =
+            HttpUpstream::new(&route.path, &route.upstream, config.workers).map_err(|source| {
+                StartError::Upstream {
+                    route: route.path.clone(),
+                    source,
+                }
+            })?;
         let upstream = Arc::new(upstream);
         let policy = Arc::new(ArcSwap::from_pointee(route.policy.clone()));
         let pipeline = warden_pipeline::build(policy.clone(), Forwarder::new(upstream.clone()));
@@ -80,12 +82,13 @@ pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
             policy,
             pipeline,
             allowed_origins: route.allowed_origins.clone(),
+            counters: metrics.route_counters(&route.path),
         });
     }
     Ok(Arc::new(Warden {
         routes,
         sessions: SessionStore::new(config.limits.max_sessions, config.limits.session_idle),
-        metrics: Metrics::default(),
+        metrics,
         limits: config.limits.clone(),
     }))
 }
@@ -159,7 +162,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         )));
     }
     let sweeper = warden.clone();
-    let every = (config.limits.session_idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    let every =
+        (config.limits.session_idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
     let mut sweeper_stopped = stopped;
     tasks.push(tokio::spawn(async move {
         loop {

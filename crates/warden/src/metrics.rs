@@ -105,7 +105,39 @@ impl Default for Metrics {
     }
 }
 
+/// A route's hot-path counters, looked up once at start so that the
+/// common case costs one atomic add (no label strings built per call).
+#[derive(Clone, Debug)]
+pub struct RouteCounters {
+    /// `warden_http_requests_total{method="POST",status="200"}`.
+    pub post_ok: Counter,
+    /// `warden_tool_calls_total{decision="allow",reason="forwarded"}`.
+    pub allowed: Counter,
+}
+
 impl Metrics {
+    /// Resolve the hot-path counters of `route`.
+    pub fn route_counters(&self, route: &str) -> RouteCounters {
+        RouteCounters {
+            post_ok: self
+                .requests
+                .get_or_create(&RequestLabels {
+                    route: route.to_owned(),
+                    method: "POST".to_owned(),
+                    status: 200,
+                })
+                .clone(),
+            allowed: self
+                .tool_calls
+                .get_or_create(&DecisionLabels {
+                    route: route.to_owned(),
+                    decision: "allow".to_owned(),
+                    reason: "forwarded".to_owned(),
+                })
+                .clone(),
+        }
+    }
+
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();

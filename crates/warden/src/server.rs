@@ -8,8 +8,9 @@
 //! upstream connection pool, see [`worker_index`]): no cross-thread wake-ups
 //! on the hot path, which is what a proxy's latency is made of.
 //!
-//! - `header_read_timeout` bounds slow clients sending headers, and closes
-//!   keep-alive connections that stay idle that long;
+//! - `header_timeout` bounds slow clients sending headers, and closes
+//!   keep-alive connections that stay idle that long (a per-connection
+//!   watchdog rather than hyper's header-read timer);
 //! - body size and body time are enforced by the MCP handler, which knows
 //!   how to say so in JSON-RPC;
 //! - a panic while answering one request becomes a 500 for that request;
@@ -21,6 +22,8 @@ use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -28,8 +31,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
@@ -96,7 +98,9 @@ where
         senders.push(sender);
         let handler = handler.clone();
         let stop = stop.clone();
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let thread = std::thread::Builder::new()
             .name(format!("warden-worker-{index}"))
             .spawn(move || {
@@ -111,8 +115,12 @@ where
 
 /// Serve `handler` on `listener` on the caller's runtime (low-traffic
 /// listeners such as the admin one).
-pub async fn serve<H, F>(listener: TcpListener, limits: ListenerLimits, handler: H, stop: watch::Receiver<bool>)
-where
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    limits: ListenerLimits,
+    handler: H,
+    stop: watch::Receiver<bool>,
+) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
@@ -157,7 +165,88 @@ async fn accept(
     }
 }
 
+/// What a connection is doing, for its idle watchdog.
+struct Activity {
+    /// When the last request started or the last response ended (ms since `epoch`).
+    last_ms: AtomicU64,
+    /// Responses still being sent (a streamed reply can last for hours).
+    busy: AtomicUsize,
+    epoch: tokio::time::Instant,
+}
+
+impl Activity {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn touch(&self) {
+        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    fn idle_for(&self, limit: Duration) -> bool {
+        self.busy.load(Ordering::Relaxed) == 0
+            && self
+                .now_ms()
+                .saturating_sub(self.last_ms.load(Ordering::Relaxed))
+                >= u64::try_from(limit.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Marks a response as being sent until its body is dropped.
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn start(activity: &Arc<Activity>) -> Busy {
+        activity.busy.fetch_add(1, Ordering::Relaxed);
+        activity.touch();
+        Busy(activity.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its connection marked busy while it lives.
+    struct BusyBody {
+        #[pin]
+        inner: Body,
+        busy: Busy,
+    }
+}
+
+impl http_body::Body for BusyBody {
+    type Data = bytes::Bytes;
+    type Error = crate::proxy::relay::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Serve the connections handed to this thread until `shutdown`, then drain.
+///
+/// Idle connections are closed by a per-connection watchdog rather than
+/// hyper's header-read timer: that timer is re-armed on every request, and
+/// re-arming it wakes the runtime's driver each time (a syscall and an extra
+/// loop turn per call); the watchdog wakes once per `header_timeout`. A
+/// connection with no request started and no response in progress for
+/// `header_timeout` (idle keep-alive, or headers trickling in) is closed.
 async fn serve_connections<H, F>(
     mut connections: mpsc::UnboundedReceiver<std::net::TcpStream>,
     limits: ListenerLimits,
@@ -167,7 +256,9 @@ async fn serve_connections<H, F>(
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    let graceful = GracefulShutdown::new();
+    let (draining, _) = watch::channel(false);
+    let live = Arc::new(AtomicUsize::new(0));
+    let all_closed = Arc::new(tokio::sync::Notify::new());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -177,37 +268,85 @@ async fn serve_connections<H, F>(
             },
             () = &mut shutdown => break,
         };
-        let stream = match stream.set_nonblocking(true).and_then(|()| TcpStream::from_std(stream)) {
+        let stream = match stream
+            .set_nonblocking(true)
+            .and_then(|()| TcpStream::from_std(stream))
+        {
             Ok(stream) => stream,
             Err(err) => {
                 tracing::warn!(error = %err, "Taking over a connection failed.");
                 continue;
             }
         };
+        let activity = Arc::new(Activity {
+            last_ms: AtomicU64::new(0),
+            busy: AtomicUsize::new(0),
+            epoch: tokio::time::Instant::now(),
+        });
         let handler = handler.clone();
+        let requests = activity.clone();
         let service = service_fn(move |request: Request<Incoming>| {
+            let busy = Busy::start(&requests);
             let answer = AssertUnwindSafe(handler(request)).catch_unwind();
             async move {
-                Ok::<_, Infallible>(answer.await.unwrap_or_else(|_| {
+                let response = answer.await.unwrap_or_else(|_| {
                     tracing::error!("A request handler panicked; answered 500.");
                     json(StatusCode::INTERNAL_SERVER_ERROR, internal_error_body())
-                }))
+                });
+                Ok::<_, Infallible>(response.map(|inner| BusyBody { inner, busy }))
             }
         });
         let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
             .keep_alive(true)
             .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+        let mut draining = draining.subscribe();
+        let header_timeout = limits.header_timeout;
+        live.fetch_add(1, Ordering::Relaxed);
+        let (live, all_closed) = (live.clone(), all_closed.clone());
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(error = %err, "Connection ended with an error.");
+            let mut connection = std::pin::pin!(connection);
+            let mut closing = false;
+            loop {
+                tokio::select! {
+                    result = connection.as_mut() => {
+                        if let Err(err) = result {
+                            tracing::debug!(error = %err, "Connection ended with an error.");
+                        }
+                        break;
+                    }
+                    () = tokio::time::sleep(header_timeout) => {
+                        if activity.idle_for(header_timeout) {
+                            if closing {
+                                // Asked to close and still mid-head: cut it.
+                                break;
+                            }
+                            closing = true;
+                            connection.as_mut().graceful_shutdown();
+                        }
+                    }
+                    _ = draining.wait_for(|d| *d), if !closing => {
+                        closing = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+            if live.fetch_sub(1, Ordering::AcqRel) == 1 {
+                all_closed.notify_waiters();
             }
         });
     }
+    let _ = draining.send(true);
+    let drained = async {
+        loop {
+            let notified = all_closed.notified();
+            if live.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    };
     tokio::select! {
-        () = graceful.shutdown() => tracing::debug!("Connections drained."),
+        () = drained => tracing::debug!("Connections drained."),
         () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!(grace = ?limits.shutdown_grace, "Shutdown grace period over; cutting remaining connections.");
         }

@@ -83,7 +83,11 @@ const STRIPPED_REQUEST_HEADERS: [HeaderName; 15] = [
 
 impl HttpUpstream {
     /// Build the clients for one route's upstream, one pool per worker.
-    pub fn new(route: &str, config: &UpstreamConfig, workers: usize) -> Result<HttpUpstream, UpstreamSetupError> {
+    pub fn new(
+        route: &str,
+        config: &UpstreamConfig,
+        workers: usize,
+    ) -> Result<HttpUpstream, UpstreamSetupError> {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.enforce_http(false);

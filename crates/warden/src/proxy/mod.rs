@@ -46,6 +46,8 @@ pub struct Route {
     pub pipeline: Pipeline<Forward, Response<Incoming>, EdgeError>,
     /// Allowed browser origins besides loopback ones.
     pub allowed_origins: Vec<String>,
+    /// This route's most frequent counters, resolved once.
+    pub counters: crate::metrics::RouteCounters,
 }
 
 /// Everything the handler shares across requests.
@@ -142,6 +144,10 @@ impl Warden {
     }
 
     fn count_request(&self, route: &Route, method: &Method, status: StatusCode) {
+        if method == Method::POST && status == StatusCode::OK {
+            route.counters.post_ok.inc();
+            return;
+        }
         self.metrics
             .requests
             .get_or_create(&RequestLabels {
@@ -295,14 +301,14 @@ fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|item| {
-            item.split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase()
+        .map(|item| item.split(';').next().unwrap_or_default().trim())
+        .any(|item| {
+            item.eq_ignore_ascii_case(media_type)
+                || item == "*/*"
+                || item
+                    .split_once('/')
+                    .is_some_and(|(k, sub)| sub == "*" && k.eq_ignore_ascii_case(kind))
         })
-        .any(|item| item == media_type || item == "*/*" || item == format!("{kind}/*"))
 }
 
 #[cfg(test)]

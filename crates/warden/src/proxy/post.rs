@@ -1,5 +1,6 @@
 //! POST: the agent sends a message (or, in MCP 2025-03-26, a batch).
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -38,16 +39,18 @@ pub(super) async fn handle(
     let (parts, body) = request.into_parts();
     check_headers(&parts.headers)?;
     let body = read_body(body, &parts.headers, warden).await?;
+    // Shared, not copied, with the pipeline's forwarder.
+    let headers = Arc::new(parts.headers);
     match warden_protocol::Incoming::parse(&body).map_err(EdgeError::from)? {
         warden_protocol::Incoming::Single(message) if message.is_initialize() => {
-            initialize(warden, route, &parts.headers, message).await
+            initialize(warden, route, &headers, message).await
         }
         warden_protocol::Incoming::Single(message) => {
-            let session = warden.session(route, &parts.headers)?;
-            one(warden, route, &session, &parts.headers, message).await
+            let session = warden.session(route, &headers)?;
+            one(warden, route, &session, &headers, message).await
         }
         warden_protocol::Incoming::Batch(messages) => {
-            batch(warden, route, &parts.headers, messages).await
+            batch(warden, route, &headers, messages).await
         }
     }
 }
@@ -73,18 +76,18 @@ fn check_headers(headers: &HeaderMap) -> Result<(), EdgeError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+        .unwrap_or_default();
     let mut params = content_type.split(';').map(str::trim);
     let media_type = params.next().unwrap_or_default();
     let params_ok = params.all(|p| match p.split_once('=') {
-        Some((name, value)) if name.trim() == "charset" => {
-            matches!(value.trim().trim_matches('"'), "utf-8" | "utf8")
+        Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+            let charset = value.trim().trim_matches('"');
+            charset.eq_ignore_ascii_case("utf-8") || charset.eq_ignore_ascii_case("utf8")
         }
         Some(_) => true,
         None => false,
     });
-    if media_type != "application/json" || !params_ok {
+    if !media_type.eq_ignore_ascii_case("application/json") || !params_ok {
         return Err(EdgeError::UnsupportedMediaType);
     }
     if let Some(encoding) = headers.get(header::CONTENT_ENCODING)
@@ -111,12 +114,14 @@ async fn read_body(
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(EdgeError::BodyTooLarge { limit });
     }
-    match tokio::time::timeout(
-        warden.limits.body_timeout,
-        Limited::new(body, limit).collect(),
-    )
-    .await
-    {
+    let mut collect = std::pin::pin!(Limited::new(body, limit).collect());
+    // Most bodies arrive with their headers: poll once before arming a timer.
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(collect.as_mut().poll(cx))).await;
+    let collected = match first {
+        std::task::Poll::Ready(collected) => Ok(collected),
+        std::task::Poll::Pending => tokio::time::timeout(warden.limits.body_timeout, collect).await,
+    };
+    match collected {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => {
             Err(EdgeError::BodyTooLarge { limit })
@@ -194,7 +199,7 @@ async fn one(
     warden: &Arc<Warden>,
     route: &Route,
     session: &Arc<Session>,
-    headers: &HeaderMap,
+    headers: &Arc<HeaderMap>,
     message: Envelope,
 ) -> Result<Response<Body>, Failure> {
     if message.tool_call.is_some() {
@@ -227,7 +232,7 @@ async fn tool_call(
     warden: &Arc<Warden>,
     route: &Route,
     session: &Arc<Session>,
-    headers: &HeaderMap,
+    headers: &Arc<HeaderMap>,
     message: Envelope,
 ) -> Result<Response<Body>, Failure> {
     let id: Arc<str> = message.id_json().into();
@@ -250,7 +255,7 @@ async fn tool_call(
         facts,
         message: message.raw,
         context: Forward {
-            headers: headers.clone(),
+            headers: Arc::clone(headers),
             upstream_session: session.upstream_id.clone(),
         },
     };
@@ -267,7 +272,7 @@ async fn tool_call(
     };
     match route.pipeline.clone().oneshot(call).await {
         Ok(ToolOutcome::Forwarded(response)) => {
-            count("allow", "forwarded");
+            route.counters.allowed.inc();
             warden.end_if_gone(session, response.status());
             Ok(relay::relay(response, Some(session)))
         }
@@ -364,7 +369,7 @@ async fn tools_list(
 async fn batch(
     warden: &Arc<Warden>,
     route: &Route,
-    headers: &HeaderMap,
+    headers: &Arc<HeaderMap>,
     messages: Vec<Envelope>,
 ) -> Result<Response<Body>, Failure> {
     if messages.len() > MAX_BATCH {

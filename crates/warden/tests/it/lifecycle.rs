@@ -5,8 +5,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Response, StatusCode};
-use serde_json::{Value, json};
+use http::StatusCode;
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -82,7 +82,7 @@ async fn https_upstreams_are_verified_against_the_configured_ca() {
     // Without the CA, the upstream's certificate is not trusted.
     let untrusted = WardenBuilder::new(&url).start().await;
     let reply = Agent::new(&untrusted.url)
-        .post(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
+        .post(&initialize_request(json!(0)))
         .await;
     assert_error(&reply, StatusCode::BAD_GATEWAY, -32001);
 }
@@ -129,17 +129,11 @@ async fn idle_keep_alive_connections_are_closed() {
 async fn sigterm_drains_in_flight_calls_and_exits_cleanly() {
     // A slow upstream: every non-initialize request takes 700 ms.
     let (upstream, _) = upstream_fn(|_parts, body| async move {
-        let id = serde_json::from_slice::<Value>(&body).map(|v| v["id"].clone()).unwrap_or(Value::Null);
-        if id == json!(0) {
-            let mut response = json_response(&json!({"jsonrpc": "2.0", "id": 0, "result": {"protocolVersion": "2025-11-25", "capabilities": {}, "serverInfo": {"name": "slow", "version": "1"}}}));
-            response.headers_mut().insert("mcp-session-id", "s".parse().expect("header"));
-            return response;
-        }
-        if id.is_null() {
-            return Response::builder().status(202).body(full_body("")).expect("response");
+        if let Some(reply) = handshake(&body) {
+            return reply;
         }
         tokio::time::sleep(Duration::from_millis(700)).await;
-        json_response(&json!({"jsonrpc": "2.0", "id": id, "result": {}}))
+        json_response(&json!({"jsonrpc": "2.0", "id": id_of(&body), "result": {}}))
     })
     .await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")

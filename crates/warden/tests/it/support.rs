@@ -336,3 +336,49 @@ pub fn assert_refused(reply: &Reply, tool: &str, reason: &str) {
             .is_some_and(|t| t.contains(tool))
     );
 }
+
+/// The upstream's session id in scripted upstreams (never shown to agents).
+pub const UPSTREAM_SESSION: &str = "upstream-secret-session";
+
+/// The JSON-RPC id of a request body (`null` when absent or unreadable).
+pub fn id_of(body: &Bytes) -> Value {
+    serde_json::from_slice::<Value>(body)
+        .map(|v| v["id"].clone())
+        .unwrap_or(Value::Null)
+}
+
+/// The JSON-RPC method of a request body (empty when absent).
+pub fn method_of(body: &Bytes) -> String {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["method"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// What every scripted upstream answers the same way: `initialize` (with an
+/// upstream session id) and messages without an id (202). `None` for the
+/// rest, which the test scripts itself.
+pub fn handshake(body: &Bytes) -> Option<Response<TestBody>> {
+    if method_of(body) == "initialize" {
+        let mut response = json_response(&json!({"jsonrpc": "2.0", "id": id_of(body), "result": {
+            "protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
+            "serverInfo": {"name": "scripted", "version": "1"}}}));
+        response
+            .headers_mut()
+            .insert("mcp-session-id", UPSTREAM_SESSION.parse().expect("header"));
+        return Some(response);
+    }
+    id_of(body).is_null().then(|| {
+        Response::builder()
+            .status(202)
+            .body(full_body(""))
+            .expect("response")
+    })
+}
+
+/// An `initialize` request with this id.
+pub fn initialize_request(id: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "warden-it", "version": "1"}}})
+}

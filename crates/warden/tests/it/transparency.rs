@@ -14,8 +14,6 @@ use tokio::sync::mpsc;
 
 use crate::support::*;
 
-const UPSTREAM_SESSION: &str = "upstream-secret-session";
-
 /// What a scripted upstream saw.
 #[derive(Default, Clone)]
 struct Seen {
@@ -26,25 +24,6 @@ impl Seen {
     fn all(&self) -> Vec<(http::request::Parts, Bytes)> {
         self.requests.lock().expect("lock").clone()
     }
-}
-
-fn method_of(body: &Bytes) -> String {
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v["method"].as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-fn initialize_reply(body: &Bytes) -> Response<TestBody> {
-    let id = serde_json::from_slice::<Value>(body)
-        .map(|v| v["id"].clone())
-        .unwrap_or(Value::Null);
-    let mut response = json_response(&json!({"jsonrpc": "2.0", "id": id, "result": {
-        "protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": {"name": "scripted", "version": "1"}}}));
-    response
-        .headers_mut()
-        .insert("mcp-session-id", UPSTREAM_SESSION.parse().expect("header"));
-    response
 }
 
 fn tools_list_reply(body: &Bytes, read_only: bool) -> Response<TestBody> {
@@ -80,7 +59,7 @@ async fn sse_replies_are_relayed_as_they_arrive_with_every_field() {
         let mut released = released.clone();
         async move {
             match method_of(&body).as_str() {
-                "initialize" => initialize_reply(&body),
+                "initialize" => handshake(&body).expect("initialize"),
                 "tools/list" => tools_list_reply(&body, true),
                 "tools/call" => {
                     let (sender, receiver) = mpsc::channel(4);
@@ -147,7 +126,7 @@ async fn sessions_headers_and_bytes_are_mapped_exactly() {
         async move {
             recorder.requests.lock().expect("lock").push((parts.clone(), body.clone()));
             match method_of(&body).as_str() {
-                "initialize" => initialize_reply(&body),
+                "initialize" => handshake(&body).expect("initialize"),
                 "tools/list" => tools_list_reply(&body, true),
                 "ping" => {
                     let mut response = json_response(&json!({"jsonrpc": "2.0", "id": 12345678901234567u64,
@@ -245,7 +224,7 @@ async fn get_streams_carry_last_event_id_and_list_changed_refreshes_the_catalogu
                 return sse_response(receiver);
             }
             match method_of(&body).as_str() {
-                "initialize" => initialize_reply(&body),
+                "initialize" => handshake(&body).expect("initialize"),
                 // `flip` is read-only until the upstream changes its mind.
                 "tools/list" => tools_list_reply(&body, !*flipped.lock().expect("lock")),
                 "tools/call" => json_response(&json!({"jsonrpc": "2.0", "id": 5, "result": {"content": [{"type": "text", "text": "flipped"}]}})),
@@ -311,7 +290,7 @@ async fn get_streams_carry_last_event_id_and_list_changed_refreshes_the_catalogu
 async fn upstream_status_codes_pass_through() {
     let (upstream, _) = upstream_fn(|_parts, body| async move {
         match method_of(&body).as_str() {
-            "initialize" => initialize_reply(&body),
+            "initialize" => handshake(&body).expect("initialize"),
             "notifications/initialized" => Response::builder().status(202).body(full_body("")).expect("response"),
             _ => Response::builder()
                 .status(StatusCode::BAD_REQUEST)
@@ -344,7 +323,7 @@ async fn warden_states_the_content_type_itself() {
                 .expect("lock")
                 .push((parts.clone(), body.clone()));
             match method_of(&body).as_str() {
-                "initialize" => initialize_reply(&body),
+                "initialize" => handshake(&body).expect("initialize"),
                 _ => Response::builder()
                     .status(202)
                     .body(full_body(""))
@@ -421,7 +400,7 @@ async fn a_tools_list_replayed_on_the_get_stream_is_filtered_too() {
             return sse_body(REPLAYED_LIST);
         }
         match method_of(&body).as_str() {
-            "initialize" => initialize_reply(&body),
+            "initialize" => handshake(&body).expect("initialize"),
             _ => Response::builder()
                 .status(202)
                 .body(full_body(""))
@@ -465,7 +444,7 @@ async fn a_tools_list_replayed_on_the_get_stream_is_filtered_too() {
 async fn an_unreadable_streamed_tools_list_becomes_an_error_not_an_unfiltered_list() {
     let (upstream, _) = upstream_fn(|_parts, body| async move {
         match method_of(&body).as_str() {
-            "initialize" => initialize_reply(&body),
+            "initialize" => handshake(&body).expect("initialize"),
             "tools/list" => sse_body(
                 "data: {\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{\"tools\":[{\"name\":\"flip\",\"description\":\"\\ud83d\"}]}}\n\n",
             ),

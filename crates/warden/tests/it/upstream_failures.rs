@@ -4,15 +4,9 @@
 use std::time::Duration;
 
 use http::{Response, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::*;
-
-fn id_of(body: &bytes::Bytes) -> Value {
-    serde_json::from_slice::<Value>(body)
-        .map(|v| v["id"].clone())
-        .unwrap_or(Value::Null)
-}
 
 #[tokio::test]
 async fn a_down_upstream_is_a_502_and_other_routes_keep_working() {
@@ -29,9 +23,7 @@ async fn a_down_upstream_is_a_502_and_other_routes_keep_working() {
         .await;
 
     let agent = Agent::new(&warden.url);
-    let reply = agent
-        .post(&json!({"jsonrpc": "2.0", "id": "init-1", "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
-        .await;
+    let reply = agent.post(&initialize_request(json!("init-1"))).await;
     let message = assert_error(&reply, StatusCode::BAD_GATEWAY, -32001);
     assert_eq!(
         message,
@@ -61,13 +53,8 @@ async fn a_down_upstream_is_a_502_and_other_routes_keep_working() {
 #[tokio::test]
 async fn a_slow_upstream_is_a_504() {
     let (upstream, _) = upstream_fn(|_parts, body| async move {
-        if id_of(&body) == json!(0) {
-            let mut response = json_response(&json!({"jsonrpc": "2.0", "id": 0, "result": {"protocolVersion": "2025-11-25", "capabilities": {}, "serverInfo": {"name": "slow", "version": "1"}}}));
-            response.headers_mut().insert("mcp-session-id", "s".parse().expect("header"));
-            return response;
-        }
-        if id_of(&body).is_null() {
-            return Response::builder().status(202).body(full_body("")).expect("response");
+        if let Some(reply) = handshake(&body) {
+            return reply;
         }
         tokio::time::sleep(Duration::from_secs(30)).await;
         json_response(&json!({}))
@@ -93,13 +80,10 @@ async fn a_slow_upstream_is_a_504() {
 #[tokio::test]
 async fn garbage_where_warden_must_read_is_a_502() {
     let (upstream, _) = upstream_fn(|_parts, body| async move {
+        if let Some(reply) = handshake(&body) {
+            return reply;
+        }
         match id_of(&body) {
-            Value::Number(n) if n.as_u64() == Some(0) => {
-                let mut response = json_response(&json!({"jsonrpc": "2.0", "id": 0, "result": {"protocolVersion": "2025-11-25", "capabilities": {}, "serverInfo": {"name": "junk", "version": "1"}}}));
-                response.headers_mut().insert("mcp-session-id", "s".parse().expect("header"));
-                response
-            }
-            Value::Null => Response::builder().status(202).body(full_body("")).expect("response"),
             _ => Response::builder()
                 .header("content-type", "application/json")
                 .body(full_body("<html>proxy error</html>"))
@@ -134,13 +118,10 @@ async fn garbage_where_warden_must_read_is_a_502() {
 #[tokio::test]
 async fn an_upstream_that_dies_mid_stream_ends_the_agent_stream() {
     let (upstream, _) = upstream_fn(|_parts, body| async move {
+        if let Some(reply) = handshake(&body) {
+            return reply;
+        }
         match id_of(&body) {
-            Value::Number(n) if n.as_u64() == Some(0) => {
-                let mut response = json_response(&json!({"jsonrpc": "2.0", "id": 0, "result": {"protocolVersion": "2025-11-25", "capabilities": {}, "serverInfo": {"name": "dies", "version": "1"}}}));
-                response.headers_mut().insert("mcp-session-id", "s".parse().expect("header"));
-                response
-            }
-            Value::Null => Response::builder().status(202).body(full_body("")).expect("response"),
             _ => {
                 // One event, then the upstream fails mid-stream.
                 type Chunk = Result<hyper::body::Frame<bytes::Bytes>, Box<dyn std::error::Error + Send + Sync>>;
@@ -203,13 +184,10 @@ async fn an_upstream_that_dies_mid_stream_ends_the_agent_stream() {
 #[tokio::test]
 async fn shutdown_drains_in_flight_calls() {
     let (upstream, _) = upstream_fn(|_parts, body| async move {
+        if let Some(reply) = handshake(&body) {
+            return reply;
+        }
         match id_of(&body) {
-            Value::Number(n) if n.as_u64() == Some(0) => {
-                let mut response = json_response(&json!({"jsonrpc": "2.0", "id": 0, "result": {"protocolVersion": "2025-11-25", "capabilities": {}, "serverInfo": {"name": "slow", "version": "1"}}}));
-                response.headers_mut().insert("mcp-session-id", "s".parse().expect("header"));
-                response
-            }
-            Value::Null => Response::builder().status(202).body(full_body("")).expect("response"),
             id => {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 json_response(&json!({"jsonrpc": "2.0", "id": id, "result": {}}))

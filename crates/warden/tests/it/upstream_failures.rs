@@ -83,12 +83,10 @@ async fn garbage_where_warden_must_read_is_a_502() {
         if let Some(reply) = handshake(&body) {
             return reply;
         }
-        match id_of(&body) {
-            _ => Response::builder()
-                .header("content-type", "application/json")
-                .body(full_body("<html>proxy error</html>"))
-                .expect("response"),
-        }
+        Response::builder()
+            .header("content-type", "application/json")
+            .body(full_body("<html>proxy error</html>"))
+            .expect("response")
     })
     .await;
     let warden = WardenBuilder::new(&upstream).start().await;
@@ -121,31 +119,30 @@ async fn an_upstream_that_dies_mid_stream_ends_the_agent_stream() {
         if let Some(reply) = handshake(&body) {
             return reply;
         }
-        match id_of(&body) {
-            _ => {
-                // One event, then the upstream fails mid-stream.
-                type Chunk = Result<hyper::body::Frame<bytes::Bytes>, Box<dyn std::error::Error + Send + Sync>>;
-                let chunks = futures_util::stream::unfold(0, |step| async move {
-                    match step {
-                        0 => Some((
-                            Ok(hyper::body::Frame::data(bytes::Bytes::from_static(
-                                b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n",
-                            ))) as Chunk,
-                            1,
-                        )),
-                        1 => {
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                            Some((Err("upstream crashed".into()), 2))
-                        }
-                        _ => None,
-                    }
-                });
-                use http_body_util::BodyExt;
-                let mut response = Response::new(http_body_util::StreamBody::new(chunks).boxed_unsync());
-                response.headers_mut().insert("content-type", "text/event-stream".parse().expect("header"));
-                response
+        // One event, then the upstream fails mid-stream.
+        type Chunk =
+            Result<hyper::body::Frame<bytes::Bytes>, Box<dyn std::error::Error + Send + Sync>>;
+        let chunks = futures_util::stream::unfold(0, |step| async move {
+            match step {
+                0 => Some((
+                    Ok(hyper::body::Frame::data(bytes::Bytes::from_static(
+                        b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n",
+                    ))) as Chunk,
+                    1,
+                )),
+                1 => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Some((Err("upstream crashed".into()), 2))
+                }
+                _ => None,
             }
-        }
+        });
+        use http_body_util::BodyExt;
+        let mut response = Response::new(http_body_util::StreamBody::new(chunks).boxed_unsync());
+        response
+            .headers_mut()
+            .insert("content-type", "text/event-stream".parse().expect("header"));
+        response
     })
     .await;
     let warden = WardenBuilder::new(&upstream).start().await;

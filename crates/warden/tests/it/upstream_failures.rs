@@ -184,12 +184,8 @@ async fn shutdown_drains_in_flight_calls() {
         if let Some(reply) = handshake(&body) {
             return reply;
         }
-        match id_of(&body) {
-            id => {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                json_response(&json!({"jsonrpc": "2.0", "id": id, "result": {}}))
-            }
-        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        json_response(&json!({"jsonrpc": "2.0", "id": id_of(&body), "result": {}}))
     })
     .await;
     let warden = WardenBuilder::new(&upstream).start().await;

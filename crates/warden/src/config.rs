@@ -13,6 +13,7 @@
 //!   session_idle: 30m             # a session unused this long is ended
 //!   shutdown_grace: 30s           # how long SIGTERM waits for in-flight calls
 //!   catalogue_ttl: 5m             # re-read the upstream's tool list after this
+//!   reload_interval: 2s           # how often policy files are checked for changes
 //! routes:
 //!   - path: /mcp
 //!     upstream:
@@ -92,6 +93,8 @@ pub struct Limits {
     /// How long Warden trusts what it learned of an upstream's tools before
     /// it fetches the catalogue again to decide a call.
     pub catalogue_ttl: Duration,
+    /// How often policy files are checked for changes.
+    pub reload_interval: Duration,
 }
 
 impl Default for Limits {
@@ -104,6 +107,7 @@ impl Default for Limits {
             session_idle: Duration::from_secs(30 * 60),
             shutdown_grace: Duration::from_secs(30),
             catalogue_ttl: Duration::from_secs(300),
+            reload_interval: Duration::from_secs(2),
         }
     }
 }
@@ -119,6 +123,8 @@ pub struct RouteConfig {
     pub policy: Policy,
     /// Where the policy came from (a path, or `embedded`).
     pub policy_origin: String,
+    /// The policy file, watched for changes (`None`: embedded, never reloaded).
+    pub policy_file: Option<PathBuf>,
     /// Browser origins allowed to call this route (loopback origins always are).
     pub allowed_origins: Vec<String>,
 }
@@ -184,6 +190,8 @@ struct RawLimits {
     shutdown_grace: Option<Spanned<String>>,
     /// e.g. `5m`.
     catalogue_ttl: Option<Spanned<String>>,
+    /// e.g. `2s`.
+    reload_interval: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -321,6 +329,7 @@ impl RawLimits {
             session_idle: duration(&self.session_idle, defaults.session_idle, errors),
             shutdown_grace: duration(&self.shutdown_grace, defaults.shutdown_grace, errors),
             catalogue_ttl: duration(&self.catalogue_ttl, defaults.catalogue_ttl, errors),
+            reload_interval: duration(&self.reload_interval, defaults.reload_interval, errors),
         }
     }
 }
@@ -423,6 +432,7 @@ impl RawRoute {
             },
             policy: policy?,
             policy_origin: policy_path.display().to_string(),
+            policy_file: Some(policy_path.clone()),
             allowed_origins: self
                 .allowed_origins
                 .iter()

@@ -71,6 +71,7 @@ pub async fn start(
             upstream: UpstreamConfig::new(url),
             policy: Policy::from_yaml_str(DEMO_POLICY, "policies/demo.yaml (embedded)")?,
             policy_origin: "policies/demo.yaml (embedded)".into(),
+            policy_file: None,
             allowed_origins: Vec::new(),
         }],
     };

@@ -13,6 +13,7 @@ pub mod error;
 pub mod forward;
 pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod server;
 pub mod session;
 pub mod upstream;
@@ -161,6 +162,28 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             stopped.clone(),
         )));
     }
+    let watched: Vec<reload::WatchedPolicy> = config
+        .routes
+        .iter()
+        .zip(&warden.routes)
+        .filter_map(|(route, live)| {
+            route.policy_file.clone().map(|file| reload::WatchedPolicy {
+                route: live.path.clone(),
+                file,
+                policy: live.policy.clone(),
+            })
+        })
+        .collect();
+    let reload_stopped = stopped.clone();
+    tasks.push(tokio::spawn(reload::watch(
+        watched,
+        config.limits.reload_interval,
+        warden.metrics.reload_counters(),
+        async move {
+            let mut stopped = reload_stopped;
+            let _ = stopped.wait_for(|stop| *stop).await;
+        },
+    )));
     let sweeper = warden.clone();
     let every =
         (config.limits.session_idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));

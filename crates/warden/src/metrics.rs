@@ -56,6 +56,15 @@ pub struct Metrics {
     pub catalogue_fetches: Counter,
     /// Sessions ended to make room at the session limit.
     pub sessions_evicted: Counter,
+    /// Policy reloads by result.
+    pub policy_reloads: Family<ResultLabels, Counter>,
+}
+
+/// Labels of `warden_policy_reloads_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `applied` or `rejected`.
+    pub result: String,
 }
 
 impl Default for Metrics {
@@ -67,6 +76,12 @@ impl Default for Metrics {
         let sessions = Gauge::default();
         let catalogue_fetches = Counter::default();
         let sessions_evicted = Counter::default();
+        let policy_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Policy file changes: applied, or rejected (the last good policy stayed)",
+            policy_reloads.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests answered on the MCP listener",
@@ -95,6 +110,7 @@ impl Default for Metrics {
         );
         Metrics {
             sessions_evicted,
+            policy_reloads,
             registry,
             requests,
             tool_calls,
@@ -116,6 +132,21 @@ pub struct RouteCounters {
 }
 
 impl Metrics {
+    /// The reload outcome counters.
+    pub fn reload_counters(&self) -> crate::reload::ReloadCounters {
+        let counter = |result: &str| {
+            self.policy_reloads
+                .get_or_create(&ResultLabels {
+                    result: result.to_owned(),
+                })
+                .clone()
+        };
+        crate::reload::ReloadCounters {
+            applied: counter("applied"),
+            rejected: counter("rejected"),
+        }
+    }
+
     /// Resolve the hot-path counters of `route`.
     pub fn route_counters(&self, route: &str) -> RouteCounters {
         RouteCounters {

@@ -76,6 +76,7 @@ pub async fn warden_in_front_of(upstream: &str, policy: &str) -> warden::Running
             upstream: UpstreamConfig::new(upstream.parse().expect("upstream url")),
             policy: Policy::from_yaml_str(policy, "e2e policy").expect("valid policy"),
             policy_origin: "e2e".into(),
+            policy_file: None,
             allowed_origins: Vec::new(),
         }],
     };

@@ -194,3 +194,64 @@ async fn sigterm_drains_in_flight_calls_and_exits_cleanly() {
         .expect("wait");
     assert!(status.success(), "warden exited with {status}");
 }
+
+#[tokio::test]
+async fn a_changed_policy_file_takes_effect_and_a_broken_one_changes_nothing() {
+    let (upstream, demo) = demo_upstream().await;
+    let dir = std::env::temp_dir().join(format!("warden-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("policy.yaml");
+    std::fs::write(&file, "version: 1\n").expect("write");
+    let warden = WardenBuilder::new(&upstream)
+        .policy_file(&file)
+        .limits(|l| l.reload_interval = Duration::from_millis(50))
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    let note = json!({"customer_id": 1, "text": "graduated"});
+    assert_refused(
+        &agent.call(1, "create_note", note.clone()).await,
+        "create_note",
+        "not-read-only",
+    );
+
+    // Graduate create_note: no restart.
+    std::fs::write(&file, "version: 1\ntools:\n  create_note: write\n").expect("write");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let reply = agent.call(2, "create_note", note.clone()).await;
+        if reply.json()["result"]["isError"] != true {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new policy did not take effect"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(demo.notes_written(), 1);
+
+    // A broken file keeps the last good policy.
+    std::fs::write(&file, "version: 1\ntools:\n  create_note: wirte\n").expect("write");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !warden
+        .running
+        .warden
+        .metrics
+        .encode()
+        .contains("warden_policy_reloads_total{result=\"rejected\"} 1")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the broken file was not noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reply = agent.call(3, "create_note", note).await;
+    assert_eq!(
+        reply.json()["result"]["content"][0]["text"],
+        "Note added to Ada Lovelace."
+    );
+    assert_eq!(demo.notes_written(), 2);
+}

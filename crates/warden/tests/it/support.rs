@@ -49,6 +49,13 @@ impl WardenBuilder {
         self
     }
 
+    /// Use (and watch) a policy file.
+    pub fn policy_file(mut self, file: &std::path::Path) -> WardenBuilder {
+        self.routes[0].policy = Policy::from_file(file).expect("test policy file is valid");
+        self.routes[0].policy_file = Some(file.to_path_buf());
+        self
+    }
+
     pub fn route(mut self, path: &str, upstream: &str) -> WardenBuilder {
         self.routes.push(route(path, upstream, Policy::default()));
         self
@@ -94,6 +101,7 @@ fn route(path: &str, upstream: &str, policy: Policy) -> RouteConfig {
         upstream: UpstreamConfig::new(upstream.parse().expect("upstream url")),
         policy,
         policy_origin: "test".into(),
+        policy_file: None,
         allowed_origins: Vec::new(),
     }
 }

@@ -219,7 +219,9 @@ pub fn filtered_list_stream(
 ) -> impl Stream<Item = Result<Bytes, BoxError>> + Send {
     sse_events(body).map(move |event| {
         let mut event = event?;
-        if let Some(data) = &event.data {
+        // Events without a message (the priming event servers send so a
+        // client can resume) pass as they are.
+        if let Some(data) = event.data.as_deref().filter(|d| !d.trim().is_empty()) {
             match filter_tools_list(data.as_bytes(), &policy) {
                 Ok(ListReply::Page { page, filtered }) => {
                     session.merge_page(&page);

@@ -466,3 +466,37 @@ async fn an_unreadable_streamed_tools_list_becomes_an_error_not_an_unfiltered_li
             .is_some_and(|m| m.contains("tools/list reply is not valid JSON"))
     );
 }
+
+#[tokio::test]
+async fn a_streamed_tools_list_after_a_priming_event_is_filtered_not_refused() {
+    // The TypeScript SDK server opens every 2025-11-25 SSE reply with an event
+    // that has an id and empty data, so that clients can resume.
+    let (upstream, _) = upstream_fn(|_parts, body| async move {
+        match method_of(&body).as_str() {
+            "initialize" => handshake(&body).expect("initialize"),
+            "tools/list" => sse_body(concat!(
+                "id: prime-1\ndata: \n\n",
+                "id: ev-2\ndata: {\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{\"tools\":[",
+                "{\"name\":\"stream\",\"annotations\":{\"readOnlyHint\":true}},",
+                "{\"name\":\"flip\",\"annotations\":{\"readOnlyHint\":false}}]}}\n\n",
+            )),
+            _ => Response::builder().status(202).body(full_body("")).expect("response"),
+        }
+    })
+    .await;
+    let warden = WardenBuilder::new(&upstream).start().await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    let reply = agent.list(4).await;
+    let text = String::from_utf8_lossy(&reply.body).into_owned();
+    assert!(text.starts_with("id: prime-1\ndata: \n\n"), "priming event kept first: {text}");
+    let messages = reply.sse_messages();
+    assert_eq!(messages.len(), 1, "{text}");
+    let names: Vec<&str> = messages[0]["result"]["tools"]
+        .as_array()
+        .expect("a tool list, not an error")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, vec!["stream"]);
+}

@@ -25,7 +25,7 @@ pub const POLICY_VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     /// The file could not be read.
-    #[error("cannot read policy file {path}: {source}")]
+    #[error("cannot read policy file {path}")]
     Io {
         /// The file.
         path: String,
@@ -34,7 +34,7 @@ pub enum PolicyError {
         source: std::io::Error,
     },
     /// The file was read but is not a valid policy; every problem is listed.
-    #[error("{0}")]
+    #[error(transparent)]
     Invalid(#[from] Diagnostics),
 }
 

@@ -106,6 +106,7 @@ pub fn parse<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T, Diagnos
             Some(cut) => message[..cut].to_owned(),
             None => message,
         };
+        let message = plain_words(&message);
         Diagnostics {
             origin: origin.to_owned(),
             items: vec![Diagnostic {
@@ -115,6 +116,20 @@ pub fn parse<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T, Diagnos
             }],
         }
     })
+}
+
+/// The parser's wording, said for an operator rather than a programmer.
+fn plain_words(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(',').next().unwrap_or(rest).trim();
+        return format!(
+            "\"{key}\" appears twice here; each key may appear once (merge the two entries)"
+        );
+    }
+    if message.contains("expected mapping start") {
+        return "expected a mapping here (indented \"key: value\" lines), not a single value or a list".to_owned();
+    }
+    message.to_owned()
 }
 
 /// Parse a duration written like `30s`, `500ms` or `5m`.

@@ -44,7 +44,7 @@ pub const CONFIG_VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Io {
         /// The file.
         path: String,
@@ -53,10 +53,10 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not a valid configuration.
-    #[error("{0}")]
+    #[error(transparent)]
     Invalid(#[from] Diagnostics),
     /// A route's policy file is not valid.
-    #[error("{0}")]
+    #[error(transparent)]
     Policy(#[from] PolicyError),
 }
 

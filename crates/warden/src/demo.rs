@@ -26,13 +26,13 @@ pub const DEMO_POLICY: &str = include_str!("../../../policies/demo.yaml");
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     /// The embedded policy is invalid (a build defect).
-    #[error("embedded demo policy: {0}")]
+    #[error("embedded demo policy")]
     Policy(#[from] warden_policy::PolicyError),
     /// A listener could not be bound.
-    #[error("{0}")]
+    #[error(transparent)]
     Start(#[from] crate::StartError),
     /// The demo server could not listen.
-    #[error("demo MCP server: {0}")]
+    #[error("demo MCP server")]
     Io(#[from] std::io::Error),
     /// The showcase client failed.
     #[error("showcase: {0}")]

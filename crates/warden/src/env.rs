@@ -4,3 +4,5 @@
 pub const WARDEN_CONFIG: &str = "WARDEN_CONFIG";
 /// Log filter, e.g. `info` or `warden=debug` (tracing-subscriber syntax).
 pub const WARDEN_LOG: &str = "WARDEN_LOG";
+/// Log format: `text` (default) or `json` (one object per line).
+pub const WARDEN_LOG_FORMAT: &str = "WARDEN_LOG_FORMAT";

@@ -39,7 +39,7 @@ use upstream::{HttpUpstream, UpstreamSetupError};
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// A listener address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -51,7 +51,7 @@ pub enum StartError {
     #[error(transparent)]
     Workers(#[from] server::WorkerError),
     /// A route's upstream client could not be built.
-    #[error("route {route}: {source}")]
+    #[error("route {route}")]
     Upstream {
         /// The route.
         route: String,

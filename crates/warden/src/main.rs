@@ -7,12 +7,15 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use warden::Config;
-use warden::env::{WARDEN_CONFIG, WARDEN_LOG};
+use warden::env::{WARDEN_CONFIG, WARDEN_LOG, WARDEN_LOG_FORMAT};
 use warden_policy::Policy;
 
 /// Warden: a policy sidecar for MCP.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about = "Warden: a policy sidecar for MCP (Model Context Protocol)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -94,10 +97,16 @@ fn main() -> ExitCode {
 fn init_logging(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env(WARDEN_LOG)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    tracing_subscriber::fmt()
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
+    if std::env::var(WARDEN_LOG_FORMAT).is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -116,7 +125,7 @@ fn check_policies(files: &[PathBuf]) -> ExitCode {
             Ok(_) => println!("{}: ok", file.display()),
             Err(err) => {
                 failed = true;
-                eprintln!("{err}");
+                eprintln!("{:#}", anyhow::Error::from(err));
             }
         }
     }
@@ -133,7 +142,12 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     for route in &config.routes {
         tracing::info!(route = %route.path, upstream = %route.upstream.url, policy = %route.policy_origin, "Route ready.");
     }
-    tracing::info!(mcp = %running.mcp_addr, admin = ?running.admin_addr, "Warden is serving.");
+    match running.admin_addr {
+        Some(admin) => {
+            tracing::info!(mcp = %running.mcp_addr, admin = %admin, "Warden is serving.")
+        }
+        None => tracing::info!(mcp = %running.mcp_addr, "Warden is serving."),
+    }
     shutdown_signal().await;
     tracing::info!("Shutting down: draining in-flight calls.");
     running.shutdown().await;

@@ -58,7 +58,7 @@ pub fn worker_index() -> Option<usize> {
 
 /// Why the workers could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot start worker thread: {0}")]
+#[error("cannot start worker thread")]
 pub struct WorkerError(#[from] std::io::Error);
 
 /// Worker threads serving one listener.

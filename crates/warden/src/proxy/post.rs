@@ -46,7 +46,9 @@ pub(super) async fn handle(
             initialize(warden, route, &headers, message).await
         }
         warden_protocol::Incoming::Single(message) => {
-            let session = warden.session(route, &headers)?;
+            let session = warden
+                .session(route, &headers)
+                .map_err(|err| Failure::with_id(err, message.id_json().into()))?;
             one(warden, route, &session, &headers, message).await
         }
         warden_protocol::Incoming::Batch(messages) => {

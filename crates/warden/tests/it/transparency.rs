@@ -480,7 +480,10 @@ async fn a_streamed_tools_list_after_a_priming_event_is_filtered_not_refused() {
                 "{\"name\":\"stream\",\"annotations\":{\"readOnlyHint\":true}},",
                 "{\"name\":\"flip\",\"annotations\":{\"readOnlyHint\":false}}]}}\n\n",
             )),
-            _ => Response::builder().status(202).body(full_body("")).expect("response"),
+            _ => Response::builder()
+                .status(202)
+                .body(full_body(""))
+                .expect("response"),
         }
     })
     .await;
@@ -489,7 +492,10 @@ async fn a_streamed_tools_list_after_a_priming_event_is_filtered_not_refused() {
     agent.initialize().await;
     let reply = agent.list(4).await;
     let text = String::from_utf8_lossy(&reply.body).into_owned();
-    assert!(text.starts_with("id: prime-1\ndata: \n\n"), "priming event kept first: {text}");
+    assert!(
+        text.starts_with("id: prime-1\ndata: \n\n"),
+        "priming event kept first: {text}"
+    );
     let messages = reply.sse_messages();
     assert_eq!(messages.len(), 1, "{text}");
     let names: Vec<&str> = messages[0]["result"]["tools"]

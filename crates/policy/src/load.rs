@@ -167,10 +167,13 @@ mod tests {
         assert!(d.items[0].message.contains("tool"), "{d}");
         let d = diagnostics("version: 1\ntools:\n  a: read\n  a: deny\n");
         assert_eq!(d.items[0].line, 4, "{d}");
-        assert!(
-            d.items[0].message.to_lowercase().contains("duplicate"),
+        assert_eq!(
+            d.items[0].message,
+            "\"a\" appears twice here; each key may appear once (merge the two entries)",
             "{d}"
         );
+        let d = diagnostics("version: 1\ntools:\n  - a\n");
+        assert!(d.items[0].message.starts_with("expected a mapping here"), "{d}");
     }
 
     #[test]

@@ -173,7 +173,10 @@ mod tests {
             "{d}"
         );
         let d = diagnostics("version: 1\ntools:\n  - a\n");
-        assert!(d.items[0].message.starts_with("expected a mapping here"), "{d}");
+        assert!(
+            d.items[0].message.starts_with("expected a mapping here"),
+            "{d}"
+        );
     }
 
     #[test]

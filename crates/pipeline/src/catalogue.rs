@@ -108,7 +108,9 @@ fn inspect(
     value: &mut Value,
     mut keep: impl FnMut(&str, &ToolFacts) -> bool,
 ) -> Result<Option<(ListedPage, bool)>, CatalogueError> {
-    if value.get("error").is_some() {
+    // An error reply has a non-null `error` and no `result`; anything else
+    // must be a well-formed list or it is not shown at all.
+    if value.get("error").is_some_and(|e| !e.is_null()) && value.get("result").is_none() {
         return Ok(None);
     }
     let result = value
@@ -229,5 +231,15 @@ mod tests {
             filter_tools_list(br#"{"jsonrpc":"2.0","id":2,"result":{}}"#, &policy),
             Err(CatalogueError::NotAToolList)
         ));
+    }
+
+    #[test]
+    fn a_result_beside_a_null_error_is_still_filtered() {
+        let policy = Policy::default();
+        let sneaky = br#"{"jsonrpc":"2.0","id":2,"error":null,"result":{"tools":[{"name":"send_invoice"}]}}"#;
+        let Ok(ListReply::Page { filtered, .. }) = filter_tools_list(sneaky, &policy) else {
+            panic!("a result with error:null must be read as a page");
+        };
+        assert_eq!(names(&filtered.expect("rewritten")), Vec::<String>::new());
     }
 }

@@ -62,8 +62,8 @@ fn put_field(out: &mut BytesMut, name: &str, value: &str) {
 /// Why a stream could not be parsed.
 #[derive(Debug, thiserror::Error)]
 pub enum SseError {
-    /// A single line grew past the parser's limit.
-    #[error("SSE line longer than {limit} bytes")]
+    /// A single line, or one event's data, grew past the parser's limit.
+    #[error("SSE line or event longer than {limit} bytes")]
     LineTooLong {
         /// The limit in bytes.
         limit: usize,
@@ -79,6 +79,7 @@ pub struct SseParser {
     data: Option<String>,
     after_cr: bool,
     max_line: usize,
+    oversized: bool,
 }
 
 impl SseParser {
@@ -91,6 +92,7 @@ impl SseParser {
             data: None,
             after_cr: false,
             max_line,
+            oversized: false,
         }
     }
 
@@ -113,6 +115,11 @@ impl SseParser {
                     let line = std::mem::take(&mut self.line);
                     if let Some(event) = self.take_line(&line) {
                         out.push(event);
+                    }
+                    if self.oversized {
+                        return Err(SseError::LineTooLong {
+                            limit: self.max_line,
+                        });
                     }
                 }
                 None => {
@@ -159,6 +166,11 @@ impl SseParser {
             "data" => {
                 let continues = self.pending.data.is_some();
                 let data = self.data.get_or_insert_with(String::new);
+                if data.len() + value.len() + 1 > self.max_line {
+                    // One event may not grow past the line limit either.
+                    self.oversized = true;
+                    return None;
+                }
                 if continues {
                     data.push('\n');
                 }
@@ -242,6 +254,18 @@ mod tests {
             retry: Some(10),
         };
         assert_eq!(parse_chunks(&[&event.encode()]), vec![event]);
+    }
+
+    #[test]
+    fn an_event_past_the_limit_is_an_error_even_in_short_lines() {
+        let mut parser = SseParser::new(16);
+        let err = parser
+            .feed(
+                b"data: 0123456\ndata: 0123456\ndata: 0123456\n",
+                &mut Vec::new(),
+            )
+            .expect_err("too big");
+        assert!(matches!(err, SseError::LineTooLong { limit: 16 }));
     }
 
     #[test]

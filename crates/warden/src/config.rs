@@ -309,6 +309,18 @@ impl RawLimits {
                 .and_then(|v| located::duration(v, errors))
                 .unwrap_or(default)
         };
+        // Zero would close every connection at once or spin a loop.
+        let positive =
+            |value: &Option<Spanned<String>>, default: Duration, errors: &mut Collector| {
+                let parsed = duration(value, default, errors);
+                match value {
+                    Some(v) if parsed.is_zero() => {
+                        errors.push(Diagnostic::at(v, "this duration must be longer than zero"));
+                        default
+                    }
+                    _ => parsed,
+                }
+            };
         let max_sessions = match &self.max_sessions {
             Some(n) if n.value == 0 => {
                 errors.push(Diagnostic::at(n, "max_sessions must be at least 1"));
@@ -323,13 +335,13 @@ impl RawLimits {
                 .as_ref()
                 .and_then(|v| located::byte_size(v, errors))
                 .unwrap_or(defaults.max_body),
-            header_timeout: duration(&self.header_timeout, defaults.header_timeout, errors),
-            body_timeout: duration(&self.body_timeout, defaults.body_timeout, errors),
+            header_timeout: positive(&self.header_timeout, defaults.header_timeout, errors),
+            body_timeout: positive(&self.body_timeout, defaults.body_timeout, errors),
             max_sessions,
-            session_idle: duration(&self.session_idle, defaults.session_idle, errors),
+            session_idle: positive(&self.session_idle, defaults.session_idle, errors),
             shutdown_grace: duration(&self.shutdown_grace, defaults.shutdown_grace, errors),
             catalogue_ttl: duration(&self.catalogue_ttl, defaults.catalogue_ttl, errors),
-            reload_interval: duration(&self.reload_interval, defaults.reload_interval, errors),
+            reload_interval: positive(&self.reload_interval, defaults.reload_interval, errors),
         }
     }
 }
@@ -371,12 +383,17 @@ impl RawRoute {
                 None
             }
         };
-        let timeout = self
-            .upstream
-            .timeout
-            .as_ref()
-            .and_then(|t| located::duration(t, errors))
-            .unwrap_or(Duration::from_secs(60));
+        let timeout = match self.upstream.timeout.as_ref() {
+            Some(t) => match located::duration(t, errors) {
+                Some(d) if d.is_zero() => {
+                    errors.push(Diagnostic::at(t, "this duration must be longer than zero"));
+                    Duration::from_secs(60)
+                }
+                Some(d) => d,
+                None => Duration::from_secs(60),
+            },
+            None => Duration::from_secs(60),
+        };
         let ca_file = self
             .upstream
             .ca_file
@@ -494,6 +511,25 @@ mod tests {
         let lines: Vec<u64> = d.items.iter().map(|i| i.line).collect();
         assert_eq!(lines, vec![2, 4, 6, 8, 13], "{d}");
         assert!(d.items[4].message.contains("missing.yaml"), "{d}");
+    }
+
+    #[test]
+    fn zero_timeouts_are_refused() {
+        let dir = temp_dir("zero");
+        write(&dir, "p.yaml", "version: 1\n");
+        let text = "version: 1\nlisten: 127.0.0.1:0\nlimits:\n  header_timeout: 0s\nroutes:\n  - path: /mcp\n    upstream:\n      url: http://127.0.0.1:1/mcp\n      timeout: 0ms\n    policy: p.yaml\n";
+        let err = Config::from_yaml_str(text, "w.yaml", &dir).expect_err("invalid");
+        let ConfigError::Invalid(d) = err else {
+            panic!("expected diagnostics, got {err}")
+        };
+        let lines: Vec<u64> = d.items.iter().map(|i| i.line).collect();
+        assert_eq!(lines, vec![4, 9], "{d}");
+        assert!(
+            d.items
+                .iter()
+                .all(|i| i.message == "this duration must be longer than zero"),
+            "{d}"
+        );
     }
 
     #[test]

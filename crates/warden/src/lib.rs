@@ -191,7 +191,12 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     tasks.push(tokio::spawn(async move {
         loop {
             tokio::select! {
-                () = tokio::time::sleep(every) => sweeper.sweep_sessions().await,
+                // The sweep itself races the stop signal too: ending sessions
+                // on an unresponsive upstream must not hold up a shutdown.
+                () = async {
+                    tokio::time::sleep(every).await;
+                    sweeper.sweep_sessions().await;
+                } => {}
                 result = sweeper_stopped.changed() => if result.is_err() || *sweeper_stopped.borrow() { break },
             }
         }

@@ -106,6 +106,8 @@ where
             .spawn(move || {
                 WORKER.with(|w| w.set(Some(index)));
                 runtime.block_on(serve_connections(receiver, limits, handler, until(stop)));
+                // Do not wait for blocking work (a DNS lookup) past the grace.
+                runtime.shutdown_background();
             })?;
         threads.push(thread);
     }
@@ -239,6 +241,93 @@ impl http_body::Body for BusyBody {
     }
 }
 
+/// Counts a connection as live until its task ends (also if it panics).
+struct LiveGuard {
+    live: Arc<AtomicUsize>,
+    all_closed: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.all_closed.notify_waiters();
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The connection's socket; every byte written counts as activity, so a
+    /// slow reader receiving a large reply is not taken for an idle client.
+    /// Reads do not count: headers trickled in must not keep a connection.
+    struct WriteTouch {
+        #[pin]
+        inner: TokioIo<TcpStream>,
+        activity: Arc<Activity>,
+    }
+}
+
+impl hyper::rt::Read for WriteTouch {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.project().inner.poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for WriteTouch {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.project();
+        let written = this.inner.poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &written
+            && *n > 0
+            && this.activity.busy.load(Ordering::Relaxed) == 0
+        {
+            this.activity.touch();
+        }
+        written
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.project();
+        let written = this.inner.poll_write_vectored(cx, bufs);
+        if let std::task::Poll::Ready(Ok(n)) = &written
+            && *n > 0
+            && this.activity.busy.load(Ordering::Relaxed) == 0
+        {
+            this.activity.touch();
+        }
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}
+
 /// Serve the connections handed to this thread until `shutdown`, then drain.
 ///
 /// Idle connections are closed by a per-connection watchdog rather than
@@ -296,14 +385,19 @@ async fn serve_connections<H, F>(
                 Ok::<_, Infallible>(response.map(|inner| BusyBody { inner, busy }))
             }
         });
+        let io = WriteTouch {
+            inner: TokioIo::new(stream),
+            activity: activity.clone(),
+        };
         let connection = http1::Builder::new()
             .keep_alive(true)
-            .serve_connection(TokioIo::new(stream), service);
+            .serve_connection(io, service);
         let mut draining = draining.subscribe();
         let header_timeout = limits.header_timeout;
         live.fetch_add(1, Ordering::Relaxed);
         let (live, all_closed) = (live.clone(), all_closed.clone());
         tokio::spawn(async move {
+            let _live = LiveGuard { live, all_closed };
             let mut connection = std::pin::pin!(connection);
             let mut closing = false;
             loop {
@@ -329,9 +423,6 @@ async fn serve_connections<H, F>(
                         connection.as_mut().graceful_shutdown();
                     }
                 }
-            }
-            if live.fetch_sub(1, Ordering::AcqRel) == 1 {
-                all_closed.notify_waiters();
             }
         });
     }

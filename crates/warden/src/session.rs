@@ -7,7 +7,7 @@
 //! The table is bounded (`limits.max_sessions`) and swept: a session unused
 //! for `limits.session_idle` is ended, upstream included.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,8 +33,20 @@ pub struct Session {
     /// Serializes Warden's own catalogue fetches for this session.
     pub fetch_lock: tokio::sync::Mutex<()>,
     last_used_ms: AtomicU64,
+    /// Server-to-client streams open on this session (a listening agent is
+    /// not idle).
+    open_streams: Arc<AtomicUsize>,
     /// The store's clock origin (tokio's clock, so tests can pause it).
     epoch: Instant,
+}
+
+/// Keeps a session marked as streaming while alive.
+pub struct StreamGuard(Arc<AtomicUsize>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// What Warden knows of the upstream's tools in one session, and how fresh.
@@ -93,15 +105,26 @@ impl Session {
         }
     }
 
-    /// Record a page the agent listed through Warden.
-    pub fn merge_page(&self, page: &ListedPage) {
+    /// Record a page the agent listed through Warden, unless the upstream's
+    /// tools changed since the list was asked for (`generation` from
+    /// [`Session::begin_fetch`] at that time).
+    pub fn merge_page(&self, page: &ListedPage, generation: u64) {
         let now_ms = self.now_ms();
         if let Ok(mut tools) = self.tools.lock() {
+            if tools.generation != generation {
+                return;
+            }
             if tools.catalogue.is_empty() {
                 tools.refreshed_ms = now_ms;
             }
             tools.catalogue.merge(page);
         }
+    }
+
+    /// Mark a server-to-client stream open until the guard is dropped.
+    pub fn stream_opened(&self) -> StreamGuard {
+        self.open_streams.fetch_add(1, Ordering::Relaxed);
+        StreamGuard(self.open_streams.clone())
     }
 
     /// Start a fetch of the whole catalogue: the generation to finish it with.
@@ -163,11 +186,15 @@ impl SessionStore {
         route: usize,
         upstream_id: Option<HeaderValue>,
     ) -> Result<(Arc<Session>, Option<Arc<Session>>), EdgeError> {
-        let evicted = if self.sessions.len() >= self.max_sessions {
-            self.least_recently_used().and_then(|id| self.remove(&id))
-        } else {
-            None
-        };
+        let mut evicted = None;
+        // A loop, not an `if`: concurrent opens may pick the same victim.
+        while self.sessions.len() >= self.max_sessions {
+            match self.least_recently_used().and_then(|id| self.remove(&id)) {
+                Some(session) => evicted = Some(session),
+                None if self.sessions.is_empty() => break,
+                None => continue,
+            }
+        }
         let id = new_session_id().ok_or(EdgeError::Internal {
             what: "the operating system's random source is unavailable",
         })?;
@@ -182,6 +209,7 @@ impl SessionStore {
             negotiated: std::sync::OnceLock::new(),
             fetch_lock: tokio::sync::Mutex::new(()),
             last_used_ms: AtomicU64::new(self.now_ms()),
+            open_streams: Arc::new(AtomicUsize::new(0)),
             epoch: self.epoch,
         });
         self.sessions.insert(session.id.clone(), session.clone());
@@ -228,6 +256,7 @@ impl SessionStore {
         let expired: Vec<Arc<str>> = self
             .sessions
             .iter()
+            .filter(|s| s.open_streams.load(Ordering::Relaxed) == 0)
             .filter(|s| now.saturating_sub(s.last_used_ms.load(Ordering::Relaxed)) > idle_ms)
             .map(|s| s.key().clone())
             .collect();
@@ -335,7 +364,7 @@ mod tests {
         let store = SessionStore::new(10, Duration::from_secs(60));
         let (session, _) = store.open(0, None).expect("opens");
         assert_eq!(session.lookup("search", TTL), Lookup::Unsure);
-        session.merge_page(&page("search"));
+        session.merge_page(&page("search"), session.begin_fetch());
         assert_eq!(session.lookup("search", TTL), Lookup::Known(READ_ONLY));
         assert_eq!(
             session.lookup("other", TTL),

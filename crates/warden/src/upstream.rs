@@ -63,9 +63,11 @@ pub struct HttpUpstream {
 /// ones Warden sets itself. Warden states the body's type itself: it has
 /// checked the body is UTF-8 JSON, and a charset or encoding parameter it
 /// forwarded could make the upstream decode different bytes than it judged.
-const STRIPPED_REQUEST_HEADERS: [HeaderName; 15] = [
+const STRIPPED_REQUEST_HEADERS: [HeaderName; 16] = [
     header::CONTENT_TYPE,
     header::CONTENT_ENCODING,
+    // Warden reads replies (tools/list, SSE taps): they must come uncompressed.
+    header::ACCEPT_ENCODING,
     header::CONNECTION,
     header::TE,
     header::TRAILER,
@@ -114,6 +116,11 @@ impl HttpUpstream {
         })
     }
 
+    /// The upstream's time limit (response head; also whole replies Warden reads).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     fn client(&self) -> &Client<HttpsConnector<HttpConnector>, Full<Bytes>> {
         let last = self.clients.len() - 1;
         let index = crate::server::worker_index().map_or(last, |i| i.min(last));
@@ -158,7 +165,7 @@ impl HttpUpstream {
     }
 
     /// Fetch the upstream's whole tool catalogue for one upstream session,
-    /// following `nextCursor`.
+    /// following `nextCursor`, within the upstream timeout for each page.
     pub async fn fetch_catalogue(
         &self,
         session: Option<&HeaderValue>,
@@ -192,7 +199,13 @@ impl HttpUpstream {
             if !response.status().is_success() {
                 return Err(self.invalid(format!("tools/list answered HTTP {}", response.status())));
             }
-            let message = self.read_reply_message(response, &id).await?;
+            let message =
+                tokio::time::timeout(self.timeout, self.read_reply_message(response, &id))
+                    .await
+                    .map_err(|_| EdgeError::UpstreamTimeout {
+                        route: self.route.to_string(),
+                        seconds: self.timeout.as_secs(),
+                    })??;
             let page = read_page(&message)
                 .map_err(|err| self.invalid(err.to_string()))?
                 .ok_or_else(|| {
@@ -346,6 +359,7 @@ mod tests {
             ("accept", "application/json, text/event-stream"),
             ("content-type", "application/json; charset = utf-7"),
             ("content-encoding", "identity"),
+            ("accept-encoding", "gzip, br"),
         ] {
             agent.append(name, HeaderValue::from_static(value));
         }

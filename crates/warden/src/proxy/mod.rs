@@ -18,6 +18,8 @@ pub mod relay;
 
 use std::sync::Arc;
 
+use futures_util::StreamExt;
+
 use http::header::{self, HeaderMap};
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
@@ -212,7 +214,8 @@ impl Warden {
         let (mut parts, body) = response.into_parts();
         relay::clean_headers(&mut parts.headers, Some(&session));
         parts.headers.remove(header::CONTENT_LENGTH);
-        let events = relay::filtered_get_stream(body, route.policy.load_full(), session);
+        let events =
+            relay::filtered_get_stream(body, route.policy.load_full(), session, route.path.clone());
         Ok(relay::streaming(parts, events))
     }
 
@@ -248,10 +251,12 @@ impl Warden {
             return;
         }
         self.metrics.sessions.set(self.sessions.len() as i64);
-        for session in expired {
-            tracing::info!(session = %session.id, "Idle session ended.");
-            self.end_upstream_session(&session).await;
-        }
+        futures_util::stream::iter(expired)
+            .for_each_concurrent(8, |session| async move {
+                tracing::info!(session = %session.id, "Idle session ended.");
+                self.end_upstream_session(&session).await;
+            })
+            .await;
     }
 
     /// Best effort: tell the upstream a session Warden ended is over, so it

@@ -173,19 +173,9 @@ async fn initialize(
         // A JSON initialize result is one small message: read it whole for
         // the negotiated revision, then relay the same bytes.
         let (mut parts, body) = response.into_parts();
-        let bytes = Limited::new(body, MAX_INSPECTED_REPLY)
-            .collect()
+        let bytes = read_whole(route, body, "initialize")
             .await
-            .map_err(|err| {
-                Failure::with_id(
-                    EdgeError::UpstreamInvalid {
-                        route: route.path.to_string(),
-                        detail: format!("reading the initialize reply failed: {err}"),
-                    },
-                    id.clone(),
-                )
-            })?
-            .to_bytes();
+            .map_err(|err| Failure::with_id(err, id.clone()))?;
         relay::record_negotiated_version(&session, &bytes);
         clean_headers(&mut parts.headers, Some(&session));
         Response::from_parts(parts, relay::full(bytes))
@@ -209,6 +199,8 @@ async fn one(
     }
     let is_list = message.kind == MessageKind::Request
         && message.method.as_deref() == Some(mcp::METHOD_TOOLS_LIST);
+    // A list asked for before a change notice must not be learned from after it.
+    let generation = session.begin_fetch();
     let id: Arc<str> = message.id_json().into();
     let response = route
         .upstream
@@ -222,7 +214,7 @@ async fn one(
         .map_err(|err| Failure::with_id(err, id.clone()))?;
     warden.end_if_gone(session, response.status());
     if is_list && response.status().is_success() {
-        return tools_list(route, session, response, &id)
+        return tools_list(route, session, response, &id, generation)
             .await
             .map_err(|err| Failure::with_id(err, id));
     }
@@ -331,6 +323,7 @@ async fn tools_list(
     session: &Arc<Session>,
     response: Response<Incoming>,
     id: &Arc<str>,
+    generation: u64,
 ) -> Result<Response<Body>, EdgeError> {
     let policy = route.policy.load_full();
     let (mut parts, body) = response.into_parts();
@@ -341,7 +334,7 @@ async fn tools_list(
             body,
             policy,
             session.clone(),
-            id.clone(),
+            (id.clone(), generation),
             route.path.clone(),
         );
         return Ok(streaming(parts, filtered));
@@ -350,19 +343,31 @@ async fn tools_list(
         route: route.path.to_string(),
         detail,
     };
-    let bytes = Limited::new(body, MAX_INSPECTED_REPLY)
-        .collect()
-        .await
-        .map_err(|err| invalid(format!("reading the tools/list reply failed: {err}")))?
-        .to_bytes();
+    let bytes = read_whole(route, body, "tools/list").await?;
     let out = match filter_tools_list(&bytes, &policy).map_err(|err| invalid(err.to_string()))? {
         ListReply::Page { page, filtered } => {
-            session.merge_page(&page);
+            session.merge_page(&page, generation);
             filtered.unwrap_or(bytes)
         }
         ListReply::Error => bytes,
     };
     Ok(Response::from_parts(parts, relay::full(out)))
+}
+
+/// Read a reply Warden must inspect whole: bounded in size and in time.
+async fn read_whole(route: &Route, body: Incoming, what: &str) -> Result<Bytes, EdgeError> {
+    let timeout = route.upstream.timeout();
+    match tokio::time::timeout(timeout, Limited::new(body, MAX_INSPECTED_REPLY).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(err)) => Err(EdgeError::UpstreamInvalid {
+            route: route.path.to_string(),
+            detail: format!("reading the {what} reply failed: {err}"),
+        }),
+        Err(_) => Err(EdgeError::UpstreamTimeout {
+            route: route.path.to_string(),
+            seconds: timeout.as_secs(),
+        }),
+    }
 }
 
 /// A batch (MCP 2025-03-26 only): every message goes its own way (each

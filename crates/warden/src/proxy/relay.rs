@@ -21,7 +21,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
-use warden_pipeline::{CatalogueError, ListReply, filter_tools_list};
+use warden_pipeline::{ListReply, filter_tools_list};
 use warden_policy::Policy;
 use warden_protocol::mcp;
 use warden_protocol::sse::{SseEvent, SseParser};
@@ -205,6 +205,83 @@ where
     })
 }
 
+/// What to do with one event of a stream Warden screens for tool lists.
+enum Screened {
+    /// Relay it as it is.
+    Keep,
+    /// Relay this message in its place.
+    Replace(String),
+    /// Do not relay it.
+    Drop,
+}
+
+/// Screen one event's data: tool lists are filtered with `policy`, change
+/// notices forget the session's catalogue. `reply_to` is the id of the
+/// `tools/list` request whose reply this stream carries (and the catalogue
+/// generation it was sent at); `None` for the GET stream, where lists only
+/// appear as replays and are filtered but not learned from.
+fn screen(
+    data: &str,
+    policy: &Policy,
+    session: &Session,
+    reply_to: Option<(&str, u64)>,
+    route: &str,
+) -> Screened {
+    if data.trim().is_empty() {
+        // The priming event servers send so a client can resume.
+        return Screened::Keep;
+    }
+    let unreadable = |detail: String| {
+        let error = EdgeError::UpstreamInvalid {
+            route: route.to_owned(),
+            detail,
+        };
+        tracing::warn!(route = %route, error = %error, "Unreadable event on a screened stream.");
+        match reply_to {
+            Some((id, _)) => {
+                Screened::Replace(String::from_utf8_lossy(&error.body(id)).into_owned())
+            }
+            None => Screened::Drop,
+        }
+    };
+    let value: serde_json::Value = match serde_json::from_str(data) {
+        Ok(value) => value,
+        Err(err) => {
+            let what = if reply_to.is_some() {
+                "the tools/list reply"
+            } else {
+                "an event of the GET stream"
+            };
+            return unreadable(format!("{what} is not valid JSON: {err}"));
+        }
+    };
+    if let Some(method) = value.get("method") {
+        if method.as_str() == Some(mcp::NOTIFICATION_TOOLS_LIST_CHANGED) {
+            session.invalidate_catalogue();
+        }
+        return Screened::Keep;
+    }
+    let lists_tools = value
+        .get("result")
+        .is_some_and(|r| r.get("tools").is_some());
+    if reply_to.is_none() && !lists_tools {
+        // Some other replayed reply: nothing to hide in it.
+        return Screened::Keep;
+    }
+    match filter_tools_list(data.as_bytes(), policy) {
+        Ok(ListReply::Page { page, filtered }) => {
+            if let Some((_, generation)) = reply_to {
+                session.merge_page(&page, generation);
+            }
+            filtered.map_or(Screened::Keep, |f| {
+                Screened::Replace(String::from_utf8_lossy(&f).into_owned())
+            })
+        }
+        Ok(ListReply::Error) => Screened::Keep,
+        Err(err) => unreadable(err.to_string()),
+    }
+}
+
 /// Re-encode an SSE `tools/list` reply, filtering the response event with
 /// `policy` and recording its page in the session's catalogue. Every other
 /// event (progress, logging, server requests) passes with its fields intact.
@@ -214,30 +291,16 @@ pub fn filtered_list_stream(
     body: Incoming,
     policy: Arc<Policy>,
     session: Arc<Session>,
-    id_json: Arc<str>,
+    reply_to: (Arc<str>, u64),
     route: Arc<str>,
 ) -> impl Stream<Item = Result<Bytes, BoxError>> + Send {
     sse_events(body).map(move |event| {
         let mut event = event?;
-        // Events without a message (the priming event servers send so a
-        // client can resume) pass as they are.
-        if let Some(data) = event.data.as_deref().filter(|d| !d.trim().is_empty()) {
-            match filter_tools_list(data.as_bytes(), &policy) {
-                Ok(ListReply::Page { page, filtered }) => {
-                    session.merge_page(&page);
-                    if let Some(filtered) = filtered {
-                        event.data = Some(String::from_utf8_lossy(&filtered).into_owned());
-                    }
-                }
-                Ok(ListReply::Error) | Err(CatalogueError::NotAToolList) => {}
-                Err(CatalogueError::Json(err)) => {
-                    let error = EdgeError::UpstreamInvalid {
-                        route: route.to_string(),
-                        detail: format!("tools/list reply is not valid JSON: {err}"),
-                    };
-                    tracing::warn!(route = %route, error = %error, "Unreadable tools/list event replaced by an error.");
-                    event.data = Some(String::from_utf8_lossy(&error.body(&id_json)).into_owned());
-                }
+        if let Some(data) = &event.data {
+            let reply = Some((&*reply_to.0, reply_to.1));
+            match screen(data, &policy, &session, reply, &route) {
+                Screened::Keep | Screened::Drop => {}
+                Screened::Replace(message) => event.data = Some(message),
             }
         }
         Ok(event.encode())
@@ -247,34 +310,32 @@ pub fn filtered_list_stream(
 /// The GET stream, re-encoded event by event: an upstream that replays
 /// events on resumption (`Last-Event-ID`) may replay a `tools/list` result,
 /// which is filtered here as on the POST that asked for it (and dropped if
-/// unreadable). `list_changed` and the negotiated revision are watched too.
+/// unreadable). `list_changed` notices are watched too.
 pub fn filtered_get_stream(
     body: Incoming,
     policy: Arc<Policy>,
     session: Arc<Session>,
+    route: Arc<str>,
 ) -> impl Stream<Item = Result<Bytes, BoxError>> + Send {
+    let _open = session.stream_opened();
     sse_events(body).filter_map(move |event| {
+        // The guard lives as long as the stream: the session is in use.
+        let _ = &_open;
         let out = match event {
             Err(err) => Some(Err(err)),
             Ok(mut event) => {
-                let mut keep = true;
-                if let Some(data) = &event.data {
-                    if is_list_changed(data) {
-                        session.invalidate_catalogue();
-                    } else if data.contains("\"tools\"") {
-                        match filter_tools_list(data.as_bytes(), &policy) {
-                            Ok(ListReply::Page { filtered: Some(filtered), .. }) => {
-                                event.data = Some(String::from_utf8_lossy(&filtered).into_owned());
-                            }
-                            Ok(_) | Err(CatalogueError::NotAToolList) => {}
-                            Err(CatalogueError::Json(_)) => {
-                                tracing::warn!(session = %session.id, "Unreadable event that may list tools dropped from a GET stream.");
-                                keep = false;
-                            }
-                        }
+                let verdict = match &event.data {
+                    Some(data) => screen(data, &policy, &session, None, &route),
+                    None => Screened::Keep,
+                };
+                match verdict {
+                    Screened::Keep => Some(Ok(event.encode())),
+                    Screened::Replace(message) => {
+                        event.data = Some(message);
+                        Some(Ok(event.encode()))
                     }
+                    Screened::Drop => None,
                 }
-                keep.then(|| Ok(event.encode()))
             }
         };
         std::future::ready(out)

@@ -506,3 +506,57 @@ async fn a_streamed_tools_list_after_a_priming_event_is_filtered_not_refused() {
         .collect();
     assert_eq!(names, vec!["stream"]);
 }
+
+#[tokio::test]
+async fn a_session_listening_on_its_get_stream_is_not_idle() {
+    let (hold, held) = tokio::sync::watch::channel(false);
+    let (upstream, _) = upstream_fn(move |parts, body| {
+        let mut held = held.clone();
+        async move {
+            if parts.method == http::Method::GET {
+                let (sender, receiver) = mpsc::channel(1);
+                tokio::spawn(async move {
+                    let _ = held.wait_for(|done| *done).await;
+                    drop(sender);
+                });
+                return sse_response(receiver);
+            }
+            handshake(&body).unwrap_or_else(|| {
+                json_response(&json!({"jsonrpc": "2.0", "id": id_of(&body), "result": {}}))
+            })
+        }
+    })
+    .await;
+    let warden = WardenBuilder::new(&upstream)
+        .limits(|l| l.session_idle = Duration::from_millis(200))
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    let get = Request::get(&warden.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", agent.session.clone().expect("session"))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let stream = client.request(get).await.expect("GET stream");
+    assert_eq!(stream.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        warden.running.warden.sessions.len(),
+        1,
+        "a listening agent keeps its session"
+    );
+    // Stream over: the session is idle again and goes.
+    let _ = hold.send(true);
+    drop(stream);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while warden.running.warden.sessions.len() == 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the idle session was not swept"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

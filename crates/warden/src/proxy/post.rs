@@ -1,6 +1,5 @@
 //! POST: the agent sends a message (or, in MCP 2025-03-26, a batch).
 
-use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -8,7 +7,7 @@ use futures_util::stream::{self, BoxStream};
 use futures_util::{StreamExt, TryStreamExt};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tower::ServiceExt;
 use warden_pipeline::agent_session::{self, SessionCandidates};
@@ -25,6 +24,8 @@ use crate::metrics::DecisionLabels;
 use crate::session::{Lookup, Session};
 use crate::upstream::{MAX_INSPECTED_REPLY, is_event_stream};
 
+/// Oversized bodies are drained up to at least this much before the 413.
+const MIN_DISCARD_CAP: usize = 16 << 20;
 /// Most messages in one batch (the TypeScript SDK's own limit).
 const MAX_BATCH: usize = 100;
 /// Messages of one batch in flight to the upstream at once.
@@ -104,7 +105,7 @@ fn check_headers(headers: &HeaderMap) -> Result<(), EdgeError> {
 
 /// Read the whole body, within the size limit and the body timeout.
 async fn read_body(
-    body: Incoming,
+    mut body: Incoming,
     headers: &HeaderMap,
     warden: &Warden,
 ) -> Result<Bytes, EdgeError> {
@@ -113,28 +114,54 @@ async fn read_body(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
+    // An oversized body is still read (and thrown away) up to a cap, so the
+    // client finishes sending and reads the 413 rather than a reset.
+    let discard_cap = limit.saturating_mul(4).max(MIN_DISCARD_CAP);
+    let mut too_large = declared.is_some_and(|length| length > limit as u64);
+    if declared.is_some_and(|length| length > discard_cap as u64) {
         return Err(EdgeError::BodyTooLarge { limit });
     }
-    let mut collect = std::pin::pin!(Limited::new(body, limit).collect());
-    // Most bodies arrive with their headers: poll once before arming a timer.
-    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(collect.as_mut().poll(cx))).await;
-    let collected = match first {
-        std::task::Poll::Ready(collected) => Ok(collected),
-        std::task::Poll::Pending => tokio::time::timeout(warden.limits.body_timeout, collect).await,
-    };
-    match collected {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(EdgeError::BodyTooLarge { limit })
+    let deadline = tokio::time::Instant::now() + warden.limits.body_timeout;
+    let mut received = 0usize;
+    let mut chunks: Vec<Bytes> = Vec::with_capacity(1);
+    loop {
+        // `timeout_at` arms no timer when the frame is already here.
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(None) => break,
+            Ok(Some(Err(_))) if !too_large => {
+                return Err(EdgeError::BodyNotReceived {
+                    detail: "the connection failed while sending it",
+                });
+            }
+            Err(_) if !too_large => {
+                return Err(EdgeError::BodyNotReceived {
+                    detail: "it did not arrive within the body timeout",
+                });
+            }
+            Ok(Some(Err(_))) | Err(_) => return Err(EdgeError::BodyTooLarge { limit }),
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        received = received.saturating_add(data.len());
+        too_large |= received > limit;
+        if received > discard_cap {
+            return Err(EdgeError::BodyTooLarge { limit });
         }
-        Ok(Err(_)) => Err(EdgeError::BodyNotReceived {
-            detail: "the connection failed while sending it",
-        }),
-        Err(_) => Err(EdgeError::BodyNotReceived {
-            detail: "it did not arrive within the body timeout",
-        }),
+        if !too_large {
+            chunks.push(data);
+        }
     }
+    if too_large {
+        return Err(EdgeError::BodyTooLarge { limit });
+    }
+    // One frame (the usual case) is passed on without a copy.
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.swap_remove(0),
+        _ => chunks.concat().into(),
+    })
 }
 
 /// `initialize`: forwarded with the agent's own capabilities; Warden mints

@@ -52,6 +52,19 @@ pub async fn watch(
         return;
     }
     let mut seen: Vec<Seen> = files.iter().map(|f| read(&f.file)).collect();
+    // An edit made between loading the config and this first look counts too.
+    for (watched, now) in files.iter().zip(&seen) {
+        if let Some(Ok(policy)) = now
+            .text
+            .as_deref()
+            .map(|text| Policy::from_yaml_str(text, &watched.file.display().to_string()))
+            && policy != **watched.policy.load()
+        {
+            watched.policy.store(Arc::new(policy));
+            counters.applied.inc();
+            tracing::info!(route = %watched.route, file = %watched.file.display(), "Policy reloaded.");
+        }
+    }
     let mut stop = std::pin::pin!(stop);
     let mut hangup = hangup_signal();
     loop {

@@ -16,6 +16,7 @@ pub mod proxy;
 pub mod reload;
 pub mod server;
 pub mod session;
+pub mod stdio;
 pub mod upstream;
 
 use std::net::SocketAddr;

@@ -29,6 +29,16 @@ enum Command {
         #[arg(long, env = WARDEN_CONFIG)]
         config: PathBuf,
     },
+    /// Serve one MCP client on stdin/stdout (as a desktop client launches a
+    /// server), in front of a route's upstream, with the full pipeline.
+    Stdio {
+        /// The config file (YAML); its listeners are not opened.
+        #[arg(long, env = WARDEN_CONFIG)]
+        config: PathBuf,
+        /// The route to serve (default: the first one).
+        #[arg(long)]
+        route: Option<String>,
+    },
     /// Run Warden on its embedded defaults in front of the demo MCP server.
     Demo {
         /// Where Warden's MCP endpoint listens.
@@ -79,6 +89,9 @@ fn main() -> ExitCode {
             .map(|c| println!("{}: ok ({} route(s))", config.display(), c.routes.len()))
             .map_err(anyhow::Error::from),
         Command::Run { config } => runtime().and_then(|rt| rt.block_on(run(config))),
+        Command::Stdio { config, route } => {
+            runtime().and_then(|rt| rt.block_on(stdio(config, route)))
+        }
         Command::Demo {
             listen,
             admin,
@@ -151,6 +164,23 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("Shutting down: draining in-flight calls.");
     running.shutdown().await;
+    Ok(())
+}
+
+async fn stdio(path: PathBuf, route: Option<String>) -> anyhow::Result<()> {
+    let config = Config::from_file(&path)?;
+    let route = match route {
+        Some(route) => route,
+        None => config.routes[0].path.clone(),
+    };
+    anyhow::ensure!(
+        config.routes.iter().any(|r| r.path == route),
+        "no route {route} in {}",
+        path.display()
+    );
+    let warden = warden::build(&config)?;
+    tracing::info!(route = %route, "Serving MCP on stdin/stdout.");
+    warden::stdio::serve(warden, &route).await?;
     Ok(())
 }
 

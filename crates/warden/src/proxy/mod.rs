@@ -34,6 +34,18 @@ use crate::session::{Session, SessionStore};
 use crate::upstream::HttpUpstream;
 use relay::{Body, json, relay};
 
+/// A request body as any transport hands it to the handler (hyper's for
+/// HTTP, a single buffer for stdio).
+pub trait AgentBody:
+    http_body::Body<Data = bytes::Bytes, Error: Into<relay::BoxError>> + Send + Unpin + 'static
+{
+}
+
+impl<B> AgentBody for B where
+    B: http_body::Body<Data = bytes::Bytes, Error: Into<relay::BoxError>> + Send + Unpin + 'static
+{
+}
+
 /// One route: a path in front of one upstream, with its policy and pipeline.
 pub struct Route {
     /// Position in [`Warden::routes`] (sessions remember it).
@@ -87,7 +99,10 @@ impl Failure {
 
 impl Warden {
     /// Answer one request on the MCP listener.
-    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+    pub async fn handle<B>(self: Arc<Self>, request: Request<B>) -> Response<Body>
+    where
+        B: AgentBody,
+    {
         let method = request.method().clone();
         let Some(route) = self
             .routes
@@ -189,7 +204,7 @@ impl Warden {
     async fn get(
         &self,
         route: &Route,
-        request: Request<Incoming>,
+        request: Request<impl AgentBody>,
     ) -> Result<Response<Body>, Failure> {
         if !accepts(request.headers(), "text/event-stream") {
             return Err(EdgeError::NotAcceptable {
@@ -223,7 +238,7 @@ impl Warden {
     async fn delete(
         &self,
         route: &Route,
-        request: Request<Incoming>,
+        request: Request<impl AgentBody>,
     ) -> Result<Response<Body>, Failure> {
         let session = self.session(route, request.headers())?;
         let response = route

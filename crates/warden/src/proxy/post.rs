@@ -35,7 +35,7 @@ const BATCH_CONCURRENCY: usize = 8;
 pub(super) async fn handle(
     warden: &Arc<Warden>,
     route: &Route,
-    request: Request<Incoming>,
+    request: Request<impl super::AgentBody>,
 ) -> Result<Response<Body>, Failure> {
     let (parts, body) = request.into_parts();
     check_headers(&parts.headers)?;
@@ -105,7 +105,7 @@ fn check_headers(headers: &HeaderMap) -> Result<(), EdgeError> {
 
 /// Read the whole body, within the size limit and the body timeout.
 async fn read_body(
-    mut body: Incoming,
+    mut body: impl super::AgentBody,
     headers: &HeaderMap,
     warden: &Warden,
 ) -> Result<Bytes, EdgeError> {

@@ -5,6 +5,7 @@ mod bad_inputs;
 mod cli;
 mod lifecycle;
 mod policy;
+mod stdio;
 mod support;
 mod transparency;
 mod upstream_failures;

@@ -1,0 +1,274 @@
+//! `warden stdio`: Warden as the MCP server a desktop client launches.
+//!
+//! The client writes newline-delimited JSON-RPC to Warden's stdin and reads
+//! replies from its stdout; logs go to stderr only. Each message is handed
+//! to the very handler the HTTP listener uses (same parse, same session
+//! mapping, same pipeline), as an in-process request on the first route, and
+//! every message of the reply (one JSON body, or each event of a stream) is
+//! written back as one line. After `initialize`, Warden also opens the
+//! upstream's server-to-client stream, so sampling, elicitation, roots and
+//! notifications reach the client; the client's answers go back the same
+//! way as any other message. A transport is a way in, never a way around the
+//! policy.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+use warden_protocol::mcp;
+
+use crate::proxy::Warden;
+use crate::proxy::relay::{Body, sse_events};
+use crate::upstream::is_event_stream;
+
+/// What the stdio front remembers between messages.
+#[derive(Default)]
+struct StdioSession {
+    /// Warden's session id, once `initialize` has been answered.
+    id: Option<HeaderValue>,
+    /// The revision the upstream chose.
+    version: Option<HeaderValue>,
+}
+
+/// Serve one client on stdin/stdout until stdin closes, on route `path`.
+pub async fn serve(warden: Arc<Warden>, path: &str) -> std::io::Result<()> {
+    let (lines_out, mut to_write) = mpsc::unbounded_channel::<Bytes>();
+    let writer = tokio::spawn(async move {
+        let mut stdout = tokio::io::stdout();
+        while let Some(line) = to_write.recv().await {
+            stdout.write_all(&line).await?;
+            stdout.write_all(b"\n").await?;
+            stdout.flush().await?;
+        }
+        Ok::<_, std::io::Error>(())
+    });
+    let state = Arc::new(Mutex::new(StdioSession::default()));
+    let uri: Arc<str> = format!("http://stdio{path}").into();
+    let route_index = warden
+        .routes
+        .iter()
+        .position(|r| &*r.path == path)
+        .unwrap_or(0);
+    let mut stdin = BufReader::new(tokio::io::stdin());
+    let limit = warden.limits.max_body;
+    let mut line = Vec::new();
+    let mut in_flight = Vec::new();
+    loop {
+        line.clear();
+        let read = (&mut stdin)
+            .take(limit as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .await?;
+        if read == 0 {
+            break;
+        }
+        if line.len() > limit && !line.ends_with(b"\n") {
+            // Over the body limit: answer once, then skip to the next line.
+            let error = crate::error::EdgeError::BodyTooLarge { limit };
+            let _ = lines_out.send(error.body("null"));
+            let mut rest = Vec::new();
+            stdin.read_until(b'\n', &mut rest).await?;
+            continue;
+        }
+        let message = Bytes::copy_from_slice(line.trim_ascii());
+        if message.is_empty() {
+            continue;
+        }
+        let (warden, state, uri, lines_out) = (
+            warden.clone(),
+            state.clone(),
+            uri.clone(),
+            lines_out.clone(),
+        );
+        let route = route_index;
+        // Requests run side by side (a long tool call must not hold up the
+        // rest); notifications and answers go through in the order written,
+        // so `notifications/initialized` reaches the upstream first.
+        let in_order = !is_request(&message);
+        let task = tokio::spawn(async move {
+            let request = post(&uri, &state, message);
+            let response = warden.clone().handle(request).await;
+            let opened = remember_session(&state, &response);
+            forward_reply(response, &lines_out).await;
+            if opened {
+                remember_version(&warden, route, &state);
+                tokio::spawn(listen(warden, uri, state, lines_out));
+            }
+        });
+        if in_order {
+            let _ = task.await;
+        } else {
+            in_flight.push(task);
+        }
+        in_flight.retain(|task: &tokio::task::JoinHandle<()>| !task.is_finished());
+    }
+    // stdin closed: let answers in flight finish, end the session, stop.
+    for task in in_flight {
+        let _ = task.await;
+    }
+    let session = state.lock().ok().and_then(|s| s.id.clone());
+    if let Some(session) = session {
+        let mut request = Request::new(Full::new(Bytes::new()));
+        *request.method_mut() = Method::DELETE;
+        *request.uri_mut() = uri.parse().unwrap_or_default();
+        request
+            .headers_mut()
+            .insert(mcp::HEADER_SESSION_ID, session);
+        let _ = warden.handle(request).await;
+    }
+    drop(lines_out);
+    writer.await.unwrap_or(Ok(()))
+}
+
+/// Whether a line is a JSON-RPC request (has both `method` and `id`).
+fn is_request(message: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow)]
+        method: Option<&'a serde_json::value::RawValue>,
+        id: Option<&'a serde_json::value::RawValue>,
+    }
+    serde_json::from_slice::<Head<'_>>(message).is_ok_and(|h| h.method.is_some() && h.id.is_some())
+}
+
+/// The in-process request carrying one client message.
+fn post(uri: &str, state: &Mutex<StdioSession>, message: Bytes) -> Request<Full<Bytes>> {
+    let mut request = Request::new(Full::new(message));
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = uri.parse().unwrap_or_default();
+    let headers = request.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        header::ACCEPT,
+        HeaderValue::from_static("application/json, text/event-stream"),
+    );
+    if let Ok(state) = state.lock() {
+        if let Some(id) = &state.id {
+            headers.insert(mcp::HEADER_SESSION_ID, id.clone());
+        }
+        if let Some(version) = &state.version {
+            headers.insert(mcp::HEADER_PROTOCOL_VERSION, version.clone());
+        }
+    }
+    request
+}
+
+/// Take the session id from an `initialize` reply; `true` the first time.
+fn remember_session(state: &Mutex<StdioSession>, response: &Response<Body>) -> bool {
+    let Some(id) = response.headers().get(mcp::HEADER_SESSION_ID) else {
+        return false;
+    };
+    let Ok(mut state) = state.lock() else {
+        return false;
+    };
+    let first = state.id.is_none();
+    state.id = Some(id.clone());
+    first
+}
+
+/// After `initialize`: send the revision the upstream chose on every later
+/// message, as an HTTP client of the stateful revisions does.
+fn remember_version(warden: &Warden, route: usize, state: &Mutex<StdioSession>) {
+    let Ok(mut state) = state.lock() else { return };
+    let Some(id) = state.id.as_ref().and_then(|id| id.to_str().ok()) else {
+        return;
+    };
+    let version = warden.sessions.get(id, route).and_then(|session| {
+        session
+            .negotiated_version()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+    });
+    state.version = version;
+}
+
+/// Write every message of a reply as one line each.
+async fn forward_reply(response: Response<Body>, lines_out: &mpsc::UnboundedSender<Bytes>) {
+    let status = response.status();
+    if status == StatusCode::ACCEPTED {
+        return;
+    }
+    if is_event_stream(response.headers()) {
+        let mut events = std::pin::pin!(sse_events(response.into_body()));
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(event) => {
+                    if let Some(data) = event.data.filter(|d| !d.trim().is_empty()) {
+                        let _ = lines_out.send(Bytes::from(data));
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "Reply stream broke off.");
+                    break;
+                }
+            }
+        }
+        return;
+    }
+    let Ok(body) = response.into_body().collect().await.map(|b| b.to_bytes()) else {
+        tracing::warn!(%status, "Reply body could not be read.");
+        return;
+    };
+    match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Array(messages)) => {
+            for message in messages {
+                let _ = lines_out.send(Bytes::from(message.to_string()));
+            }
+        }
+        Ok(_) => {
+            // One message; compact it so it stays on one line.
+            let line = if body.contains(&b'\n') {
+                serde_json::from_slice::<serde_json::Value>(&body)
+                    .map(|v| Bytes::from(v.to_string()))
+                    .unwrap_or(body)
+            } else {
+                body
+            };
+            let _ = lines_out.send(line);
+        }
+        Err(_) => {
+            tracing::warn!(%status, "The upstream answered with something that is not JSON-RPC; nothing sent to the client.")
+        }
+    }
+}
+
+/// Relay the server-to-client stream of the session to stdout.
+async fn listen(
+    warden: Arc<Warden>,
+    uri: Arc<str>,
+    state: Arc<Mutex<StdioSession>>,
+    lines_out: mpsc::UnboundedSender<Bytes>,
+) {
+    let mut request = Request::new(Full::new(Bytes::new()));
+    *request.method_mut() = Method::GET;
+    *request.uri_mut() = uri.parse().unwrap_or_default();
+    request.headers_mut().insert(
+        header::ACCEPT,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    if let Ok(state) = state.lock() {
+        if let Some(id) = &state.id {
+            request
+                .headers_mut()
+                .insert(mcp::HEADER_SESSION_ID, id.clone());
+        }
+        if let Some(version) = &state.version {
+            request
+                .headers_mut()
+                .insert(mcp::HEADER_PROTOCOL_VERSION, version.clone());
+        }
+    }
+    let response = warden.handle(request).await;
+    if response.status().is_success() && is_event_stream(response.headers()) {
+        forward_reply(response, &lines_out).await;
+    } else {
+        tracing::debug!(status = %response.status(), "The upstream offers no server-to-client stream.");
+    }
+}

@@ -1,0 +1,110 @@
+//! `warden stdio` as a desktop client runs it: a child process speaking
+//! newline-delimited JSON-RPC on stdin/stdout, with the full pipeline.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desktop_client_talks_to_warden_over_stdio() {
+    let (upstream, demo) = demo_upstream().await;
+    let dir = std::env::temp_dir().join(format!("warden-stdio-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(
+        dir.join("p.yaml"),
+        "version: 1\ntools:\n  send_invoice: deny\n",
+    )
+    .expect("policy");
+    std::fs::write(
+        dir.join("w.yaml"),
+        format!("version: 1\nlisten: 127.0.0.1:0\nroutes:\n  - path: /mcp\n    upstream:\n      url: {upstream}\n    policy: p.yaml\n"),
+    )
+    .expect("config");
+    let config = dir.join("w.yaml");
+    let replies = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["stdio", "--config"])
+            .arg(&config)
+            .env("WARDEN_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("warden stdio starts");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut read = || {
+            let mut line = String::new();
+            stdout.read_line(&mut line).expect("a reply line");
+            serde_json::from_str::<Value>(&line)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+        };
+        let mut send = |message: &str| {
+            stdin.write_all(message.as_bytes()).expect("write");
+            stdin.write_all(b"\n").expect("write");
+            stdin.flush().expect("flush");
+        };
+        send(
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"desktop","version":"1"}}}"#,
+        );
+        let initialized = read();
+        send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#);
+        let listed = read();
+        send(
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get_customer","arguments":{"id":2}}}"#,
+        );
+        let allowed = read();
+        send(
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"send_invoice","arguments":{"customer_id":1,"amount_cents":1}}}"#,
+        );
+        let refused = read();
+        send(
+            r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"search_customers","name":"send_invoice"}}"#,
+        );
+        let ambiguous = read();
+        send("{not json");
+        let malformed = read();
+        drop(stdin);
+        let status = child.wait().expect("exits");
+        (
+            initialized,
+            listed,
+            allowed,
+            refused,
+            ambiguous,
+            malformed,
+            status,
+        )
+    });
+    let (initialized, listed, allowed, refused, ambiguous, malformed, status) =
+        tokio::time::timeout(Duration::from_secs(30), replies)
+            .await
+            .expect("in time")
+            .expect("task");
+    assert_eq!(initialized["result"]["serverInfo"]["name"], "warden-demo");
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, vec!["search_customers", "get_customer", "echo"]);
+    assert_eq!(
+        allowed["result"]["structuredContent"]["name"],
+        "Grace Hopper"
+    );
+    assert_eq!(refused["id"], 4);
+    assert_eq!(
+        refused["result"]["structuredContent"]["warden"]["reason"],
+        "denied-by-policy"
+    );
+    assert_eq!(ambiguous["error"]["code"], -32600);
+    assert_eq!(malformed["error"]["code"], -32700);
+    assert!(status.success(), "warden stdio exited with {status}");
+    assert_eq!(demo.invoices_sent(), 0);
+}

@@ -12,6 +12,7 @@
 // run ends with `N passed, M failed`. Exit code is 0 only if nothing failed.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import {
   CreateMessageRequestSchema,
   ElicitRequestSchema,
@@ -23,7 +24,7 @@ import { randomUUID } from "node:crypto";
 function usage(msg) {
   if (msg) console.error(`ts-client: ${msg}`);
   console.error(
-    "usage: node ts-client.mjs URL [--expect-refused a,b] [--expect-listed c,d] [--timeout SECONDS] [--verbose]",
+    "usage: node ts-client.mjs URL [--expect-refused a,b] [--expect-listed c,d] [--timeout SECONDS] [--verbose] [--stdio CMD ARGS...]",
   );
   process.exit(2);
 }
@@ -33,6 +34,8 @@ let expectRefused = [];
 let expectListed = [];
 let timeoutS = 20;
 let verbose = false;
+// `--stdio CMD ARGS...` (last): launch CMD as a stdio MCP server instead of URL.
+let stdioCommand;
 const splitList = (v) => (v ?? "").split(",").map((s) => s.trim()).filter(Boolean);
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
@@ -43,6 +46,11 @@ for (let i = 0; i < argv.length; i++) {
   else if (key === "--expect-listed") expectListed.push(...splitList(val()));
   else if (key === "--timeout") timeoutS = Number(val());
   else if (key === "--verbose" || key === "-v") verbose = true;
+  else if (key === "--stdio") {
+    stdioCommand = argv.slice(i + 1);
+    url = "stdio";
+    break;
+  }
   else if (key === "--help" || key === "-h") usage();
   else if (a.startsWith("--")) usage(`unknown option ${a}`);
   else if (!url) url = a;
@@ -170,7 +178,9 @@ client.setRequestHandler(ListRootsRequestSchema, async () => {
   return { roots: [{ uri: ROOT_URI, name: "warden-e2e-root" }] };
 });
 
-const transport = new StreamableHTTPClientTransport(new URL(url));
+const transport = stdioCommand
+  ? new StdioClientTransport({ command: stdioCommand[0], args: stdioCommand.slice(1), stderr: "inherit" })
+  : new StreamableHTTPClientTransport(new URL(url));
 const reqOpts = (extra = {}) => ({ timeout: T, ...extra });
 
 let tools = [];
@@ -186,7 +196,7 @@ async function main() {
     const caps = client.getServerCapabilities();
     assert(sv?.name, "no serverInfo in initialize result");
     assert(caps?.tools, "server did not announce the tools capability");
-    assert(transport.sessionId, "no Mcp-Session-Id assigned");
+    if (!stdioCommand) assert(transport.sessionId, "no Mcp-Session-Id assigned");
     debug("server", JSON.stringify(sv), "protocol", transport.protocolVersion, "session", transport.sessionId);
   });
   if (!connected) return;
@@ -409,6 +419,12 @@ async function main() {
   }
 
   // ------------------------------------------------------------ terminate
+  if (stdioCommand) {
+    await check("close", async () => {
+      await withTimeout(client.close(), T, "close");
+    });
+    return;
+  }
   const sid = transport.sessionId;
   await check("terminate", async () => {
     await withTimeout(transport.terminateSession(), T, "DELETE");

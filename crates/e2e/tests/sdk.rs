@@ -62,3 +62,58 @@ async fn python_sdk_client_through_warden() {
     assert!(passed >= 18, "only {passed} checks ran");
     warden.shutdown().await;
 }
+
+/// The `warden` binary built beside this test (by `cargo test --workspace`,
+/// for the warden package's own tests).
+fn warden_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let binary = dir.join("warden");
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it with `cargo build -p warden` (cargo xtask test does)",
+        binary.display()
+    );
+    binary
+}
+
+/// A desktop-style client: the TypeScript SDK launches `warden stdio` as its
+/// MCP server and reaches server-everything (Streamable HTTP) through it:
+/// list, call, progress, sampling/elicitation/roots answered mid-call,
+/// cancel, and the denied tool hidden and refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typescript_sdk_client_through_warden_stdio() {
+    let upstream = server_everything("peers");
+    let dir = std::env::temp_dir().join(format!("warden-e2e-stdio-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("policy.yaml"), POLICY).expect("policy");
+    let config = dir.join("warden.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1\nlisten: 127.0.0.1:0\nroutes:\n  - path: /mcp\n    upstream:\n      url: {}\n    policy: policy.yaml\n",
+            upstream.url
+        ),
+    )
+    .expect("config");
+    let mut client = Command::new("node");
+    client
+        .current_dir(e2e_dir().join("peers"))
+        .arg("ts-client.mjs")
+        .args([
+            "--expect-refused",
+            "get-env",
+            "--expect-listed",
+            "echo,get-sum",
+            "--stdio",
+        ])
+        .arg(warden_binary())
+        .args(["stdio", "--config"])
+        .arg(&config);
+    let output = run_peer(client, Duration::from_secs(120)).await;
+    let passed = assert_all_passed(&output, "ts-client over stdio");
+    assert!(passed >= 17, "only {passed} checks ran");
+}

@@ -30,6 +30,7 @@ import httpx2
 import mcp_types as types
 from mcp import ClientSession
 from mcp.client.session import ClientRequestContext
+from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
@@ -163,6 +164,7 @@ class Runner:
         self.wire_out: list[tuple[float, dict[str, Any]]] = []
         self.http_log: list[tuple[str, int, str | None]] = []  # (method, status, session id sent)
         self.session_id: str | None = None
+        self.stdio: list[str] | None = None
 
     # ------------------------------------------------------------ reporting
     def line(self, s: str) -> None:
@@ -253,7 +255,13 @@ class Runner:
             state: dict[str, Any] = {"connected": False, "init_reported": False}
             try:
                 async with AsyncExitStack() as stack:
-                    read, write = await stack.enter_async_context(streamable_http_client(self.url, http_client=http))
+                    if self.stdio:
+                        params = StdioServerParameters(command=self.stdio[0], args=self.stdio[1:])
+                        read, write = await stack.enter_async_context(stdio_client(params))
+                    else:
+                        read, write = await stack.enter_async_context(
+                            streamable_http_client(self.url, http_client=http)
+                        )
                     session = await stack.enter_async_context(
                         ClientSession(
                             Tap(read, self.wire_in),
@@ -270,7 +278,8 @@ class Runner:
                         result = await session.initialize()
                         ensure(result.server_info and result.server_info.name, "no serverInfo in initialize result")
                         ensure(result.capabilities.tools is not None, "server did not announce the tools capability")
-                        ensure(self.session_id, "no Mcp-Session-Id assigned")
+                        if not self.stdio:
+                            ensure(self.session_id, "no Mcp-Session-Id assigned")
                         state["connected"] = True
                         self.debug("server", result.server_info, "protocol", result.protocol_version, "session", self.session_id)
 
@@ -290,7 +299,9 @@ class Runner:
                 elif state["connected"]:
                     self.failed += 1
                     self.line(f"FAIL transport: {one_line(err_text(e))}")
-            if state["connected"]:
+            # Over stdio, leaving stdio_client closed the child's stdin; the
+            # HTTP session checks do not apply.
+            if state["connected"] and not self.stdio:
                 await self.terminate_checks(http)
 
     async def session_checks(self, session: ClientSession) -> None:
@@ -584,8 +595,9 @@ def split_list(values: list[str]) -> list[str]:
 
 async def amain(args: argparse.Namespace) -> int:
     runner = Runner(
-        args.url, split_list(args.expect_refused), split_list(args.expect_listed), args.timeout, args.verbose
+        args.url or "stdio", split_list(args.expect_refused), split_list(args.expect_listed), args.timeout, args.verbose
     )
+    runner.stdio = args.stdio or None
     try:
         with anyio.fail_after(10 * args.timeout + 60):
             await runner.run()
@@ -603,14 +615,18 @@ async def amain(args: argparse.Namespace) -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser(description="Warden e2e client (official MCP Python SDK)")
-    p.add_argument("url")
+    p.add_argument("url", nargs="?")
     p.add_argument("--expect-refused", action="append", default=[], metavar="NAMES",
                    help="comma-separated tool names the proxy must refuse")
     p.add_argument("--expect-listed", action="append", default=[], metavar="NAMES",
                    help="comma-separated tool names that must appear in tools/list")
     p.add_argument("--timeout", type=float, default=20.0, help="seconds allowed per request (default 20)")
     p.add_argument("--verbose", "-v", action="store_true")
+    p.add_argument("--stdio", nargs=argparse.REMAINDER, metavar="CMD",
+                   help="launch CMD ARGS... as a stdio MCP server instead of using a URL (last option)")
     args = p.parse_args()
+    if not args.url and not args.stdio:
+        p.error("give a URL or --stdio CMD ARGS...")
     if args.timeout <= 0:
         p.error("bad --timeout")
     # The SDK logs transport hiccups (e.g. late progress for a cancelled

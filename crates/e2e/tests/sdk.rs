@@ -117,3 +117,40 @@ async fn typescript_sdk_client_through_warden_stdio() {
     let passed = assert_all_passed(&output, "ts-client over stdio");
     assert!(passed >= 17, "only {passed} checks ran");
 }
+
+/// The same with the Python SDK's stdio client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_client_through_warden_stdio() {
+    let upstream = server_everything("peers");
+    let dir = std::env::temp_dir().join(format!("warden-e2e-pystdio-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("policy.yaml"), POLICY).expect("policy");
+    let config = dir.join("warden.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1\nlisten: 127.0.0.1:0\nroutes:\n  - path: /mcp\n    upstream:\n      url: {}\n    policy: policy.yaml\n",
+            upstream.url
+        ),
+    )
+    .expect("config");
+    let peers = e2e_dir().join("peers");
+    require_installed(&peers.join(".venv"), "Python packages");
+    let mut client = Command::new(peers.join(".venv/bin/python"));
+    client
+        .current_dir(&peers)
+        .arg("py-client.py")
+        .args([
+            "--expect-refused",
+            "get-env",
+            "--expect-listed",
+            "echo,get-sum",
+            "--stdio",
+        ])
+        .arg(warden_binary())
+        .args(["stdio", "--config"])
+        .arg(&config);
+    let output = run_peer(client, Duration::from_secs(120)).await;
+    let passed = assert_all_passed(&output, "py-client over stdio");
+    assert!(passed >= 17, "only {passed} checks ran");
+}

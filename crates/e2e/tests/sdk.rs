@@ -80,6 +80,20 @@ fn warden_binary() -> std::path::PathBuf {
     binary
 }
 
+/// A config file with one route in front of `upstream` and [`POLICY`], for
+/// `warden stdio`.
+fn config_file(name: &str, upstream: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("policy.yaml"), POLICY).expect("policy");
+    let config = dir.join("warden.yaml");
+    let text = format!(
+        "version: 1\nlisten: 127.0.0.1:0\nroutes:\n  - path: /mcp\n    upstream:\n      url: {upstream}\n    policy: policy.yaml\n"
+    );
+    std::fs::write(&config, text).expect("config");
+    config
+}
+
 /// A desktop-style client: the TypeScript SDK launches `warden stdio` as its
 /// MCP server and reaches server-everything (Streamable HTTP) through it:
 /// list, call, progress, sampling/elicitation/roots answered mid-call,
@@ -87,18 +101,7 @@ fn warden_binary() -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typescript_sdk_client_through_warden_stdio() {
     let upstream = server_everything("peers");
-    let dir = std::env::temp_dir().join(format!("warden-e2e-stdio-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    std::fs::write(dir.join("policy.yaml"), POLICY).expect("policy");
-    let config = dir.join("warden.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 1\nlisten: 127.0.0.1:0\nroutes:\n  - path: /mcp\n    upstream:\n      url: {}\n    policy: policy.yaml\n",
-            upstream.url
-        ),
-    )
-    .expect("config");
+    let config = config_file("warden-e2e-stdio", &upstream.url);
     let mut client = Command::new("node");
     client
         .current_dir(e2e_dir().join("peers"))
@@ -122,18 +125,7 @@ async fn typescript_sdk_client_through_warden_stdio() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_client_through_warden_stdio() {
     let upstream = server_everything("peers");
-    let dir = std::env::temp_dir().join(format!("warden-e2e-pystdio-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    std::fs::write(dir.join("policy.yaml"), POLICY).expect("policy");
-    let config = dir.join("warden.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 1\nlisten: 127.0.0.1:0\nroutes:\n  - path: /mcp\n    upstream:\n      url: {}\n    policy: policy.yaml\n",
-            upstream.url
-        ),
-    )
-    .expect("config");
+    let config = config_file("warden-e2e-pystdio", &upstream.url);
     let peers = e2e_dir().join("peers");
     require_installed(&peers.join(".venv"), "Python packages");
     let mut client = Command::new(peers.join(".venv/bin/python"));

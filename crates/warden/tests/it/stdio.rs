@@ -21,7 +21,7 @@ async fn a_desktop_client_talks_to_warden_over_stdio() {
     .expect("policy");
     std::fs::write(
         dir.join("w.yaml"),
-        format!("version: 1\nlisten: 127.0.0.1:0\nroutes:\n  - path: /mcp\n    upstream:\n      url: {upstream}\n    policy: p.yaml\n"),
+        format!("version: 1\nlisten: 127.0.0.1:0\nlimits:\n  max_body: 4KiB\nroutes:\n  - path: /mcp\n    upstream:\n      url: {upstream}\n    policy: p.yaml\n"),
     )
     .expect("config");
     let config = dir.join("w.yaml");
@@ -69,6 +69,16 @@ async fn a_desktop_client_talks_to_warden_over_stdio() {
         let ambiguous = read();
         send("{not json");
         let malformed = read();
+        // A line past the body limit: one error, and the next line still works.
+        send(&format!(
+            r#"{{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"{}"}}}}}}"#,
+            "x".repeat(8192)
+        ));
+        let oversized = read();
+        send(
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"message":"after"}}}"#,
+        );
+        let after = read();
         drop(stdin);
         let status = child.wait().expect("exits");
         (
@@ -78,10 +88,12 @@ async fn a_desktop_client_talks_to_warden_over_stdio() {
             refused,
             ambiguous,
             malformed,
+            oversized,
+            after,
             status,
         )
     });
-    let (initialized, listed, allowed, refused, ambiguous, malformed, status) =
+    let (initialized, listed, allowed, refused, ambiguous, malformed, oversized, after, status) =
         tokio::time::timeout(Duration::from_secs(30), replies)
             .await
             .expect("in time")
@@ -105,6 +117,14 @@ async fn a_desktop_client_talks_to_warden_over_stdio() {
     );
     assert_eq!(ambiguous["error"]["code"], -32600);
     assert_eq!(malformed["error"]["code"], -32700);
+    assert_eq!(oversized["error"]["code"], -32600);
+    assert!(
+        oversized["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("exceeds the limit of 4096 bytes")),
+        "{oversized}"
+    );
+    assert_eq!(after["result"]["content"][0]["text"], "after");
     assert!(status.success(), "warden stdio exited with {status}");
     assert_eq!(demo.invoices_sent(), 0);
 }

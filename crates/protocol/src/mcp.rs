@@ -10,6 +10,8 @@ pub const METHOD_INITIALIZE: &str = "initialize";
 pub const METHOD_TOOLS_LIST: &str = "tools/list";
 /// `tools/call`: the one method every policy judges.
 pub const METHOD_TOOLS_CALL: &str = "tools/call";
+/// The client's notice that it has read the `initialize` result.
+pub const NOTIFICATION_INITIALIZED: &str = "notifications/initialized";
 /// Sent by a server when its tool catalogue changed.
 pub const NOTIFICATION_TOOLS_LIST_CHANGED: &str = "notifications/tools/list_changed";
 

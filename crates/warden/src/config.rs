@@ -129,26 +129,99 @@ pub struct RouteConfig {
     pub allowed_origins: Vec<String>,
 }
 
-/// A Streamable HTTP upstream.
+/// A route's upstream MCP server and how to reach it.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
-    /// The upstream's MCP endpoint.
-    pub url: Uri,
-    /// Time to the upstream's response headers.
+    /// The transport the server speaks.
+    pub transport: UpstreamTransport,
+    /// Time to the upstream's answer (response headers over HTTP; the
+    /// `initialize` result and whole replies Warden reads over any transport).
     pub timeout: Duration,
+}
+
+impl UpstreamConfig {
+    /// A Streamable HTTP upstream at `url` with default settings.
+    pub fn new(url: Uri) -> UpstreamConfig {
+        UpstreamConfig {
+            transport: UpstreamTransport::StreamableHttp(HttpEndpoint { url, ca_file: None }),
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// A stdio upstream with default settings.
+    pub fn stdio(command: StdioCommand) -> UpstreamConfig {
+        UpstreamConfig {
+            transport: UpstreamTransport::Stdio(command),
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// Where the upstream is, for logs (never the command's arguments or
+    /// environment, which may hold secrets).
+    pub fn describe(&self) -> String {
+        match &self.transport {
+            UpstreamTransport::StreamableHttp(endpoint) => endpoint.url.to_string(),
+            UpstreamTransport::LegacySse(endpoint) => format!("{} (legacy SSE)", endpoint.url),
+            UpstreamTransport::Stdio(command) => format!("{} (stdio)", command.display()),
+        }
+    }
+}
+
+/// The transports an upstream can speak.
+#[derive(Debug, Clone)]
+pub enum UpstreamTransport {
+    /// Streamable HTTP (MCP 2025-03-26 and later): `url` is the MCP endpoint.
+    StreamableHttp(HttpEndpoint),
+    /// HTTP+SSE (MCP 2024-11-05): `url` is the event stream's.
+    LegacySse(HttpEndpoint),
+    /// A child process speaking newline-delimited JSON-RPC on stdin/stdout.
+    Stdio(StdioCommand),
+}
+
+/// An HTTP upstream's address.
+#[derive(Debug, Clone)]
+pub struct HttpEndpoint {
+    /// The endpoint.
+    pub url: Uri,
     /// Extra PEM trust roots for https upstreams.
     pub ca_file: Option<PathBuf>,
 }
 
-impl UpstreamConfig {
-    /// An upstream at `url` with default settings.
-    pub fn new(url: Uri) -> UpstreamConfig {
-        UpstreamConfig {
-            url,
-            timeout: Duration::from_secs(60),
-            ca_file: None,
-        }
+/// How Warden starts a stdio upstream.
+#[derive(Debug, Clone)]
+pub struct StdioCommand {
+    /// The program (resolved on Warden's `PATH` when the config is loaded).
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Its whole environment: what `env` and `inherit_env` name, nothing else.
+    pub env: Vec<(String, String)>,
+    /// Its working directory (default: Warden's).
+    pub cwd: Option<PathBuf>,
+    /// One child per agent session, or one for all.
+    pub sharing: ChildSharing,
+}
+
+impl StdioCommand {
+    /// The program's file name, for logs and errors.
+    pub fn display(&self) -> String {
+        self.program.file_name().map_or_else(
+            || self.program.display().to_string(),
+            |name| name.to_string_lossy().into_owned(),
+        )
     }
+}
+
+/// Whether agent sessions share a stdio child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChildSharing {
+    /// One child per agent session (the default): the server's per-connection
+    /// state, its requests to the client and a crash each touch one session.
+    #[default]
+    PerSession,
+    /// One child for every session of the route: for costly servers that keep
+    /// no per-client state.
+    Shared,
 }
 
 // === raw ===
@@ -211,9 +284,26 @@ struct RawRoute {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawUpstream {
-    /// The upstream's MCP endpoint (http or https).
-    url: Spanned<String>,
-    /// Time to response headers, e.g. `60s`.
+    /// The upstream's endpoint (http or https).
+    url: Option<Spanned<String>>,
+    /// `streamable-http` (default) or `sse` (legacy HTTP+SSE).
+    transport: Option<Spanned<String>>,
+    /// A stdio server's program.
+    command: Option<Spanned<String>>,
+    /// Its arguments.
+    #[serde(default)]
+    args: Vec<String>,
+    /// Environment variables set for it.
+    #[serde(default)]
+    env: std::collections::BTreeMap<String, String>,
+    /// Names of Warden's environment variables passed on to it.
+    #[serde(default)]
+    inherit_env: Vec<Spanned<String>>,
+    /// Its working directory, relative to the config file.
+    cwd: Option<Spanned<String>>,
+    /// `per-session` (default) or `shared`.
+    sessions: Option<Spanned<String>>,
+    /// Time to the upstream's answer, e.g. `60s`.
     timeout: Option<Spanned<String>>,
     /// Extra PEM trust roots.
     ca_file: Option<Spanned<String>>,
@@ -277,6 +367,192 @@ impl Config {
             routes,
         })
     }
+}
+
+impl RawUpstream {
+    fn validate(
+        &self,
+        route: &Spanned<String>,
+        base: &Path,
+        errors: &mut Collector,
+    ) -> Option<UpstreamConfig> {
+        let timeout = match self.timeout.as_ref() {
+            Some(t) => match located::duration(t, errors) {
+                Some(d) if d.is_zero() => {
+                    errors.push(Diagnostic::at(t, "this duration must be longer than zero"));
+                    Duration::from_secs(60)
+                }
+                Some(d) => d,
+                None => Duration::from_secs(60),
+            },
+            None => Duration::from_secs(60),
+        };
+        let transport = match (&self.url, &self.command) {
+            (Some(url), None) => self.http(url, base, errors),
+            (None, Some(command)) => self.stdio(command, base, errors),
+            (Some(url), Some(_)) => {
+                errors.push(Diagnostic::at(
+                    url,
+                    "an upstream has either a url (HTTP) or a command (stdio), not both",
+                ));
+                None
+            }
+            (None, None) => {
+                errors.push(Diagnostic::at(
+                    route,
+                    "this route's upstream needs a url (HTTP) or a command (stdio)",
+                ));
+                None
+            }
+        }?;
+        Some(UpstreamConfig { transport, timeout })
+    }
+
+    fn http(
+        &self,
+        url: &Spanned<String>,
+        base: &Path,
+        errors: &mut Collector,
+    ) -> Option<UpstreamTransport> {
+        for (set, name) in [
+            (!self.args.is_empty(), "args"),
+            (!self.env.is_empty(), "env"),
+            (!self.inherit_env.is_empty(), "inherit_env"),
+            (self.cwd.is_some(), "cwd"),
+            (self.sessions.is_some(), "sessions"),
+        ] {
+            if set {
+                errors.push(Diagnostic::at(
+                    url,
+                    format!("{name} applies to stdio upstreams (command), not to a url"),
+                ));
+            }
+        }
+        let parsed = match url.value.parse::<Uri>() {
+            Ok(parsed)
+                if matches!(parsed.scheme_str(), Some("http" | "https"))
+                    && parsed.host().is_some() =>
+            {
+                Some(parsed)
+            }
+            _ => {
+                errors.push(Diagnostic::at(
+                    url,
+                    format!(
+                        "invalid upstream url \"{}\" (write e.g. \"http://127.0.0.1:3001/mcp\"; http or https)",
+                        url.value
+                    ),
+                ));
+                None
+            }
+        };
+        let ca_file = self.ca_file.as_ref().map(|ca| base.join(&ca.value));
+        if let (Some(ca), Some(path)) = (&self.ca_file, &ca_file)
+            && !path.is_file()
+        {
+            errors.push(Diagnostic::at(
+                ca,
+                format!("ca_file {} does not exist", path.display()),
+            ));
+        }
+        let endpoint = HttpEndpoint {
+            url: parsed?,
+            ca_file,
+        };
+        match self.transport.as_ref().map(|t| t.value.as_str()) {
+            None | Some("streamable-http") => Some(UpstreamTransport::StreamableHttp(endpoint)),
+            Some("sse") => Some(UpstreamTransport::LegacySse(endpoint)),
+            Some(other) => {
+                errors.push(Diagnostic::at(
+                    self.transport.as_ref()?,
+                    format!("unknown transport \"{other}\" (write streamable-http or sse)"),
+                ));
+                None
+            }
+        }
+    }
+
+    fn stdio(
+        &self,
+        command: &Spanned<String>,
+        base: &Path,
+        errors: &mut Collector,
+    ) -> Option<UpstreamTransport> {
+        for (value, name) in [(&self.transport, "transport"), (&self.ca_file, "ca_file")] {
+            if let Some(value) = value {
+                errors.push(Diagnostic::at(
+                    value,
+                    format!("{name} applies to HTTP upstreams (url), not to a command"),
+                ));
+            }
+        }
+        let program = resolve_program(&command.value, base);
+        if program.is_none() {
+            errors.push(Diagnostic::at(
+                command,
+                format!(
+                    "command \"{}\" not found (give a path, or a program on Warden's PATH)",
+                    command.value
+                ),
+            ));
+        }
+        let cwd = self.cwd.as_ref().map(|dir| base.join(&dir.value));
+        if let (Some(dir), Some(path)) = (&self.cwd, &cwd)
+            && !path.is_dir()
+        {
+            errors.push(Diagnostic::at(
+                dir,
+                format!("cwd {} is not a directory", path.display()),
+            ));
+        }
+        let sharing = match self.sessions.as_ref().map(|s| s.value.as_str()) {
+            None | Some("per-session") => ChildSharing::PerSession,
+            Some("shared") => ChildSharing::Shared,
+            Some(other) => {
+                errors.push(Diagnostic::at(
+                    self.sessions.as_ref()?,
+                    format!("unknown sessions mode \"{other}\" (write per-session or shared)"),
+                ));
+                ChildSharing::PerSession
+            }
+        };
+        let mut env: Vec<(String, String)> = Vec::new();
+        for name in &self.inherit_env {
+            if name.value.is_empty() || name.value.contains('=') {
+                errors.push(Diagnostic::at(name, "not an environment variable name"));
+            } else if let Some(value) = std::env::var_os(&name.value) {
+                env.push((name.value.clone(), value.to_string_lossy().into_owned()));
+            }
+        }
+        // Values written in the file win over inherited ones.
+        env.retain(|(k, _)| !self.env.contains_key(k));
+        env.extend(self.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Some(UpstreamTransport::Stdio(StdioCommand {
+            program: program?,
+            args: self.args.clone(),
+            env,
+            cwd,
+            sharing,
+        }))
+    }
+}
+
+/// A program given by path (relative to `base`), or found on Warden's PATH.
+fn resolve_program(program: &str, base: &Path) -> Option<PathBuf> {
+    let is_executable = |path: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        path.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let path = base.join(program);
+        return is_executable(&path).then_some(path);
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(program))
+        .find(|path| is_executable(path))
 }
 
 /// One worker thread per core.
@@ -366,47 +642,7 @@ impl RawRoute {
                 format!("route path \"{path}\" is declared twice"),
             ));
         }
-        let url = match self.upstream.url.value.parse::<Uri>() {
-            Ok(url)
-                if matches!(url.scheme_str(), Some("http" | "https")) && url.host().is_some() =>
-            {
-                Some(url)
-            }
-            _ => {
-                errors.push(Diagnostic::at(
-                    &self.upstream.url,
-                    format!(
-                        "invalid upstream url \"{}\" (write e.g. \"http://127.0.0.1:3001/mcp\"; http or https)",
-                        self.upstream.url.value
-                    ),
-                ));
-                None
-            }
-        };
-        let timeout = match self.upstream.timeout.as_ref() {
-            Some(t) => match located::duration(t, errors) {
-                Some(d) if d.is_zero() => {
-                    errors.push(Diagnostic::at(t, "this duration must be longer than zero"));
-                    Duration::from_secs(60)
-                }
-                Some(d) => d,
-                None => Duration::from_secs(60),
-            },
-            None => Duration::from_secs(60),
-        };
-        let ca_file = self
-            .upstream
-            .ca_file
-            .as_ref()
-            .map(|ca| base.join(&ca.value));
-        if let (Some(ca), Some(path)) = (&self.upstream.ca_file, &ca_file)
-            && !path.is_file()
-        {
-            errors.push(Diagnostic::at(
-                ca,
-                format!("ca_file {} does not exist", path.display()),
-            ));
-        }
+        let upstream = self.upstream.validate(&self.path, base, errors);
         for origin in &self.allowed_origins {
             if origin
                 .value
@@ -442,11 +678,7 @@ impl RawRoute {
         };
         Some(RouteConfig {
             path: path.clone(),
-            upstream: UpstreamConfig {
-                url: url?,
-                timeout,
-                ca_file,
-            },
+            upstream: upstream?,
             policy: policy?,
             policy_origin: policy_path.display().to_string(),
             policy_file: Some(policy_path.clone()),

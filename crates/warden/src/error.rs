@@ -128,6 +128,14 @@ pub enum EdgeError {
         /// The route.
         route: String,
     },
+    /// A stdio or legacy SSE upstream is not running or its link failed.
+    #[error("the upstream MCP server for {route} {detail}")]
+    UpstreamDown {
+        /// The route.
+        route: String,
+        /// What happened, e.g. "exited (exit status: 1); restarting in 2s".
+        detail: String,
+    },
     /// The upstream did not answer in time.
     #[error("the upstream MCP server for {route} did not answer within {seconds}s")]
     UpstreamTimeout {
@@ -166,9 +174,9 @@ impl EdgeError {
             | EdgeError::MissingSession => StatusCode::BAD_REQUEST,
             EdgeError::UnknownSession => StatusCode::NOT_FOUND,
             EdgeError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            EdgeError::UpstreamUnavailable { .. } | EdgeError::UpstreamInvalid { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            EdgeError::UpstreamUnavailable { .. }
+            | EdgeError::UpstreamDown { .. }
+            | EdgeError::UpstreamInvalid { .. } => StatusCode::BAD_GATEWAY,
             EdgeError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -191,7 +199,9 @@ impl EdgeError {
             | EdgeError::MissingSession
             | EdgeError::UnknownSession => INVALID_REQUEST,
             EdgeError::Internal { .. } => INTERNAL_ERROR,
-            EdgeError::UpstreamUnavailable { .. } => UPSTREAM_UNAVAILABLE,
+            EdgeError::UpstreamUnavailable { .. } | EdgeError::UpstreamDown { .. } => {
+                UPSTREAM_UNAVAILABLE
+            }
             EdgeError::UpstreamTimeout { .. } => UPSTREAM_TIMEOUT,
             EdgeError::UpstreamInvalid { .. } => UPSTREAM_INVALID,
         }
@@ -217,6 +227,7 @@ impl EdgeError {
             EdgeError::UnknownSession => "unknown-session",
             EdgeError::Internal { .. } => "internal",
             EdgeError::UpstreamUnavailable { .. } => "upstream-unavailable",
+            EdgeError::UpstreamDown { .. } => "upstream-down",
             EdgeError::UpstreamTimeout { .. } => "upstream-timeout",
             EdgeError::UpstreamInvalid { .. } => "upstream-invalid",
         }
@@ -241,6 +252,7 @@ impl EdgeError {
             | EdgeError::UnknownSession => Culprit::Client,
             EdgeError::Internal { .. } => Culprit::Warden,
             EdgeError::UpstreamUnavailable { .. }
+            | EdgeError::UpstreamDown { .. }
             | EdgeError::UpstreamTimeout { .. }
             | EdgeError::UpstreamInvalid { .. } => Culprit::Upstream,
         }

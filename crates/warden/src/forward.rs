@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{HeaderMap, HeaderValue, Method, Response};
-use hyper::body::Incoming;
 use tower::Service;
 use warden_pipeline::{ToolCall, ToolOutcome};
 
 use crate::error::EdgeError;
-use crate::upstream::HttpUpstream;
+use crate::proxy::relay::Body;
+use crate::upstream::Upstream;
 
 /// What the forwarder needs beyond the call itself.
 #[derive(Debug, Clone)]
@@ -23,15 +23,15 @@ pub struct Forward {
     pub upstream_session: Option<HeaderValue>,
 }
 
-/// Sends allowed calls to one route's Streamable HTTP upstream.
+/// Sends allowed calls to one route's upstream.
 #[derive(Clone)]
 pub struct Forwarder {
-    upstream: Arc<HttpUpstream>,
+    upstream: Arc<Upstream>,
 }
 
 impl Forwarder {
     /// A forwarder to `upstream`.
-    pub fn new(upstream: Arc<HttpUpstream>) -> Forwarder {
+    pub fn new(upstream: Arc<Upstream>) -> Forwarder {
         Forwarder { upstream }
     }
 }
@@ -39,7 +39,7 @@ impl Forwarder {
 // === impl Forwarder ===
 
 impl Service<ToolCall<Forward>> for Forwarder {
-    type Response = ToolOutcome<Response<Incoming>>;
+    type Response = ToolOutcome<Response<Body>>;
     type Error = EdgeError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, EdgeError>> + Send>>;
 

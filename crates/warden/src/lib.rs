@@ -34,7 +34,7 @@ use metrics::Metrics;
 use proxy::{Route, Warden};
 use server::ListenerLimits;
 use session::SessionStore;
-use upstream::{HttpUpstream, UpstreamSetupError};
+use upstream::{Upstream, UpstreamSetupError};
 
 /// Why Warden could not start.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +68,7 @@ pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
     let mut routes = Vec::with_capacity(config.routes.len());
     for (index, route) in config.routes.iter().enumerate() {
         let upstream =
-            HttpUpstream::new(&route.path, &route.upstream, config.workers).map_err(|source| {
+            Upstream::new(&route.path, &route.upstream, config.workers).map_err(|source| {
                 StartError::Upstream {
                     route: route.path.clone(),
                     source,

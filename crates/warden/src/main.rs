@@ -153,7 +153,7 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     let config = Config::from_file(&path)?;
     let running = warden::start(&config).await?;
     for route in &config.routes {
-        tracing::info!(route = %route.path, upstream = %route.upstream.url, policy = %route.policy_origin, "Route ready.");
+        tracing::info!(route = %route.path, upstream = %route.upstream.describe(), policy = %route.policy_origin, "Route ready.");
     }
     match running.admin_addr {
         Some(admin) => {

@@ -22,7 +22,6 @@ use futures_util::StreamExt;
 
 use http::header::{self, HeaderMap};
 use http::{Method, Request, Response, StatusCode, Uri};
-use hyper::body::Incoming;
 use warden_pipeline::{Pipeline, SharedPolicy};
 use warden_protocol::mcp;
 
@@ -31,7 +30,7 @@ use crate::error::EdgeError;
 use crate::forward::Forward;
 use crate::metrics::{ErrorLabels, Metrics, RequestLabels};
 use crate::session::{Session, SessionStore};
-use crate::upstream::HttpUpstream;
+use crate::upstream::Upstream;
 use relay::{Body, json, relay};
 
 /// A request body as any transport hands it to the handler (hyper's for
@@ -53,11 +52,11 @@ pub struct Route {
     /// The listener path.
     pub path: Arc<str>,
     /// The upstream client.
-    pub upstream: Arc<HttpUpstream>,
+    pub upstream: Arc<Upstream>,
     /// The policy in force (hot-swappable).
     pub policy: SharedPolicy,
     /// The `tools/call` pipeline.
-    pub pipeline: Pipeline<Forward, Response<Incoming>, EdgeError>,
+    pub pipeline: Pipeline<Forward, Response<Body>, EdgeError>,
     /// Allowed browser origins besides loopback ones.
     pub allowed_origins: Vec<String>,
     /// This route's most frequent counters, resolved once.

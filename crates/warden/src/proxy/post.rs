@@ -7,8 +7,7 @@ use futures_util::stream::{self, BoxStream};
 use futures_util::{StreamExt, TryStreamExt};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use http_body_util::BodyExt;
 use tower::ServiceExt;
 use warden_pipeline::agent_session::{self, SessionCandidates};
 use warden_pipeline::{ListReply, ToolCall, ToolOutcome, filter_tools_list};
@@ -333,6 +332,7 @@ async fn facts_for(
     let catalogue = route
         .upstream
         .fetch_catalogue(
+            &route.path,
             session.upstream_id.as_ref(),
             headers.get(mcp::HEADER_PROTOCOL_VERSION),
         )
@@ -348,7 +348,7 @@ async fn facts_for(
 async fn tools_list(
     route: &Route,
     session: &Arc<Session>,
-    response: Response<Incoming>,
+    response: Response<Body>,
     id: &Arc<str>,
     generation: u64,
 ) -> Result<Response<Body>, EdgeError> {
@@ -382,10 +382,10 @@ async fn tools_list(
 }
 
 /// Read a reply Warden must inspect whole: bounded in size and in time.
-async fn read_whole(route: &Route, body: Incoming, what: &str) -> Result<Bytes, EdgeError> {
+async fn read_whole(route: &Route, body: Body, what: &str) -> Result<Bytes, EdgeError> {
     let timeout = route.upstream.timeout();
-    match tokio::time::timeout(timeout, Limited::new(body, MAX_INSPECTED_REPLY).collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    match tokio::time::timeout(timeout, relay::collect_capped(body, MAX_INSPECTED_REPLY)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(err)) => Err(EdgeError::UpstreamInvalid {
             route: route.path.to_string(),
             detail: format!("reading the {what} reply failed: {err}"),

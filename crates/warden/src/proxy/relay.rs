@@ -19,7 +19,6 @@ use http::{Response, StatusCode};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
-use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use warden_pipeline::{ListReply, filter_tools_list};
 use warden_policy::Policy;
@@ -86,7 +85,7 @@ pub fn clean_headers(headers: &mut HeaderMap, session: Option<&Session>) {
 }
 
 /// Relay an upstream reply, tapping SSE streams for catalogue changes.
-pub fn relay(response: Response<Incoming>, session: Option<&Arc<Session>>) -> Response<Body> {
+pub fn relay(response: Response<Body>, session: Option<&Arc<Session>>) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     clean_headers(&mut parts.headers, session.map(Arc::as_ref));
     let body = match session {
@@ -97,7 +96,7 @@ pub fn relay(response: Response<Incoming>, session: Option<&Arc<Session>>) -> Re
             session: session.clone(),
         }
         .boxed_unsync(),
-        _ => body.map_err(BoxError::from).boxed_unsync(),
+        _ => body,
     };
     Response::from_parts(parts, body)
 }
@@ -107,7 +106,7 @@ pin_project! {
     /// `notifications/tools/list_changed`.
     pub struct TapBody {
         #[pin]
-        inner: Incoming,
+        inner: Body,
         parser: Option<SseParser>,
         events: Vec<SseEvent>,
         session: Arc<Session>,
@@ -143,7 +142,7 @@ impl HttpBody for TapBody {
                 }
             }
         }
-        Poll::Ready(frame.map(|f| f.map_err(BoxError::from)))
+        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -288,7 +287,7 @@ fn screen(
 /// A response event Warden cannot read is replaced by a JSON-RPC error for
 /// `id_json`: an unreadable list is never shown unfiltered.
 pub fn filtered_list_stream(
-    body: Incoming,
+    body: Body,
     policy: Arc<Policy>,
     session: Arc<Session>,
     reply_to: (Arc<str>, u64),
@@ -312,7 +311,7 @@ pub fn filtered_list_stream(
 /// which is filtered here as on the POST that asked for it (and dropped if
 /// unreadable). `list_changed` notices are watched too.
 pub fn filtered_get_stream(
-    body: Incoming,
+    body: Body,
     policy: Arc<Policy>,
     session: Arc<Session>,
     route: Arc<str>,
@@ -340,6 +339,20 @@ pub fn filtered_get_stream(
         };
         std::future::ready(out)
     })
+}
+
+/// A whole body, refused past `limit` bytes.
+pub async fn collect_capped(mut body: Body, limit: usize) -> Result<Bytes, BoxError> {
+    let mut chunks = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if chunks.len() + data.len() > limit {
+                return Err(format!("the reply exceeds {limit} bytes").into());
+            }
+            chunks.extend_from_slice(&data);
+        }
+    }
+    Ok(chunks.freeze())
 }
 
 /// A response whose body is a stream of byte chunks.

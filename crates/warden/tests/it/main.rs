@@ -6,6 +6,7 @@ mod cli;
 mod lifecycle;
 mod policy;
 mod stdio;
+mod stdio_upstream;
 mod support;
 mod transparency;
 mod upstream_failures;

@@ -17,7 +17,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use warden::config::{Config, Limits, RouteConfig, UpstreamConfig};
+use warden::config::{
+    ChildSharing, Config, Limits, RouteConfig, StdioCommand, UpstreamConfig, UpstreamTransport,
+};
 use warden_demo::Demo;
 use warden_policy::Policy;
 
@@ -41,6 +43,13 @@ impl WardenBuilder {
             routes: vec![route("/mcp", upstream, Policy::default())],
             limits: Limits::default(),
         }
+    }
+
+    /// A Warden in front of any upstream (stdio, legacy SSE).
+    pub fn with_upstream(upstream: UpstreamConfig) -> WardenBuilder {
+        let mut builder = WardenBuilder::new("http://127.0.0.1:1/mcp");
+        builder.routes[0].upstream = upstream;
+        builder
     }
 
     pub fn policy(mut self, yaml: &str) -> WardenBuilder {
@@ -67,7 +76,10 @@ impl WardenBuilder {
     }
 
     pub fn ca_file(mut self, path: &std::path::Path) -> WardenBuilder {
-        self.routes[0].upstream.ca_file = Some(path.to_path_buf());
+        if let UpstreamTransport::StreamableHttp(endpoint) = &mut self.routes[0].upstream.transport
+        {
+            endpoint.ca_file = Some(path.to_path_buf());
+        }
         self
     }
 
@@ -103,6 +115,36 @@ fn route(path: &str, upstream: &str, policy: Policy) -> RouteConfig {
         policy_origin: "test".into(),
         policy_file: None,
         allowed_origins: Vec::new(),
+    }
+}
+
+/// The stdio test server (`tests/fixtures/stdio_server.py`) run by python3,
+/// with `args`, and only `LC_ALL` and `PATH` in its environment.
+pub fn stdio_fixture(args: &[&str]) -> StdioCommand {
+    let path = std::env::var_os("PATH").expect("PATH");
+    // The interpreter itself, not a version manager's shim in front of it
+    // (a shim would add variables of its own to the child's environment).
+    let python = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3 runs");
+    let python = String::from_utf8_lossy(&python.stdout).trim().to_owned();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/stdio_server.py"
+    );
+    StdioCommand {
+        program: python.into(),
+        args: std::iter::once(script)
+            .chain(args.iter().copied())
+            .map(str::to_owned)
+            .collect(),
+        env: vec![
+            ("LC_ALL".into(), "C.UTF-8".into()),
+            ("PATH".into(), path.to_string_lossy().into_owned()),
+        ],
+        cwd: None,
+        sharing: ChildSharing::PerSession,
     }
 }
 

@@ -14,39 +14,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, Uri};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use warden_pipeline::{Catalogue, read_page};
 use warden_protocol::mcp;
-use warden_protocol::sse::SseParser;
 
-use crate::config::UpstreamConfig;
+use super::UpstreamSetupError;
+use crate::config::HttpEndpoint;
 use crate::error::EdgeError;
-
-/// Largest reply Warden reads whole (tools/list pages it inspects).
-pub const MAX_INSPECTED_REPLY: usize = 16 << 20;
-/// Most tools/list pages Warden follows when it fetches a catalogue itself.
-const MAX_CATALOGUE_PAGES: usize = 100;
-
-/// Why an upstream client could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamSetupError {
-    /// The CA bundle could not be read or holds no certificate.
-    #[error("cannot use ca_file {path}: {detail}")]
-    CaFile {
-        /// The file.
-        path: String,
-        /// What went wrong.
-        detail: String,
-    },
-    /// The system trust store could not be loaded and no CA bundle was given.
-    #[error("no TLS trust roots: the system store is empty and no ca_file is configured")]
-    NoRoots,
-}
+use crate::proxy::relay::{Body, BoxError};
 
 /// A Streamable HTTP upstream.
 pub struct HttpUpstream {
@@ -87,13 +65,14 @@ impl HttpUpstream {
     /// Build the clients for one route's upstream, one pool per worker.
     pub fn new(
         route: &str,
-        config: &UpstreamConfig,
+        config: &HttpEndpoint,
+        timeout: Duration,
         workers: usize,
     ) -> Result<HttpUpstream, UpstreamSetupError> {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.enforce_http(false);
-        http.set_connect_timeout(Some(config.timeout.min(Duration::from_secs(10))));
+        http.set_connect_timeout(Some(timeout.min(Duration::from_secs(10))));
         let tls = tls_config(config)?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
@@ -111,7 +90,7 @@ impl HttpUpstream {
         Ok(HttpUpstream {
             route: route.into(),
             url: config.url.clone(),
-            timeout: config.timeout,
+            timeout,
             clients,
         })
     }
@@ -134,7 +113,7 @@ impl HttpUpstream {
         agent_headers: &HeaderMap,
         session: Option<&HeaderValue>,
         body: Bytes,
-    ) -> Result<Response<Incoming>, EdgeError> {
+    ) -> Result<Response<Body>, EdgeError> {
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = method.clone();
         *request.uri_mut() = self.url.clone();
@@ -149,8 +128,24 @@ impl HttpUpstream {
         if let Some(session) = session {
             headers.insert(mcp::HEADER_SESSION_ID, session.clone());
         }
+        self.request(request).await
+    }
+
+    /// The upstream's endpoint.
+    pub fn url(&self) -> &Uri {
+        &self.url
+    }
+
+    /// Send a request Warden built itself (any URL on this client's pools)
+    /// and wait for its response head.
+    pub async fn request(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Response<Body>, EdgeError> {
         match tokio::time::timeout(self.timeout, self.client().request(request)).await {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => {
+                Ok(response.map(|body| body.map_err(BoxError::from).boxed_unsync()))
+            }
             Ok(Err(err)) => {
                 tracing::warn!(route = %self.route, error = %err, "Upstream request failed.");
                 Err(EdgeError::UpstreamUnavailable {
@@ -163,127 +158,6 @@ impl HttpUpstream {
             }),
         }
     }
-
-    /// Fetch the upstream's whole tool catalogue for one upstream session,
-    /// following `nextCursor`, within the upstream timeout for each page.
-    pub async fn fetch_catalogue(
-        &self,
-        session: Option<&HeaderValue>,
-        protocol_version: Option<&HeaderValue>,
-    ) -> Result<Catalogue, EdgeError> {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert(
-            header::ACCEPT,
-            HeaderValue::from_static("application/json, text/event-stream"),
-        );
-        if let Some(version) = protocol_version {
-            headers.insert(mcp::HEADER_PROTOCOL_VERSION, version.clone());
-        }
-        let mut catalogue = Catalogue::default();
-        let mut cursor: Option<String> = None;
-        for page_number in 0..MAX_CATALOGUE_PAGES {
-            let id = format!("\"warden-catalogue-{page_number}\"");
-            let params = match &cursor {
-                Some(cursor) => serde_json::json!({ "cursor": cursor }),
-                None => serde_json::json!({}),
-            };
-            let body =
-                format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list","params":{params}}}"#);
-            let response = self
-                .send(Method::POST, &headers, session, Bytes::from(body))
-                .await?;
-            if !response.status().is_success() {
-                return Err(self.invalid(format!("tools/list answered HTTP {}", response.status())));
-            }
-            let message =
-                tokio::time::timeout(self.timeout, self.read_reply_message(response, &id))
-                    .await
-                    .map_err(|_| EdgeError::UpstreamTimeout {
-                        route: self.route.to_string(),
-                        seconds: self.timeout.as_secs(),
-                    })??;
-            let page = read_page(&message)
-                .map_err(|err| self.invalid(err.to_string()))?
-                .ok_or_else(|| {
-                    self.invalid("tools/list answered with a JSON-RPC error".to_owned())
-                })?;
-            catalogue.merge(&page);
-            match page.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => return Ok(catalogue),
-            }
-        }
-        Err(self.invalid(format!(
-            "tools/list has more than {MAX_CATALOGUE_PAGES} pages"
-        )))
-    }
-
-    /// Read the response message with `id_json` from a JSON or SSE reply.
-    async fn read_reply_message(
-        &self,
-        response: Response<Incoming>,
-        id_json: &str,
-    ) -> Result<Bytes, EdgeError> {
-        let is_sse = is_event_stream(response.headers());
-        let mut body = Limited::new(response.into_body(), MAX_INSPECTED_REPLY);
-        if !is_sse {
-            return body
-                .collect()
-                .await
-                .map(|collected| collected.to_bytes())
-                .map_err(|err| self.invalid(format!("reading the reply failed: {err}")));
-        }
-        let mut parser = SseParser::new(MAX_INSPECTED_REPLY);
-        let mut events = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let frame =
-                frame.map_err(|err| self.invalid(format!("reading the reply failed: {err}")))?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            parser
-                .feed(&data, &mut events)
-                .map_err(|err| self.invalid(err.to_string()))?;
-            for event in events.drain(..) {
-                let Some(data) = event.data else { continue };
-                if response_id_matches(&data, id_json) {
-                    return Ok(Bytes::from(data));
-                }
-            }
-        }
-        Err(self.invalid("the event stream ended before the response".to_owned()))
-    }
-
-    fn invalid(&self, detail: String) -> EdgeError {
-        EdgeError::UpstreamInvalid {
-            route: self.route.to_string(),
-            detail,
-        }
-    }
-}
-
-/// Whether an SSE event's data is the response to the request with `id_json`.
-fn response_id_matches(data: &str, id_json: &str) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Head<'a> {
-        #[serde(borrow)]
-        id: Option<&'a serde_json::value::RawValue>,
-        method: Option<&'a serde_json::value::RawValue>,
-    }
-    serde_json::from_str::<Head<'_>>(data)
-        .is_ok_and(|head| head.method.is_none() && head.id.is_some_and(|id| id.get() == id_json))
-}
-
-/// Whether a response declares an SSE body.
-pub fn is_event_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
 }
 
 /// Copy the agent's end-to-end headers onto the upstream request.
@@ -305,7 +179,7 @@ fn copy_request_headers(from: &HeaderMap, to: &mut HeaderMap) {
     }
 }
 
-fn tls_config(config: &UpstreamConfig) -> Result<rustls::ClientConfig, UpstreamSetupError> {
+fn tls_config(config: &HttpEndpoint) -> Result<rustls::ClientConfig, UpstreamSetupError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_native_certs::load_native_certs().certs {
         // A malformed system certificate is skipped, as browsers do.
@@ -371,22 +245,5 @@ mod tests {
             names,
             vec!["accept", "last-event-id", "mcp-protocol-version", "origin"]
         );
-    }
-
-    #[test]
-    fn finds_the_response_among_notifications() {
-        assert!(response_id_matches(
-            r#"{"jsonrpc":"2.0","id":"warden-catalogue-0","result":{}}"#,
-            "\"warden-catalogue-0\""
-        ));
-        assert!(!response_id_matches(
-            r#"{"jsonrpc":"2.0","id":"warden-catalogue-0","method":"x"}"#,
-            "\"warden-catalogue-0\""
-        ));
-        assert!(!response_id_matches(
-            r#"{"jsonrpc":"2.0","method":"notifications/progress"}"#,
-            "\"warden-catalogue-0\""
-        ));
-        assert!(!response_id_matches("garbage", "1"));
     }
 }

@@ -1,0 +1,222 @@
+//! A stdio upstream: one child process, newline-delimited JSON-RPC on its
+//! stdin and stdout, its stderr relayed to Warden's log.
+//!
+//! The child gets exactly the environment the config names, never
+//! Warden's own (which may hold Warden's secrets), and is killed when its
+//! link is dropped.
+
+use std::process::Stdio;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::{mpsc, oneshot};
+
+use super::MAX_INSPECTED_REPLY;
+use super::bridge::{Link, LinkEvent};
+use crate::config::StdioCommand;
+
+/// Longest stderr line kept for the log; the rest of the line is cut.
+const MAX_STDERR_LINE: usize = 8 << 10;
+/// Messages queued for the child's stdin before senders wait.
+const OUTBOUND_QUEUE: usize = 256;
+
+/// Start the child and link to it.
+pub(super) fn spawn(route: &Arc<str>, command: &StdioCommand) -> Result<Link, String> {
+    let mut process = Command::new(&command.program);
+    process
+        .args(&command.args)
+        .env_clear()
+        .envs(command.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(dir) = &command.cwd {
+        process.current_dir(dir);
+    }
+    let mut child = process
+        .spawn()
+        .map_err(|err| format!("could not be started ({}: {err})", command.display()))?;
+    let (Some(mut stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err("could not be started (no pipes to the child)".to_owned());
+    };
+    let pid = child.id().unwrap_or_default();
+    tracing::info!(route = %route, pid, command = %command.display(), "Upstream process started.");
+
+    let (outbound, mut to_child) = mpsc::channel::<Bytes>(OUTBOUND_QUEUE);
+    let (events, link_events) = mpsc::unbounded_channel();
+    let (stop, stopped) = oneshot::channel::<()>();
+
+    tokio::spawn(async move {
+        while let Some(message) = to_child.recv().await {
+            let written = async {
+                stdin.write_all(&message).await?;
+                stdin.write_all(b"\n").await?;
+                stdin.flush().await
+            };
+            if written.await.is_err() {
+                // The child is gone; the waiter reports why.
+                break;
+            }
+        }
+    });
+
+    let log_route = route.clone();
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(stderr);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match read_line_capped(&mut reader, &mut line, MAX_STDERR_LINE).await {
+                Ok(None) | Err(_) => break,
+                Ok(Some(_)) => {
+                    let text = String::from_utf8_lossy(line.trim_ascii_end());
+                    tracing::info!(target: "warden::upstream::stderr", route = %log_route, pid, "{text}");
+                }
+            }
+        }
+    });
+
+    let stdout_events = events.clone();
+    let reader = tokio::spawn(async move {
+        let mut reader = BufReader::new(stdout);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match read_line_capped(&mut reader, &mut line, MAX_INSPECTED_REPLY).await {
+                Ok(None) | Err(_) => break,
+                Ok(Some(false)) => {
+                    let _ = stdout_events.send(LinkEvent::Garbage(format!(
+                        "a line longer than {} MiB",
+                        MAX_INSPECTED_REPLY >> 20
+                    )));
+                }
+                Ok(Some(true)) => {
+                    let message = line.trim_ascii();
+                    if message.is_empty() {
+                        continue;
+                    }
+                    let event = if is_json_rpc(message) {
+                        LinkEvent::Message(Bytes::copy_from_slice(message))
+                    } else {
+                        LinkEvent::Garbage(preview(message))
+                    };
+                    if stdout_events.send(event).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+
+    tokio::spawn(async move {
+        let status = tokio::select! {
+            status = child.wait() => status,
+            _ = stopped => {
+                let _ = child.start_kill();
+                child.wait().await
+            }
+        };
+        // Every message the child wrote before it died is delivered first.
+        let _ = reader.await;
+        let detail = match status {
+            Ok(status) => format!("exited ({status})"),
+            Err(err) => format!("could not be waited for ({err})"),
+        };
+        let _ = events.send(LinkEvent::Closed(detail));
+    });
+
+    Ok(Link {
+        outbound,
+        events: link_events,
+        _stop: stop,
+    })
+}
+
+/// Read one line into `line`, at most `limit` bytes of it. `Some(true)`: a
+/// whole line; `Some(false)`: a line over the limit, skipped to its end;
+/// `None`: end of stream.
+async fn read_line_capped(
+    reader: &mut (impl AsyncBufRead + Unpin),
+    line: &mut Vec<u8>,
+    limit: usize,
+) -> std::io::Result<Option<bool>> {
+    let mut whole = true;
+    loop {
+        let buffer = reader.fill_buf().await?;
+        if buffer.is_empty() {
+            return Ok((!line.is_empty() || !whole).then_some(whole));
+        }
+        let (chunk, found) = match buffer.iter().position(|&b| b == b'\n') {
+            Some(end) => (&buffer[..=end], true),
+            None => (buffer, false),
+        };
+        let used = chunk.len();
+        if whole && line.len() + used <= limit {
+            line.extend_from_slice(chunk);
+        } else {
+            whole = false;
+            line.clear();
+        }
+        reader.consume(used);
+        if found {
+            return Ok(Some(whole));
+        }
+    }
+}
+
+/// Whether a stdout line is one JSON-RPC message (or batch): JSON with an
+/// object or array at the top. What it says is judged later, as for HTTP.
+fn is_json_rpc(line: &[u8]) -> bool {
+    matches!(line.first(), Some(b'{' | b'['))
+        && serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok()
+}
+
+/// The start of a line for the log (never for the agent: it may hold
+/// whatever the child printed).
+fn preview(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&line[..line.len().min(120)]);
+    format!("{text:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_over_the_limit_are_skipped_whole() {
+        let input: &[u8] = b"short\nthis line is too long\nok\nlast";
+        let mut reader = BufReader::with_capacity(4, input);
+        let mut line = Vec::new();
+        let mut seen = Vec::new();
+        while let Some(whole) = read_line_capped(&mut reader, &mut line, 8)
+            .await
+            .expect("read")
+        {
+            seen.push((whole, String::from_utf8_lossy(&line).into_owned()));
+            line.clear();
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (true, "short\n".to_owned()),
+                (false, String::new()),
+                (true, "ok\n".to_owned()),
+                (true, "last".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn only_json_objects_and_arrays_are_messages() {
+        assert!(is_json_rpc(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#));
+        assert!(is_json_rpc(br#"[{"jsonrpc":"2.0","method":"x"}]"#));
+        assert!(!is_json_rpc(b"Server listening on stdio"));
+        assert!(!is_json_rpc(b"42"));
+        assert!(!is_json_rpc(br#"{"jsonrpc":"2.0""#));
+    }
+}

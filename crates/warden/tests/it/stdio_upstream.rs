@@ -1,0 +1,338 @@
+//! A stdio upstream: Warden starts the server as a child process and
+//! reaches it through the same proxy and pipeline as an HTTP one.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+use warden::config::{ChildSharing, UpstreamConfig};
+
+use crate::support::*;
+
+async fn warden_on(args: &[&str], sharing: ChildSharing) -> TestWarden {
+    let mut command = stdio_fixture(args);
+    command.sharing = sharing;
+    WardenBuilder::with_upstream(UpstreamConfig::stdio(command))
+        .upstream_timeout(Duration::from_secs(10))
+        .start()
+        .await
+}
+
+async fn agent_for(warden: &TestWarden) -> Agent {
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    agent
+}
+
+/// The text of a tool result (JSON or the response event of a stream).
+fn result_text(reply: &Reply) -> String {
+    let message = response_of(reply);
+    message["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no result text: {message}"))
+        .to_owned()
+}
+
+/// The response message of a reply, JSON or SSE.
+fn response_of(reply: &Reply) -> Value {
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    if reply.body.starts_with(b"{") {
+        return reply.json();
+    }
+    reply
+        .sse_messages()
+        .into_iter()
+        .find(|m| m.get("method").is_none())
+        .expect("a response event")
+}
+
+async fn pid(agent: &Agent, id: u64) -> String {
+    result_text(&agent.call(id, "pid", json!({})).await)
+}
+
+#[tokio::test]
+async fn list_call_and_progress_reach_a_stdio_server_through_the_pipeline() {
+    let warden = warden_on(&[], ChildSharing::PerSession).await;
+    let agent = agent_for(&warden).await;
+    let tools = response_of(&agent.list(1).await);
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"echo") && names.contains(&"progress"),
+        "{names:?}"
+    );
+    assert!(
+        !names.contains(&"wipe"),
+        "a mutating tool is hidden by the default policy: {names:?}"
+    );
+    assert_refused(
+        &agent.call(2, "wipe", json!({})).await,
+        "wipe",
+        "not-read-only",
+    );
+    assert_eq!(
+        result_text(&agent.call(3, "echo", json!({"text": "hi"})).await),
+        "hi"
+    );
+
+    let reply = agent
+        .post(
+            &json!({"jsonrpc": "2.0", "id": "p-1", "method": "tools/call", "params": {
+            "name": "progress", "arguments": {}, "_meta": {"progressToken": "tok-9"}}}),
+        )
+        .await;
+    let messages = reply.sse_messages();
+    let progress: Vec<&Value> = messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    assert_eq!(progress.len(), 2, "{messages:?}");
+    assert!(
+        progress
+            .iter()
+            .all(|m| m["params"]["progressToken"] == "tok-9")
+    );
+    let last = messages.last().expect("messages");
+    assert_eq!(last["id"], "p-1");
+    assert_eq!(last["result"]["content"][0]["text"], "progress done");
+}
+
+#[tokio::test]
+async fn a_server_request_reaches_the_agent_and_its_answer_reaches_the_server() {
+    let warden = warden_on(&[], ChildSharing::PerSession).await;
+    let agent = agent_for(&warden).await;
+    let get = Request::get(&warden.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", agent.session.clone().expect("session"))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let stream = client.request(get).await.expect("GET stream");
+    assert_eq!(stream.status(), StatusCode::OK);
+    let mut events = stream.into_body().into_data_stream();
+
+    let caller = agent.clone();
+    let call = tokio::spawn(async move { caller.call(7, "ask", json!({})).await });
+    let chunk = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("a server request within 10s")
+        .expect("chunk")
+        .expect("ok");
+    let text = String::from_utf8_lossy(&chunk).into_owned();
+    let data = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data:"))
+        .expect("an event");
+    let request: Value = serde_json::from_str(data.trim()).expect("json");
+    assert_eq!(request["method"], "sampling/createMessage");
+    let answered = agent
+        .post(&json!({"jsonrpc": "2.0", "id": request["id"], "result": {
+            "role": "assistant", "model": "test", "content": {"type": "text", "text": "pong"}}}))
+        .await;
+    assert_eq!(answered.status, StatusCode::ACCEPTED);
+    let reply = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("call ends")
+        .expect("task");
+    assert_eq!(result_text(&reply), "client said: pong");
+}
+
+#[tokio::test]
+async fn the_child_gets_only_the_environment_the_config_names() {
+    let mut command = stdio_fixture(&[]);
+    command.env.push(("NAMED_IN_CONFIG".into(), "yes".into()));
+    let warden = WardenBuilder::with_upstream(UpstreamConfig::stdio(command))
+        .start()
+        .await;
+    let agent = agent_for(&warden).await;
+    let names: Vec<String> =
+        serde_json::from_str(&result_text(&agent.call(1, "env", json!({})).await)).expect("json");
+    assert_eq!(names, vec!["LC_ALL", "NAMED_IN_CONFIG", "PATH"]);
+    assert!(
+        std::env::var_os("HOME").is_some() || std::env::var_os("CARGO").is_some(),
+        "the test itself runs with more variables than the child got"
+    );
+}
+
+#[tokio::test]
+async fn a_child_that_crashes_mid_call_fails_that_call_clearly_and_is_restarted() {
+    let warden = warden_on(&[], ChildSharing::PerSession).await;
+    let agent = agent_for(&warden).await;
+    let first = pid(&agent, 1).await;
+
+    let reply = agent.call(2, "crash", json!({})).await;
+    let error = response_of(&reply);
+    assert_eq!(error["id"], 2);
+    assert_eq!(error["error"]["code"], -32001, "{error}");
+    let message = error["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("exited") && message.contains("before it answered"),
+        "{message}"
+    );
+
+    // Restarted after a short backoff, with the session's initialize
+    // replayed: the same agent session goes on without a new handshake.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let second = loop {
+        let reply = agent.call(3, "pid", json!({})).await;
+        if reply.status == StatusCode::OK {
+            break result_text(&reply);
+        }
+        let message = assert_error(&reply, StatusCode::BAD_GATEWAY, -32001);
+        assert!(message.contains("restarts it in"), "{message}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not restarted in 10s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_ne!(first, second, "a new process serves the session");
+    assert_eq!(
+        result_text(&agent.call(4, "echo", json!({"text": "back"})).await),
+        "back"
+    );
+}
+
+#[tokio::test]
+async fn garbage_on_stdout_fails_the_call_in_flight_and_the_child_keeps_serving() {
+    let warden = warden_on(&["--banner"], ChildSharing::PerSession).await;
+    // The banner before initialize is logged and skipped: nothing was in flight.
+    let agent = agent_for(&warden).await;
+    let before = pid(&agent, 1).await;
+    let error = response_of(&agent.call(2, "garbage", json!({})).await);
+    assert_eq!(error["error"]["code"], -32003, "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not a JSON-RPC message")),
+        "{error}"
+    );
+    assert!(
+        !error.to_string().contains("this is not JSON-RPC"),
+        "what the child printed stays in the log"
+    );
+    assert_eq!(pid(&agent, 3).await, before, "the same child goes on");
+}
+
+#[tokio::test]
+async fn a_server_that_cannot_start_or_exits_at_once_is_a_clear_502_and_warden_goes_on() {
+    let mut missing = stdio_fixture(&[]);
+    missing.program = "/nonexistent/mcp-server".into();
+    let warden = WardenBuilder::with_upstream(UpstreamConfig::stdio(missing))
+        .route("/other", &demo_upstream().await.0)
+        .start()
+        .await;
+    let reply = Agent::new(&warden.url)
+        .post(&initialize_request(json!(1)))
+        .await;
+    let message = assert_error(&reply, StatusCode::BAD_GATEWAY, -32001);
+    assert!(message.contains("could not be started"), "{message}");
+    let mut other = Agent::new(&warden.url.replace("/mcp", "/other"));
+    other.initialize().await;
+
+    let warden = warden_on(&["--exit-at-start"], ChildSharing::PerSession).await;
+    for attempt in 0..2 {
+        let reply = Agent::new(&warden.url)
+            .post(&initialize_request(json!(attempt)))
+            .await;
+        let message = assert_error(&reply, StatusCode::BAD_GATEWAY, -32001);
+        assert!(
+            message.contains("exited (exit status: 3)") && message.contains("before it answered"),
+            "{message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sessions_get_a_child_each_by_default_and_delete_stops_it() {
+    let warden = warden_on(&[], ChildSharing::PerSession).await;
+    let (a, b) = (agent_for(&warden).await, agent_for(&warden).await);
+    let (pid_a, pid_b) = (pid(&a, 1).await, pid(&b, 1).await);
+    assert_ne!(pid_a, pid_b);
+
+    let delete = Request::delete(&warden.url)
+        .header("mcp-session-id", a.session.clone().expect("session"))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    assert_eq!(a.send(delete).await.status, StatusCode::OK);
+    let proc = format!("/proc/{pid_a}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while std::path::Path::new(&proc).exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "child {pid_a} still running 5s after DELETE"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        pid(&b, 2).await,
+        pid_b,
+        "the other session's child is untouched"
+    );
+}
+
+#[tokio::test]
+async fn a_shared_child_serves_every_session_without_mixing_their_ids() {
+    let warden = warden_on(&[], ChildSharing::Shared).await;
+    let (a, b) = (agent_for(&warden).await, agent_for(&warden).await);
+    assert_eq!(pid(&a, 1).await, pid(&b, 1).await, "one child for both");
+
+    // The same id and progress token in flight from both sessions at once.
+    let call = |agent: &Agent, text: &str| {
+        let agent = agent.clone();
+        let text = text.to_owned();
+        async move {
+            agent
+                .post(
+                    &json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
+                    "name": "echo", "arguments": {"text": text}, "_meta": {"progressToken": 1}}}),
+                )
+                .await
+        }
+    };
+    let (reply_a, reply_b) = tokio::join!(call(&a, "from a"), call(&b, "from b"));
+    let (reply_a, reply_b) = (response_of(&reply_a), response_of(&reply_b));
+    assert_eq!(reply_a["id"], 5);
+    assert_eq!(reply_a["result"]["content"][0]["text"], "from a");
+    assert_eq!(reply_b["id"], 5);
+    assert_eq!(reply_b["result"]["content"][0]["text"], "from b");
+
+    let progress = a
+        .post(
+            &json!({"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {
+            "name": "progress", "arguments": {}, "_meta": {"progressToken": "mine"}}}),
+        )
+        .await
+        .sse_messages();
+    assert!(
+        progress
+            .iter()
+            .filter(|m| m["method"] == "notifications/progress")
+            .all(|m| m["params"]["progressToken"] == "mine"),
+        "{progress:?}"
+    );
+
+    // Ending one session leaves the shared child to the other.
+    let delete = Request::delete(&warden.url)
+        .header("mcp-session-id", a.session.clone().expect("session"))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    assert_eq!(a.send(delete).await.status, StatusCode::OK);
+    assert_eq!(
+        result_text(&b.call(7, "echo", json!({"text": "still here"})).await),
+        "still here"
+    );
+}

@@ -27,6 +27,27 @@ pub const DEFAULT_PROTOCOL_VERSION: &str = "2025-03-26";
 /// Stateful revisions Warden serves, oldest first.
 pub const STATEFUL_REVISIONS: [&str; 3] = ["2025-03-26", "2025-06-18", "2025-11-25"];
 
+/// Stateless revisions Warden serves: no `initialize`, no session; each
+/// request carries its revision and capabilities in `params._meta`.
+pub const STATELESS_REVISIONS: [&str; 1] = ["2026-07-28"];
+/// `params._meta` key of a stateless request's revision.
+pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+/// `params._meta` key of a stateless request's client capabilities.
+pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+/// Stateless revisions: the request's method, mirrored in a header.
+pub const HEADER_METHOD: &str = "mcp-method";
+/// Stateless revisions: the tool, prompt or resource a request names.
+pub const HEADER_NAME: &str = "mcp-name";
+/// Error: the `Mcp-*` headers disagree with the body, or are missing.
+pub const ERROR_HEADER_MISMATCH: i64 = -32020;
+/// Error: the request's revision is not served.
+pub const ERROR_UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+
+/// Whether a revision is a stateless one (2026-07-28 and later).
+pub fn is_stateless_revision(revision: &str) -> bool {
+    revision >= "2026-07-28" && revision.len() == 10
+}
+
 /// Whether a revision allows JSON-RPC batches (only 2025-03-26 does).
 pub fn revision_allows_batches(revision: &str) -> bool {
     revision == "2025-03-26"

@@ -8,8 +8,8 @@
 
 use bytes::Bytes;
 use http::StatusCode;
-use warden_protocol::ParseError;
 use warden_protocol::jsonrpc::{self, INTERNAL_ERROR, INVALID_REQUEST};
+use warden_protocol::{ParseError, mcp};
 
 /// Who a failure is attributed to (for metrics and for the operator).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +116,31 @@ pub enum EdgeError {
     /// A session id Warden does not know (never issued, ended or expired).
     #[error("unknown or expired session; send initialize to start a new one")]
     UnknownSession,
+    /// A stateless request's `Mcp-*` or `MCP-Protocol-Version` headers are
+    /// missing or disagree with its body.
+    #[error("header mismatch: {detail}")]
+    HeaderMismatch {
+        /// Which header, and how.
+        detail: String,
+    },
+    /// A stateless request names a revision Warden does not serve.
+    #[error("unsupported protocol version {requested}")]
+    UnsupportedVersion {
+        /// What the request named.
+        requested: String,
+    },
+    /// A stateless request lacks a required `params._meta` member.
+    #[error("params._meta must carry {key}")]
+    MetaMissing {
+        /// The missing key.
+        key: &'static str,
+    },
+    /// A message the stateless revision does not allow from a client.
+    #[error("{detail}")]
+    StatelessInvalid {
+        /// What is wrong.
+        detail: &'static str,
+    },
     /// Warden failed in a way it should not.
     #[error("internal error: {what}")]
     Internal {
@@ -171,6 +196,10 @@ impl EdgeError {
             | EdgeError::BatchNotAllowed { .. }
             | EdgeError::BatchTooLarge { .. }
             | EdgeError::InitializeInBatch
+            | EdgeError::HeaderMismatch { .. }
+            | EdgeError::UnsupportedVersion { .. }
+            | EdgeError::MetaMissing { .. }
+            | EdgeError::StatelessInvalid { .. }
             | EdgeError::MissingSession => StatusCode::BAD_REQUEST,
             EdgeError::UnknownSession => StatusCode::NOT_FOUND,
             EdgeError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -197,7 +226,11 @@ impl EdgeError {
             | EdgeError::BatchTooLarge { .. }
             | EdgeError::InitializeInBatch
             | EdgeError::MissingSession
+            | EdgeError::StatelessInvalid { .. }
             | EdgeError::UnknownSession => INVALID_REQUEST,
+            EdgeError::HeaderMismatch { .. } => mcp::ERROR_HEADER_MISMATCH,
+            EdgeError::UnsupportedVersion { .. } => mcp::ERROR_UNSUPPORTED_PROTOCOL_VERSION,
+            EdgeError::MetaMissing { .. } => jsonrpc::INVALID_PARAMS,
             EdgeError::Internal { .. } => INTERNAL_ERROR,
             EdgeError::UpstreamUnavailable { .. } | EdgeError::UpstreamDown { .. } => {
                 UPSTREAM_UNAVAILABLE
@@ -225,6 +258,10 @@ impl EdgeError {
             EdgeError::InitializeInBatch => "initialize-in-batch",
             EdgeError::MissingSession => "missing-session",
             EdgeError::UnknownSession => "unknown-session",
+            EdgeError::HeaderMismatch { .. } => "header-mismatch",
+            EdgeError::UnsupportedVersion { .. } => "unsupported-version",
+            EdgeError::MetaMissing { .. } => "meta-missing",
+            EdgeError::StatelessInvalid { .. } => "stateless-invalid",
             EdgeError::Internal { .. } => "internal",
             EdgeError::UpstreamUnavailable { .. } => "upstream-unavailable",
             EdgeError::UpstreamDown { .. } => "upstream-down",
@@ -249,6 +286,10 @@ impl EdgeError {
             | EdgeError::BatchTooLarge { .. }
             | EdgeError::InitializeInBatch
             | EdgeError::MissingSession
+            | EdgeError::HeaderMismatch { .. }
+            | EdgeError::UnsupportedVersion { .. }
+            | EdgeError::MetaMissing { .. }
+            | EdgeError::StatelessInvalid { .. }
             | EdgeError::UnknownSession => Culprit::Client,
             EdgeError::Internal { .. } => Culprit::Warden,
             EdgeError::UpstreamUnavailable { .. }
@@ -260,7 +301,28 @@ impl EdgeError {
 
     /// The JSON-RPC error body, answering `id_json` (`null` when unknown).
     pub fn body(&self, id_json: &str) -> Bytes {
-        jsonrpc::error_response(id_json, self.code(), &format!("Warden: {self}"))
+        let message = format!("Warden: {self}");
+        match self {
+            // The spec's UnsupportedProtocolVersion names what is served,
+            // so a client can pick one and retry.
+            EdgeError::UnsupportedVersion { requested } => {
+                let error = serde_json::json!({
+                    "code": self.code(),
+                    "message": message,
+                    "data": {
+                        "supported": mcp::STATELESS_REVISIONS
+                            .iter()
+                            .chain(mcp::STATEFUL_REVISIONS.iter().rev())
+                            .collect::<Vec<_>>(),
+                        "requested": requested,
+                    },
+                });
+                Bytes::from(format!(
+                    r#"{{"jsonrpc":"2.0","id":{id_json},"error":{error}}}"#
+                ))
+            }
+            _ => jsonrpc::error_response(id_json, self.code(), &message),
+        }
     }
 }
 

@@ -65,6 +65,7 @@ pub enum StartError {
 /// Build the shared proxy state from a validated config.
 pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
     let metrics = Metrics::default();
+    let sessions = SessionStore::new(config.limits.max_sessions, config.limits.session_idle);
     let mut routes = Vec::with_capacity(config.routes.len());
     for (index, route) in config.routes.iter().enumerate() {
         let upstream =
@@ -84,12 +85,13 @@ pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
             policy,
             pipeline,
             allowed_origins: route.allowed_origins.clone(),
+            stateless: sessions.detached(index, warden_protocol::mcp::STATELESS_REVISIONS[0]),
             counters: metrics.route_counters(&route.path),
         });
     }
     Ok(Arc::new(Warden {
         routes,
-        sessions: SessionStore::new(config.limits.max_sessions, config.limits.session_idle),
+        sessions,
         metrics,
         limits: config.limits.clone(),
     }))

@@ -216,6 +216,25 @@ impl SessionStore {
         Ok((session, evicted))
     }
 
+    /// A session that is not in the table: what a route's stateless
+    /// requests share (the upstream's catalogue, with its TTL and change
+    /// notices). It is never swept, evicted or listed.
+    pub fn detached(&self, route: usize, version: &str) -> Arc<Session> {
+        let session = Session {
+            id: "stateless".into(),
+            route,
+            upstream_id: None,
+            tools: Mutex::new(ToolKnowledge::default()),
+            negotiated: std::sync::OnceLock::new(),
+            fetch_lock: tokio::sync::Mutex::new(()),
+            last_used_ms: AtomicU64::new(self.now_ms()),
+            open_streams: Arc::new(AtomicUsize::new(0)),
+            epoch: self.epoch,
+        };
+        session.set_negotiated_version(version);
+        Arc::new(session)
+    }
+
     fn least_recently_used(&self) -> Option<Arc<str>> {
         self.sessions
             .iter()

@@ -15,6 +15,7 @@
 
 mod post;
 pub mod relay;
+mod stateless;
 
 use std::sync::Arc;
 
@@ -59,6 +60,9 @@ pub struct Route {
     pub pipeline: Pipeline<Forward, Response<Body>, EdgeError>,
     /// Allowed browser origins besides loopback ones.
     pub allowed_origins: Vec<String>,
+    /// What the route's stateless (2026-07-28) requests share: the
+    /// upstream's catalogue, as a session outside the session table.
+    pub stateless: Arc<Session>,
     /// This route's most frequent counters, resolved once.
     pub counters: crate::metrics::RouteCounters,
 }

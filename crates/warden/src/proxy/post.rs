@@ -16,7 +16,7 @@ use warden_protocol::sse::SseEvent;
 use warden_protocol::{Envelope, MessageKind, mcp};
 
 use super::relay::{self, Body, BoxError, clean_headers, filtered_list_stream, json, streaming};
-use super::{Failure, Route, Warden, accepts};
+use super::{Failure, Route, Warden, accepts, stateless};
 use crate::error::EdgeError;
 use crate::forward::Forward;
 use crate::metrics::DecisionLabels;
@@ -44,6 +44,12 @@ pub(super) async fn handle(
     match warden_protocol::Incoming::parse(&body).map_err(EdgeError::from)? {
         warden_protocol::Incoming::Single(message) if message.is_initialize() => {
             initialize(warden, route, &headers, message).await
+        }
+        warden_protocol::Incoming::Single(message)
+            if !headers.contains_key(mcp::HEADER_SESSION_ID)
+                && stateless::is_stateless(&headers, &message) =>
+        {
+            stateless::handle(warden, route, &headers, message).await
         }
         warden_protocol::Incoming::Single(message) => {
             let session = warden
@@ -212,8 +218,8 @@ async fn initialize(
     Ok(response)
 }
 
-/// One message of an open session.
-async fn one(
+/// One message of an open session (or of a route's stateless requests).
+pub(super) async fn one(
     warden: &Arc<Warden>,
     route: &Route,
     session: &Arc<Session>,
@@ -261,12 +267,32 @@ async fn tool_call(
         .await
         .map_err(|err| Failure::with_id(err, id.clone()))?;
     // A stateful MCP session always names the agent session; the header and
-    // `_meta` fallbacks serve the stateless revision.
+    // `_meta` fallbacks serve the stateless revision, and without them the
+    // caller is one anonymous session until authentication names principals.
+    let is_stateless = Arc::ptr_eq(session, &route.stateless);
+    let meta = is_stateless
+        .then(|| stateless::agent_session_meta(&message.raw))
+        .flatten();
     let (agent_session, _) = agent_session::resolve(SessionCandidates {
-        mcp_session: Some(&session.id),
-        ..SessionCandidates::default()
+        mcp_session: (!is_stateless).then_some(&*session.id),
+        header: is_stateless
+            .then(|| headers.get(agent_session::AGENT_SESSION_HEADER))
+            .flatten()
+            .map(HeaderValue::as_bytes),
+        meta: meta.as_deref(),
+        principal: is_stateless.then_some("anonymous"),
     })
-    .map_err(|_| Failure::with_id(EdgeError::MissingSession, id.clone()))?;
+    .map_err(|err| match err {
+        agent_session::AgentSessionError::Missing => {
+            Failure::with_id(EdgeError::MissingSession, id.clone())
+        }
+        agent_session::AgentSessionError::Invalid { .. } => Failure::with_id(
+            EdgeError::StatelessInvalid {
+                detail: "invalid agent session id: use 1-128 visible ASCII characters",
+            },
+            id.clone(),
+        ),
+    })?;
     let call = ToolCall {
         route: route.path.clone(),
         session: agent_session,

@@ -123,6 +123,9 @@ pub struct BridgeInner {
     sessions: Mutex<HashMap<String, View>>,
     /// The one channel all sessions share ([`ChildSharing::Shared`]).
     shared: tokio::sync::Mutex<Option<Arc<Channel>>>,
+    /// The channel of stateless (2026-07-28) requests: never initialized
+    /// (an `initialize` would make the server legacy), ids rewritten.
+    stateless: tokio::sync::Mutex<Option<Arc<Channel>>>,
     next_number: AtomicU64,
 }
 
@@ -154,6 +157,7 @@ impl Bridge {
             sharing,
             sessions: Mutex::new(HashMap::new()),
             shared: tokio::sync::Mutex::new(None),
+            stateless: tokio::sync::Mutex::new(None),
             next_number: AtomicU64::new(1),
         };
         Bridge {
@@ -172,10 +176,12 @@ impl Bridge {
         for view in views {
             view.channel.close();
         }
-        if let Ok(mut shared) = self.shared.try_lock()
-            && let Some(channel) = shared.take()
-        {
-            channel.close();
+        for channel in [&self.shared, &self.stateless] {
+            if let Ok(mut channel) = channel.try_lock()
+                && let Some(channel) = channel.take()
+            {
+                channel.close();
+            }
         }
     }
 
@@ -191,7 +197,8 @@ impl Bridge {
             .and_then(|s| s.to_str().ok())
             .and_then(|s| lock(&self.sessions).get(s).cloned());
         match (method, session, view) {
-            (Method::POST, None, _) => self.initialize(body).await,
+            (Method::POST, None, _) if is_initialize(&body) => self.initialize(body).await,
+            (Method::POST, None, _) => self.stateless(body).await,
             (_, Some(_), None) => Ok(status_only(StatusCode::NOT_FOUND)),
             (Method::POST, Some(_), Some(view)) => self.post(&view, body),
             (Method::GET, Some(_), Some(view)) => Ok(view.channel.listen(view.number)),
@@ -269,6 +276,27 @@ impl Bridge {
             response.headers_mut().insert(mcp::HEADER_SESSION_ID, value);
         }
         Ok(response)
+    }
+
+    /// A request of the stateless revision: no session, one channel for all.
+    async fn stateless(&self, body: Bytes) -> Result<Response<Body>, EdgeError> {
+        if let Connector::LegacySse(_) = *self.connector {
+            return Err(EdgeError::StatelessInvalid {
+                detail: "this route's upstream speaks only the legacy HTTP+SSE transport (MCP 2024-11-05): send initialize",
+            });
+        }
+        let channel = {
+            let mut stateless = self.stateless.lock().await;
+            match stateless.as_ref() {
+                Some(channel) if channel.is_open() => channel.clone(),
+                _ => {
+                    let channel = self.open_channel(true).await?;
+                    *stateless = Some(channel.clone());
+                    channel
+                }
+            }
+        };
+        self.post(&View { number: 0, channel }, body)
     }
 
     async fn open_channel(&self, rewrite_ids: bool) -> Result<Arc<Channel>, EdgeError> {
@@ -896,6 +924,13 @@ struct Head<'a> {
 struct HeadParams<'a> {
     #[serde(borrow, rename = "progressToken")]
     progress_token: Option<&'a RawValue>,
+}
+
+/// Whether a message is an `initialize` request.
+fn is_initialize(message: &[u8]) -> bool {
+    Envelope::read(message).is_some_and(|e| {
+        e.kind == MessageKind::Request && e.method.as_deref() == Some(mcp::METHOD_INITIALIZE)
+    })
 }
 
 /// The id of a message, as JSON text.

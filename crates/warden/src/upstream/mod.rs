@@ -125,15 +125,31 @@ impl Upstream {
         if let Some(version) = protocol_version {
             headers.insert(mcp::HEADER_PROTOCOL_VERSION, version.clone());
         }
+        // A stateless revision's request carries its revision in `_meta` and
+        // its method in a header; Warden declares no client capabilities.
+        let stateless_meta = protocol_version
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| mcp::is_stateless_revision(v))
+            .map(|version| {
+                headers.insert(mcp::HEADER_METHOD, HeaderValue::from_static("tools/list"));
+                serde_json::json!({
+                    mcp::META_PROTOCOL_VERSION: version,
+                    mcp::META_CLIENT_CAPABILITIES: {},
+                })
+            });
         let mut catalogue = Catalogue::default();
         let mut cursor: Option<String> = None;
         for page_number in 0..MAX_CATALOGUE_PAGES {
             // Unique per fetch too: two fetches in one session may overlap.
             let id = format!("\"warden-catalogue-{}\"", next_request_number());
-            let params = match &cursor {
-                Some(cursor) => serde_json::json!({ "cursor": cursor }),
-                None => serde_json::json!({}),
-            };
+            let mut params = serde_json::Map::new();
+            if let Some(cursor) = &cursor {
+                params.insert("cursor".into(), cursor.clone().into());
+            }
+            if let Some(meta) = &stateless_meta {
+                params.insert("_meta".into(), meta.clone());
+            }
+            let params = serde_json::Value::Object(params);
             let body =
                 format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list","params":{params}}}"#);
             let response = self

@@ -5,6 +5,7 @@ mod bad_inputs;
 mod cli;
 mod lifecycle;
 mod policy;
+mod stateless;
 mod stdio;
 mod stdio_upstream;
 mod support;

@@ -1,0 +1,413 @@
+//! The stateless revision (MCP 2026-07-28): no initialize, no session,
+//! `_meta` on every request, and `Mcp-Method`/`Mcp-Name` headers that must
+//! say what the body says.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use serde_json::{Value, json};
+use warden::config::UpstreamConfig;
+
+use crate::support::*;
+
+const REVISION: &str = "2026-07-28";
+
+/// What the scripted stateless upstream received: headers and body.
+type Seen = Arc<Mutex<Vec<(http::HeaderMap, Value)>>>;
+
+fn result(id: &Value, result: Value) -> Response {
+    json_response(&json!({"jsonrpc": "2.0", "id": id, "result": result}))
+}
+
+type Response = http::Response<TestBody>;
+
+/// A 2026-07-28 server: `lookup` (read-only) asks for a confirmation with a
+/// multi-round-trip `input_required` result, then answers; `pay` mutates.
+async fn stateless_upstream() -> (String, Seen) {
+    let seen: Seen = Arc::default();
+    let log = seen.clone();
+    let (url, _) = upstream_fn(move |parts, body| {
+        let log = log.clone();
+        async move {
+            let message: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            log.lock()
+                .expect("lock")
+                .push((parts.headers.clone(), message.clone()));
+            let id = &message["id"];
+            match message["method"].as_str().unwrap_or_default() {
+                "server/discover" => result(
+                    id,
+                    json!({"resultType": "complete", "supportedVersions": [REVISION],
+                        "capabilities": {"tools": {}}, "ttlMs": 1000, "cacheScope": "public"}),
+                ),
+                "tools/list" => result(
+                    id,
+                    json!({"resultType": "complete", "tools": [
+                        {"name": "lookup", "inputSchema": {"type": "object"},
+                         "annotations": {"readOnlyHint": true}},
+                        {"name": "pay", "inputSchema": {"type": "object"}}]}),
+                ),
+                "tools/call" => {
+                    let params = &message["params"];
+                    match (&params["inputResponses"], &params["requestState"]) {
+                        (Value::Null, _) => result(
+                            id,
+                            json!({"resultType": "input_required",
+                                "inputRequests": {"confirm": {"method": "elicitation/create",
+                                    "params": {"mode": "form", "message": "Sure?",
+                                        "requestedSchema": {"type": "object"}}}},
+                                "requestState": "opaque-state-1"}),
+                        ),
+                        (responses, state) => result(
+                            id,
+                            json!({"resultType": "complete", "content": [{"type": "text",
+                                "text": format!("confirmed {} with {}", responses["confirm"]["action"], state)}]}),
+                        ),
+                    }
+                }
+                _ => json_response(
+                    &json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": "no"}}),
+                ),
+            }
+        }
+    })
+    .await;
+    (url, seen)
+}
+
+fn meta() -> Value {
+    json!({"io.modelcontextprotocol/protocolVersion": REVISION,
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
+        "io.modelcontextprotocol/clientInfo": {"name": "warden-it", "version": "1"}})
+}
+
+/// A stateless POST with these extra headers (name, value).
+async fn post(agent: &Agent, body: &Value, headers: &[(&str, &str)]) -> Reply {
+    let mut builder = Request::post(&agent.url)
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT_BOTH);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    agent
+        .send(
+            builder
+                .body(Full::new(Bytes::from(body.to_string())))
+                .expect("request"),
+        )
+        .await
+}
+
+/// A well-formed stateless `tools/call`.
+async fn call(agent: &Agent, id: u64, tool: &str, extra: Value) -> Reply {
+    let mut params = json!({"name": tool, "arguments": {}, "_meta": meta()});
+    if let (Some(params), Some(extra)) = (params.as_object_mut(), extra.as_object()) {
+        params.extend(extra.clone());
+    }
+    post(
+        agent,
+        &json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params}),
+        &[
+            ("mcp-protocol-version", REVISION),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", tool),
+        ],
+    )
+    .await
+}
+
+fn calls_seen(seen: &Seen) -> usize {
+    seen.lock()
+        .expect("lock")
+        .iter()
+        .filter(|(_, m)| m["method"] == "tools/call")
+        .count()
+}
+
+#[tokio::test]
+async fn stateless_requests_pass_with_headers_and_meta_and_without_a_session() {
+    let (url, seen) = stateless_upstream().await;
+    let warden = WardenBuilder::new(&url).start().await;
+    let agent = Agent::new(&warden.url);
+    let discover = json!({"jsonrpc": "2.0", "id": "d", "method": "server/discover",
+        "params": {"_meta": meta()}});
+    let reply = post(
+        &agent,
+        &discover,
+        &[
+            ("mcp-protocol-version", REVISION),
+            ("mcp-method", "server/discover"),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.json()["result"]["supportedVersions"][0], REVISION);
+    assert!(reply.session().is_none(), "no session is minted");
+    let (headers, body) = seen.lock().expect("lock")[0].clone();
+    assert_eq!(body, discover, "the body reaches the upstream as sent");
+    assert_eq!(headers["mcp-method"], "server/discover");
+    assert_eq!(headers["mcp-protocol-version"], REVISION);
+    assert!(headers.get("mcp-session-id").is_none());
+}
+
+#[tokio::test]
+async fn a_header_that_disagrees_with_the_body_is_refused_before_the_upstream() {
+    let (url, seen) = stateless_upstream().await;
+    let warden = WardenBuilder::new(&url)
+        .policy("version: 1\ndefault: allow\n")
+        .start()
+        .await;
+    let agent = Agent::new(&warden.url);
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "pay", "arguments": {}, "_meta": meta()}});
+    let cases: [(&str, Vec<(&str, &str)>); 6] = [
+        (
+            "Mcp-Name names another tool than the body",
+            vec![
+                ("mcp-protocol-version", REVISION),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "lookup"),
+            ],
+        ),
+        (
+            "Mcp-Name is missing",
+            vec![
+                ("mcp-protocol-version", REVISION),
+                ("mcp-method", "tools/call"),
+            ],
+        ),
+        (
+            "Mcp-Method is missing",
+            vec![("mcp-protocol-version", REVISION), ("mcp-name", "pay")],
+        ),
+        (
+            "Mcp-Method disagrees",
+            vec![
+                ("mcp-protocol-version", REVISION),
+                ("mcp-method", "tools/list"),
+                ("mcp-name", "pay"),
+            ],
+        ),
+        (
+            "MCP-Protocol-Version disagrees with _meta",
+            vec![
+                ("mcp-protocol-version", "2025-11-25"),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "pay"),
+            ],
+        ),
+        (
+            "Mcp-Name sent twice",
+            vec![
+                ("mcp-protocol-version", REVISION),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "pay"),
+                ("mcp-name", "lookup"),
+            ],
+        ),
+    ];
+    for (case, headers) in cases {
+        let reply = post(&agent, &body, &headers).await;
+        let message = assert_error(&reply, StatusCode::BAD_REQUEST, -32020);
+        assert!(message.contains("header"), "{case}: {message}");
+        assert_eq!(reply.json()["id"], 1, "{case}");
+    }
+    assert_eq!(
+        calls_seen(&seen),
+        0,
+        "no refused request reached the upstream"
+    );
+
+    // The spec's base64 form of the same name matches.
+    let encoded = post(
+        &agent,
+        &body,
+        &[
+            ("mcp-protocol-version", REVISION),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "=?base64?cGF5?="),
+        ],
+    )
+    .await;
+    assert_eq!(encoded.status, StatusCode::OK, "{:?}", encoded.body);
+    assert_eq!(calls_seen(&seen), 1);
+}
+
+#[tokio::test]
+async fn stateless_calls_and_lists_are_judged_by_the_policy() {
+    let (url, seen) = stateless_upstream().await;
+    let warden = WardenBuilder::new(&url).start().await;
+    let agent = Agent::new(&warden.url);
+    assert_refused(
+        &call(&agent, 1, "pay", json!({})).await,
+        "pay",
+        "not-read-only",
+    );
+    assert_refused(
+        &call(&agent, 2, "nosuch", json!({})).await,
+        "nosuch",
+        "unknown-tool",
+    );
+    assert_eq!(
+        calls_seen(&seen),
+        0,
+        "refused calls never reach the upstream"
+    );
+    let list = post(
+        &agent,
+        &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {"_meta": meta()}}),
+        &[
+            ("mcp-protocol-version", REVISION),
+            ("mcp-method", "tools/list"),
+        ],
+    )
+    .await;
+    let tools = list.json()["result"]["tools"].clone();
+    assert_eq!(tools.as_array().map(Vec::len), Some(1), "{tools}");
+    assert_eq!(tools[0]["name"], "lookup");
+    // Warden's own catalogue fetch spoke the stateless revision too.
+    let fetch = seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .find(|(_, m)| {
+            m["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("warden-catalogue"))
+        })
+        .cloned()
+        .expect("Warden fetched the catalogue");
+    assert_eq!(fetch.0["mcp-method"], "tools/list");
+    assert_eq!(
+        fetch.1["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"],
+        REVISION
+    );
+}
+
+#[tokio::test]
+async fn an_input_required_result_and_its_retry_pass_intact_and_the_retry_is_judged_again() {
+    let (url, seen) = stateless_upstream().await;
+    let warden = WardenBuilder::new(&url).start().await;
+    let agent = Agent::new(&warden.url);
+    let first = call(&agent, 1, "lookup", json!({})).await;
+    let result = &first.json()["result"];
+    assert_eq!(result["resultType"], "input_required");
+    assert_eq!(result["requestState"], "opaque-state-1");
+    assert_eq!(
+        result["inputRequests"]["confirm"]["method"],
+        "elicitation/create"
+    );
+
+    let retry = call(
+        &agent,
+        2,
+        "lookup",
+        json!({"inputResponses": {"confirm": {"action": "accept", "content": {}}},
+            "requestState": "opaque-state-1"}),
+    )
+    .await;
+    assert_eq!(
+        retry.json()["result"]["content"][0]["text"],
+        "confirmed \"accept\" with \"opaque-state-1\""
+    );
+    let retried = seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .rfind(|(_, m)| m["method"] == "tools/call")
+        .cloned()
+        .expect("retry reached upstream");
+    assert_eq!(
+        retried.1["params"]["_meta"]["io.modelcontextprotocol/clientCapabilities"],
+        json!({"elicitation": {}}),
+        "the client's capabilities pass as sent"
+    );
+    // A retry is a call like any other: a mutating tool's retry is refused.
+    assert_refused(
+        &call(&agent, 3, "pay", json!({"requestState": "opaque-state-1"})).await,
+        "pay",
+        "not-read-only",
+    );
+    let metrics = warden.running.warden.metrics.encode();
+    assert!(metrics.contains("decision=\"allow\""), "{metrics}");
+}
+
+#[tokio::test]
+async fn unsupported_versions_missing_meta_and_client_responses_are_clear_errors() {
+    let (url, seen) = stateless_upstream().await;
+    let warden = WardenBuilder::new(&url).start().await;
+    let agent = Agent::new(&warden.url);
+    let mut future = meta();
+    future["io.modelcontextprotocol/protocolVersion"] = json!("2099-01-01");
+    let reply = post(
+        &agent,
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": future}}),
+        &[("mcp-protocol-version", "2099-01-01"), ("mcp-method", "server/discover")],
+    )
+    .await;
+    assert_error(&reply, StatusCode::BAD_REQUEST, -32022);
+    let data = &reply.json()["error"]["data"];
+    assert_eq!(data["requested"], "2099-01-01");
+    assert!(
+        data["supported"]
+            .as_array()
+            .is_some_and(|v| v.contains(&json!(REVISION)) && v.contains(&json!("2025-11-25"))),
+        "{data}"
+    );
+
+    let reply = post(
+        &agent,
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "server/discover", "params": {"_meta": {
+            "io.modelcontextprotocol/protocolVersion": REVISION}}}),
+        &[
+            ("mcp-protocol-version", REVISION),
+            ("mcp-method", "server/discover"),
+        ],
+    )
+    .await;
+    let message = assert_error(&reply, StatusCode::BAD_REQUEST, -32602);
+    assert!(message.contains("clientCapabilities"), "{message}");
+
+    let reply = post(
+        &agent,
+        &json!({"jsonrpc": "2.0", "id": 3, "result": {}}),
+        &[("mcp-protocol-version", REVISION)],
+    )
+    .await;
+    assert_error(&reply, StatusCode::BAD_REQUEST, -32600);
+    assert!(
+        seen.lock().expect("lock").is_empty(),
+        "nothing reached the upstream"
+    );
+
+    // Without a stateless marker, a sessionless request is still the
+    // stateful revisions' missing session.
+    let reply = Agent::new(&warden.url)
+        .post(&json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"}))
+        .await;
+    assert_error(&reply, StatusCode::BAD_REQUEST, -32600);
+}
+
+#[tokio::test]
+async fn stateless_requests_reach_a_stdio_server_on_a_channel_of_their_own() {
+    let warden = WardenBuilder::with_upstream(UpstreamConfig::stdio(stdio_fixture(&[])))
+        .start()
+        .await;
+    let agent = Agent::new(&warden.url);
+    let reply = call(&agent, 41, "echo", json!({"arguments": {"text": "modern"}})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let message = reply
+        .sse_messages()
+        .into_iter()
+        .find(|m| m.get("result").is_some())
+        .expect("a result");
+    assert_eq!(message["id"], 41, "the agent's id comes back");
+    assert_eq!(message["result"]["content"][0]["text"], "modern");
+    assert_refused(
+        &call(&agent, 42, "wipe", json!({})).await,
+        "wipe",
+        "not-read-only",
+    );
+}

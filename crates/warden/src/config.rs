@@ -776,4 +776,88 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn loads_stdio_and_legacy_sse_upstreams() {
+        let dir = temp_dir("transports");
+        write(&dir, "p.yaml", "version: 1\n");
+        std::fs::create_dir_all(dir.join("work")).expect("mkdir");
+        let text = "version: 1\nlisten: 127.0.0.1:0\nroutes:\n  - path: /files\n    upstream:\n      command: sh\n      args: [-c, \"exec cat\"]\n      env: {API_BASE: https://api.example.com, PATH: /bin}\n      inherit_env: [PATH, WARDEN_SURELY_UNSET_VARIABLE]\n      cwd: work\n      sessions: shared\n    policy: p.yaml\n  - path: /old\n    upstream:\n      url: http://127.0.0.1:3001/sse\n      transport: sse\n    policy: p.yaml\n";
+        let config = Config::from_yaml_str(text, "w.yaml", &dir).expect("valid");
+        let UpstreamTransport::Stdio(command) = &config.routes[0].upstream.transport else {
+            panic!("stdio expected")
+        };
+        assert!(command.program.is_absolute() && command.program.ends_with("sh"));
+        assert_eq!(command.args, vec!["-c", "exec cat"]);
+        assert_eq!(
+            command.env,
+            vec![
+                ("API_BASE".to_owned(), "https://api.example.com".to_owned()),
+                ("PATH".to_owned(), "/bin".to_owned()),
+            ],
+            "written values win over inherited ones; unset names are skipped"
+        );
+        assert_eq!(command.cwd.as_deref(), Some(dir.join("work").as_path()));
+        assert_eq!(command.sharing, ChildSharing::Shared);
+        assert!(matches!(
+            config.routes[1].upstream.transport,
+            UpstreamTransport::LegacySse(_)
+        ));
+        assert_eq!(
+            config.routes[1].upstream.describe(),
+            "http://127.0.0.1:3001/sse (legacy SSE)"
+        );
+    }
+
+    #[test]
+    fn upstream_mistakes_are_reported_where_they_are() {
+        let dir = temp_dir("upstream-errors");
+        write(&dir, "p.yaml", "version: 1\n");
+        let text = "version: 1\nlisten: 127.0.0.1:0\nroutes:\n  - path: /a\n    upstream:\n      command: no-such-mcp-server-anywhere\n      sessions: some\n      cwd: missing-dir\n    policy: p.yaml\n  - path: /b\n    upstream:\n      url: http://127.0.0.1:1/mcp\n      transport: carrier-pigeon\n      args: [x]\n    policy: p.yaml\n  - path: /c\n    upstream:\n      timeout: 5s\n    policy: p.yaml\n";
+        let err = Config::from_yaml_str(text, "w.yaml", &dir).expect_err("invalid");
+        let ConfigError::Invalid(d) = err else {
+            panic!("expected diagnostics, got {err}")
+        };
+        let found: Vec<(u64, &str)> = d
+            .items
+            .iter()
+            .map(|i| (i.line, i.message.as_str()))
+            .collect();
+        assert!(
+            found
+                .iter()
+                .any(|(l, m)| *l == 6 && m.contains("not found")),
+            "{d}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|(l, m)| *l == 7 && m.contains("per-session or shared")),
+            "{d}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|(l, m)| *l == 8 && m.contains("not a directory")),
+            "{d}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|(l, m)| *l == 12 && m.contains("args applies to stdio")),
+            "{d}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|(l, m)| *l == 13 && m.contains("streamable-http or sse")),
+            "{d}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|(l, m)| *l == 16 && m.contains("needs a url")),
+            "{d}"
+        );
+    }
 }

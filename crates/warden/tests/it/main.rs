@@ -3,6 +3,7 @@
 
 mod bad_inputs;
 mod cli;
+mod legacy_sse;
 mod lifecycle;
 mod policy;
 mod stateless;

@@ -193,6 +193,23 @@ where
     (format!("http://{addr}/mcp"), addr)
 }
 
+/// An SSE response whose chunks are what `receiver` yields, until it closes.
+pub fn sse_response(receiver: tokio::sync::mpsc::Receiver<Bytes>) -> Response<TestBody> {
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|chunk| {
+            (
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(http_body::Frame::data(chunk)),
+                receiver,
+            )
+        })
+    });
+    let mut response = Response::new(http_body_util::StreamBody::new(stream).boxed_unsync());
+    response
+        .headers_mut()
+        .insert("content-type", "text/event-stream".parse().expect("header"));
+    response
+}
+
 pub fn full_body(bytes: impl Into<Bytes>) -> TestBody {
     Full::new(bytes.into())
         .map_err(|never| match never {})

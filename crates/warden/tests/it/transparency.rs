@@ -7,8 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, StreamBody};
-use hyper::body::Frame;
+use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -34,22 +33,6 @@ fn tools_list_reply(body: &Bytes, read_only: bool) -> Response<TestBody> {
         {"name": "stream", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}},
         {"name": "flip", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": read_only}}
     ]}}))
-}
-
-fn sse_response(receiver: mpsc::Receiver<Bytes>) -> Response<TestBody> {
-    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|chunk| {
-            (
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(chunk)),
-                receiver,
-            )
-        })
-    });
-    let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
-    response
-        .headers_mut()
-        .insert("content-type", "text/event-stream".parse().expect("header"));
-    response
 }
 
 #[tokio::test]

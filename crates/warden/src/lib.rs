@@ -115,6 +115,10 @@ impl Running {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         self.workers.join().await;
+        // Calls have drained: stop stdio children and legacy SSE streams.
+        for route in &self.warden.routes {
+            route.upstream.shutdown();
+        }
         for task in self.tasks {
             let _ = task.await;
         }

@@ -128,3 +128,82 @@ async fn a_desktop_client_talks_to_warden_over_stdio() {
     assert!(status.success(), "warden stdio exited with {status}");
     assert_eq!(demo.invoices_sent(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdio_in_front_of_a_stdio_server_with_its_stderr_in_wardens_log() {
+    let fixture = stdio_fixture(&["--stderr", "fixture-stderr-marker"]);
+    let dir = std::env::temp_dir().join(format!("warden-stdio2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("p.yaml"), "version: 1\n").expect("policy");
+    let args: Vec<String> = fixture
+        .args
+        .iter()
+        .map(|a| serde_json::to_string(a).expect("json"))
+        .collect();
+    std::fs::write(
+        dir.join("w.yaml"),
+        format!(
+            "version: 1\nlisten: 127.0.0.1:0\nroutes:\n  - path: /mcp\n    upstream:\n      command: {}\n      args: [{}]\n      inherit_env: [PATH]\n      env: {{LC_ALL: C.UTF-8}}\n    policy: p.yaml\n",
+            fixture.program.display(),
+            args.join(", ")
+        ),
+    )
+    .expect("config");
+    let config = dir.join("w.yaml");
+    let (replies, log) = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["stdio", "--config"])
+            .arg(&config)
+            .env("WARDEN_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("warden stdio starts");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut read = || {
+            let mut line = String::new();
+            stdout.read_line(&mut line).expect("a reply line");
+            serde_json::from_str::<Value>(&line)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+        };
+        let mut send = |message: &str| {
+            stdin.write_all(message.as_bytes()).expect("write");
+            stdin.write_all(b"\n").expect("write");
+            stdin.flush().expect("flush");
+        };
+        send(
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"desktop","version":"1"}}}"#,
+        );
+        let initialized = read();
+        send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        send(
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"through two pipes"}}}"#,
+        );
+        let echoed = read();
+        send(
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"wipe","arguments":{}}}"#,
+        );
+        let refused = read();
+        drop(stdin);
+        let output = child.wait_with_output().expect("warden exits");
+        assert!(output.status.success(), "{:?}", output.status);
+        (
+            vec![initialized, echoed, refused],
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    })
+    .await
+    .expect("client thread");
+    assert_eq!(
+        replies[0]["result"]["serverInfo"]["name"],
+        "stdio-test-server"
+    );
+    assert_eq!(
+        replies[1]["result"]["content"][0]["text"],
+        "through two pipes"
+    );
+    assert_eq!(replies[2]["result"]["isError"], true, "{}", replies[2]);
+    assert!(log.contains("fixture-stderr-marker"), "{log}");
+}

@@ -411,3 +411,92 @@ async fn stateless_requests_reach_a_stdio_server_on_a_channel_of_their_own() {
         "not-read-only",
     );
 }
+
+#[tokio::test]
+async fn a_list_changed_notice_on_a_listen_stream_refreshes_what_stateless_calls_are_judged_on() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use futures_util::StreamExt;
+    use http_body_util::BodyExt;
+
+    let read_only = Arc::new(AtomicBool::new(false));
+    let (notify, notices) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let notices = Arc::new(tokio::sync::Mutex::new(Some(notices)));
+    let flag = read_only.clone();
+    let (url, _) = upstream_fn(move |_, body| {
+        let (flag, notices) = (flag.clone(), notices.clone());
+        async move {
+            let message: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let id = message["id"].clone();
+            match message["method"].as_str().unwrap_or_default() {
+                "subscriptions/listen" => {
+                    let receiver = notices.lock().await.take().expect("one listen stream");
+                    sse_response(receiver)
+                }
+                "tools/list" => result(
+                    &id,
+                    json!({"resultType": "complete", "tools": [{"name": "pay",
+                        "inputSchema": {"type": "object"},
+                        "annotations": {"readOnlyHint": flag.load(Ordering::SeqCst)}}]}),
+                ),
+                _ => result(
+                    &id,
+                    json!({"resultType": "complete", "content": [{"type": "text", "text": "paid"}]}),
+                ),
+            }
+        }
+    })
+    .await;
+    let warden = WardenBuilder::new(&url).start().await;
+    let agent = Agent::new(&warden.url);
+    assert_refused(
+        &call(&agent, 1, "pay", json!({})).await,
+        "pay",
+        "not-read-only",
+    );
+
+    let listen = Request::post(&warden.url)
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT_BOTH)
+        .header("mcp-protocol-version", REVISION)
+        .header("mcp-method", "subscriptions/listen")
+        .body(Full::new(Bytes::from(
+            json!({"jsonrpc": "2.0", "id": "listen-1", "method": "subscriptions/listen",
+                "params": {"_meta": meta(), "notifications": {"toolsListChanged": true}}})
+            .to_string(),
+        )))
+        .expect("request");
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let stream = client.request(listen).await.expect("listen stream");
+    assert_eq!(stream.status(), StatusCode::OK);
+    let mut events = stream.into_body().into_data_stream();
+    for notice in [
+        json!({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
+            "params": {"_meta": {"io.modelcontextprotocol/subscriptionId": "listen-1"},
+                "notifications": {"toolsListChanged": true}}}),
+        json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed",
+            "params": {"_meta": {"io.modelcontextprotocol/subscriptionId": "listen-1"}}}),
+    ] {
+        if notice["method"] == "notifications/tools/list_changed" {
+            // The upstream now says `pay` is read-only, and says so.
+            read_only.store(true, Ordering::SeqCst);
+        }
+        notify
+            .send(Bytes::from(format!("data: {notice}\n\n")))
+            .await
+            .expect("send");
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), events.next())
+            .await
+            .expect("relayed within 5s")
+            .expect("chunk")
+            .expect("ok");
+        let text = String::from_utf8_lossy(&chunk).into_owned();
+        assert!(
+            text.contains(notice["method"].as_str().expect("method")),
+            "{text}"
+        );
+    }
+    let reply = call(&agent, 2, "pay", json!({})).await;
+    assert_eq!(reply.json()["result"]["content"][0]["text"], "paid");
+}

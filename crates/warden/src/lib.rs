@@ -68,12 +68,10 @@ pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
     let sessions = SessionStore::new(config.limits.max_sessions, config.limits.session_idle);
     let mut routes = Vec::with_capacity(config.routes.len());
     for (index, route) in config.routes.iter().enumerate() {
-        let upstream =
-            Upstream::new(&route.path, &route.upstream, config.workers).map_err(|source| {
-                StartError::Upstream {
-                    route: route.path.clone(),
-                    source,
-                }
+        let upstream = Upstream::new(&route.path, &route.upstream, config.workers, &metrics)
+            .map_err(|source| StartError::Upstream {
+                route: route.path.clone(),
+                source,
             })?;
         let upstream = Arc::new(upstream);
         let policy = Arc::new(ArcSwap::from_pointee(route.policy.clone()));

@@ -41,6 +41,36 @@ pub struct ErrorLabels {
     pub culprit: String,
 }
 
+/// Labels of `warden_upstream_links`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The route path.
+    pub route: String,
+}
+
+/// Labels of `warden_upstream_link_events_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LinkEventLabels {
+    /// The route path.
+    pub route: String,
+    /// `closed` (a child exited or a stream closed), `start_failed`, or
+    /// `garbage` (a line that is not JSON-RPC).
+    pub event: String,
+}
+
+/// The link metrics of one route's stdio or legacy SSE upstream.
+#[derive(Clone, Debug)]
+pub struct LinkMetrics {
+    /// Links open now (children running, streams open).
+    pub open: Gauge,
+    /// Links that died.
+    pub closed: Counter,
+    /// Links that could not be opened.
+    pub start_failed: Counter,
+    /// Lines that were not JSON-RPC.
+    pub garbage: Counter,
+}
+
 /// Every metric Warden exports.
 pub struct Metrics {
     registry: Registry,
@@ -58,6 +88,10 @@ pub struct Metrics {
     pub sessions_evicted: Counter,
     /// Policy reloads by result.
     pub policy_reloads: Family<ResultLabels, Counter>,
+    /// Open links to stdio children and legacy SSE streams, per route.
+    pub upstream_links: Family<RouteLabels, Gauge>,
+    /// What happened to those links.
+    pub upstream_link_events: Family<LinkEventLabels, Counter>,
 }
 
 /// Labels of `warden_policy_reloads_total`.
@@ -77,6 +111,18 @@ impl Default for Metrics {
         let catalogue_fetches = Counter::default();
         let sessions_evicted = Counter::default();
         let policy_reloads = Family::<ResultLabels, Counter>::default();
+        let upstream_links = Family::<RouteLabels, Gauge>::default();
+        let upstream_link_events = Family::<LinkEventLabels, Counter>::default();
+        registry.register(
+            "upstream_links",
+            "Open links to stdio upstream children and legacy SSE streams",
+            upstream_links.clone(),
+        );
+        registry.register(
+            "upstream_link_events",
+            "stdio children and legacy SSE streams that closed, failed to start, or sent a line that is not JSON-RPC",
+            upstream_link_events.clone(),
+        );
         registry.register(
             "policy_reloads",
             "Policy file changes: applied, or rejected (the last good policy stayed)",
@@ -109,6 +155,8 @@ impl Default for Metrics {
             sessions_evicted.clone(),
         );
         Metrics {
+            upstream_links,
+            upstream_link_events,
             sessions_evicted,
             policy_reloads,
             registry,
@@ -144,6 +192,29 @@ impl Metrics {
         crate::reload::ReloadCounters {
             applied: counter("applied"),
             rejected: counter("rejected"),
+        }
+    }
+
+    /// Resolve the link metrics of `route`.
+    pub fn link_metrics(&self, route: &str) -> LinkMetrics {
+        let event = |event: &str| {
+            self.upstream_link_events
+                .get_or_create(&LinkEventLabels {
+                    route: route.to_owned(),
+                    event: event.to_owned(),
+                })
+                .clone()
+        };
+        LinkMetrics {
+            open: self
+                .upstream_links
+                .get_or_create(&RouteLabels {
+                    route: route.to_owned(),
+                })
+                .clone(),
+            closed: event("closed"),
+            start_failed: event("start_failed"),
+            garbage: event("garbage"),
         }
     }
 

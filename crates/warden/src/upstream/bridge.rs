@@ -45,6 +45,7 @@ use warden_protocol::sse::SseEvent;
 use super::HttpUpstream;
 use crate::config::{ChildSharing, StdioCommand};
 use crate::error::EdgeError;
+use crate::metrics::LinkMetrics;
 use crate::proxy::relay::{self, Body, BoxError};
 
 /// First wait before a dead link is opened again.
@@ -67,6 +68,20 @@ pub(super) struct Link {
     pub _stop: oneshot::Sender<()>,
 }
 
+/// Counts a link as open while alive.
+struct OpenLink {
+    link: Link,
+    _counted: OpenGuard,
+}
+
+struct OpenGuard(prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// What a link reports.
 pub(super) enum LinkEvent {
     /// One JSON message from the server.
@@ -84,10 +99,23 @@ enum Connector {
 }
 
 impl Connector {
-    async fn connect(&self, route: &Arc<str>) -> Result<Link, String> {
-        match self {
+    async fn connect(&self, route: &Arc<str>, metrics: &LinkMetrics) -> Result<OpenLink, String> {
+        let link = match self {
             Connector::Stdio(command) => super::child::spawn(route, command),
             Connector::LegacySse(client) => super::legacy_sse::connect(client.clone()).await,
+        };
+        match link {
+            Ok(link) => {
+                metrics.open.inc();
+                Ok(OpenLink {
+                    link,
+                    _counted: OpenGuard(metrics.open.clone()),
+                })
+            }
+            Err(err) => {
+                metrics.start_failed.inc();
+                Err(err)
+            }
         }
     }
 
@@ -118,6 +146,7 @@ pub struct BridgeInner {
     route: Arc<str>,
     timeout: Duration,
     connector: Arc<Connector>,
+    metrics: LinkMetrics,
     sharing: ChildSharing,
     /// The bridge's session ids → the session's view of its channel.
     sessions: Mutex<HashMap<String, View>>,
@@ -138,22 +167,39 @@ struct View {
 
 impl Bridge {
     /// A bridge to a stdio server.
-    pub(super) fn stdio(route: &str, command: StdioCommand, timeout: Duration) -> Bridge {
+    pub(super) fn stdio(
+        route: &str,
+        command: StdioCommand,
+        timeout: Duration,
+        metrics: LinkMetrics,
+    ) -> Bridge {
         let sharing = command.sharing;
-        Bridge::new(route, Connector::Stdio(command), sharing, timeout)
+        Bridge::new(route, Connector::Stdio(command), sharing, timeout, metrics)
     }
 
     /// A bridge to a legacy HTTP+SSE server (one stream per session).
-    pub(super) fn legacy_sse(route: &str, client: HttpUpstream, timeout: Duration) -> Bridge {
+    pub(super) fn legacy_sse(
+        route: &str,
+        client: HttpUpstream,
+        timeout: Duration,
+        metrics: LinkMetrics,
+    ) -> Bridge {
         let connector = Connector::LegacySse(Arc::new(client));
-        Bridge::new(route, connector, ChildSharing::PerSession, timeout)
+        Bridge::new(route, connector, ChildSharing::PerSession, timeout, metrics)
     }
 
-    fn new(route: &str, connector: Connector, sharing: ChildSharing, timeout: Duration) -> Bridge {
+    fn new(
+        route: &str,
+        connector: Connector,
+        sharing: ChildSharing,
+        timeout: Duration,
+        metrics: LinkMetrics,
+    ) -> Bridge {
         let inner = BridgeInner {
             route: route.into(),
             timeout,
             connector: Arc::new(connector),
+            metrics,
             sharing,
             sessions: Mutex::new(HashMap::new()),
             shared: tokio::sync::Mutex::new(None),
@@ -300,13 +346,17 @@ impl Bridge {
     }
 
     async fn open_channel(&self, rewrite_ids: bool) -> Result<Arc<Channel>, EdgeError> {
-        let link = tokio::time::timeout(self.timeout, self.connector.connect(&self.route))
-            .await
-            .map_err(|_| self.down(format!("{} did not start in time", self.connector.noun())))?
-            .map_err(|err| self.down(err))?;
+        let link = tokio::time::timeout(
+            self.timeout,
+            self.connector.connect(&self.route, &self.metrics),
+        )
+        .await
+        .map_err(|_| self.down(format!("{} did not start in time", self.connector.noun())))?
+        .map_err(|err| self.down(err))?;
         Ok(Channel::start(
             self.route.clone(),
             self.connector.clone(),
+            self.metrics.clone(),
             link,
             rewrite_ids,
         ))
@@ -408,7 +458,8 @@ impl Channel {
     fn start(
         route: Arc<str>,
         connector: Arc<Connector>,
-        link: Link,
+        metrics: LinkMetrics,
+        link: OpenLink,
         rewrite_ids: bool,
     ) -> Arc<Channel> {
         let (stop, stopped) = watch::channel(false);
@@ -416,12 +467,18 @@ impl Channel {
             route,
             rewrite_ids,
             state: Mutex::new(ChannelState {
-                outbound: Some(link.outbound.clone()),
+                outbound: Some(link.link.outbound.clone()),
                 ..ChannelState::default()
             }),
             stop,
         });
-        tokio::spawn(supervise(channel.clone(), connector, link, stopped));
+        tokio::spawn(supervise(
+            channel.clone(),
+            connector,
+            metrics,
+            link,
+            stopped,
+        ));
         channel
     }
 
@@ -739,7 +796,8 @@ fn deliver(state: &mut ChannelState, view: u64, message: Bytes, via_requests: bo
 async fn supervise(
     channel: Arc<Channel>,
     connector: Arc<Connector>,
-    mut link: Link,
+    metrics: LinkMetrics,
+    mut link: OpenLink,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut backoff = MIN_BACKOFF;
@@ -747,10 +805,11 @@ async fn supervise(
     loop {
         let started = Instant::now();
         let detail = tokio::select! {
-            detail = pump(&channel, &mut link.events, noun) => detail,
+            detail = pump(&channel, &mut link.link.events, noun, &metrics) => detail,
             _ = stopped.wait_for(|stop| *stop) => return,
         };
         drop(link);
+        metrics.closed.inc();
         if started.elapsed() >= HEALTHY_UPTIME {
             backoff = MIN_BACKOFF;
         }
@@ -762,7 +821,7 @@ async fn supervise(
                 _ = stopped.wait_for(|stop| *stop) => return,
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
-            match connector.connect(&channel.route).await {
+            match connector.connect(&channel.route, &metrics).await {
                 Ok(link) => break link,
                 Err(err) => {
                     tracing::warn!(route = %channel.route, "Upstream {noun} {err}; retrying in {:.1}s.", backoff.as_secs_f32());
@@ -771,13 +830,13 @@ async fn supervise(
             }
         };
         let replayed = tokio::select! {
-            replayed = replay(&channel, &mut link) => replayed,
+            replayed = replay(&channel, &mut link.link) => replayed,
             _ = stopped.wait_for(|stop| *stop) => return,
         };
         match replayed {
             Ok(()) => {
                 tracing::info!(route = %channel.route, "Upstream {noun} is back.");
-                channel.link_up(link.outbound.clone());
+                channel.link_up(link.link.outbound.clone());
             }
             Err(err) => {
                 tracing::warn!(route = %channel.route, "Upstream {noun} {err}.");
@@ -793,6 +852,7 @@ async fn pump(
     channel: &Channel,
     events: &mut mpsc::UnboundedReceiver<LinkEvent>,
     noun: &str,
+    metrics: &LinkMetrics,
 ) -> String {
     // Servers that print a banner before their first message are common
     // enough to be skipped; garbage after that may have been an answer.
@@ -804,9 +864,11 @@ async fn pump(
                 channel.dispatch(message);
             }
             LinkEvent::Garbage(preview) if !spoken => {
+                metrics.garbage.inc();
                 tracing::warn!(route = %channel.route, line = %preview, "Upstream {noun} sent something that is not JSON-RPC before its first message; skipped.");
             }
             LinkEvent::Garbage(preview) => {
+                metrics.garbage.inc();
                 tracing::warn!(route = %channel.route, line = %preview, "Upstream {noun} sent something that is not JSON-RPC; its requests in flight are failed.");
                 channel.garbage(noun);
             }

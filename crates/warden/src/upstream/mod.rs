@@ -26,6 +26,7 @@ pub use self::bridge::Bridge;
 pub use self::http::HttpUpstream;
 use crate::config::{UpstreamConfig, UpstreamTransport};
 use crate::error::EdgeError;
+use crate::metrics::Metrics;
 use crate::proxy::relay::Body;
 
 /// Largest reply Warden reads whole (tools/list pages it inspects), and the
@@ -64,6 +65,7 @@ impl Upstream {
         route: &str,
         config: &UpstreamConfig,
         workers: usize,
+        metrics: &Metrics,
     ) -> Result<Upstream, UpstreamSetupError> {
         Ok(match &config.transport {
             UpstreamTransport::StreamableHttp(endpoint) => {
@@ -71,11 +73,19 @@ impl Upstream {
             }
             UpstreamTransport::LegacySse(endpoint) => {
                 let client = HttpUpstream::new(route, endpoint, config.timeout, 0)?;
-                Upstream::Bridged(Bridge::legacy_sse(route, client, config.timeout))
+                Upstream::Bridged(Bridge::legacy_sse(
+                    route,
+                    client,
+                    config.timeout,
+                    metrics.link_metrics(route),
+                ))
             }
-            UpstreamTransport::Stdio(command) => {
-                Upstream::Bridged(Bridge::stdio(route, command.clone(), config.timeout))
-            }
+            UpstreamTransport::Stdio(command) => Upstream::Bridged(Bridge::stdio(
+                route,
+                command.clone(),
+                config.timeout,
+                metrics.link_metrics(route),
+            )),
         })
     }
 

@@ -200,6 +200,15 @@ async fn a_child_that_crashes_mid_call_fails_that_call_clearly_and_is_restarted(
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_ne!(first, second, "a new process serves the session");
+    let metrics = warden.running.warden.metrics.encode();
+    assert!(
+        metrics.contains(r#"warden_upstream_link_events_total{route="/mcp",event="closed"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"warden_upstream_links{route="/mcp"} 1"#),
+        "{metrics}"
+    );
     assert_eq!(
         result_text(&agent.call(4, "echo", json!({"text": "back"})).await),
         "back"
@@ -240,6 +249,12 @@ async fn a_server_that_cannot_start_or_exits_at_once_is_a_clear_502_and_warden_g
         .await;
     let message = assert_error(&reply, StatusCode::BAD_GATEWAY, -32001);
     assert!(message.contains("could not be started"), "{message}");
+    let metrics = warden.running.warden.metrics.encode();
+    assert!(
+        metrics
+            .contains(r#"warden_upstream_link_events_total{route="/mcp",event="start_failed"} 1"#),
+        "{metrics}"
+    );
     let mut other = Agent::new(&warden.url.replace("/mcp", "/other"));
     other.initialize().await;
 

@@ -56,6 +56,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const HEALTHY_UPTIME: Duration = Duration::from_secs(30);
 /// Server messages held for a session that has no stream open.
 const MAX_BACKLOG: usize = 256;
+/// Server messages queued for one request whose agent is not reading; past
+/// this the request is given up.
+const MAX_QUEUED_REPLIES: usize = 1024;
+/// The view number of the stateless channel (sessions count from 1).
+const STATELESS_VIEW: u64 = 0;
 
 /// One connection to the server: messages out, events in, and a stop handle
 /// (dropping the link stops the child or closes the stream).
@@ -342,7 +347,13 @@ impl Bridge {
                 }
             }
         };
-        self.post(&View { number: 0, channel }, body)
+        self.post(
+            &View {
+                number: STATELESS_VIEW,
+                channel,
+            },
+            body,
+        )
     }
 
     async fn open_channel(&self, rewrite_ids: bool) -> Result<Arc<Channel>, EdgeError> {
@@ -378,12 +389,20 @@ impl Bridge {
             channel.write(body).map_err(|detail| self.down(detail))?;
             return Ok(status_only(StatusCode::ACCEPTED));
         }
-        let (replies, stream) = mpsc::unbounded_channel();
+        let (replies, stream) = mpsc::channel(MAX_QUEUED_REPLIES);
         let agent_id = envelope.id.clone().unwrap_or_else(|| "null".to_owned());
-        channel
+        let wire_id = channel
             .request(view.number, envelope, body, replies)
             .map_err(|detail| self.down(detail))?;
-        let events = tokio_stream(stream).map(move |delivery| {
+        // Stateless requests are cancelled by closing their stream; a
+        // stateful agent that hangs up has not cancelled anything.
+        let abandon = Abandon {
+            channel: channel.clone(),
+            wire_id,
+            cancel: view.number == STATELESS_VIEW,
+        };
+        let events = bounded_stream(stream).map(move |delivery| {
+            let _in_flight = &abandon;
             let data = match delivery {
                 Delivery::Message(message) => message,
                 Delivery::Failed(error) => error.body(&agent_id),
@@ -422,7 +441,31 @@ struct Pending {
     agent_id: String,
     /// The progress token as the server sees it, and as the agent sent it.
     progress: Option<(String, String)>,
-    replies: mpsc::UnboundedSender<Delivery>,
+    replies: mpsc::Sender<Delivery>,
+}
+
+impl Pending {
+    /// Queue a message for the agent; false if it is not reading (the queue
+    /// is full) or gone.
+    fn deliver(&self, delivery: Delivery) -> bool {
+        self.replies.try_send(delivery).is_ok()
+    }
+}
+
+/// Ends a request's place on its channel when the agent's stream is
+/// dropped (finished, or the agent hung up).
+struct Abandon {
+    channel: Arc<Channel>,
+    wire_id: Option<String>,
+    cancel: bool,
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if let Some(wire_id) = &self.wire_id {
+            self.channel.abandon(wire_id, self.cancel);
+        }
+    }
 }
 
 /// One link to the server, kept open (reopened after a death) by its
@@ -527,7 +570,7 @@ impl Channel {
         timeout: Duration,
     ) -> Result<InitializeReply, String> {
         let envelope = Envelope::read(body).ok_or("got an unreadable initialize")?;
-        let (replies, mut answers) = mpsc::unbounded_channel();
+        let (replies, mut answers) = mpsc::channel(MAX_QUEUED_REPLIES);
         self.request(view, envelope, body.clone(), replies)?;
         let answer = tokio::time::timeout(timeout, answers.recv())
             .await
@@ -568,13 +611,14 @@ impl Channel {
     }
 
     /// Send a request; the server's messages for it go to `replies`.
+    /// Returns the id the server sees, if the request is in flight.
     fn request(
         &self,
         view: u64,
         envelope: Envelope,
         body: Bytes,
-        replies: mpsc::UnboundedSender<Delivery>,
-    ) -> Result<(), String> {
+        replies: mpsc::Sender<Delivery>,
+    ) -> Result<Option<String>, String> {
         let agent_id = envelope.id.unwrap_or_else(|| "null".to_owned());
         let mut state = lock(&self.state);
         if !self.rewrite_ids {
@@ -603,22 +647,38 @@ impl Channel {
             (agent_id.clone(), body, progress)
         };
         if state.pending.iter().any(|p| p.wire_id == wire_id) {
-            let _ = replies.send(Delivery::Message(jsonrpc::error_response(
+            let _ = replies.try_send(Delivery::Message(jsonrpc::error_response(
                 &agent_id,
                 jsonrpc::INVALID_REQUEST,
                 "Warden: a request with this id is already in flight in this session",
             )));
-            return Ok(());
+            return Ok(None);
         }
         self.write_locked(&state, body)?;
         state.pending.push(Pending {
             view,
-            wire_id,
+            wire_id: wire_id.clone(),
             agent_id,
             progress,
             replies,
         });
-        Ok(())
+        Ok(Some(wire_id))
+    }
+
+    /// The agent's stream for `wire_id` is gone: forget the request, and
+    /// with `cancel`, tell the server to stop working on it.
+    fn abandon(&self, wire_id: &str, cancel: bool) {
+        let mut state = lock(&self.state);
+        let Some(index) = state.pending.iter().position(|p| p.wire_id == wire_id) else {
+            return;
+        };
+        state.pending.swap_remove(index);
+        if cancel {
+            let notice = format!(
+                r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{wire_id},"reason":"the client closed the request's stream"}}}}"#
+            );
+            let _ = self.write_locked(&state, Bytes::from(notice));
+        }
     }
 
     /// GET: the session's stream of server requests and notifications.
@@ -667,7 +727,7 @@ impl Channel {
                     } else {
                         message
                     };
-                    let _ = pending.replies.send(Delivery::Message(message));
+                    let _ = pending.deliver(Delivery::Message(message));
                 }
                 None => {
                     tracing::debug!(route = %self.route, id, "Response to no request in flight dropped.");
@@ -693,7 +753,11 @@ impl Channel {
                 }
                 _ => message,
             };
-            let _ = pending.replies.send(Delivery::Message(message));
+            if !pending.deliver(Delivery::Message(message)) {
+                let wire_id = pending.wire_id.clone();
+                tracing::warn!(route = %self.route, "An agent is not reading its call's stream; Warden stops waiting for it.");
+                state.pending.retain(|p| p.wire_id != wire_id);
+            }
             return;
         }
         let is_request = head.id.is_some();
@@ -742,12 +806,10 @@ impl Channel {
             retry_in.as_secs_f32()
         ));
         for pending in state.pending.drain(..) {
-            let _ = pending
-                .replies
-                .send(Delivery::Failed(EdgeError::UpstreamDown {
-                    route: self.route.to_string(),
-                    detail: format!("{detail} before it answered"),
-                }));
+            let _ = pending.deliver(Delivery::Failed(EdgeError::UpstreamDown {
+                route: self.route.to_string(),
+                detail: format!("{detail} before it answered"),
+            }));
         }
     }
 
@@ -755,7 +817,7 @@ impl Channel {
     fn garbage(&self, noun: &str) {
         let mut state = lock(&self.state);
         for pending in state.pending.drain(..) {
-            let _ = pending.replies.send(Delivery::Failed(EdgeError::UpstreamInvalid {
+            let _ = pending.deliver(Delivery::Failed(EdgeError::UpstreamInvalid {
                 route: self.route.to_string(),
                 detail: format!(
                     "its {noun} sent something that is not a JSON-RPC message (MCP forbids this; see Warden's log)"
@@ -780,8 +842,10 @@ fn deliver(state: &mut ChannelState, view: u64, message: Bytes, via_requests: bo
         }
         state.listeners.remove(&view);
     }
-    if via_requests && let Some(pending) = state.pending.iter().rev().find(|p| p.view == view) {
-        let _ = pending.replies.send(Delivery::Message(message));
+    if via_requests
+        && let Some(pending) = state.pending.iter().rev().find(|p| p.view == view)
+        && pending.deliver(Delivery::Message(message.clone()))
+    {
         return;
     }
     let backlog = state.backlog.entry(view).or_default();
@@ -1044,6 +1108,12 @@ fn error_detail(error: EdgeError) -> String {
 
 fn tokio_stream<T: Send + 'static>(
     mut receiver: mpsc::UnboundedReceiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+}
+
+fn bounded_stream<T: Send + 'static>(
+    mut receiver: mpsc::Receiver<T>,
 ) -> impl futures_util::Stream<Item = T> + Send + 'static {
     futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx))
 }

@@ -89,7 +89,7 @@ pub async fn serve(warden: Arc<Warden>, path: &str) -> std::io::Result<()> {
         // Requests run side by side (a long tool call must not hold up the
         // rest); notifications and answers go through in the order written,
         // so `notifications/initialized` reaches the upstream first.
-        let in_order = !is_request(&message);
+        let head = Head::read(&message);
         let task = tokio::spawn(async move {
             let request = post(&uri, &state, message);
             let response = warden.clone().handle(request).await;
@@ -100,16 +100,33 @@ pub async fn serve(warden: Arc<Warden>, path: &str) -> std::io::Result<()> {
                 tokio::spawn(listen(warden, uri, state, lines_out));
             }
         });
-        if in_order {
-            let _ = task.await;
-        } else {
-            in_flight.push(task);
+        match head.request_id {
+            Some(id) => in_flight.push((id, task)),
+            None => {
+                let _ = task.await;
+            }
         }
-        in_flight.retain(|task: &tokio::task::JoinHandle<()>| !task.is_finished());
+        // A cancelled request gets no reply: stop waiting for one (which
+        // also closes its stream to the upstream).
+        if let Some(cancelled) = head.cancelled {
+            for (_, task) in in_flight.iter().filter(|(id, _)| *id == cancelled) {
+                task.abort();
+            }
+        }
+        in_flight.retain(|(_, task)| !task.is_finished());
     }
-    // stdin closed: let answers in flight finish, end the session, stop.
-    for task in in_flight {
-        let _ = task.await;
+    // stdin closed: let answers in flight finish (within the shutdown
+    // grace), end the session, stop.
+    let grace = warden.limits.shutdown_grace;
+    let finishing = futures_util::future::join_all(in_flight.iter_mut().map(|(_, task)| task));
+    if tokio::time::timeout(grace, finishing).await.is_err() {
+        tracing::warn!(
+            "Requests still unanswered {}s after stdin closed; given up.",
+            grace.as_secs()
+        );
+        for (_, task) in &in_flight {
+            task.abort();
+        }
     }
     let session = state.lock().ok().and_then(|s| s.id.clone());
     if let Some(session) = session {
@@ -125,15 +142,43 @@ pub async fn serve(warden: Arc<Warden>, path: &str) -> std::io::Result<()> {
     writer.await.unwrap_or(Ok(()))
 }
 
-/// Whether a line is a JSON-RPC request (has both `method` and `id`).
-fn is_request(message: &[u8]) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Head<'a> {
-        #[serde(borrow)]
-        method: Option<&'a serde_json::value::RawValue>,
-        id: Option<&'a serde_json::value::RawValue>,
+/// What the stdio front reads of a client's line.
+#[derive(Default)]
+struct Head {
+    /// A request's id (JSON text): it runs beside the others.
+    request_id: Option<String>,
+    /// A `notifications/cancelled`'s `requestId` (JSON text).
+    cancelled: Option<String>,
+}
+
+impl Head {
+    fn read(message: &[u8]) -> Head {
+        use serde_json::value::RawValue;
+        #[derive(serde::Deserialize)]
+        struct Message<'a> {
+            method: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow)]
+            id: Option<&'a RawValue>,
+            #[serde(borrow)]
+            params: Option<Params<'a>>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Params<'a> {
+            #[serde(borrow, rename = "requestId")]
+            request_id: Option<&'a RawValue>,
+        }
+        let Ok(message) = serde_json::from_slice::<Message<'_>>(message) else {
+            return Head::default();
+        };
+        let method = message.method.as_deref();
+        Head {
+            request_id: method.and(message.id).map(|id| id.get().to_owned()),
+            cancelled: (method == Some("notifications/cancelled"))
+                .then(|| message.params.and_then(|p| p.request_id))
+                .flatten()
+                .map(|id| id.get().to_owned()),
+        }
     }
-    serde_json::from_slice::<Head<'_>>(message).is_ok_and(|h| h.method.is_some() && h.id.is_some())
 }
 
 /// The in-process request carrying one client message.

@@ -60,12 +60,14 @@ impl Refusal {
         }
     }
 
-    /// The refusal as a JSON-RPC response carrying an `isError` tool result.
-    pub fn to_response(&self, id_json: &str) -> Bytes {
+    /// The refusal as a JSON-RPC response carrying an `isError` tool result,
+    /// shaped for the protocol `revision` the call was made in.
+    pub fn to_response(&self, id_json: &str, revision: &str) -> Bytes {
         mcp::tool_error_response(
             id_json,
             &self.message,
             json!({"decision": self.decision, "reason": self.reason, "tool": self.tool}),
+            revision,
         )
     }
 }
@@ -77,7 +79,7 @@ mod tests {
     #[test]
     fn a_refusal_is_a_structured_tool_result() {
         let refusal = Refusal::denied("send_invoice", DenyReason::DeniedByRule);
-        let body = refusal.to_response("12");
+        let body = refusal.to_response("12", mcp::DEFAULT_PROTOCOL_VERSION);
         let value: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
         assert_eq!(value["id"], 12);
         assert_eq!(value["result"]["isError"], true);

@@ -54,13 +54,22 @@ pub fn revision_allows_batches(revision: &str) -> bool {
 }
 
 /// A `CallToolResult` with `isError: true`: one text block for the model and
-/// `structuredContent.warden` for programs. Encoded as a JSON-RPC response.
-pub fn tool_error_response(id_json: &str, text: &str, warden: serde_json::Value) -> Bytes {
-    let result = json!({
+/// `structuredContent.warden` for programs. Encoded as a JSON-RPC response in
+/// the shape `revision` asks for (stateless revisions require `resultType`).
+pub fn tool_error_response(
+    id_json: &str,
+    text: &str,
+    warden: serde_json::Value,
+    revision: &str,
+) -> Bytes {
+    let mut result = json!({
         "content": [{"type": "text", "text": text}],
         "isError": true,
         "structuredContent": {"warden": warden},
     });
+    if is_stateless_revision(revision) {
+        result["resultType"] = json!("complete");
+    }
     crate::jsonrpc::result_response(id_json, &result.to_string())
 }
 
@@ -70,8 +79,12 @@ mod tests {
 
     #[test]
     fn tool_error_response_is_a_result_not_an_error() {
-        let body = tool_error_response("\"a\"", "no", json!({"decision": "deny"}));
+        let body = tool_error_response("\"a\"", "no", json!({"decision": "deny"}), "2025-11-25");
         let value: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
+        assert!(value["result"].get("resultType").is_none());
+        let stateless = tool_error_response("1", "no", json!({}), "2026-07-28");
+        let stateless: serde_json::Value = serde_json::from_slice(&stateless).expect("valid JSON");
+        assert_eq!(stateless["result"]["resultType"], "complete");
         assert_eq!(value["id"], "a");
         assert_eq!(value["result"]["isError"], true);
         assert_eq!(value["result"]["content"][0]["text"], "no");

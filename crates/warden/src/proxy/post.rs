@@ -324,7 +324,10 @@ async fn tool_call(
         }
         Ok(ToolOutcome::Refused(refusal)) => {
             count(refusal.decision, refusal.reason);
-            Ok(json(StatusCode::OK, refusal.to_response(&id)))
+            let revision = session
+                .negotiated_version()
+                .unwrap_or(mcp::DEFAULT_PROTOCOL_VERSION);
+            Ok(json(StatusCode::OK, refusal.to_response(&id, revision)))
         }
         Err(err) => Err(Failure::with_id(err, id)),
     }

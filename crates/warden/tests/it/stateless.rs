@@ -240,10 +240,12 @@ async fn stateless_calls_and_lists_are_judged_by_the_policy() {
     let (url, seen) = stateless_upstream().await;
     let warden = WardenBuilder::new(&url).start().await;
     let agent = Agent::new(&warden.url);
-    assert_refused(
-        &call(&agent, 1, "pay", json!({})).await,
-        "pay",
-        "not-read-only",
+    let refused = call(&agent, 1, "pay", json!({})).await;
+    assert_refused(&refused, "pay", "not-read-only");
+    assert_eq!(
+        refused.json()["result"]["resultType"],
+        "complete",
+        "the revision requires resultType on every result, Warden's own too"
     );
     assert_refused(
         &call(&agent, 2, "nosuch", json!({})).await,
@@ -499,4 +501,46 @@ async fn a_list_changed_notice_on_a_listen_stream_refreshes_what_stateless_calls
     }
     let reply = call(&agent, 2, "pay", json!({})).await;
     assert_eq!(reply.json()["result"]["content"][0]["text"], "paid");
+}
+
+#[tokio::test]
+async fn closing_a_stateless_calls_stream_cancels_it_on_a_stdio_server() {
+    let warden = WardenBuilder::with_upstream(UpstreamConfig::stdio(stdio_fixture(&[])))
+        .start()
+        .await;
+    let agent = Agent::new(&warden.url);
+    // The agent gives up on a slow call: its stream is closed, which is how
+    // the stateless revision cancels on HTTP.
+    let slow = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        call(&agent, 1, "slow", json!({})),
+    )
+    .await;
+    assert!(slow.is_err(), "the slow call was still running");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let reply = call(&agent, 2, "cancelled", json!({})).await;
+        let message = reply
+            .sse_messages()
+            .into_iter()
+            .find(|m| m.get("result").is_some())
+            .expect("a result");
+        let text = message["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let ids: Vec<Value> = serde_json::from_str(&text).expect("json list");
+        if ids.len() == 1 {
+            assert!(
+                ids[0].as_str().is_some_and(|id| id.starts_with("warden-")),
+                "{ids:?}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no cancellation reached the server"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -3,11 +3,13 @@
 
 Usage:
   python py-client.py URL [--expect-refused a,b] [--expect-listed c,d]
-                          [--timeout SECONDS] [--verbose]
+                          [--timeout SECONDS] [--verbose] [--sse]
+                          [--stdio CMD ARGS...]
 
 Exercises an MCP server (server-everything, directly or behind Warden) over
 Streamable HTTP (`mcp.client.streamable_http.streamable_http_client` +
-`mcp.ClientSession`). Every check prints one line, `ok <check>` or
+`mcp.ClientSession`); with --sse, over the legacy HTTP+SSE transport at URL
+(`mcp.client.sse.sse_client`); with --stdio, a server it launches. Every check prints one line, `ok <check>` or
 `FAIL <check>: <detail>` (or `skip <check>: <reason>`, not counted), and the run
 ends with `N passed, M failed`. Exit code is 0 only if nothing failed.
 """
@@ -30,6 +32,7 @@ import httpx2
 import mcp_types as types
 from mcp import ClientSession
 from mcp.client.session import ClientRequestContext
+from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
@@ -165,6 +168,9 @@ class Runner:
         self.http_log: list[tuple[str, int, str | None]] = []  # (method, status, session id sent)
         self.session_id: str | None = None
         self.stdio: list[str] | None = None
+        # URL is a legacy HTTP+SSE event stream (for running the checks
+        # against server-everything directly in its sse mode).
+        self.sse = False
 
     # ------------------------------------------------------------ reporting
     def line(self, s: str) -> None:
@@ -258,6 +264,10 @@ class Runner:
                     if self.stdio:
                         params = StdioServerParameters(command=self.stdio[0], args=self.stdio[1:])
                         read, write = await stack.enter_async_context(stdio_client(params))
+                    elif self.sse:
+                        read, write = await stack.enter_async_context(
+                            sse_client(self.url, timeout=T, sse_read_timeout=10 * T + 60)
+                        )
                     else:
                         read, write = await stack.enter_async_context(
                             streamable_http_client(self.url, http_client=http)
@@ -278,7 +288,7 @@ class Runner:
                         result = await session.initialize()
                         ensure(result.server_info and result.server_info.name, "no serverInfo in initialize result")
                         ensure(result.capabilities.tools is not None, "server did not announce the tools capability")
-                        if not self.stdio:
+                        if not self.stdio and not self.sse:
                             ensure(self.session_id, "no Mcp-Session-Id assigned")
                         state["connected"] = True
                         self.debug("server", result.server_info, "protocol", result.protocol_version, "session", self.session_id)
@@ -300,8 +310,8 @@ class Runner:
                     self.failed += 1
                     self.line(f"FAIL transport: {one_line(err_text(e))}")
             # Over stdio, leaving stdio_client closed the child's stdin; the
-            # HTTP session checks do not apply.
-            if state["connected"] and not self.stdio:
+            # HTTP session checks apply to Streamable HTTP only.
+            if state["connected"] and not self.stdio and not self.sse:
                 await self.terminate_checks(http)
 
     async def session_checks(self, session: ClientSession) -> None:
@@ -598,6 +608,7 @@ async def amain(args: argparse.Namespace) -> int:
         args.url or "stdio", split_list(args.expect_refused), split_list(args.expect_listed), args.timeout, args.verbose
     )
     runner.stdio = args.stdio or None
+    runner.sse = args.sse
     try:
         with anyio.fail_after(10 * args.timeout + 60):
             await runner.run()
@@ -622,6 +633,8 @@ def main() -> None:
                    help="comma-separated tool names that must appear in tools/list")
     p.add_argument("--timeout", type=float, default=20.0, help="seconds allowed per request (default 20)")
     p.add_argument("--verbose", "-v", action="store_true")
+    p.add_argument("--sse", action="store_true",
+                   help="URL is a legacy HTTP+SSE (2024-11-05) event stream, not a Streamable HTTP endpoint")
     p.add_argument("--stdio", nargs=argparse.REMAINDER, metavar="CMD",
                    help="launch CMD ARGS... as a stdio MCP server instead of using a URL (last option)")
     args = p.parse_args()

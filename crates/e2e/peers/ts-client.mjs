@@ -4,15 +4,18 @@
 //
 // Usage:
 //   node ts-client.mjs URL [--expect-refused a,b] [--expect-listed c,d]
-//                          [--timeout SECONDS] [--verbose]
+//                          [--timeout SECONDS] [--verbose] [--sse]
+//                          [--stdio CMD ARGS...]
 //
 // Exercises an MCP server (server-everything, directly or behind Warden) over
-// Streamable HTTP. Every check prints one line, `ok <check>` or
+// Streamable HTTP (or, with --sse, the legacy HTTP+SSE transport at URL; with
+// --stdio, a server it launches). Every check prints one line, `ok <check>` or
 // `FAIL <check>: <detail>` (or `skip <check>: <reason>`, not counted), and the
 // run ends with `N passed, M failed`. Exit code is 0 only if nothing failed.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
 import {
   CreateMessageRequestSchema,
   ElicitRequestSchema,
@@ -24,7 +27,7 @@ import { randomUUID } from "node:crypto";
 function usage(msg) {
   if (msg) console.error(`ts-client: ${msg}`);
   console.error(
-    "usage: node ts-client.mjs URL [--expect-refused a,b] [--expect-listed c,d] [--timeout SECONDS] [--verbose] [--stdio CMD ARGS...]",
+    "usage: node ts-client.mjs URL [--expect-refused a,b] [--expect-listed c,d] [--timeout SECONDS] [--verbose] [--sse] [--stdio CMD ARGS...]",
   );
   process.exit(2);
 }
@@ -34,6 +37,10 @@ let expectRefused = [];
 let expectListed = [];
 let timeoutS = 20;
 let verbose = false;
+// `--sse`: URL is a legacy HTTP+SSE (2024-11-05) event stream, not a
+// Streamable HTTP endpoint (for running the checks against server-everything
+// directly in its sse mode).
+let sse = false;
 // `--stdio CMD ARGS...` (last): launch CMD as a stdio MCP server instead of URL.
 let stdioCommand;
 const splitList = (v) => (v ?? "").split(",").map((s) => s.trim()).filter(Boolean);
@@ -46,6 +53,7 @@ for (let i = 0; i < argv.length; i++) {
   else if (key === "--expect-listed") expectListed.push(...splitList(val()));
   else if (key === "--timeout") timeoutS = Number(val());
   else if (key === "--verbose" || key === "-v") verbose = true;
+  else if (key === "--sse") sse = true;
   else if (key === "--stdio") {
     stdioCommand = argv.slice(i + 1);
     url = "stdio";
@@ -180,7 +188,11 @@ client.setRequestHandler(ListRootsRequestSchema, async () => {
 
 const transport = stdioCommand
   ? new StdioClientTransport({ command: stdioCommand[0], args: stdioCommand.slice(1), stderr: "inherit" })
-  : new StreamableHTTPClientTransport(new URL(url));
+  : sse
+    ? new SSEClientTransport(new URL(url))
+    : new StreamableHTTPClientTransport(new URL(url));
+// The HTTP session checks (Mcp-Session-Id, DELETE) apply to Streamable HTTP only.
+const streamableHttp = !stdioCommand && !sse;
 const reqOpts = (extra = {}) => ({ timeout: T, ...extra });
 
 let tools = [];
@@ -196,7 +208,7 @@ async function main() {
     const caps = client.getServerCapabilities();
     assert(sv?.name, "no serverInfo in initialize result");
     assert(caps?.tools, "server did not announce the tools capability");
-    if (!stdioCommand) assert(transport.sessionId, "no Mcp-Session-Id assigned");
+    if (streamableHttp) assert(transport.sessionId, "no Mcp-Session-Id assigned");
     debug("server", JSON.stringify(sv), "protocol", transport.protocolVersion, "session", transport.sessionId);
   });
   if (!connected) return;
@@ -419,7 +431,7 @@ async function main() {
   }
 
   // ------------------------------------------------------------ terminate
-  if (stdioCommand) {
+  if (!streamableHttp) {
     await check("close", async () => {
       await withTimeout(client.close(), T, "close");
     });

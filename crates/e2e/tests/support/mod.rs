@@ -39,10 +39,21 @@ impl Drop for Peer {
 
 /// Start server-everything (Streamable HTTP) on a free loopback port.
 pub fn server_everything(folder: &str) -> Peer {
+    start_everything(folder, &[])
+}
+
+/// Start server-everything in its legacy HTTP+SSE mode (MCP 2024-11-05) on a
+/// free loopback port; the peer's `url` is the event stream's (`/sse`).
+pub fn server_everything_sse(folder: &str) -> Peer {
+    start_everything(folder, &["--sse"])
+}
+
+fn start_everything(folder: &str, options: &[&str]) -> Peer {
     let dir = e2e_dir().join(folder);
     require_installed(&dir.join("node_modules"), "npm packages");
     let mut child = Command::new("bash")
         .arg(dir.join("start-everything.sh"))
+        .args(options)
         .arg("0")
         .current_dir(&dir)
         .stdout(Stdio::piped())
@@ -135,4 +146,140 @@ pub fn assert_all_passed(output: &Output, name: &str) -> usize {
     );
     assert!(passed > 0, "{name} ran no check");
     passed
+}
+
+/// The `warden` binary built beside the test (by `cargo test --workspace`,
+/// for the warden package's own tests, or `cargo build -p warden`).
+pub fn warden_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let binary = dir.join("warden");
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it with `cargo build -p warden` (cargo xtask test does)",
+        binary.display()
+    );
+    binary
+}
+
+/// The absolute path of `program` on this process's `PATH`.
+pub fn on_path(program: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("{program} is not on PATH"))
+}
+
+/// A YAML string literal (double-quoted, JSON escapes are valid YAML).
+pub fn yaml_str(text: &str) -> String {
+    serde_json::Value::String(text.to_owned()).to_string()
+}
+
+/// The transport Warden uses to reach server-everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamKind {
+    /// Streamable HTTP, on a loopback port.
+    StreamableHttp,
+    /// Legacy HTTP+SSE (2024-11-05), on a loopback port.
+    LegacySse,
+    /// A child process Warden spawns (one per agent session), over stdio.
+    Stdio,
+}
+
+/// server-everything as an upstream: the running server (HTTP kinds), and
+/// the `upstream:` block of a Warden config that reaches it.
+pub struct EverythingUpstream {
+    /// The HTTP server, killed on drop; `None` for stdio (Warden starts it).
+    pub server: Option<Peer>,
+    /// The YAML mapping under `upstream:`, each line indented by 6 spaces
+    /// (for `routes: - path: ... upstream:`).
+    pub yaml: String,
+}
+
+/// Make server-everything available over `kind` (peers in `folder`).
+pub fn everything_upstream(folder: &str, kind: UpstreamKind) -> EverythingUpstream {
+    match kind {
+        UpstreamKind::StreamableHttp => {
+            let server = server_everything(folder);
+            let yaml = format!("      url: {}\n", yaml_str(&server.url));
+            EverythingUpstream {
+                server: Some(server),
+                yaml,
+            }
+        }
+        UpstreamKind::LegacySse => {
+            let server = server_everything_sse(folder);
+            let yaml = format!(
+                "      url: {}\n      transport: sse\n",
+                yaml_str(&server.url)
+            );
+            EverythingUpstream {
+                server: Some(server),
+                yaml,
+            }
+        }
+        UpstreamKind::Stdio => {
+            let dir = e2e_dir().join(folder);
+            require_installed(&dir.join("node_modules"), "npm packages");
+            let entry =
+                dir.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+            assert!(entry.is_file(), "{} is missing", entry.display());
+            // `node dist/index.js stdio` is server-everything's stdio mode.
+            // The child gets only the environment named here: PATH (node
+            // may spawn helpers) and HOME.
+            let yaml = format!(
+                "      command: {}\n      args: [{}, stdio]\n      inherit_env: [PATH, HOME]\n      cwd: {}\n",
+                yaml_str(&on_path("node").display().to_string()),
+                yaml_str(&entry.display().to_string()),
+                yaml_str(&dir.display().to_string()),
+            );
+            EverythingUpstream { server: None, yaml }
+        }
+    }
+}
+
+/// A temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh directory named after `name`, this process and a counter.
+    pub fn new(name: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Write a Warden config file (one route `/mcp` in front of `upstream`,
+/// with `policy`) into `dir`; returns its path.
+pub fn write_config(dir: &Path, upstream: &EverythingUpstream, policy: &str) -> PathBuf {
+    std::fs::write(dir.join("policy.yaml"), policy).expect("policy");
+    let config = dir.join("warden.yaml");
+    let text = format!(
+        "version: 1\nlisten: 127.0.0.1:0\nroutes:\n  - path: /mcp\n    upstream:\n{}    policy: policy.yaml\n",
+        upstream.yaml
+    );
+    std::fs::write(&config, text).expect("config");
+    config
+}
+
+/// Start Warden in process from a config file (its listener on a free
+/// loopback port, as the file says).
+pub async fn warden_from_file(config: &Path) -> warden::Running {
+    let config = Config::from_file(config).expect("valid config");
+    warden::start(&config).await.expect("warden starts")
 }

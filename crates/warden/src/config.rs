@@ -37,6 +37,9 @@ use serde::Deserialize;
 use warden_policy::located::{self, Collector, Diagnostic, Spanned};
 use warden_policy::{Diagnostics, Policy, PolicyError};
 
+/// Default bound on a stdio or legacy SSE upstream's open links.
+pub const DEFAULT_MAX_LINKS: usize = 64;
+
 /// The only config file version this build reads.
 pub const CONFIG_VERSION: u32 = 1;
 
@@ -137,6 +140,9 @@ pub struct UpstreamConfig {
     /// Time to the upstream's answer (response headers over HTTP; the
     /// `initialize` result and whole replies Warden reads over any transport).
     pub timeout: Duration,
+    /// Most links open at once to a stdio or legacy SSE upstream (children
+    /// running, streams open); an `initialize` past it is refused with 503.
+    pub max_links: usize,
 }
 
 impl UpstreamConfig {
@@ -145,6 +151,7 @@ impl UpstreamConfig {
         UpstreamConfig {
             transport: UpstreamTransport::StreamableHttp(HttpEndpoint { url, ca_file: None }),
             timeout: Duration::from_secs(60),
+            max_links: DEFAULT_MAX_LINKS,
         }
     }
 
@@ -153,6 +160,7 @@ impl UpstreamConfig {
         UpstreamConfig {
             transport: UpstreamTransport::Stdio(command),
             timeout: Duration::from_secs(60),
+            max_links: DEFAULT_MAX_LINKS,
         }
     }
 
@@ -303,6 +311,8 @@ struct RawUpstream {
     cwd: Option<Spanned<String>>,
     /// `per-session` (default) or `shared`.
     sessions: Option<Spanned<String>>,
+    /// Most children or streams open at once.
+    max_links: Option<Spanned<usize>>,
     /// Time to the upstream's answer, e.g. `60s`.
     timeout: Option<Spanned<String>>,
     /// Extra PEM trust roots.
@@ -405,7 +415,26 @@ impl RawUpstream {
                 None
             }
         }?;
-        Some(UpstreamConfig { transport, timeout })
+        let max_links = match &self.max_links {
+            Some(n) if n.value == 0 => {
+                errors.push(Diagnostic::at(n, "max_links must be at least 1"));
+                DEFAULT_MAX_LINKS
+            }
+            Some(n) if matches!(transport, UpstreamTransport::StreamableHttp(_)) => {
+                errors.push(Diagnostic::at(
+                    n,
+                    "max_links applies to stdio (command) and legacy SSE upstreams",
+                ));
+                n.value
+            }
+            Some(n) => n.value,
+            None => DEFAULT_MAX_LINKS,
+        };
+        Some(UpstreamConfig {
+            transport,
+            timeout,
+            max_links,
+        })
     }
 
     fn http(

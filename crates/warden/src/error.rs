@@ -161,6 +161,16 @@ pub enum EdgeError {
         /// What happened, e.g. "exited (exit status: 1); restarting in 2s".
         detail: String,
     },
+    /// A stdio or legacy SSE upstream runs as many links as it may.
+    #[error(
+        "the upstream MCP server for {route} already runs {limit} sessions (upstream.max_links); retry when one ends"
+    )]
+    UpstreamBusy {
+        /// The route.
+        route: String,
+        /// The limit.
+        limit: usize,
+    },
     /// The upstream did not answer in time.
     #[error("the upstream MCP server for {route} did not answer within {seconds}s")]
     UpstreamTimeout {
@@ -207,6 +217,7 @@ impl EdgeError {
             | EdgeError::UpstreamDown { .. }
             | EdgeError::UpstreamInvalid { .. } => StatusCode::BAD_GATEWAY,
             EdgeError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            EdgeError::UpstreamBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -232,9 +243,9 @@ impl EdgeError {
             EdgeError::UnsupportedVersion { .. } => mcp::ERROR_UNSUPPORTED_PROTOCOL_VERSION,
             EdgeError::MetaMissing { .. } => jsonrpc::INVALID_PARAMS,
             EdgeError::Internal { .. } => INTERNAL_ERROR,
-            EdgeError::UpstreamUnavailable { .. } | EdgeError::UpstreamDown { .. } => {
-                UPSTREAM_UNAVAILABLE
-            }
+            EdgeError::UpstreamUnavailable { .. }
+            | EdgeError::UpstreamDown { .. }
+            | EdgeError::UpstreamBusy { .. } => UPSTREAM_UNAVAILABLE,
             EdgeError::UpstreamTimeout { .. } => UPSTREAM_TIMEOUT,
             EdgeError::UpstreamInvalid { .. } => UPSTREAM_INVALID,
         }
@@ -265,6 +276,7 @@ impl EdgeError {
             EdgeError::Internal { .. } => "internal",
             EdgeError::UpstreamUnavailable { .. } => "upstream-unavailable",
             EdgeError::UpstreamDown { .. } => "upstream-down",
+            EdgeError::UpstreamBusy { .. } => "upstream-busy",
             EdgeError::UpstreamTimeout { .. } => "upstream-timeout",
             EdgeError::UpstreamInvalid { .. } => "upstream-invalid",
         }
@@ -291,7 +303,7 @@ impl EdgeError {
             | EdgeError::MetaMissing { .. }
             | EdgeError::StatelessInvalid { .. }
             | EdgeError::UnknownSession => Culprit::Client,
-            EdgeError::Internal { .. } => Culprit::Warden,
+            EdgeError::Internal { .. } | EdgeError::UpstreamBusy { .. } => Culprit::Warden,
             EdgeError::UpstreamUnavailable { .. }
             | EdgeError::UpstreamDown { .. }
             | EdgeError::UpstreamTimeout { .. }

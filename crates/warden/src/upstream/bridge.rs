@@ -152,6 +152,7 @@ pub struct BridgeInner {
     timeout: Duration,
     connector: Arc<Connector>,
     metrics: LinkMetrics,
+    max_links: usize,
     sharing: ChildSharing,
     /// The bridge's session ids → the session's view of its channel.
     sessions: Mutex<HashMap<String, View>>,
@@ -175,29 +176,29 @@ impl Bridge {
     pub(super) fn stdio(
         route: &str,
         command: StdioCommand,
-        timeout: Duration,
+        limits: (Duration, usize),
         metrics: LinkMetrics,
     ) -> Bridge {
         let sharing = command.sharing;
-        Bridge::new(route, Connector::Stdio(command), sharing, timeout, metrics)
+        Bridge::new(route, Connector::Stdio(command), sharing, limits, metrics)
     }
 
     /// A bridge to a legacy HTTP+SSE server (one stream per session).
     pub(super) fn legacy_sse(
         route: &str,
         client: HttpUpstream,
-        timeout: Duration,
+        limits: (Duration, usize),
         metrics: LinkMetrics,
     ) -> Bridge {
         let connector = Connector::LegacySse(Arc::new(client));
-        Bridge::new(route, connector, ChildSharing::PerSession, timeout, metrics)
+        Bridge::new(route, connector, ChildSharing::PerSession, limits, metrics)
     }
 
     fn new(
         route: &str,
         connector: Connector,
         sharing: ChildSharing,
-        timeout: Duration,
+        (timeout, max_links): (Duration, usize),
         metrics: LinkMetrics,
     ) -> Bridge {
         let inner = BridgeInner {
@@ -205,6 +206,7 @@ impl Bridge {
             timeout,
             connector: Arc::new(connector),
             metrics,
+            max_links,
             sharing,
             sessions: Mutex::new(HashMap::new()),
             shared: tokio::sync::Mutex::new(None),
@@ -281,6 +283,12 @@ impl Bridge {
         let agent_id = message_id(&body).ok_or_else(|| self.down("got no initialize id".into()))?;
         let result = match self.sharing {
             ChildSharing::PerSession => {
+                if lock(&self.sessions).len() >= self.max_links {
+                    return Err(EdgeError::UpstreamBusy {
+                        route: self.route.to_string(),
+                        limit: self.max_links,
+                    });
+                }
                 let channel = self.open_channel(false).await?;
                 match channel.initialize(number, &body, self.timeout).await {
                     Ok(result) => (channel, result),

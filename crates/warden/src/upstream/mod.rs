@@ -76,14 +76,14 @@ impl Upstream {
                 Upstream::Bridged(Bridge::legacy_sse(
                     route,
                     client,
-                    config.timeout,
+                    (config.timeout, config.max_links),
                     metrics.link_metrics(route),
                 ))
             }
             UpstreamTransport::Stdio(command) => Upstream::Bridged(Bridge::stdio(
                 route,
                 command.clone(),
-                config.timeout,
+                (config.timeout, config.max_links),
                 metrics.link_metrics(route),
             )),
         })

@@ -84,6 +84,7 @@ async fn warden_before(url: &str) -> TestWarden {
             ca_file: None,
         }),
         timeout: Duration::from_secs(5),
+        max_links: 8,
     };
     WardenBuilder::with_upstream(upstream).start().await
 }

@@ -351,3 +351,27 @@ async fn a_shared_child_serves_every_session_without_mixing_their_ids() {
         "still here"
     );
 }
+
+#[tokio::test]
+async fn children_are_bounded_by_max_links_with_a_clear_503() {
+    let mut upstream = UpstreamConfig::stdio(stdio_fixture(&[]));
+    upstream.max_links = 1;
+    let warden = WardenBuilder::with_upstream(upstream).start().await;
+    let first = agent_for(&warden).await;
+    let reply = Agent::new(&warden.url)
+        .post(&initialize_request(json!(1)))
+        .await;
+    let message = assert_error(&reply, StatusCode::SERVICE_UNAVAILABLE, -32001);
+    assert!(message.contains("max_links"), "{message}");
+
+    let delete = Request::delete(&warden.url)
+        .header("mcp-session-id", first.session.clone().expect("session"))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    assert_eq!(first.send(delete).await.status, StatusCode::OK);
+    let next = agent_for(&warden).await;
+    assert_eq!(
+        result_text(&next.call(1, "echo", json!({"text": "room again"})).await),
+        "room again"
+    );
+}

@@ -525,7 +525,9 @@ impl RawUpstream {
                 ),
             ));
         }
-        let cwd = self.cwd.as_ref().map(|dir| base.join(&dir.value));
+        let cwd = self.cwd.as_ref().map(|dir| {
+            std::path::absolute(base.join(&dir.value)).unwrap_or_else(|_| base.join(&dir.value))
+        });
         if let (Some(dir), Some(path)) = (&self.cwd, &cwd)
             && !path.is_dir()
         {
@@ -574,7 +576,9 @@ fn resolve_program(program: &str, base: &Path) -> Option<PathBuf> {
             .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
     if program.contains('/') {
-        let path = base.join(program);
+        // Absolute now: the child runs in its own `cwd`, where a relative
+        // path would name something else.
+        let path = std::path::absolute(base.join(program)).ok()?;
         return is_executable(&path).then_some(path);
     }
     std::env::var_os("PATH")

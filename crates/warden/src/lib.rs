@@ -113,9 +113,10 @@ impl Running {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         self.workers.join().await;
-        // Calls have drained: stop stdio children and legacy SSE streams.
+        // Calls have drained: stop stdio children and legacy SSE streams
+        // (they run on this runtime, not on the workers just stopped).
         for route in &self.warden.routes {
-            route.upstream.shutdown();
+            route.upstream.shutdown().await;
         }
         for task in self.tasks {
             let _ = task.await;

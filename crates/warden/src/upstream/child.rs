@@ -2,25 +2,38 @@
 //! stdin and stdout, its stderr relayed to Warden's log.
 //!
 //! The child gets exactly the environment the config names, never
-//! Warden's own (which may hold Warden's secrets), and is killed when its
-//! link is dropped.
+//! Warden's own (which may hold Warden's secrets). It leads a process group
+//! of its own, so whatever it starts (`npx`, `uvx` and `sh -c` wrappers
+//! start the real server as a grandchild) is stopped with it: asked to stop,
+//! the child has its stdin closed, then the group gets SIGTERM, then
+//! SIGKILL, as the MCP stdio transport prescribes; when the child exits on
+//! its own, what is left of its group is killed.
 
 use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 
 use bytes::Bytes;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
-use super::MAX_INSPECTED_REPLY;
 use super::bridge::{Link, LinkEvent};
+use super::{MAX_INSPECTED_REPLY, preview};
 use crate::config::StdioCommand;
 
 /// Longest stderr line kept for the log; the rest of the line is cut.
 const MAX_STDERR_LINE: usize = 8 << 10;
 /// Messages queued for the child's stdin before senders wait.
 const OUTBOUND_QUEUE: usize = 256;
+/// How long a child has to exit after its stdin is closed, then after SIGTERM.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+/// How long the stdout reader may go on after the child exited (a
+/// grandchild may hold stdout open) before the link is reported closed.
+const READER_GRACE: Duration = Duration::from_secs(1);
 
 /// Start the child and link to it.
 pub(super) fn spawn(route: &Arc<str>, command: &StdioCommand) -> Result<Link, String> {
@@ -32,6 +45,7 @@ pub(super) fn spawn(route: &Arc<str>, command: &StdioCommand) -> Result<Link, St
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true);
     if let Some(dir) = &command.cwd {
         process.current_dir(dir);
@@ -50,9 +64,17 @@ pub(super) fn spawn(route: &Arc<str>, command: &StdioCommand) -> Result<Link, St
     let (outbound, mut to_child) = mpsc::channel::<Bytes>(OUTBOUND_QUEUE);
     let (events, link_events) = mpsc::unbounded_channel();
     let (stop, stopped) = oneshot::channel::<()>();
+    let (close_stdin, stdin_closed) = oneshot::channel::<()>();
+    let (finished, done) = oneshot::channel::<()>();
 
     tokio::spawn(async move {
-        while let Some(message) = to_child.recv().await {
+        let mut stdin_closed = stdin_closed;
+        loop {
+            let message = tokio::select! {
+                message = to_child.recv() => message,
+                _ = &mut stdin_closed => None,
+            };
+            let Some(message) = message else { break };
             let written = async {
                 stdin.write_all(&message).await?;
                 stdin.write_all(b"\n").await?;
@@ -63,6 +85,7 @@ pub(super) fn spawn(route: &Arc<str>, command: &StdioCommand) -> Result<Link, St
                 break;
             }
         }
+        // Dropping stdin closes it: the child's signal to exit.
     });
 
     let log_route = route.clone();
@@ -113,28 +136,55 @@ pub(super) fn spawn(route: &Arc<str>, command: &StdioCommand) -> Result<Link, St
         }
     });
 
+    let group = i32::try_from(pid)
+        .ok()
+        .filter(|&p| p > 0)
+        .map(Pid::from_raw);
     tokio::spawn(async move {
         let status = tokio::select! {
             status = child.wait() => status,
             _ = stopped => {
-                let _ = child.start_kill();
-                child.wait().await
+                let _ = close_stdin.send(());
+                match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
+                    Ok(status) => status,
+                    Err(_) => {
+                        signal_group(group, Signal::SIGTERM);
+                        match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
+                            Ok(status) => status,
+                            Err(_) => {
+                                let _ = child.start_kill();
+                                child.wait().await
+                            }
+                        }
+                    }
+                }
             }
         };
+        // Whatever the child left running in its group goes with it.
+        signal_group(group, Signal::SIGKILL);
         // Every message the child wrote before it died is delivered first.
-        let _ = reader.await;
+        let _ = tokio::time::timeout(READER_GRACE, reader).await;
         let detail = match status {
             Ok(status) => format!("exited ({status})"),
             Err(err) => format!("could not be waited for ({err})"),
         };
         let _ = events.send(LinkEvent::Closed(detail));
+        let _ = finished.send(());
     });
 
     Ok(Link {
         outbound,
         events: link_events,
-        _stop: stop,
+        stop: Some(stop),
+        done,
     })
+}
+
+/// Signal a child's process group (a no-op once it is gone).
+fn signal_group(group: Option<Pid>, signal: Signal) {
+    if let Some(group) = group {
+        let _ = killpg(group, signal);
+    }
 }
 
 /// Read one line into `line`, at most `limit` bytes of it. `Some(true)`: a
@@ -174,13 +224,6 @@ async fn read_line_capped(
 fn is_json_rpc(line: &[u8]) -> bool {
     matches!(line.first(), Some(b'{' | b'['))
         && serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok()
-}
-
-/// The start of a line for the log (never for the agent: it may hold
-/// whatever the child printed).
-fn preview(line: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&line[..line.len().min(120)]);
-    format!("{text:?}")
 }
 
 #[cfg(test)]

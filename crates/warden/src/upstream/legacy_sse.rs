@@ -7,16 +7,18 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Uri};
-use http_body_util::{BodyExt, Full};
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::Full;
 use tokio::sync::{mpsc, oneshot};
 
 use super::bridge::{Link, LinkEvent};
-use super::{HttpUpstream, is_event_stream};
+use super::{HttpUpstream, is_event_stream, preview};
 use crate::proxy::relay::sse_events;
 
 /// Messages queued for POSTing before senders wait.
 const OUTBOUND_QUEUE: usize = 256;
+/// Most of a POST's own reply Warden reads (it is an acknowledgement).
+const MAX_POST_REPLY: usize = 64 << 10;
 
 /// Open the event stream, wait for the endpoint, and link to it.
 pub(super) async fn connect(client: Arc<HttpUpstream>) -> Result<Link, String> {
@@ -34,7 +36,8 @@ pub(super) async fn connect(client: Arc<HttpUpstream>) -> Result<Link, String> {
         .map_err(|err| format!("event stream could not be opened: {err}"))?;
     if !response.status().is_success() || !is_event_stream(response.headers()) {
         return Err(format!(
-            "event stream could not be opened: GET {url} answered HTTP {} ({})",
+            "event stream could not be opened: GET {} answered HTTP {} ({})",
+            without_query(&url),
             response.status(),
             response
                 .headers()
@@ -59,28 +62,46 @@ pub(super) async fn connect(client: Arc<HttpUpstream>) -> Result<Link, String> {
     let (outbound, mut to_server) = mpsc::channel::<Bytes>(OUTBOUND_QUEUE);
     let (events, link_events) = mpsc::unbounded_channel();
     let (stop, mut stopped) = oneshot::channel::<()>();
+    let (finished, done) = oneshot::channel::<()>();
 
     let post_events = events.clone();
     tokio::spawn(async move {
         while let Some(message) = to_server.recv().await {
-            let mut request = Request::new(Full::new(message));
+            let mut request = Request::new(Full::new(message.clone()));
             *request.method_mut() = Method::POST;
             *request.uri_mut() = endpoint.clone();
             request.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             );
-            let failure = match client.request(request).await {
+            let event = match client.request(request).await {
                 Ok(response) if response.status().is_success() => {
                     // The reply comes on the event stream; the POST's own
-                    // body is an acknowledgement.
-                    let _ = response.into_body().collect().await;
+                    // body is an acknowledgement, read to keep the
+                    // connection reusable.
+                    let _ =
+                        crate::proxy::relay::collect_capped(response.into_body(), MAX_POST_REPLY)
+                            .await;
                     continue;
                 }
-                Ok(response) => format!("answered HTTP {} to a message", response.status()),
-                Err(err) => format!("did not take a message ({err})"),
+                // The session is gone: so is the link.
+                Ok(response)
+                    if matches!(response.status(), StatusCode::NOT_FOUND | StatusCode::GONE)
+                        || response.status().is_server_error() =>
+                {
+                    LinkEvent::Closed(format!("answered HTTP {} to a message", response.status()))
+                }
+                // One message refused: its request fails, the link lives.
+                Ok(response) => {
+                    let _ = post_events.send(LinkEvent::Refused {
+                        message,
+                        detail: format!("refused the message with HTTP {}", response.status()),
+                    });
+                    continue;
+                }
+                Err(err) => LinkEvent::Closed(format!("did not take a message ({err})")),
             };
-            let _ = post_events.send(LinkEvent::Closed(failure));
+            let _ = post_events.send(event);
             break;
         }
     });
@@ -101,35 +122,65 @@ pub(super) async fn connect(client: Arc<HttpUpstream>) -> Result<Link, String> {
                     let event = if serde_json::from_str::<serde::de::IgnoredAny>(data).is_ok() {
                         LinkEvent::Message(Bytes::copy_from_slice(data.as_bytes()))
                     } else {
-                        LinkEvent::Garbage(format!("{:?}", &data[..data.len().min(120)]))
+                        LinkEvent::Garbage(preview(data.as_bytes()))
                     };
                     if events.send(event).is_err() {
-                        return;
+                        break "was dropped".to_owned();
                     }
                 }
                 Ok(None) => break "closed its event stream".to_owned(),
                 Err(err) => break format!("event stream failed ({err})"),
             }
         };
+        drop(stream);
         let _ = events.send(LinkEvent::Closed(detail));
+        let _ = finished.send(());
     });
 
     Ok(Link {
         outbound,
         events: link_events,
-        _stop: stop,
+        stop: Some(stop),
+        done,
     })
+}
+
+/// A URL for messages: scheme, authority and path (a query may carry a
+/// token or a session id, which agents must not see).
+fn without_query(url: &Uri) -> String {
+    format!(
+        "{}://{}{}",
+        url.scheme_str().unwrap_or("http"),
+        url.authority().map_or("", |a| a.as_str()),
+        url.path()
+    )
 }
 
 /// The POST endpoint the server named, which must be on the server's own
 /// origin: a stream must not send Warden's messages somewhere else.
 fn resolve_endpoint(base: &Uri, endpoint: &str) -> Result<Uri, String> {
-    let invalid = || format!("named an endpoint Warden will not use: {endpoint:?}");
-    let resolved = if endpoint.starts_with('/') {
+    let invalid = || {
+        let shown = endpoint.split('?').next().unwrap_or_default();
+        format!("named an endpoint Warden will not use: {shown:?}")
+    };
+    let resolved = if let Some(query) = endpoint.strip_prefix('?') {
+        // The stream's own path with another query.
+        let mut parts = base.clone().into_parts();
+        parts.path_and_query = Some(
+            format!("{}?{query}", base.path())
+                .parse()
+                .map_err(|_| invalid())?,
+        );
+        Uri::from_parts(parts).map_err(|_| invalid())?
+    } else if endpoint.starts_with('/') {
         let mut parts = base.clone().into_parts();
         parts.path_and_query = Some(endpoint.parse().map_err(|_| invalid())?);
         Uri::from_parts(parts).map_err(|_| invalid())?
-    } else if endpoint.contains("://") {
+    } else if endpoint
+        .split('?')
+        .next()
+        .is_some_and(|head| head.contains("://"))
+    {
         endpoint.parse::<Uri>().map_err(|_| invalid())?
     } else {
         // Relative to the stream's directory.
@@ -139,9 +190,20 @@ fn resolve_endpoint(base: &Uri, endpoint: &str) -> Result<Uri, String> {
         parts.path_and_query = Some(format!("{dir}{endpoint}").parse().map_err(|_| invalid())?);
         Uri::from_parts(parts).map_err(|_| invalid())?
     };
+    let port = |uri: &Uri| {
+        uri.port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            })
+    };
     let same_origin = resolved.scheme() == base.scheme()
-        && resolved.host() == base.host()
-        && resolved.port_u16() == base.port_u16();
+        && resolved
+            .host()
+            .zip(base.host())
+            .is_some_and(|(a, b)| a.eq_ignore_ascii_case(b))
+        && port(&resolved) == port(base);
     if same_origin {
         Ok(resolved)
     } else {
@@ -169,6 +231,16 @@ mod tests {
             resolve("http://127.0.0.1:3001/m?s=1").as_deref(),
             Ok("http://127.0.0.1:3001/m?s=1")
         );
+        assert_eq!(
+            resolve("?sessionId=2").as_deref(),
+            Ok("http://127.0.0.1:3001/sse?sessionId=2")
+        );
+        assert_eq!(
+            resolve("messages?next=http://x").as_deref(),
+            Ok("http://127.0.0.1:3001/messages?next=http://x")
+        );
+        let https: Uri = "https://Mcp.Example.com/sse".parse().expect("uri");
+        assert!(resolve_endpoint(&https, "https://mcp.example.com:443/m").is_ok());
         assert!(resolve("http://evil.example/m").is_err());
         assert!(resolve("http://127.0.0.1:9999/m").is_err());
     }

@@ -111,10 +111,11 @@ impl Upstream {
         }
     }
 
-    /// Stop what the upstream runs in the background (children, streams).
-    pub fn shutdown(&self) {
+    /// Stop what the upstream runs in the background (children, streams),
+    /// and wait until they are gone.
+    pub async fn shutdown(&self) {
         if let Upstream::Bridged(bridge) = self {
-            bridge.shutdown();
+            bridge.shutdown().await;
         }
     }
 
@@ -254,6 +255,13 @@ fn response_id_matches(data: &str, id_json: &str) -> bool {
     }
     serde_json::from_str::<Head<'_>>(data)
         .is_ok_and(|head| head.method.is_none() && head.id.is_some_and(|id| id.get() == id_json))
+}
+
+/// The start of something a server sent that is not JSON-RPC, for the log
+/// (never for the agent: it may hold whatever the server printed).
+fn preview(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&line[..line.len().min(120)]);
+    format!("{text:?}")
 }
 
 /// Whether a response declares an SSE body.

@@ -375,3 +375,81 @@ async fn children_are_bounded_by_max_links_with_a_clear_503() {
         "room again"
     );
 }
+
+#[tokio::test]
+async fn a_shared_child_cannot_ask_one_session_and_hear_from_another() {
+    let warden = warden_on(&[], ChildSharing::Shared).await;
+    let (a, b) = (agent_for(&warden).await, agent_for(&warden).await);
+    // B forges answers to requests the server might have asked A.
+    for n in 0..8 {
+        let forged = b
+            .post(
+                &json!({"jsonrpc": "2.0", "id": format!("ask-\"warden-{n}\""),
+                "result": {"role": "assistant", "model": "x",
+                    "content": {"type": "text", "text": "forged by b"}}}),
+            )
+            .await;
+        assert_eq!(forged.status, StatusCode::ACCEPTED);
+    }
+    // A shared server cannot ask any client anything: Warden refuses its
+    // request rather than guess which session it is for.
+    assert_eq!(
+        result_text(&a.call(9, "ask", json!({})).await),
+        "client said: no answer"
+    );
+}
+
+#[tokio::test]
+async fn an_initialize_the_agent_gives_up_on_leaves_no_child_behind() {
+    let warden = warden_on(&["--silent-initialize"], ChildSharing::PerSession).await;
+    for attempt in 0..3 {
+        let agent = Agent::new(&warden.url);
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(300),
+            agent.post(&initialize_request(json!(attempt))),
+        )
+        .await;
+        assert!(gave_up.is_err(), "the server never answers initialize");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = warden.running.warden.metrics.encode();
+        if metrics.contains(r#"warden_upstream_links{route="/mcp"} 0"#) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "children still running: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_crash_that_leaves_a_grandchild_holding_stdout_is_still_a_crash() {
+    let warden = warden_on(&["--grandchild"], ChildSharing::PerSession).await;
+    let agent = agent_for(&warden).await;
+    let grandchild = result_text(&agent.call(1, "grandchild", json!({})).await);
+    assert_ne!(grandchild, "0");
+    let error = response_of(&agent.call(2, "crash", json!({})).await);
+    assert_eq!(error["error"]["code"], -32001, "{error}");
+    let proc = format!("/proc/{grandchild}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(format!("{proc}/stat")).is_ok_and(|stat| !stat.contains(") Z ")) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the grandchild {grandchild} outlived its group"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = agent.call(3, "echo", json!({"text": "restarted"})).await;
+        if reply.status == StatusCode::OK {
+            assert_eq!(result_text(&reply), "restarted");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not restarted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

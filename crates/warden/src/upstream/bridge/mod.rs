@@ -1,0 +1,548 @@
+//! An in-process Streamable HTTP endpoint in front of message links (a
+//! stdio child, a legacy SSE connection).
+//!
+//! The proxy sends the bridge exactly what it would send a Streamable HTTP
+//! server, and gets back what such a server would answer:
+//!
+//! - `initialize` opens a link (or, with a shared child, joins the one
+//!   link) and answers with the server's result and a session id of the
+//!   bridge's own;
+//! - a request answers with an event stream carrying the messages the server
+//!   sends for it (progress for its token, then its response);
+//! - notifications and responses are written to the link and answered 202;
+//! - GET answers with the session's stream of everything else the server
+//!   sends (its requests — sampling, elicitation, roots — and notifications),
+//!   held back in a bounded backlog until the agent listens;
+//! - DELETE ends the session and its link.
+//!
+//! A link that dies fails every request in flight on it with a clear error,
+//! and is opened again after a backoff (doubling up to 30 s); the session's
+//! `initialize` is replayed so later requests find a ready server.
+//!
+//! On a shared child (and on the channel of stateless requests), request
+//! ids and progress tokens are rewritten on the way in (and back on the way
+//! out) so sessions cannot collide, and nothing is guessed: a server request
+//! is refused to the server, a notification that names no request of one
+//! session is dropped, and change notices go to every session.
+//!
+//! Links and their supervisors run on the runtime Warden was started on,
+//! not on the worker that happened to open them, so they outlive the
+//! workers at shutdown and are stopped in order (stdin closed, SIGTERM,
+//! SIGKILL).
+
+mod channel;
+mod wire;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::header::{self, HeaderValue};
+use http::{Method, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
+use tokio::sync::{mpsc, oneshot};
+use warden_protocol::jsonrpc::{self, MessageKind};
+use warden_protocol::mcp;
+use warden_protocol::sse::SseEvent;
+
+use self::channel::{Channel, Last, Reply};
+use self::wire::{Envelope, is_initialize, message_id};
+use super::HttpUpstream;
+use crate::config::{ChildSharing, StdioCommand};
+use crate::error::EdgeError;
+use crate::metrics::LinkMetrics;
+use crate::proxy::relay::{self, Body, BoxError};
+
+/// The view number of the stateless channel (sessions count from 1).
+const STATELESS_VIEW: u64 = 0;
+/// How long a stopped link has to end before Warden moves on.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// One connection to the server: messages out, events in, and its stop.
+pub(super) struct Link {
+    /// Messages to the server, one JSON-RPC message (or batch) each.
+    pub outbound: mpsc::Sender<Bytes>,
+    /// What the server sends, in order.
+    pub events: mpsc::UnboundedReceiver<LinkEvent>,
+    /// Sent or dropped: the link is torn down (a child is asked to exit).
+    pub stop: Option<oneshot::Sender<()>>,
+    /// Completes when the link is gone (the child and its group reaped).
+    pub done: oneshot::Receiver<()>,
+}
+
+/// What a link reports.
+pub(super) enum LinkEvent {
+    /// One JSON message from the server.
+    Message(Bytes),
+    /// Something that is not a JSON-RPC message; a preview for the log.
+    Garbage(String),
+    /// The server refused one message (its request fails; the link lives).
+    Refused {
+        /// The message.
+        message: Bytes,
+        /// Why.
+        detail: String,
+    },
+    /// The link is gone, and why ("exited (exit status: 1)").
+    Closed(String),
+}
+
+/// A link, counted as open while alive.
+pub(super) struct OpenLink {
+    pub link: Link,
+    _counted: OpenGuard,
+}
+
+impl OpenLink {
+    /// Tear the link down and wait (bounded) until it is gone.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.link.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(STOP_WAIT, &mut self.link.done).await;
+    }
+}
+
+struct OpenGuard(prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// How links are opened.
+pub(super) enum Connector {
+    Stdio(StdioCommand),
+    LegacySse(Arc<HttpUpstream>),
+}
+
+impl Connector {
+    async fn connect(&self, route: &Arc<str>, metrics: &LinkMetrics) -> Result<OpenLink, String> {
+        let link = match self {
+            Connector::Stdio(command) => super::child::spawn(route, command),
+            Connector::LegacySse(client) => super::legacy_sse::connect(client.clone()).await,
+        };
+        match link {
+            Ok(link) => {
+                metrics.open.inc();
+                Ok(OpenLink {
+                    link,
+                    _counted: OpenGuard(metrics.open.clone()),
+                })
+            }
+            Err(err) => {
+                metrics.start_failed.inc();
+                Err(err)
+            }
+        }
+    }
+
+    fn noun(&self) -> &'static str {
+        match self {
+            Connector::Stdio(_) => "process",
+            Connector::LegacySse(_) => "event stream",
+        }
+    }
+}
+
+/// A stdio or legacy SSE upstream, seen by the proxy as Streamable HTTP.
+#[derive(Clone)]
+pub struct Bridge {
+    inner: Arc<BridgeInner>,
+}
+
+/// What a [`Bridge`] shares with the requests in flight.
+struct BridgeInner {
+    route: Arc<str>,
+    timeout: Duration,
+    max_links: usize,
+    connector: Arc<Connector>,
+    metrics: LinkMetrics,
+    sharing: ChildSharing,
+    /// Where links and supervisors run.
+    runtime: tokio::runtime::Handle,
+    /// The bridge's session ids → the session's view of its channel.
+    sessions: Mutex<HashMap<String, View>>,
+    /// Per-session links being opened (they count against `max_links`).
+    opening: AtomicUsize,
+    /// The one channel all sessions share ([`ChildSharing::Shared`]).
+    shared: tokio::sync::Mutex<Option<Arc<Channel>>>,
+    /// The channel of stateless (2026-07-28) requests: never initialized
+    /// (an `initialize` would make the server legacy), ids rewritten.
+    stateless: tokio::sync::Mutex<Option<Arc<Channel>>>,
+    next_number: AtomicU64,
+}
+
+/// One session's place on a channel.
+#[derive(Clone)]
+struct View {
+    number: u64,
+    channel: Arc<Channel>,
+}
+
+/// Closes a channel whose `initialize` did not finish (failed, or the
+/// agent went away and the handler was dropped), unless disarmed.
+struct CloseUnlessKept(Option<Arc<Channel>>);
+
+impl Drop for CloseUnlessKept {
+    fn drop(&mut self) {
+        if let Some(channel) = self.0.take() {
+            channel.close("was stopped: its session never started");
+        }
+    }
+}
+
+/// Counts a link being opened against `max_links`.
+struct Opening<'a>(&'a AtomicUsize);
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Bridge {
+    /// A bridge to a stdio server.
+    pub(super) fn stdio(
+        route: &str,
+        command: StdioCommand,
+        limits: (Duration, usize),
+        metrics: LinkMetrics,
+    ) -> Bridge {
+        let sharing = command.sharing;
+        Bridge::new(route, Connector::Stdio(command), sharing, limits, metrics)
+    }
+
+    /// A bridge to a legacy HTTP+SSE server (one stream per session).
+    pub(super) fn legacy_sse(
+        route: &str,
+        client: HttpUpstream,
+        limits: (Duration, usize),
+        metrics: LinkMetrics,
+    ) -> Bridge {
+        let connector = Connector::LegacySse(Arc::new(client));
+        Bridge::new(route, connector, ChildSharing::PerSession, limits, metrics)
+    }
+
+    fn new(
+        route: &str,
+        connector: Connector,
+        sharing: ChildSharing,
+        (timeout, max_links): (Duration, usize),
+        metrics: LinkMetrics,
+    ) -> Bridge {
+        // Built inside Warden's own runtime (see `warden::build`).
+        let runtime = tokio::runtime::Handle::current();
+        Bridge {
+            inner: Arc::new(BridgeInner {
+                route: route.into(),
+                timeout,
+                max_links,
+                connector: Arc::new(connector),
+                metrics,
+                sharing,
+                runtime,
+                sessions: Mutex::new(HashMap::new()),
+                opening: AtomicUsize::new(0),
+                shared: tokio::sync::Mutex::new(None),
+                stateless: tokio::sync::Mutex::new(None),
+                next_number: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// The time limit for the server's answer to `initialize`.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// End every session and stop every link (children are asked to exit:
+    /// stdin closed, then SIGTERM, then SIGKILL).
+    pub async fn shutdown(&self) {
+        let inner = &self.inner;
+        let mut channels: Vec<Arc<Channel>> = lock(&inner.sessions)
+            .drain()
+            .map(|(_, v)| v.channel)
+            .collect();
+        for slot in [&inner.shared, &inner.stateless] {
+            if let Some(channel) = slot.lock().await.take() {
+                channels.push(channel);
+            }
+        }
+        for channel in &channels {
+            channel.close("was stopped: Warden is shutting down");
+        }
+        for channel in channels {
+            channel.stopped(STOP_WAIT).await;
+        }
+    }
+
+    /// Answer one Streamable HTTP request.
+    pub async fn send(
+        self,
+        method: Method,
+        session: Option<HeaderValue>,
+        body: Bytes,
+    ) -> Result<Response<Body>, EdgeError> {
+        let inner = &self.inner;
+        let view = session
+            .as_ref()
+            .and_then(|s| s.to_str().ok())
+            .and_then(|s| lock(&inner.sessions).get(s).cloned());
+        match (method, session, view) {
+            (Method::POST, None, _) if is_initialize(&body) => self.initialize(body).await,
+            (Method::POST, None, _) => self.stateless(body).await,
+            (_, Some(_), None) => Ok(status_only(StatusCode::NOT_FOUND)),
+            (Method::POST, Some(_), Some(view)) => self.post(&view, body),
+            (Method::GET, Some(_), Some(view)) => Ok(listen(&view)),
+            (Method::DELETE, Some(id), Some(view)) => {
+                if let Ok(id) = id.to_str() {
+                    lock(&inner.sessions).remove(id);
+                }
+                if inner.sharing == ChildSharing::PerSession {
+                    view.channel.close("was stopped: the session ended");
+                } else {
+                    view.channel.forget_view(view.number);
+                }
+                Ok(status_only(StatusCode::OK))
+            }
+            _ => Ok(status_only(StatusCode::METHOD_NOT_ALLOWED)),
+        }
+    }
+
+    fn down(&self, detail: String) -> EdgeError {
+        EdgeError::UpstreamDown {
+            route: self.inner.route.to_string(),
+            detail,
+        }
+    }
+
+    /// `initialize`: a new channel (or the shared one), then a session id.
+    async fn initialize(&self, body: Bytes) -> Result<Response<Body>, EdgeError> {
+        let inner = &self.inner;
+        let number = inner.next_number.fetch_add(1, Ordering::Relaxed);
+        let agent_id = message_id(&body).ok_or_else(|| self.down("got no initialize id".into()))?;
+        let (channel, reply) = match inner.sharing {
+            ChildSharing::PerSession => {
+                let _opening = self.reserve_link()?;
+                let channel = self.open_channel(false).await?;
+                let mut guard = CloseUnlessKept(Some(channel.clone()));
+                let reply = channel
+                    .initialize(number, &body)
+                    .await
+                    .map_err(|err| self.down(err))?;
+                if reply.is_ok() {
+                    guard.0 = None;
+                }
+                (channel, reply)
+            }
+            ChildSharing::Shared => {
+                let mut shared = inner.shared.lock().await;
+                let channel = match shared.as_ref() {
+                    Some(channel) if channel.is_open() => channel.clone(),
+                    _ => {
+                        let channel = self.open_channel(true).await?;
+                        *shared = Some(channel.clone());
+                        channel
+                    }
+                };
+                let reply = match channel.cached_initialize() {
+                    Some(result) => Ok(result),
+                    None => match channel.initialize(number, &body).await {
+                        Ok(reply) => reply,
+                        Err(err) => {
+                            // Never initialized: no session uses it yet.
+                            channel.close("was stopped: it did not answer initialize");
+                            *shared = None;
+                            return Err(self.down(err));
+                        }
+                    },
+                };
+                (channel, reply)
+            }
+        };
+        let reply = match reply {
+            Ok(result) => jsonrpc::result_response(&agent_id, &result),
+            // The server's own error: relayed, and no session opened.
+            Err(message) => return Ok(relay::json(StatusCode::OK, message)),
+        };
+        let session_id = format!("bridge-{number}");
+        lock(&inner.sessions).insert(session_id.clone(), View { number, channel });
+        let mut response = relay::json(StatusCode::OK, reply);
+        if let Ok(value) = HeaderValue::from_str(&session_id) {
+            response.headers_mut().insert(mcp::HEADER_SESSION_ID, value);
+        }
+        Ok(response)
+    }
+
+    /// Room for one more per-session link, or 503.
+    fn reserve_link(&self) -> Result<Opening<'_>, EdgeError> {
+        let inner = &self.inner;
+        let opening = inner.opening.fetch_add(1, Ordering::AcqRel);
+        let guard = Opening(&inner.opening);
+        if lock(&inner.sessions).len() + opening >= inner.max_links {
+            return Err(EdgeError::UpstreamBusy {
+                route: inner.route.to_string(),
+                limit: inner.max_links,
+            });
+        }
+        Ok(guard)
+    }
+
+    /// A request of the stateless revision: no session, one channel for all.
+    async fn stateless(&self, body: Bytes) -> Result<Response<Body>, EdgeError> {
+        let inner = &self.inner;
+        if let Connector::LegacySse(_) = *inner.connector {
+            return Err(EdgeError::StatelessInvalid {
+                detail: "this route's upstream speaks only the legacy HTTP+SSE transport (MCP 2024-11-05): send initialize",
+            });
+        }
+        let channel = {
+            let mut stateless = inner.stateless.lock().await;
+            match stateless.as_ref() {
+                Some(channel) if channel.is_open() => channel.clone(),
+                _ => {
+                    let channel = self.open_channel(true).await?;
+                    *stateless = Some(channel.clone());
+                    channel
+                }
+            }
+        };
+        self.post(
+            &View {
+                number: STATELESS_VIEW,
+                channel,
+            },
+            body,
+        )
+    }
+
+    /// Open a link on Warden's runtime and put a channel around it.
+    async fn open_channel(&self, rewrite_ids: bool) -> Result<Arc<Channel>, EdgeError> {
+        let inner = &self.inner;
+        let (connector, route, metrics) = (
+            inner.connector.clone(),
+            inner.route.clone(),
+            inner.metrics.clone(),
+        );
+        let connecting = inner
+            .runtime
+            .spawn(async move { connector.connect(&route, &metrics).await });
+        let link = tokio::time::timeout(inner.timeout, connecting)
+            .await
+            .map_err(|_| self.down(format!("{} did not start in time", inner.connector.noun())))?
+            .map_err(|_| self.down("could not be started (task failed)".to_owned()))?
+            .map_err(|err| self.down(err))?;
+        Ok(Channel::start(
+            inner.route.clone(),
+            inner.connector.clone(),
+            inner.metrics.clone(),
+            link,
+            rewrite_ids,
+            inner.timeout,
+            &inner.runtime,
+        ))
+    }
+
+    /// A message of an open session (or of the stateless channel).
+    fn post(&self, view: &View, body: Bytes) -> Result<Response<Body>, EdgeError> {
+        let Some(envelope) = Envelope::read(&body) else {
+            return Ok(status_only(StatusCode::BAD_REQUEST));
+        };
+        let channel = &view.channel;
+        if envelope.kind != MessageKind::Request {
+            if envelope.method.as_deref() == Some(mcp::NOTIFICATION_INITIALIZED)
+                && !channel.note_initialized(&body)
+            {
+                // A shared server was initialized once, by the first session.
+                return Ok(status_only(StatusCode::ACCEPTED));
+            }
+            channel
+                .write(view.number, &envelope, body)
+                .map_err(|detail| self.down(detail))?;
+            return Ok(status_only(StatusCode::ACCEPTED));
+        }
+        let agent_id = envelope.id.clone().unwrap_or_else(|| "null".to_owned());
+        let internal = agent_id.starts_with("\"warden-catalogue-");
+        let (replies, serial) = channel
+            .request(view.number, envelope, body, internal)
+            .map_err(|detail| self.down(detail))?;
+        // Stateless requests are cancelled by closing their stream; a
+        // stateful agent that hangs up has not cancelled anything.
+        let abandon = Abandon {
+            channel: channel.clone(),
+            serial,
+            cancel: view.number == STATELESS_VIEW,
+        };
+        let events = replies.map(move |reply| {
+            let _in_flight = &abandon;
+            let data = match reply {
+                Reply::Interim(message) | Reply::Last(Last::Message(message)) => message,
+                Reply::Last(Last::Failed(error)) => error.body(&agent_id),
+            };
+            Ok::<_, BoxError>(Frame::data(encode_event(&data)))
+        });
+        Ok(event_stream(StreamBody::new(events).boxed_unsync()))
+    }
+}
+
+/// GET: the session's stream of server requests and notifications.
+fn listen(view: &View) -> Response<Body> {
+    let mut messages = view.channel.listen(view.number);
+    let events = futures_util::stream::poll_fn(move |cx| messages.poll_recv(cx))
+        .map(|message: Bytes| Ok::<_, BoxError>(Frame::data(encode_event(&message))));
+    event_stream(StreamBody::new(events).boxed_unsync())
+}
+
+/// Ends a request's place on its channel when the agent's stream is
+/// dropped (finished, or the agent hung up).
+struct Abandon {
+    channel: Arc<Channel>,
+    serial: Option<u64>,
+    cancel: bool,
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if let Some(serial) = self.serial {
+            self.channel.abandon(serial, self.cancel);
+        }
+    }
+}
+
+fn encode_event(data: &[u8]) -> Bytes {
+    SseEvent {
+        data: Some(String::from_utf8_lossy(data).into_owned()),
+        ..SseEvent::default()
+    }
+    .encode()
+}
+
+fn event_stream(body: Body) -> Response<Body> {
+    let mut response = Response::new(body);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+fn status_only(status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(relay::empty());
+    *response.status_mut() = status;
+    response
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

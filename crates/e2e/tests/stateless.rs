@@ -16,9 +16,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use support::*;
@@ -38,47 +37,15 @@ fn peers() -> PathBuf {
     peers
 }
 
-/// The stateless server, killed when dropped.
-struct StatelessServer {
-    child: Child,
-    url: String,
-}
-
-impl Drop for StatelessServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Start `stateless_server.py` on a free loopback port; wait for `READY URL`.
-fn stateless_server() -> StatelessServer {
+/// Start `stateless_server.py` on a free loopback port.
+fn stateless_server() -> Peer {
     let peers = peers();
-    let mut child = Command::new(peers.join(".venv/bin/python"))
+    let mut command = Command::new(peers.join(".venv/bin/python"));
+    command
         .arg("stateless_server.py")
         .arg("0")
-        .current_dir(&peers)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start stateless_server.py");
-    let stdout = child.stdout.take().expect("stdout");
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("READY ") {
-                let _ = sender.send(url.trim().to_owned());
-            }
-        }
-    });
-    let url = match receiver.recv_timeout(Duration::from_secs(60)) {
-        Ok(url) => url,
-        Err(_) => {
-            let _ = child.kill();
-            panic!("stateless_server.py printed READY within 60s");
-        }
-    };
-    StatelessServer { child, url }
+        .current_dir(&peers);
+    start_peer(command, "stateless_server.py")
 }
 
 /// The client, against `url`, with `checks` (its flags).

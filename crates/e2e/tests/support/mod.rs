@@ -51,15 +51,23 @@ pub fn server_everything_sse(folder: &str) -> Peer {
 fn start_everything(folder: &str, options: &[&str]) -> Peer {
     let dir = e2e_dir().join(folder);
     require_installed(&dir.join("node_modules"), "npm packages");
-    let mut child = Command::new("bash")
+    let mut command = Command::new("bash");
+    command
         .arg(dir.join("start-everything.sh"))
         .args(options)
         .arg("0")
-        .current_dir(&dir)
+        .current_dir(&dir);
+    start_peer(command, "server-everything")
+}
+
+/// Start a peer server that prints `READY URL` on stdout once it accepts
+/// connections (its stderr is discarded); killed when the `Peer` drops.
+pub fn start_peer(mut command: Command, what: &str) -> Peer {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start server-everything");
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
     let stdout = child.stdout.take().expect("stdout");
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -69,10 +77,14 @@ fn start_everything(folder: &str, options: &[&str]) -> Peer {
             }
         }
     });
-    let url = receiver
-        .recv_timeout(Duration::from_secs(60))
-        .expect("server-everything printed READY within 60s");
-    Peer { child, url }
+    match receiver.recv_timeout(Duration::from_secs(60)) {
+        Ok(url) => Peer { child, url },
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not print READY within 60s");
+        }
+    }
 }
 
 /// Start Warden in front of `upstream` with `policy` (YAML).

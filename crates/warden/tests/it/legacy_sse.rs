@@ -89,19 +89,6 @@ async fn warden_before(url: &str) -> TestWarden {
     WardenBuilder::with_upstream(upstream).start().await
 }
 
-/// The response message of a JSON or SSE reply.
-fn response_of(reply: &Reply) -> Value {
-    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
-    if reply.body.starts_with(b"{") {
-        return reply.json();
-    }
-    reply
-        .sse_messages()
-        .into_iter()
-        .find(|m| m.get("method").is_none())
-        .expect("a response")
-}
-
 #[tokio::test]
 async fn a_legacy_sse_server_is_reached_with_the_same_pipeline() {
     let (url, server) = legacy_upstream().await;
@@ -109,13 +96,13 @@ async fn a_legacy_sse_server_is_reached_with_the_same_pipeline() {
     let mut agent = Agent::new(&warden.url);
     let init = agent.initialize().await;
     assert_eq!(init.json()["result"]["serverInfo"]["name"], "legacy");
-    let tools = response_of(&agent.list(1).await);
+    let tools = agent.list(1).await.response();
     assert_eq!(
         tools["result"]["tools"].as_array().map(Vec::len),
         Some(2),
         "{tools}"
     );
-    let reply = response_of(&agent.call(2, "lookup", json!({})).await);
+    let reply = agent.call(2, "lookup", json!({})).await.response();
     assert_eq!(reply["id"], 2);
     assert_eq!(
         reply["result"]["content"][0]["text"],
@@ -139,7 +126,7 @@ async fn a_stream_that_closes_mid_call_fails_the_call_and_is_reopened() {
     let warden = warden_before(&url).await;
     let mut agent = Agent::new(&warden.url);
     agent.initialize().await;
-    let error = response_of(&agent.call(1, "drop", json!({})).await);
+    let error = agent.call(1, "drop", json!({})).await.response();
     assert_eq!(error["error"]["code"], -32001, "{error}");
     let message = error["error"]["message"].as_str().expect("message");
     assert!(
@@ -151,7 +138,7 @@ async fn a_stream_that_closes_mid_call_fails_the_call_and_is_reopened() {
     let reply = loop {
         let reply = agent.call(2, "lookup", json!({})).await;
         if reply.status == StatusCode::OK {
-            break response_of(&reply);
+            break reply.response();
         }
         assert_error(&reply, StatusCode::BAD_GATEWAY, -32001);
         assert!(

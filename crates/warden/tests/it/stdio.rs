@@ -9,6 +9,58 @@ use serde_json::Value;
 
 use crate::support::*;
 
+/// `warden stdio --config F` as a desktop client runs it: one JSON-RPC
+/// message per line on its stdin and stdout.
+struct StdioWarden {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl StdioWarden {
+    fn launch(config: &std::path::Path, log: &str) -> StdioWarden {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["stdio", "--config"])
+            .arg(config)
+            .env("WARDEN_LOG", log)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("warden stdio starts");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        StdioWarden {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    fn send(&mut self, message: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(message.as_bytes()).expect("write");
+        stdin.write_all(b"\n").expect("write");
+        stdin.flush().expect("flush");
+    }
+
+    fn read(&mut self) -> Value {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("a reply line");
+        serde_json::from_str::<Value>(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+    }
+
+    /// Close stdin and wait for Warden to exit: its status and stderr.
+    fn finish(mut self) -> (std::process::ExitStatus, String) {
+        drop(self.stdin.take());
+        let output = self.child.wait_with_output().expect("warden exits");
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_desktop_client_talks_to_warden_over_stdio() {
     let (upstream, demo) = demo_upstream().await;
@@ -26,61 +78,39 @@ async fn a_desktop_client_talks_to_warden_over_stdio() {
     .expect("config");
     let config = dir.join("w.yaml");
     let replies = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args(["stdio", "--config"])
-            .arg(&config)
-            .env("WARDEN_LOG", "warn")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("warden stdio starts");
-        let mut stdin = child.stdin.take().expect("stdin");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut read = || {
-            let mut line = String::new();
-            stdout.read_line(&mut line).expect("a reply line");
-            serde_json::from_str::<Value>(&line)
-                .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
-        };
-        let mut send = |message: &str| {
-            stdin.write_all(message.as_bytes()).expect("write");
-            stdin.write_all(b"\n").expect("write");
-            stdin.flush().expect("flush");
-        };
-        send(
+        let mut warden = StdioWarden::launch(&config, "warn");
+        warden.send(
             r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"desktop","version":"1"}}}"#,
         );
-        let initialized = read();
-        send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
-        send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#);
-        let listed = read();
-        send(
+        let initialized = warden.read();
+        warden.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        warden.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#);
+        let listed = warden.read();
+        warden.send(
             r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get_customer","arguments":{"id":2}}}"#,
         );
-        let allowed = read();
-        send(
+        let allowed = warden.read();
+        warden.send(
             r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"send_invoice","arguments":{"customer_id":1,"amount_cents":1}}}"#,
         );
-        let refused = read();
-        send(
+        let refused = warden.read();
+        warden.send(
             r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"search_customers","name":"send_invoice"}}"#,
         );
-        let ambiguous = read();
-        send("{not json");
-        let malformed = read();
+        let ambiguous = warden.read();
+        warden.send("{not json");
+        let malformed = warden.read();
         // A line past the body limit: one error, and the next line still works.
-        send(&format!(
+        warden.send(&format!(
             r#"{{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"{}"}}}}}}"#,
             "x".repeat(8192)
         ));
-        let oversized = read();
-        send(
+        let oversized = warden.read();
+        warden.send(
             r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"message":"after"}}}"#,
         );
-        let after = read();
-        drop(stdin);
-        let status = child.wait().expect("exits");
+        let after = warden.read();
+        let (status, _) = warden.finish();
         (
             initialized,
             listed,
@@ -151,48 +181,23 @@ async fn stdio_in_front_of_a_stdio_server_with_its_stderr_in_wardens_log() {
     .expect("config");
     let config = dir.join("w.yaml");
     let (replies, log) = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args(["stdio", "--config"])
-            .arg(&config)
-            .env("WARDEN_LOG", "info")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("warden stdio starts");
-        let mut stdin = child.stdin.take().expect("stdin");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut read = || {
-            let mut line = String::new();
-            stdout.read_line(&mut line).expect("a reply line");
-            serde_json::from_str::<Value>(&line)
-                .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
-        };
-        let mut send = |message: &str| {
-            stdin.write_all(message.as_bytes()).expect("write");
-            stdin.write_all(b"\n").expect("write");
-            stdin.flush().expect("flush");
-        };
-        send(
+        let mut warden = StdioWarden::launch(&config, "info");
+        warden.send(
             r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"desktop","version":"1"}}}"#,
         );
-        let initialized = read();
-        send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
-        send(
+        let initialized = warden.read();
+        warden.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        warden.send(
             r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"through two pipes"}}}"#,
         );
-        let echoed = read();
-        send(
+        let echoed = warden.read();
+        warden.send(
             r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"wipe","arguments":{}}}"#,
         );
-        let refused = read();
-        drop(stdin);
-        let output = child.wait_with_output().expect("warden exits");
-        assert!(output.status.success(), "{:?}", output.status);
-        (
-            vec![initialized, echoed, refused],
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        let refused = warden.read();
+        let (status, log) = warden.finish();
+        assert!(status.success(), "{status:?}");
+        (vec![initialized, echoed, refused], log)
     })
     .await
     .expect("client thread");

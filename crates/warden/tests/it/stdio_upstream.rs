@@ -29,29 +29,11 @@ async fn agent_for(warden: &TestWarden) -> Agent {
 
 /// The text of a tool result (JSON or the response event of a stream).
 fn result_text(reply: &Reply) -> String {
-    let message = response_of(reply);
+    let message = reply.response();
     message["result"]["content"][0]["text"]
         .as_str()
         .unwrap_or_else(|| panic!("no result text: {message}"))
         .to_owned()
-}
-
-/// The response message of a reply, JSON or SSE.
-fn response_of(reply: &Reply) -> Value {
-    assert_eq!(
-        reply.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    if reply.body.starts_with(b"{") {
-        return reply.json();
-    }
-    reply
-        .sse_messages()
-        .into_iter()
-        .find(|m| m.get("method").is_none())
-        .expect("a response event")
 }
 
 async fn pid(agent: &Agent, id: u64) -> String {
@@ -62,7 +44,7 @@ async fn pid(agent: &Agent, id: u64) -> String {
 async fn list_call_and_progress_reach_a_stdio_server_through_the_pipeline() {
     let warden = warden_on(&[], ChildSharing::PerSession).await;
     let agent = agent_for(&warden).await;
-    let tools = response_of(&agent.list(1).await);
+    let tools = agent.list(1).await.response();
     let names: Vec<&str> = tools["result"]["tools"]
         .as_array()
         .expect("tools")
@@ -113,16 +95,7 @@ async fn list_call_and_progress_reach_a_stdio_server_through_the_pipeline() {
 async fn a_server_request_reaches_the_agent_and_its_answer_reaches_the_server() {
     let warden = warden_on(&[], ChildSharing::PerSession).await;
     let agent = agent_for(&warden).await;
-    let get = Request::get(&warden.url)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", agent.session.clone().expect("session"))
-        .body(Full::new(Bytes::new()))
-        .expect("request");
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http();
-    let stream = client.request(get).await.expect("GET stream");
-    assert_eq!(stream.status(), StatusCode::OK);
-    let mut events = stream.into_body().into_data_stream();
+    let mut events = agent.open_get_stream().await.into_data_stream();
 
     let caller = agent.clone();
     let call = tokio::spawn(async move { caller.call(7, "ask", json!({})).await });
@@ -174,7 +147,7 @@ async fn a_child_that_crashes_mid_call_fails_that_call_clearly_and_is_restarted(
     let first = pid(&agent, 1).await;
 
     let reply = agent.call(2, "crash", json!({})).await;
-    let error = response_of(&reply);
+    let error = reply.response();
     assert_eq!(error["id"], 2);
     assert_eq!(error["error"]["code"], -32001, "{error}");
     let message = error["error"]["message"].as_str().expect("message");
@@ -221,7 +194,7 @@ async fn garbage_on_stdout_fails_the_call_in_flight_and_the_child_keeps_serving(
     // The banner before initialize is logged and skipped: nothing was in flight.
     let agent = agent_for(&warden).await;
     let before = pid(&agent, 1).await;
-    let error = response_of(&agent.call(2, "garbage", json!({})).await);
+    let error = agent.call(2, "garbage", json!({})).await.response();
     assert_eq!(error["error"]["code"], -32003, "{error}");
     assert!(
         error["error"]["message"]
@@ -319,7 +292,7 @@ async fn a_shared_child_serves_every_session_without_mixing_their_ids() {
         }
     };
     let (reply_a, reply_b) = tokio::join!(call(&a, "from a"), call(&b, "from b"));
-    let (reply_a, reply_b) = (response_of(&reply_a), response_of(&reply_b));
+    let (reply_a, reply_b) = (reply_a.response(), reply_b.response());
     assert_eq!(reply_a["id"], 5);
     assert_eq!(reply_a["result"]["content"][0]["text"], "from a");
     assert_eq!(reply_b["id"], 5);
@@ -431,7 +404,7 @@ async fn a_crash_that_leaves_a_grandchild_holding_stdout_is_still_a_crash() {
     let agent = agent_for(&warden).await;
     let grandchild = result_text(&agent.call(1, "grandchild", json!({})).await);
     assert_ne!(grandchild, "0");
-    let error = response_of(&agent.call(2, "crash", json!({})).await);
+    let error = agent.call(2, "crash", json!({})).await.response();
     assert_eq!(error["error"]["code"], -32001, "{error}");
     let proc = format!("/proc/{grandchild}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);

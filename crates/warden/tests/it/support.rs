@@ -251,6 +251,24 @@ impl Reply {
             .collect()
     }
 
+    /// The response message of a 200 reply, JSON or the response event of
+    /// an SSE stream.
+    pub fn response(&self) -> Value {
+        assert_eq!(
+            self.status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        if self.body.starts_with(b"{") {
+            return self.json();
+        }
+        self.sse_messages()
+            .into_iter()
+            .find(|m| m.get("method").is_none())
+            .expect("a response event")
+    }
+
     pub fn session(&self) -> Option<String> {
         self.headers
             .get("mcp-session-id")
@@ -324,6 +342,18 @@ impl Agent {
 
     pub async fn post(&self, message: &Value) -> Reply {
         self.post_raw(message.to_string()).await
+    }
+
+    /// Open the session's GET stream (status checked), left unread.
+    pub async fn open_get_stream(&self) -> Incoming {
+        let get = Request::get(&self.url)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", self.session.clone().expect("session"))
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let response = self.http.request(get).await.expect("GET stream");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.into_body()
     }
 
     pub async fn initialize(&mut self) -> Reply {

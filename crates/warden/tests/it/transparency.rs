@@ -516,15 +516,7 @@ async fn a_session_listening_on_its_get_stream_is_not_idle() {
         .await;
     let mut agent = Agent::new(&warden.url);
     agent.initialize().await;
-    let get = Request::get(&warden.url)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", agent.session.clone().expect("session"))
-        .body(Full::new(Bytes::new()))
-        .expect("request");
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http();
-    let stream = client.request(get).await.expect("GET stream");
-    assert_eq!(stream.status(), StatusCode::OK);
+    let stream = agent.open_get_stream().await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(
         warden.running.warden.sessions.len(),

@@ -62,7 +62,9 @@ pub enum StartError {
     },
 }
 
-/// Build the shared proxy state from a validated config.
+/// Build the shared proxy state from a validated config. Call it inside the
+/// Tokio runtime Warden runs on: stdio children and legacy SSE streams are
+/// kept on it.
 pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
     let metrics = Metrics::default();
     let sessions = SessionStore::new(config.limits.max_sessions, config.limits.session_idle);

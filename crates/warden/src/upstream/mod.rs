@@ -49,6 +49,9 @@ pub enum UpstreamSetupError {
     /// The system trust store could not be loaded and no CA bundle was given.
     #[error("no TLS trust roots: the system store is empty and no ca_file is configured")]
     NoRoots,
+    /// A stdio or legacy SSE upstream was built outside a Tokio runtime.
+    #[error("stdio and legacy SSE upstreams must be built inside a Tokio runtime")]
+    NoRuntime,
 }
 
 /// One route's upstream, whatever transport it speaks.
@@ -78,14 +81,14 @@ impl Upstream {
                     client,
                     (config.timeout, config.max_links),
                     metrics.link_metrics(route),
-                ))
+                )?)
             }
             UpstreamTransport::Stdio(command) => Upstream::Bridged(Bridge::stdio(
                 route,
                 command.clone(),
                 (config.timeout, config.max_links),
                 metrics.link_metrics(route),
-            )),
+            )?),
         })
     }
 

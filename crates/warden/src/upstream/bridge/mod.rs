@@ -51,7 +51,7 @@ use warden_protocol::sse::SseEvent;
 
 use self::channel::{Channel, Last, Reply};
 use self::wire::{Envelope, is_initialize, message_id};
-use super::HttpUpstream;
+use super::{HttpUpstream, UpstreamSetupError};
 use crate::config::{ChildSharing, StdioCommand};
 use crate::error::EdgeError;
 use crate::metrics::LinkMetrics;
@@ -213,7 +213,7 @@ impl Bridge {
         command: StdioCommand,
         limits: (Duration, usize),
         metrics: LinkMetrics,
-    ) -> Bridge {
+    ) -> Result<Bridge, UpstreamSetupError> {
         let sharing = command.sharing;
         Bridge::new(route, Connector::Stdio(command), sharing, limits, metrics)
     }
@@ -224,7 +224,7 @@ impl Bridge {
         client: HttpUpstream,
         limits: (Duration, usize),
         metrics: LinkMetrics,
-    ) -> Bridge {
+    ) -> Result<Bridge, UpstreamSetupError> {
         let connector = Connector::LegacySse(Arc::new(client));
         Bridge::new(route, connector, ChildSharing::PerSession, limits, metrics)
     }
@@ -235,10 +235,12 @@ impl Bridge {
         sharing: ChildSharing,
         (timeout, max_links): (Duration, usize),
         metrics: LinkMetrics,
-    ) -> Bridge {
-        // Built inside Warden's own runtime (see `warden::build`).
-        let runtime = tokio::runtime::Handle::current();
-        Bridge {
+    ) -> Result<Bridge, UpstreamSetupError> {
+        // Links run on the runtime Warden is built in, not on the worker
+        // that happens to open them.
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| UpstreamSetupError::NoRuntime)?;
+        Ok(Bridge {
             inner: Arc::new(BridgeInner {
                 route: route.into(),
                 timeout,
@@ -253,7 +255,7 @@ impl Bridge {
                 stateless: tokio::sync::Mutex::new(None),
                 next_number: AtomicU64::new(1),
             }),
-        }
+        })
     }
 
     /// The time limit for the server's answer to `initialize`.

@@ -414,13 +414,13 @@ impl RawUpstream {
                 ));
                 None
             }
-        }?;
+        };
         let max_links = match &self.max_links {
             Some(n) if n.value == 0 => {
                 errors.push(Diagnostic::at(n, "max_links must be at least 1"));
                 DEFAULT_MAX_LINKS
             }
-            Some(n) if matches!(transport, UpstreamTransport::StreamableHttp(_)) => {
+            Some(n) if matches!(transport, Some(UpstreamTransport::StreamableHttp(_))) => {
                 errors.push(Diagnostic::at(
                     n,
                     "max_links applies to stdio (command) and legacy SSE upstreams",
@@ -431,7 +431,7 @@ impl RawUpstream {
             None => DEFAULT_MAX_LINKS,
         };
         Some(UpstreamConfig {
-            transport,
+            transport: transport?,
             timeout,
             max_links,
         })

@@ -163,7 +163,7 @@ pub enum EdgeError {
     },
     /// A stdio or legacy SSE upstream runs as many links as it may.
     #[error(
-        "the upstream MCP server for {route} already runs {limit} sessions (upstream.max_links); retry when one ends"
+        "the upstream MCP server for {route} is at its limit of {limit} running sessions (upstream.max_links); retry when one ends"
     )]
     UpstreamBusy {
         /// The route.

@@ -117,9 +117,7 @@ impl Running {
         self.workers.join().await;
         // Calls have drained: stop stdio children and legacy SSE streams
         // (they run on this runtime, not on the workers just stopped).
-        for route in &self.warden.routes {
-            route.upstream.shutdown().await;
-        }
+        self.warden.shutdown_upstreams().await;
         for task in self.tasks {
             let _ = task.await;
         }

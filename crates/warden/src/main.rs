@@ -58,8 +58,12 @@ enum Command {
     },
     /// Validate a config file and every policy it names.
     Check {
-        /// The config file (YAML).
-        config: PathBuf,
+        /// The config file (YAML), as an argument or with `--config`.
+        #[arg(required_unless_present = "config_flag")]
+        config: Option<PathBuf>,
+        /// The config file, as `run` and `stdio` take it.
+        #[arg(long = "config", env = WARDEN_CONFIG, conflicts_with = "config")]
+        config_flag: Option<PathBuf>,
     },
 }
 
@@ -85,9 +89,15 @@ fn main() -> ExitCode {
         Command::Policy {
             command: PolicyCommand::Check { files },
         } => return check_policies(&files),
-        Command::Check { config } => Config::from_file(&config)
-            .map(|c| println!("{}: ok ({} route(s))", config.display(), c.routes.len()))
-            .map_err(anyhow::Error::from),
+        Command::Check {
+            config,
+            config_flag,
+        } => {
+            let config = config.or(config_flag).unwrap_or_default();
+            Config::from_file(&config)
+                .map(|c| println!("{}: ok ({} route(s))", config.display(), c.routes.len()))
+                .map_err(anyhow::Error::from)
+        }
         Command::Run { config } => runtime().and_then(|rt| rt.block_on(run(config))),
         Command::Stdio { config, route } => {
             runtime().and_then(|rt| rt.block_on(stdio(config, route)))
@@ -180,7 +190,17 @@ async fn stdio(path: PathBuf, route: Option<String>) -> anyhow::Result<()> {
     );
     let warden = warden::build(&config)?;
     tracing::info!(route = %route, "Serving MCP on stdin/stdout.");
-    warden::stdio::serve(warden, &route).await?;
+    let served = tokio::select! {
+        served = warden::stdio::serve(warden.clone(), &route) => served,
+        () = shutdown_signal() => {
+            tracing::info!("Shutting down on a signal.");
+            Ok(())
+        }
+    };
+    // Children are asked to exit (stdin closed, SIGTERM, SIGKILL), not
+    // dropped with the runtime.
+    warden.shutdown_upstreams().await;
+    served?;
     Ok(())
 }
 

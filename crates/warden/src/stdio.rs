@@ -58,6 +58,8 @@ pub async fn serve(warden: Arc<Warden>, path: &str) -> std::io::Result<()> {
     let limit = warden.limits.max_body;
     let mut line = Vec::new();
     let mut in_flight = Vec::new();
+    // The server-to-client stream's relay, stopped when the session ends.
+    let listener: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>> = Arc::default();
     loop {
         line.clear();
         let read = (&mut stdin)
@@ -88,21 +90,28 @@ pub async fn serve(warden: Arc<Warden>, path: &str) -> std::io::Result<()> {
         let route = route_index;
         // Requests run side by side (a long tool call must not hold up the
         // rest); notifications and answers go through in the order written,
-        // so `notifications/initialized` reaches the upstream first.
+        // so `notifications/initialized` reaches the upstream first, and
+        // `initialize` is answered before anything after it is sent (a
+        // client may write its lines without waiting).
         let head = Head::read(&message);
+        let is_notification = head.notification;
+        let listener_slot = listener.clone();
         let task = tokio::spawn(async move {
             let request = post(&uri, &state, message);
             let response = warden.clone().handle(request).await;
             let opened = remember_session(&state, &response);
-            forward_reply(response, &lines_out).await;
+            forward_reply(response, &lines_out, is_notification).await;
             if opened {
                 remember_version(&warden, route, &state);
-                tokio::spawn(listen(warden, uri, state, lines_out));
+                let task = tokio::spawn(listen(warden, uri, state, lines_out));
+                if let Ok(mut slot) = listener_slot.lock() {
+                    *slot = Some(task);
+                }
             }
         });
         match head.request_id {
-            Some(id) => in_flight.push((id, task)),
-            None => {
+            Some(id) if !head.initialize => in_flight.push((id, task)),
+            _ => {
                 let _ = task.await;
             }
         }
@@ -138,8 +147,16 @@ pub async fn serve(warden: Arc<Warden>, path: &str) -> std::io::Result<()> {
             .insert(mcp::HEADER_SESSION_ID, session);
         let _ = warden.handle(request).await;
     }
+    // The upstream may keep its stream open past the DELETE (a 405 is
+    // allowed): stop relaying it, and give the last lines the grace period.
+    if let Some(task) = listener.lock().ok().and_then(|mut slot| slot.take()) {
+        task.abort();
+    }
     drop(lines_out);
-    writer.await.unwrap_or(Ok(()))
+    match tokio::time::timeout(grace, writer).await {
+        Ok(written) => written.unwrap_or(Ok(())),
+        Err(_) => Ok(()),
+    }
 }
 
 /// What the stdio front reads of a client's line.
@@ -149,6 +166,10 @@ struct Head {
     request_id: Option<String>,
     /// A `notifications/cancelled`'s `requestId` (JSON text).
     cancelled: Option<String>,
+    /// `initialize`: answered before the next line is sent.
+    initialize: bool,
+    /// A well-formed notification (or answer): nothing is written back.
+    notification: bool,
 }
 
 impl Head {
@@ -172,6 +193,8 @@ impl Head {
         };
         let method = message.method.as_deref();
         Head {
+            initialize: method == Some(mcp::METHOD_INITIALIZE),
+            notification: message.id.is_none() || method.is_none(),
             request_id: method.and(message.id).map(|id| id.get().to_owned()),
             cancelled: (method == Some("notifications/cancelled"))
                 .then(|| message.params.and_then(|p| p.request_id))
@@ -235,9 +258,18 @@ fn remember_version(warden: &Warden, route: usize, state: &Mutex<StdioSession>) 
 }
 
 /// Write every message of a reply as one line each.
-async fn forward_reply(response: Response<Body>, lines_out: &mpsc::UnboundedSender<Bytes>) {
+async fn forward_reply(
+    response: Response<Body>,
+    lines_out: &mpsc::UnboundedSender<Bytes>,
+    is_notification: bool,
+) {
     let status = response.status();
     if status == StatusCode::ACCEPTED {
+        return;
+    }
+    if is_notification {
+        // JSON-RPC answers no notification, not even with an error.
+        tracing::warn!(%status, "A notification from the client was refused.");
         return;
     }
     if is_event_stream(response.headers()) {
@@ -312,7 +344,7 @@ async fn listen(
     }
     let response = warden.handle(request).await;
     if response.status().is_success() && is_event_stream(response.headers()) {
-        forward_reply(response, &lines_out).await;
+        forward_reply(response, &lines_out, false).await;
     } else {
         tracing::debug!(status = %response.status(), "The upstream offers no server-to-client stream.");
     }

@@ -262,6 +262,14 @@ impl Warden {
         Ok(relay(response, None))
     }
 
+    /// Stop every route's stdio children and legacy SSE streams, and wait
+    /// until they are gone (after in-flight calls have drained).
+    pub async fn shutdown_upstreams(&self) {
+        for route in &self.routes {
+            route.upstream.shutdown().await;
+        }
+    }
+
     /// End sessions idle past the limit, telling their upstreams.
     pub async fn sweep_sessions(&self) {
         let expired = self.sessions.sweep();

@@ -86,12 +86,21 @@ fn check(headers: &HeaderMap, message: &Envelope) -> Result<(), EdgeError> {
         }
         MessageKind::Request => {}
     }
-    let header_version = single_header(headers, mcp::HEADER_PROTOCOL_VERSION)?;
+    let header_version = single_header(
+        headers,
+        mcp::HEADER_PROTOCOL_VERSION,
+        "MCP-Protocol-Version",
+    )?;
     let version = fields.version().ok_or(EdgeError::MetaMissing {
         key: mcp::META_PROTOCOL_VERSION,
     })?;
     match header_version {
-        None => return Err(missing("MCP-Protocol-Version")),
+        None => {
+            return Err(EdgeError::HeaderMismatch {
+                detail: "the MCP-Protocol-Version header is required on every stateless request"
+                    .to_owned(),
+            });
+        }
         Some(header) if header != version => {
             return Err(EdgeError::HeaderMismatch {
                 detail: format!(
@@ -114,8 +123,8 @@ fn check(headers: &HeaderMap, message: &Envelope) -> Result<(), EdgeError> {
     let method = message.method.as_deref().unwrap_or_default();
     compare(
         headers,
-        mcp::HEADER_METHOD,
-        "Mcp-Method",
+        (mcp::HEADER_METHOD, "Mcp-Method"),
+        method,
         Some(method),
         "method",
     )?;
@@ -127,8 +136,8 @@ fn check(headers: &HeaderMap, message: &Envelope) -> Result<(), EdgeError> {
     if let Some((field, value)) = named {
         compare(
             headers,
-            mcp::HEADER_NAME,
-            "Mcp-Name",
+            (mcp::HEADER_NAME, "Mcp-Name"),
+            method,
             value.as_deref(),
             field,
         )?;
@@ -140,40 +149,45 @@ fn is_served(version: &str) -> bool {
     mcp::STATELESS_REVISIONS.contains(&version)
 }
 
-fn missing(name: &str) -> EdgeError {
+fn missing(name: &str, method: &str) -> EdgeError {
     EdgeError::HeaderMismatch {
-        detail: format!("the {name} header is required on every stateless request"),
+        detail: format!("the {name} header is required on a stateless {method} request"),
     }
 }
 
 /// The header's one value, decoded; a repeated header is refused (two
 /// readers could each pick a different copy).
-fn single_header(headers: &HeaderMap, name: &str) -> Result<Option<String>, EdgeError> {
+fn single_header(
+    headers: &HeaderMap,
+    name: &str,
+    display: &str,
+) -> Result<Option<String>, EdgeError> {
     let mut values = headers.get_all(name).iter();
     let Some(value) = values.next() else {
         return Ok(None);
     };
     if values.next().is_some() {
         return Err(EdgeError::HeaderMismatch {
-            detail: format!("the {name} header is sent more than once"),
+            detail: format!("the {display} header is sent more than once"),
         });
     }
     decode_header_value(value.as_bytes())
         .map(Some)
         .ok_or_else(|| EdgeError::HeaderMismatch {
-            detail: format!("the {name} header holds invalid characters or invalid base64"),
+            detail: format!("the {display} header holds invalid characters or invalid base64"),
         })
 }
 
 /// Header `name` must be present and equal `body_value` (the body's `field`).
 fn compare(
     headers: &HeaderMap,
-    name: &str,
-    display: &str,
+    (name, display): (&str, &str),
+    body_method: &str,
     body_value: Option<&str>,
     field: &str,
 ) -> Result<(), EdgeError> {
-    let header = single_header(headers, name)?.ok_or_else(|| missing(display))?;
+    let header =
+        single_header(headers, name, display)?.ok_or_else(|| missing(display, body_method))?;
     match body_value {
         Some(body) if body == header => Ok(()),
         Some(body) => Err(EdgeError::HeaderMismatch {

@@ -30,13 +30,15 @@ pub(super) async fn connect(client: Arc<HttpUpstream>) -> Result<Link, String> {
         header::ACCEPT,
         HeaderValue::from_static("text/event-stream"),
     );
-    let response = client
-        .request(request)
-        .await
-        .map_err(|err| format!("event stream could not be opened: {err}"))?;
+    let response = client.request(request).await.map_err(|err| match err {
+        crate::error::EdgeError::UpstreamTimeout { seconds, .. } => {
+            format!("could not be opened within {seconds}s")
+        }
+        _ => "could not be opened (the server is unreachable or dropped the connection)".to_owned(),
+    })?;
     if !response.status().is_success() || !is_event_stream(response.headers()) {
         return Err(format!(
-            "event stream could not be opened: GET {} answered HTTP {} ({})",
+            "could not be opened: GET {} answered HTTP {} ({})",
             without_query(&url),
             response.status(),
             response
@@ -53,10 +55,10 @@ pub(super) async fn connect(client: Arc<HttpUpstream>) -> Result<Link, String> {
                 return Ok(event.data.unwrap_or_default());
             }
         }
-        Err("event stream ended before it named its endpoint".to_owned())
+        Err("ended before it named its endpoint".to_owned())
     })
     .await
-    .map_err(|_| "event stream named no endpoint in time".to_owned())??;
+    .map_err(|_| "named no endpoint in time".to_owned())??;
     let endpoint = resolve_endpoint(&url, endpoint.trim())?;
 
     let (outbound, mut to_server) = mpsc::channel::<Bytes>(OUTBOUND_QUEUE);
@@ -128,8 +130,8 @@ pub(super) async fn connect(client: Arc<HttpUpstream>) -> Result<Link, String> {
                         break "was dropped".to_owned();
                     }
                 }
-                Ok(None) => break "closed its event stream".to_owned(),
-                Err(err) => break format!("event stream failed ({err})"),
+                Ok(None) => break "was closed by the server".to_owned(),
+                Err(err) => break format!("failed ({err})"),
             }
         };
         drop(stream);

@@ -88,6 +88,31 @@ fn the_example_deploy_config_is_valid() {
 }
 
 #[test]
+fn check_takes_the_config_as_run_does_too() {
+    let config = repo_file("deploy/config/gateway-transports.yaml");
+    let by_flag = warden()
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert!(
+        by_flag.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_flag.stderr)
+    );
+    let by_env = warden()
+        .arg("check")
+        .env("WARDEN_CONFIG", &config)
+        .output()
+        .expect("runs");
+    assert!(
+        String::from_utf8_lossy(&by_env.stdout).contains("ok (3 route(s))"),
+        "{}",
+        String::from_utf8_lossy(&by_env.stderr)
+    );
+}
+
+#[test]
 fn the_demo_shows_a_read_passing_and_writes_refused() {
     let output = warden()
         .args([

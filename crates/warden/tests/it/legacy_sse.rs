@@ -130,7 +130,7 @@ async fn a_stream_that_closes_mid_call_fails_the_call_and_is_reopened() {
     assert_eq!(error["error"]["code"], -32001, "{error}");
     let message = error["error"]["message"].as_str().expect("message");
     assert!(
-        message.contains("closed its event stream before it answered"),
+        message.contains("event stream was closed by the server before it answered"),
         "{message}"
     );
 

@@ -212,3 +212,75 @@ async fn stdio_in_front_of_a_stdio_server_with_its_stderr_in_wardens_log() {
     assert_eq!(replies[2]["result"]["isError"], true, "{}", replies[2]);
     assert!(log.contains("fixture-stderr-marker"), "{log}");
 }
+
+/// A config serving the stdio test server (with `args`) on `/mcp`.
+fn stdio_upstream_config(name: &str, args: &[&str]) -> std::path::PathBuf {
+    let fixture = stdio_fixture(args);
+    let dir = std::env::temp_dir().join(format!("warden-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("p.yaml"), "version: 1\n").expect("policy");
+    let args: Vec<String> = fixture
+        .args
+        .iter()
+        .map(|a| serde_json::to_string(a).expect("json"))
+        .collect();
+    std::fs::write(
+        dir.join("w.yaml"),
+        format!(
+            "version: 1\nlisten: 127.0.0.1:0\nroutes:\n  - path: /mcp\n    upstream:\n      command: {}\n      args: [{}]\n      inherit_env: [PATH]\n      env: {{LC_ALL: C.UTF-8}}\n    policy: p.yaml\n",
+            fixture.program.display(),
+            args.join(", ")
+        ),
+    )
+    .expect("config");
+    dir.join("w.yaml")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_written_without_waiting_are_served_in_order_after_initialize() {
+    let config = stdio_upstream_config("pipelined", &["--grandchild"]);
+    let (replies, grandchild, status) = tokio::task::spawn_blocking(move || {
+        let mut warden = StdioWarden::launch(&config, "warn");
+        // Everything at once, as a client that does not wait would write it.
+        warden.send(
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"hasty","version":"1"}}}"#,
+        );
+        warden.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        warden.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#);
+        warden.send(
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"grandchild","arguments":{}}}"#,
+        );
+        let replies: Vec<Value> = (0..3).map(|_| warden.read()).collect();
+        let grandchild = replies
+            .iter()
+            .find(|r| r["id"] == 3)
+            .and_then(|r| r["result"]["content"][0]["text"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let (status, _) = warden.finish();
+        (replies, grandchild, status)
+    })
+    .await
+    .expect("client thread");
+    assert_eq!(
+        replies[0]["id"], 1,
+        "initialize is answered first: {replies:?}"
+    );
+    assert!(
+        replies.iter().all(|r| r.get("error").is_none()),
+        "no line was refused and nothing answered the notification: {replies:?}"
+    );
+    assert!(status.success(), "{status:?}");
+    // At stdin EOF the child was asked to exit, its whole group with it.
+    assert_ne!(grandchild, "0", "{replies:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(format!("/proc/{grandchild}/stat"))
+        .is_ok_and(|stat| !stat.contains(") Z "))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server's grandchild {grandchild} outlived warden stdio"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -165,7 +165,7 @@ async fn a_child_that_crashes_mid_call_fails_that_call_clearly_and_is_restarted(
             break result_text(&reply);
         }
         let message = assert_error(&reply, StatusCode::BAD_GATEWAY, -32001);
-        assert!(message.contains("restarts it in"), "{message}");
+        assert!(message.contains("Warden restarts it"), "{message}");
         assert!(
             tokio::time::Instant::now() < deadline,
             "not restarted in 10s"
@@ -232,7 +232,8 @@ async fn a_server_that_cannot_start_or_exits_at_once_is_a_clear_502_and_warden_g
     other.initialize().await;
 
     let warden = warden_on(&["--exit-at-start"], ChildSharing::PerSession).await;
-    for attempt in 0..2 {
+    // Every attempt names the exit, however the exit races the write.
+    for attempt in 0..4 {
         let reply = Agent::new(&warden.url)
             .post(&initialize_request(json!(attempt)))
             .await;

@@ -115,20 +115,23 @@ struct Pending {
 }
 
 impl Pending {
-    fn interim(&mut self, message: Bytes, route: &str) -> bool {
+    /// Queue a message before the response: `Some(true)` queued,
+    /// `Some(false)` dropped (the agent is not reading), `None` the agent
+    /// is gone.
+    fn interim(&mut self, message: Bytes, route: &str) -> Option<bool> {
         match self.interim.try_send(message) {
-            Ok(()) => true,
+            Ok(()) => Some(true),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 if !self.overflowed {
                     self.overflowed = true;
                     tracing::warn!(
                         route,
-                        "An agent is not reading its call's stream; notifications for it are dropped until it does."
+                        "An agent is not reading its call's stream; messages for it are dropped until it does."
                     );
                 }
-                true
+                Some(false)
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Closed(_)) => None,
         }
     }
 
@@ -148,6 +151,8 @@ struct Listener {
 /// What the channel's handles share.
 pub(super) struct Channel {
     pub route: Arc<str>,
+    /// "restarts it" (a child) or "reconnects" (a stream).
+    retry_verb: &'static str,
     /// Ids and progress tokens rewritten: a shared or stateless channel.
     pub rewrite_ids: bool,
     timeout: Duration,
@@ -164,6 +169,8 @@ struct ChannelState {
     outbound: Option<mpsc::Sender<Bytes>>,
     /// Why the link is down, for callers in the meantime.
     down: Option<String>,
+    /// When the supervisor tries again (while the link is down).
+    retry_at: Option<Instant>,
     pending: Vec<Pending>,
     /// Each session's GET stream.
     listeners: HashMap<u64, Listener>,
@@ -197,6 +204,7 @@ impl Channel {
         let (stop, stopped) = watch::channel(false);
         let channel = Arc::new(Channel {
             route,
+            retry_verb: connector.retry_verb(),
             rewrite_ids,
             timeout,
             state: Mutex::new(ChannelState {
@@ -213,6 +221,11 @@ impl Channel {
             supervised.finished.send_replace(true);
         });
         channel
+    }
+
+    /// Whether the supervisor has ended (the link is gone for good).
+    pub fn is_finished(&self) -> bool {
+        *self.finished.borrow()
     }
 
     /// Wait (at most `limit`) until a closed channel's link is gone.
@@ -316,7 +329,7 @@ impl Channel {
     /// was asked.
     pub fn write(&self, view: u64, envelope: &Envelope, message: Bytes) -> Result<(), String> {
         let mut state = lock(&self.state);
-        if let Some(request_id) = &envelope.cancels {
+        if let Some(request_id) = envelope.cancels.as_ref().filter(|_| self.rewrite_ids) {
             let Some(pending) = state
                 .pending
                 .iter()
@@ -324,13 +337,11 @@ impl Channel {
             else {
                 return Ok(());
             };
-            if self.rewrite_ids {
-                let wire_id = pending.wire_id.clone();
-                let message = set_member(&message, &["params", "requestId"], &wire_id)
-                    .map(Bytes::from)
-                    .ok_or("got an unreadable cancellation")?;
-                return self.write_locked(&state, message);
-            }
+            let wire_id = pending.wire_id.clone();
+            let message = set_member(&message, &["params", "requestId"], &wire_id)
+                .map(Bytes::from)
+                .ok_or("got an unreadable cancellation")?;
+            return self.write_locked(&state, message);
         }
         if envelope.kind == jsonrpc::MessageKind::Response {
             let id = envelope.id.clone().unwrap_or_default();
@@ -349,10 +360,20 @@ impl Channel {
 
     fn write_locked(&self, state: &ChannelState, message: Bytes) -> Result<(), String> {
         let Some(outbound) = &state.outbound else {
-            return Err(state
-                .down
-                .clone()
-                .unwrap_or_else(|| "is not running".to_owned()));
+            let Some(down) = &state.down else {
+                return Err("is not running".to_owned());
+            };
+            return Err(match state.retry_at {
+                Some(at) => match at.checked_duration_since(Instant::now()) {
+                    Some(left) => format!(
+                        "{down}; Warden {} in {:.1}s",
+                        self.retry_verb,
+                        left.as_secs_f32()
+                    ),
+                    None => format!("{down}; Warden {} now", self.retry_verb),
+                },
+                None => down.clone(),
+            });
         };
         outbound.try_send(message).map_err(|err| match err {
             mpsc::error::TrySendError::Full(_) => {
@@ -504,14 +525,25 @@ impl Channel {
             return;
         }
         // A per-session channel: everything else is for its one session.
-        if let Some(id) = head.id {
-            state.asked.push(id.get().to_owned());
+        let request_id = head.id.map(|id| id.get().to_owned());
+        if let Some(id) = &request_id {
+            state.asked.push(id.clone());
             if state.asked.len() > MAX_BACKLOG {
                 state.asked.remove(0);
             }
         }
-        if let Some(view) = state.sole_view {
-            deliver(&mut state, view, message, &self.route);
+        let delivered = match state.sole_view {
+            Some(view) => deliver(&mut state, view, message, &self.route),
+            None => false,
+        };
+        if !delivered && let Some(id) = request_id {
+            // The server must not wait for an answer that cannot come.
+            let refusal = jsonrpc::error_response(
+                &id,
+                jsonrpc::INTERNAL_ERROR,
+                "Warden could not deliver this request: the client is not reading",
+            );
+            let _ = self.write_locked(&state, refusal);
         }
     }
 
@@ -532,7 +564,7 @@ impl Channel {
                 }
                 _ => message.clone(),
             };
-            pending.interim(message, &route);
+            let _ = pending.interim(message, &route);
             return true;
         }
         if let Some(subscription) = head.subscription_id()
@@ -549,7 +581,7 @@ impl Channel {
             } else {
                 message.clone()
             };
-            pending.interim(message, &route);
+            let _ = pending.interim(message, &route);
             return true;
         }
         false
@@ -577,7 +609,7 @@ impl Channel {
         {
             let views: Vec<u64> = state.listeners.keys().copied().collect();
             for view in views {
-                deliver(state, view, message.clone(), &self.route);
+                let _ = deliver(state, view, message.clone(), &self.route);
             }
             return;
         }
@@ -594,15 +626,19 @@ impl Channel {
     }
 
     /// The link died: every request in flight gets `detail`.
-    fn link_down(&self, detail: &str, retry_in: Duration) {
+    fn link_down(&self, detail: &str, retry_in: Option<Duration>) {
         let mut state = lock(&self.state);
         state.outbound = None;
         state.asked.clear();
-        state.down = Some(format!(
-            "{detail}; Warden restarts it in {:.1}s",
-            retry_in.as_secs_f32()
-        ));
+        state.down = Some(detail.to_owned());
+        state.retry_at = retry_in.map(|wait| Instant::now() + wait);
         self.fail_all(&mut state, detail);
+    }
+
+    /// Whether a dead link is opened again: not for a per-session channel
+    /// whose session never started (its `initialize` was not answered).
+    fn restartable(&self) -> bool {
+        self.rewrite_ids || lock(&self.state).initialize.is_some()
     }
 
     /// A line of garbage: requests in flight cannot be trusted to be answered.
@@ -621,7 +657,10 @@ impl Channel {
     /// The server refused one message (legacy SSE: its POST was answered
     /// with an error): the request it carried fails.
     fn refused(&self, message: &[u8], detail: &str) {
-        let Some(id) = Envelope::read(message).and_then(|e| e.id) else {
+        let Some(id) = Envelope::read(message)
+            .filter(|e| e.kind == jsonrpc::MessageKind::Request)
+            .and_then(|e| e.id)
+        else {
             return;
         };
         let mut state = lock(&self.state);
@@ -638,6 +677,7 @@ impl Channel {
         if self.is_open() {
             state.outbound = Some(outbound);
             state.down = None;
+            state.retry_at = None;
         }
     }
 }
@@ -657,11 +697,12 @@ fn extract<T>(items: &mut Vec<T>, matches: impl Fn(&T) -> bool) -> Vec<T> {
 }
 
 /// Hand a server message to a session: its GET stream, else the request
-/// it has in flight (not Warden's own), else its backlog.
-fn deliver(state: &mut ChannelState, view: u64, message: Bytes, route: &str) {
+/// it has in flight (not Warden's own), else its backlog. False if it was
+/// dropped because the agent is not reading.
+fn deliver(state: &mut ChannelState, view: u64, message: Bytes, route: &str) -> bool {
     if let Some(listener) = state.listeners.get_mut(&view) {
         match listener.sender.try_send(message.clone()) {
-            Ok(()) => return,
+            Ok(()) => return true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 if !listener.overflowed {
                     listener.overflowed = true;
@@ -670,7 +711,7 @@ fn deliver(state: &mut ChannelState, view: u64, message: Bytes, route: &str) {
                         "An agent is not reading its GET stream; server messages for it are dropped."
                     );
                 }
-                return;
+                return false;
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 state.listeners.remove(&view);
@@ -682,9 +723,9 @@ fn deliver(state: &mut ChannelState, view: u64, message: Bytes, route: &str) {
         .iter_mut()
         .rev()
         .find(|p| p.view == view && !p.internal)
-        && pending.interim(message.clone(), route)
+        && let Some(queued) = pending.interim(message.clone(), route)
     {
-        return;
+        return queued;
     }
     let backlog = state.backlog.entry(view).or_default();
     if backlog.len() == MAX_BACKLOG {
@@ -697,6 +738,7 @@ fn deliver(state: &mut ChannelState, view: u64, message: Bytes, route: &str) {
         }
     }
     backlog.push_back(message);
+    true
 }
 
 /// Keep a channel's link open until the channel is closed.
@@ -720,11 +762,16 @@ async fn supervise(
         };
         link.stop().await;
         metrics.closed.inc();
+        if !channel.restartable() {
+            tracing::warn!(route = %channel.route, "Upstream {noun} {detail} before it answered initialize.");
+            channel.link_down(&format!("{noun} {detail}"), None);
+            return;
+        }
         if started.elapsed() >= HEALTHY_UPTIME {
             backoff = MIN_BACKOFF;
         }
-        tracing::warn!(route = %channel.route, "Upstream {noun} {detail}; restarting in {:.1}s.", backoff.as_secs_f32());
-        channel.link_down(&format!("{noun} {detail}"), backoff);
+        tracing::warn!(route = %channel.route, "Upstream {noun} {detail}; Warden {} in {:.1}s.", channel.retry_verb, backoff.as_secs_f32());
+        channel.link_down(&format!("{noun} {detail}"), Some(backoff));
         link = loop {
             tokio::select! {
                 () = tokio::time::sleep(backoff) => {}
@@ -739,7 +786,7 @@ async fn supervise(
                 Ok(candidate) => candidate,
                 Err(err) => {
                     tracing::warn!(route = %channel.route, "Upstream {noun} {err}; retrying in {:.1}s.", backoff.as_secs_f32());
-                    channel.link_down(&format!("{noun} {err}"), backoff);
+                    channel.link_down(&format!("{noun} {err}"), Some(backoff));
                     continue;
                 }
             };
@@ -757,7 +804,7 @@ async fn supervise(
                     candidate.stop().await;
                     metrics.closed.inc();
                     tracing::warn!(route = %channel.route, "Upstream {noun} {err}; retrying in {:.1}s.", backoff.as_secs_f32());
-                    channel.link_down(&format!("{noun} {err}"), backoff);
+                    channel.link_down(&format!("{noun} {err}"), Some(backoff));
                 }
             }
         };
@@ -826,7 +873,10 @@ async fn replay(channel: &Channel, link: &mut Link) -> Result<(), String> {
                     let is_answer =
                         Head::read(&message).is_some_and(|h| h.response_id() == Some(wire_id));
                     if is_answer {
-                        return Ok(());
+                        return match result_member(&message) {
+                            Some(_) => Ok(()),
+                            None => Err("refused the replayed initialize".to_owned()),
+                        };
                     }
                     channel.dispatch(message);
                 }

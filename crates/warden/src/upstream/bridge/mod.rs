@@ -148,6 +148,14 @@ impl Connector {
             Connector::LegacySse(_) => "event stream",
         }
     }
+
+    /// What Warden does about a dead link.
+    pub(super) fn retry_verb(&self) -> &'static str {
+        match self {
+            Connector::Stdio(_) => "restarts it",
+            Connector::LegacySse(_) => "reconnects",
+        }
+    }
 }
 
 /// A stdio or legacy SSE upstream, seen by the proxy as Streamable HTTP.
@@ -168,6 +176,9 @@ struct BridgeInner {
     runtime: tokio::runtime::Handle,
     /// The bridge's session ids → the session's view of its channel.
     sessions: Mutex<HashMap<String, View>>,
+    /// Every channel whose link may still be running (ended sessions'
+    /// too, while their children exit), so shutdown waits for them all.
+    channels: Mutex<Vec<Arc<Channel>>>,
     /// Per-session links being opened (they count against `max_links`).
     opening: AtomicUsize,
     /// The one channel all sessions share ([`ChildSharing::Shared`]).
@@ -193,6 +204,17 @@ impl Drop for CloseUnlessKept {
     fn drop(&mut self) {
         if let Some(channel) = self.0.take() {
             channel.close("was stopped: its session never started");
+        }
+    }
+}
+
+/// Empties the shared channel's slot unless disarmed.
+struct ClearSlot<'a>(Option<&'a mut Option<Arc<Channel>>>);
+
+impl Drop for ClearSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0.take() {
+            *slot = None;
         }
     }
 }
@@ -250,6 +272,7 @@ impl Bridge {
                 sharing,
                 runtime,
                 sessions: Mutex::new(HashMap::new()),
+                channels: Mutex::new(Vec::new()),
                 opening: AtomicUsize::new(0),
                 shared: tokio::sync::Mutex::new(None),
                 stateless: tokio::sync::Mutex::new(None),
@@ -267,15 +290,11 @@ impl Bridge {
     /// stdin closed, then SIGTERM, then SIGKILL).
     pub async fn shutdown(&self) {
         let inner = &self.inner;
-        let mut channels: Vec<Arc<Channel>> = lock(&inner.sessions)
-            .drain()
-            .map(|(_, v)| v.channel)
-            .collect();
+        lock(&inner.sessions).clear();
         for slot in [&inner.shared, &inner.stateless] {
-            if let Some(channel) = slot.lock().await.take() {
-                channels.push(channel);
-            }
+            slot.lock().await.take();
         }
+        let channels: Vec<Arc<Channel>> = std::mem::take(&mut *lock(&inner.channels));
         for channel in &channels {
             channel.close("was stopped: Warden is shutting down");
         }
@@ -329,7 +348,8 @@ impl Bridge {
         let inner = &self.inner;
         let number = inner.next_number.fetch_add(1, Ordering::Relaxed);
         let agent_id = message_id(&body).ok_or_else(|| self.down("got no initialize id".into()))?;
-        let (channel, reply) = match inner.sharing {
+        let session_id = format!("bridge-{number}");
+        let reply = match inner.sharing {
             ChildSharing::PerSession => {
                 let _opening = self.reserve_link()?;
                 let channel = self.open_channel(false).await?;
@@ -340,8 +360,10 @@ impl Bridge {
                     .map_err(|err| self.down(err))?;
                 if reply.is_ok() {
                     guard.0 = None;
+                    // Counted as a session before it stops counting as opening.
+                    lock(&inner.sessions).insert(session_id.clone(), View { number, channel });
                 }
-                (channel, reply)
+                reply
             }
             ChildSharing::Shared => {
                 let mut shared = inner.shared.lock().await;
@@ -355,17 +377,27 @@ impl Bridge {
                 };
                 let reply = match channel.cached_initialize() {
                     Some(result) => Ok(result),
-                    None => match channel.initialize(number, &body).await {
-                        Ok(reply) => reply,
-                        Err(err) => {
-                            // Never initialized: no session uses it yet.
-                            channel.close("was stopped: it did not answer initialize");
-                            *shared = None;
-                            return Err(self.down(err));
+                    None => {
+                        // Not initialized yet, so no session uses it: if this
+                        // first initialize fails, is refused, or its agent
+                        // goes away, the next session starts a fresh child.
+                        let mut guard = CloseUnlessKept(Some(channel.clone()));
+                        let mut slot = ClearSlot(Some(&mut *shared));
+                        let reply = channel
+                            .initialize(number, &body)
+                            .await
+                            .map_err(|err| self.down(err))?;
+                        if reply.is_ok() {
+                            guard.0 = None;
+                            slot.0 = None;
                         }
-                    },
+                        reply
+                    }
                 };
-                (channel, reply)
+                if reply.is_ok() {
+                    lock(&inner.sessions).insert(session_id.clone(), View { number, channel });
+                }
+                reply
             }
         };
         let reply = match reply {
@@ -373,8 +405,6 @@ impl Bridge {
             // The server's own error: relayed, and no session opened.
             Err(message) => return Ok(relay::json(StatusCode::OK, message)),
         };
-        let session_id = format!("bridge-{number}");
-        lock(&inner.sessions).insert(session_id.clone(), View { number, channel });
         let mut response = relay::json(StatusCode::OK, reply);
         if let Ok(value) = HeaderValue::from_str(&session_id) {
             response.headers_mut().insert(mcp::HEADER_SESSION_ID, value);
@@ -440,7 +470,7 @@ impl Bridge {
             .map_err(|_| self.down(format!("{} did not start in time", inner.connector.noun())))?
             .map_err(|_| self.down("could not be started (task failed)".to_owned()))?
             .map_err(|err| self.down(err))?;
-        Ok(Channel::start(
+        let channel = Channel::start(
             inner.route.clone(),
             inner.connector.clone(),
             inner.metrics.clone(),
@@ -448,7 +478,11 @@ impl Bridge {
             rewrite_ids,
             inner.timeout,
             &inner.runtime,
-        ))
+        );
+        let mut channels = lock(&inner.channels);
+        channels.retain(|c| !c.is_finished());
+        channels.push(channel.clone());
+        Ok(channel)
     }
 
     /// A message of an open session (or of the stateless channel).

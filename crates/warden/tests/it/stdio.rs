@@ -161,25 +161,7 @@ async fn a_desktop_client_talks_to_warden_over_stdio() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdio_in_front_of_a_stdio_server_with_its_stderr_in_wardens_log() {
-    let fixture = stdio_fixture(&["--stderr", "fixture-stderr-marker"]);
-    let dir = std::env::temp_dir().join(format!("warden-stdio2-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    std::fs::write(dir.join("p.yaml"), "version: 1\n").expect("policy");
-    let args: Vec<String> = fixture
-        .args
-        .iter()
-        .map(|a| serde_json::to_string(a).expect("json"))
-        .collect();
-    std::fs::write(
-        dir.join("w.yaml"),
-        format!(
-            "version: 1\nlisten: 127.0.0.1:0\nroutes:\n  - path: /mcp\n    upstream:\n      command: {}\n      args: [{}]\n      inherit_env: [PATH]\n      env: {{LC_ALL: C.UTF-8}}\n    policy: p.yaml\n",
-            fixture.program.display(),
-            args.join(", ")
-        ),
-    )
-    .expect("config");
-    let config = dir.join("w.yaml");
+    let config = stdio_upstream_config("stdio2", &["--stderr", "fixture-stderr-marker"]);
     let (replies, log) = tokio::task::spawn_blocking(move || {
         let mut warden = StdioWarden::launch(&config, "info");
         warden.send(

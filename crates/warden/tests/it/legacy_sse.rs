@@ -55,7 +55,14 @@ async fn legacy_upstream() -> (String, Arc<LegacyServer>) {
                 "tools/list" => Some(json!({"tools": [
                     {"name": "lookup", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}},
                     {"name": "drop", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}},
+                    {"name": "reject", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}},
                     {"name": "pay", "inputSchema": {"type": "object"}}]})),
+                "tools/call" if message["params"]["name"] == "reject" => {
+                    return http::Response::builder()
+                        .status(400)
+                        .body(full_body("Bad Request"))
+                        .expect("response");
+                }
                 "tools/call" if message["params"]["name"] == "drop" => {
                     server.stream.lock().expect("lock").take();
                     None
@@ -99,8 +106,8 @@ async fn a_legacy_sse_server_is_reached_with_the_same_pipeline() {
     let tools = agent.list(1).await.response();
     assert_eq!(
         tools["result"]["tools"].as_array().map(Vec::len),
-        Some(2),
-        "{tools}"
+        Some(3),
+        "the mutating tool is hidden: {tools}"
     );
     let reply = agent.call(2, "lookup", json!({})).await.response();
     assert_eq!(reply["id"], 2);
@@ -174,5 +181,32 @@ async fn an_endpoint_on_another_origin_is_refused() {
     assert!(
         message.contains("endpoint Warden will not use"),
         "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_message_the_server_refuses_fails_its_call_only() {
+    let (url, server) = legacy_upstream().await;
+    let warden = warden_before(&url).await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    let error = agent.call(1, "reject", json!({})).await.response();
+    assert_eq!(error["id"], 1);
+    assert_eq!(error["error"]["code"], -32003, "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("refused the message with HTTP 400")),
+        "{error}"
+    );
+    let reply = agent.call(2, "lookup", json!({})).await.response();
+    assert_eq!(
+        reply["result"]["content"][0]["text"],
+        "looked up on stream 1"
+    );
+    assert_eq!(
+        server.opened.load(Ordering::SeqCst),
+        1,
+        "the same stream goes on"
     );
 }

@@ -550,3 +550,55 @@ async fn closing_a_stateless_calls_stream_cancels_it_on_a_stdio_server() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_listen_stream_on_a_stdio_server_carries_its_notices_under_the_agents_id() {
+    use futures_util::StreamExt;
+    use http_body_util::BodyExt;
+
+    let warden = WardenBuilder::with_upstream(UpstreamConfig::stdio(stdio_fixture(&[])))
+        .start()
+        .await;
+    let listen = Request::post(&warden.url)
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT_BOTH)
+        .header("mcp-protocol-version", REVISION)
+        .header("mcp-method", "subscriptions/listen")
+        .body(Full::new(Bytes::from(
+            json!({"jsonrpc": "2.0", "id": "mine-7", "method": "subscriptions/listen",
+                "params": {"_meta": meta(), "notifications": {"toolsListChanged": true}}})
+            .to_string(),
+        )))
+        .expect("request");
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let stream = client.request(listen).await.expect("listen stream");
+    assert_eq!(stream.status(), StatusCode::OK);
+    let mut body = stream.into_body().into_data_stream();
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while seen.matches("data:").count() < 2 {
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .expect("two notices within 5s")
+            .expect("chunk")
+            .expect("ok");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let notices: Vec<Value> = seen
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str(d.trim()).ok())
+        .collect();
+    assert_eq!(
+        notices[0]["method"],
+        "notifications/subscriptions/acknowledged"
+    );
+    assert_eq!(notices[1]["method"], "notifications/tools/list_changed");
+    for notice in &notices {
+        assert_eq!(
+            notice["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "mine-7",
+            "the server saw Warden's id, the agent gets its own back: {notice}"
+        );
+    }
+}

@@ -160,10 +160,19 @@ pub(super) fn spawn(route: &Arc<str>, command: &StdioCommand) -> Result<Link, St
                 }
             }
         };
-        // Whatever the child left running in its group goes with it.
-        signal_group(group, Signal::SIGKILL);
-        // Every message the child wrote before it died is delivered first.
-        let _ = tokio::time::timeout(READER_GRACE, reader).await;
+        // Whatever the child left running in its group goes with it: asked
+        // first, then killed.
+        stop_group(group).await;
+        // Every message the child wrote before it died is delivered first;
+        // a reader still blocked after that (a process that left the group
+        // holds stdout) is given up.
+        let mut reader = reader;
+        if tokio::time::timeout(READER_GRACE, &mut reader)
+            .await
+            .is_err()
+        {
+            reader.abort();
+        }
         let detail = match status {
             Ok(status) => format!("exited ({status})"),
             Err(err) => format!("could not be waited for ({err})"),
@@ -185,6 +194,23 @@ fn signal_group(group: Option<Pid>, signal: Signal) {
     if let Some(group) = group {
         let _ = killpg(group, signal);
     }
+}
+
+/// SIGTERM what is left of a group, then SIGKILL what is still there after
+/// `EXIT_GRACE`.
+async fn stop_group(group: Option<Pid>) {
+    let Some(pid) = group else { return };
+    if killpg(pid, Signal::SIGTERM).is_err() {
+        return; // Nothing left.
+    }
+    let deadline = tokio::time::Instant::now() + EXIT_GRACE;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if killpg(pid, None).is_err() {
+            return;
+        }
+    }
+    signal_group(group, Signal::SIGKILL);
 }
 
 /// Read one line into `line`, at most `limit` bytes of it. `Some(true)`: a

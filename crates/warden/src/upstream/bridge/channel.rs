@@ -58,6 +58,8 @@ pub(super) enum Reply {
     Last(Last),
 }
 
+// === impl Replies ===
+
 impl Stream for Replies {
     type Item = Reply;
 
@@ -113,6 +115,8 @@ struct Pending {
     /// Interim messages were dropped (logged once).
     overflowed: bool,
 }
+
+// === impl Pending ===
 
 impl Pending {
     /// Queue a message before the response: `Some(true)` queued,
@@ -189,6 +193,8 @@ struct ChannelState {
     /// The one session of a per-session channel.
     sole_view: Option<u64>,
 }
+
+// === impl Channel ===
 
 impl Channel {
     /// A channel over `link`, supervised on `runtime`.

@@ -97,6 +97,8 @@ pub(super) struct OpenLink {
     _counted: OpenGuard,
 }
 
+// === impl OpenLink ===
+
 impl OpenLink {
     /// Tear the link down and wait (bounded) until it is gone.
     pub async fn stop(&mut self) {
@@ -109,6 +111,8 @@ impl OpenLink {
 
 struct OpenGuard(prometheus_client::metrics::gauge::Gauge);
 
+// === impl OpenGuard ===
+
 impl Drop for OpenGuard {
     fn drop(&mut self) {
         self.0.dec();
@@ -120,6 +124,8 @@ pub(super) enum Connector {
     Stdio(StdioCommand),
     LegacySse(Arc<HttpUpstream>),
 }
+
+// === impl Connector ===
 
 impl Connector {
     async fn connect(&self, route: &Arc<str>, metrics: &LinkMetrics) -> Result<OpenLink, String> {
@@ -200,6 +206,8 @@ struct View {
 /// agent went away and the handler was dropped), unless disarmed.
 struct CloseUnlessKept(Option<Arc<Channel>>);
 
+// === impl CloseUnlessKept ===
+
 impl Drop for CloseUnlessKept {
     fn drop(&mut self) {
         if let Some(channel) = self.0.take() {
@@ -210,6 +218,8 @@ impl Drop for CloseUnlessKept {
 
 /// Empties the shared channel's slot unless disarmed.
 struct ClearSlot<'a>(Option<&'a mut Option<Arc<Channel>>>);
+
+// === impl ClearSlot ===
 
 impl Drop for ClearSlot<'_> {
     fn drop(&mut self) {
@@ -222,11 +232,15 @@ impl Drop for ClearSlot<'_> {
 /// Counts a link being opened against `max_links`.
 struct Opening<'a>(&'a AtomicUsize);
 
+// === impl Opening ===
+
 impl Drop for Opening<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
+
+// === impl Bridge ===
 
 impl Bridge {
     /// A bridge to a stdio server.
@@ -542,6 +556,8 @@ struct Abandon {
     serial: Option<u64>,
     cancel: bool,
 }
+
+// === impl Abandon ===
 
 impl Drop for Abandon {
     fn drop(&mut self) {

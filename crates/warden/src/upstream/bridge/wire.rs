@@ -20,6 +20,8 @@ pub(super) struct Envelope {
     pub cancels: Option<String>,
 }
 
+// === impl Envelope ===
+
 impl Envelope {
     pub fn read(message: &[u8]) -> Option<Envelope> {
         #[derive(Deserialize)]
@@ -91,6 +93,8 @@ pub(super) struct HeadMeta<'a> {
     #[serde(borrow, rename = "io.modelcontextprotocol/subscriptionId")]
     pub subscription_id: Option<&'a RawValue>,
 }
+
+// === impl Head ===
 
 impl<'a> Head<'a> {
     /// The message's head; `None` if it is not a JSON object.

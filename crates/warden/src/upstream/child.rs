@@ -19,16 +19,15 @@ use nix::unistd::Pid;
 use bytes::Bytes;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use super::bridge::{Link, LinkEvent};
+use super::bridge::{Link, LinkEnd, LinkEvent};
 use super::{MAX_INSPECTED_REPLY, preview};
 use crate::config::StdioCommand;
 
 /// Longest stderr line kept for the log; the rest of the line is cut.
 const MAX_STDERR_LINE: usize = 8 << 10;
-/// Messages queued for the child's stdin before senders wait.
-const OUTBOUND_QUEUE: usize = 256;
+
 /// How long a child has to exit after its stdin is closed, then after SIGTERM.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 /// How long the stdout reader may go on after the child exited (a
@@ -61,11 +60,14 @@ pub(super) fn spawn(route: &Arc<str>, command: &StdioCommand) -> Result<Link, St
     let pid = child.id().unwrap_or_default();
     tracing::info!(route = %route, pid, command = %command.display(), "Upstream process started.");
 
-    let (outbound, mut to_child) = mpsc::channel::<Bytes>(OUTBOUND_QUEUE);
-    let (events, link_events) = mpsc::unbounded_channel();
-    let (stop, stopped) = oneshot::channel::<()>();
+    let (link, end) = Link::pair();
+    let LinkEnd {
+        to_server: mut to_child,
+        events,
+        stopped,
+        finished,
+    } = end;
     let (close_stdin, stdin_closed) = oneshot::channel::<()>();
-    let (finished, done) = oneshot::channel::<()>();
 
     tokio::spawn(async move {
         let mut stdin_closed = stdin_closed;
@@ -181,12 +183,7 @@ pub(super) fn spawn(route: &Arc<str>, command: &StdioCommand) -> Result<Link, St
         let _ = finished.send(());
     });
 
-    Ok(Link {
-        outbound,
-        events: link_events,
-        stop: Some(stop),
-        done,
-    })
+    Ok(link)
 }
 
 /// Signal a child's process group (a no-op once it is gone).

@@ -9,14 +9,11 @@ use futures_util::StreamExt;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::Full;
-use tokio::sync::{mpsc, oneshot};
 
-use super::bridge::{Link, LinkEvent};
+use super::bridge::{Link, LinkEnd, LinkEvent};
 use super::{HttpUpstream, is_event_stream, preview};
 use crate::proxy::relay::sse_events;
 
-/// Messages queued for POSTing before senders wait.
-const OUTBOUND_QUEUE: usize = 256;
 /// Most of a POST's own reply Warden reads (it is an acknowledgement).
 const MAX_POST_REPLY: usize = 64 << 10;
 
@@ -61,10 +58,13 @@ pub(super) async fn connect(client: Arc<HttpUpstream>) -> Result<Link, String> {
     .map_err(|_| "named no endpoint in time".to_owned())??;
     let endpoint = resolve_endpoint(&url, endpoint.trim())?;
 
-    let (outbound, mut to_server) = mpsc::channel::<Bytes>(OUTBOUND_QUEUE);
-    let (events, link_events) = mpsc::unbounded_channel();
-    let (stop, mut stopped) = oneshot::channel::<()>();
-    let (finished, done) = oneshot::channel::<()>();
+    let (link, end) = Link::pair();
+    let LinkEnd {
+        mut to_server,
+        events,
+        mut stopped,
+        finished,
+    } = end;
 
     let post_events = events.clone();
     tokio::spawn(async move {
@@ -139,12 +139,7 @@ pub(super) async fn connect(client: Arc<HttpUpstream>) -> Result<Link, String> {
         let _ = finished.send(());
     });
 
-    Ok(Link {
-        outbound,
-        events: link_events,
-        stop: Some(stop),
-        done,
-    })
+    Ok(link)
 }
 
 /// A URL for messages: scheme, authority and path (a query may carry a

@@ -34,6 +34,8 @@ use crate::proxy::relay::Body;
 pub const MAX_INSPECTED_REPLY: usize = 16 << 20;
 /// Most tools/list pages Warden follows when it fetches a catalogue itself.
 const MAX_CATALOGUE_PAGES: usize = 100;
+/// How the ids of Warden's own `tools/list` requests begin.
+const CATALOGUE_ID_PREFIX: &str = "warden-catalogue-";
 
 /// Why an upstream client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -155,7 +157,7 @@ impl Upstream {
         let mut cursor: Option<String> = None;
         for page_number in 0..MAX_CATALOGUE_PAGES {
             // Unique per fetch too: two fetches in one session may overlap.
-            let id = format!("\"warden-catalogue-{}\"", next_request_number());
+            let id = format!("\"{CATALOGUE_ID_PREFIX}{}\"", next_request_number());
             let mut params = serde_json::Map::new();
             if let Some(cursor) = &cursor {
                 params.insert("cursor".into(), cursor.clone().into());
@@ -209,6 +211,13 @@ fn invalid(route: &str, detail: String) -> EdgeError {
         route: route.to_owned(),
         detail,
     }
+}
+
+/// Whether a request id (JSON text) is one of Warden's own catalogue fetches.
+fn is_catalogue_fetch(id_json: &str) -> bool {
+    id_json
+        .strip_prefix('"')
+        .is_some_and(|id| id.starts_with(CATALOGUE_ID_PREFIX))
 }
 
 /// A process-wide counter for the ids of requests Warden makes itself.

@@ -425,7 +425,6 @@ async fn a_list_changed_notice_on_a_listen_stream_refreshes_what_stateless_calls
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use futures_util::StreamExt;
-    use http_body_util::BodyExt;
 
     let read_only = Arc::new(AtomicBool::new(false));
     let (notify, notices) = tokio::sync::mpsc::channel::<Bytes>(4);
@@ -463,22 +462,7 @@ async fn a_list_changed_notice_on_a_listen_stream_refreshes_what_stateless_calls
         "not-read-only",
     );
 
-    let listen = Request::post(&warden.url)
-        .header("content-type", "application/json")
-        .header("accept", ACCEPT_BOTH)
-        .header("mcp-protocol-version", REVISION)
-        .header("mcp-method", "subscriptions/listen")
-        .body(Full::new(Bytes::from(
-            json!({"jsonrpc": "2.0", "id": "listen-1", "method": "subscriptions/listen",
-                "params": {"_meta": meta(), "notifications": {"toolsListChanged": true}}})
-            .to_string(),
-        )))
-        .expect("request");
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http();
-    let stream = client.request(listen).await.expect("listen stream");
-    assert_eq!(stream.status(), StatusCode::OK);
-    let mut events = stream.into_body().into_data_stream();
+    let mut events = listen(&warden.url, "listen-1").await;
     for notice in [
         json!({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
             "params": {"_meta": {"io.modelcontextprotocol/subscriptionId": "listen-1"},
@@ -554,27 +538,11 @@ async fn closing_a_stateless_calls_stream_cancels_it_on_a_stdio_server() {
 #[tokio::test]
 async fn a_listen_stream_on_a_stdio_server_carries_its_notices_under_the_agents_id() {
     use futures_util::StreamExt;
-    use http_body_util::BodyExt;
 
     let warden = WardenBuilder::with_upstream(UpstreamConfig::stdio(stdio_fixture(&[])))
         .start()
         .await;
-    let listen = Request::post(&warden.url)
-        .header("content-type", "application/json")
-        .header("accept", ACCEPT_BOTH)
-        .header("mcp-protocol-version", REVISION)
-        .header("mcp-method", "subscriptions/listen")
-        .body(Full::new(Bytes::from(
-            json!({"jsonrpc": "2.0", "id": "mine-7", "method": "subscriptions/listen",
-                "params": {"_meta": meta(), "notifications": {"toolsListChanged": true}}})
-            .to_string(),
-        )))
-        .expect("request");
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http();
-    let stream = client.request(listen).await.expect("listen stream");
-    assert_eq!(stream.status(), StatusCode::OK);
-    let mut body = stream.into_body().into_data_stream();
+    let mut body = listen(&warden.url, "mine-7").await;
     let mut seen = String::new();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
     while seen.matches("data:").count() < 2 {
@@ -601,4 +569,27 @@ async fn a_listen_stream_on_a_stdio_server_carries_its_notices_under_the_agents_
             "the server saw Warden's id, the agent gets its own back: {notice}"
         );
     }
+}
+
+/// Open a stateless `subscriptions/listen` stream (for tool list changes)
+/// with request id `id`; its body, unread.
+async fn listen(url: &str, id: &str) -> http_body_util::BodyDataStream<hyper::body::Incoming> {
+    use http_body_util::BodyExt;
+
+    let request = Request::post(url)
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT_BOTH)
+        .header("mcp-protocol-version", REVISION)
+        .header("mcp-method", "subscriptions/listen")
+        .body(Full::new(Bytes::from(
+            json!({"jsonrpc": "2.0", "id": id, "method": "subscriptions/listen",
+                "params": {"_meta": meta(), "notifications": {"toolsListChanged": true}}})
+            .to_string(),
+        )))
+        .expect("request");
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let stream = client.request(request).await.expect("listen stream");
+    assert_eq!(stream.status(), StatusCode::OK);
+    stream.into_body().into_data_stream()
 }

@@ -74,6 +74,42 @@ pub(super) struct Link {
     pub done: oneshot::Receiver<()>,
 }
 
+/// Messages queued for a link before senders are refused ("queue full").
+const LINK_QUEUE: usize = 256;
+
+/// The transport's end of a [`Link`]: the messages to send, where to report
+/// what the server sends, the stop signal, and the "gone" signal to give
+/// once everything is torn down.
+pub(super) struct LinkEnd {
+    pub to_server: mpsc::Receiver<Bytes>,
+    pub events: mpsc::UnboundedSender<LinkEvent>,
+    pub stopped: oneshot::Receiver<()>,
+    pub finished: oneshot::Sender<()>,
+}
+
+impl Link {
+    /// A link and the transport's end of it.
+    pub fn pair() -> (Link, LinkEnd) {
+        let (outbound, to_server) = mpsc::channel(LINK_QUEUE);
+        let (events, link_events) = mpsc::unbounded_channel();
+        let (stop, stopped) = oneshot::channel();
+        let (finished, done) = oneshot::channel();
+        let link = Link {
+            outbound,
+            events: link_events,
+            stop: Some(stop),
+            done,
+        };
+        let end = LinkEnd {
+            to_server,
+            events,
+            stopped,
+            finished,
+        };
+        (link, end)
+    }
+}
+
 /// What a link reports.
 pub(super) enum LinkEvent {
     /// One JSON message from the server.
@@ -518,7 +554,7 @@ impl Bridge {
             return Ok(status_only(StatusCode::ACCEPTED));
         }
         let agent_id = envelope.id.clone().unwrap_or_else(|| "null".to_owned());
-        let internal = agent_id.starts_with("\"warden-catalogue-");
+        let internal = super::is_catalogue_fetch(&agent_id);
         let (replies, serial) = channel
             .request(view.number, envelope, body, internal)
             .map_err(|detail| self.down(detail))?;

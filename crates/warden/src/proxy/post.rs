@@ -57,6 +57,12 @@ pub(super) async fn handle(
                 .map_err(|err| Failure::with_id(err, message.id_json().into()))?;
             one(warden, route, &session, &headers, message).await
         }
+        warden_protocol::Incoming::Batch(_) if stateless::names_stateless_revision(&headers) => {
+            Err(EdgeError::StatelessInvalid {
+                detail: "the stateless revision has no batches: send one message per request",
+            }
+            .into())
+        }
         warden_protocol::Incoming::Batch(messages) => {
             batch(warden, route, &headers, messages).await
         }

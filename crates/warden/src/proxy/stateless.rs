@@ -34,11 +34,16 @@ use crate::error::EdgeError;
 /// Whether a single message without a session is a stateless request: the
 /// version header or the body's `_meta` names a stateless revision.
 pub(super) fn is_stateless(headers: &HeaderMap, message: &Envelope) -> bool {
-    let header_says = headers
+    names_stateless_revision(headers)
+        || Fields::read(&message.raw).is_some_and(|f| f.version().is_some())
+}
+
+/// Whether the `MCP-Protocol-Version` header names a stateless revision.
+pub(super) fn names_stateless_revision(headers: &HeaderMap) -> bool {
+    headers
         .get(mcp::HEADER_PROTOCOL_VERSION)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(mcp::is_stateless_revision);
-    header_says || Fields::read(&message.raw).is_some_and(|f| f.version().is_some())
+        .is_some_and(mcp::is_stateless_revision)
 }
 
 /// Answer one stateless message.

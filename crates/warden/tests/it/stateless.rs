@@ -390,6 +390,17 @@ async fn unsupported_versions_missing_meta_and_client_responses_are_clear_errors
         "nothing reached the upstream"
     );
 
+    // The stateless revision has no batches.
+    let batch = json!([{"jsonrpc": "2.0", "id": 5, "method": "server/discover",
+        "params": {"_meta": meta()}}]);
+    let reply = post(&agent, &batch, &[("mcp-protocol-version", REVISION)]).await;
+    let message = assert_error(&reply, StatusCode::BAD_REQUEST, -32600);
+    assert!(message.contains("no batches"), "{message}");
+    assert!(
+        seen.lock().expect("lock").is_empty(),
+        "nothing reached the upstream"
+    );
+
     // Without a stateless marker, a sessionless request is still the
     // stateful revisions' missing session.
     let reply = Agent::new(&warden.url)

@@ -43,7 +43,12 @@ impl SseEvent {
             put_field(&mut out, "retry", &retry.to_string());
         }
         if let Some(data) = &self.data {
-            for line in data.split('\n') {
+            // A CR would end the line early at the reader and corrupt the
+            // event: CR and CRLF become line breaks too (read back as LF).
+            for line in data
+                .split('\n')
+                .flat_map(|line| line.strip_suffix('\r').unwrap_or(line).split('\r'))
+            {
                 put_field(&mut out, "data", line);
             }
         }
@@ -203,6 +208,22 @@ mod tests {
             parser.feed(chunk, &mut out).expect("parses");
         }
         out
+    }
+
+    #[test]
+    fn carriage_returns_in_data_cannot_end_the_event_early() {
+        let event = SseEvent::message("{\"a\":1,\r\r\"b\":2,\r\n\"c\":3}");
+        let wire = event.encode();
+        assert_eq!(
+            wire.as_ref(),
+            b"data: {\"a\":1,\ndata: \ndata: \"b\":2,\ndata: \"c\":3}\n\n"
+        );
+        let parsed = parse_chunks(&[&wire]);
+        assert_eq!(parsed.len(), 1);
+        let data = parsed[0].data.as_deref().expect("data");
+        assert_eq!(data, "{\"a\":1,\n\n\"b\":2,\n\"c\":3}");
+        let value: serde_json::Value = serde_json::from_str(data).expect("still JSON");
+        assert_eq!(value, serde_json::json!({"a": 1, "b": 2, "c": 3}));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Property tests: the SSE codec round-trips whatever the chunking, and the
 //! envelope parser never panics, never accepts what `serde_json` rejects, and
-//! hands back exactly the bytes it was given.
+//! hands back exactly the bytes it was given, and whatever it accepts the
+//! line writer turns into one line with the same value.
 
 use bytes::Bytes;
 use proptest::prelude::*;
@@ -75,6 +76,74 @@ proptest! {
     fn text_serde_rejects_is_never_accepted(text in "[\\[\\]{}\":,a-z0-9 ]{0,60}") {
         if serde_json::from_str::<serde_json::Value>(&text).is_err() {
             prop_assert!(Incoming::parse(&Bytes::from(text)).is_err());
+        }
+    }
+}
+
+/// Any JSON value, with strings that hold every character some line reader
+/// takes for a line end.
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    let text = "[a-z \u{85}\u{2028}\u{2029}\\n\\r\"\\\\é€😀]{0,12}";
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::Bool),
+        any::<i64>().prop_map(serde_json::Value::from),
+        (-1.0e9f64..1.0e9).prop_map(serde_json::Value::from),
+        text.prop_map(serde_json::Value::String),
+    ];
+    leaf.prop_recursive(4, 32, 6, move |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..5).prop_map(serde_json::Value::Array),
+            proptest::collection::btree_map("[a-z\u{2028}]{1,6}", inner, 0..5)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// `value` written with `breaks` (raw CR, LF, CRLF) as the white space
+/// between every pair of tokens.
+fn spread(value: &serde_json::Value, breaks: &str) -> String {
+    let pretty = serde_json::to_string_pretty(value).expect("serializes");
+    // The pretty printer puts "\n" and indentation between tokens only.
+    pretty.replace('\n', breaks)
+}
+
+proptest! {
+    #[test]
+    fn every_accepted_message_is_written_as_one_line_with_the_same_value(
+        params in json_value(),
+        method in prop_oneof![Just("tools/call"), Just("ping"), Just("notifications/message")],
+        id in proptest::option::of(0u64..1000),
+        breaks in prop_oneof![Just("\n"), Just("\r"), Just("\r\n"), Just("\n\r "), Just(" ")],
+        batch in any::<bool>(),
+    ) {
+        let mut message = serde_json::json!({"jsonrpc": "2.0", "method": method, "params": {"name": "t", "arguments": params}});
+        if let Some(id) = id {
+            message["id"] = id.into();
+        }
+        if batch {
+            message = serde_json::Value::Array(vec![message]);
+        }
+        let text = spread(&message, breaks);
+        let body = Bytes::from(text.clone());
+        prop_assume!(Incoming::parse(&body).is_ok());
+        let line = warden_protocol::line::one_line(&body).expect("an accepted message is one line");
+        let line = std::str::from_utf8(&line).expect("UTF-8");
+        // Whatever a reader splits on, this is one line: Python's
+        // `splitlines` knows the most line ends of all.
+        for end in ['\n', '\r', '\u{b}', '\u{c}', '\u{1c}', '\u{1d}', '\u{1e}', '\u{85}', '\u{2028}', '\u{2029}'] {
+            prop_assert!(!line.contains(end), "{:?} in {:?}", end, line);
+        }
+        let read: serde_json::Value = serde_json::from_str(line).expect("the line is JSON");
+        let sent: serde_json::Value = serde_json::from_str(&text).expect("the message is JSON");
+        prop_assert_eq!(read, sent);
+    }
+
+    #[test]
+    fn the_line_writer_never_panics_and_never_writes_a_line_end(body in proptest::collection::vec(any::<u8>(), 0..200)) {
+        if let Ok(line) = warden_protocol::line::one_line(&body) {
+            prop_assert!(!line.contains(&b'\n') && !line.contains(&b'\r'));
+            prop_assert!(serde_json::from_slice::<serde_json::Value>(&line).is_ok());
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod demo;
 pub mod env;
 pub mod error;
 pub mod forward;
+pub mod line_io;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;

@@ -10,6 +10,13 @@
 //! notifications reach the client; the client's answers go back the same
 //! way as any other message. A transport is a way in, never a way around the
 //! policy.
+//!
+//! Framing: a line ends at LF or at CR (the parts of `A\rB` are two
+//! messages, judged one by one, as a universal-newline reader downstream
+//! would see them), and every message written to stdout is framed as
+//! exactly one line by [`crate::line_io::write_message`], so a reply an
+//! upstream stuffed with line breaks cannot turn into two messages at the
+//! client.
 
 use std::sync::{Arc, Mutex};
 
@@ -18,10 +25,11 @@ use futures_util::StreamExt;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 use tokio::sync::mpsc;
 use warden_protocol::mcp;
 
+use crate::line_io::{LineEnds, WriteLineError, read_line_capped, write_message};
 use crate::proxy::Warden;
 use crate::proxy::relay::{Body, sse_events};
 use crate::upstream::is_event_stream;
@@ -40,10 +48,16 @@ pub async fn serve(warden: Arc<Warden>, path: &str) -> std::io::Result<()> {
     let (lines_out, mut to_write) = mpsc::unbounded_channel::<Bytes>();
     let writer = tokio::spawn(async move {
         let mut stdout = tokio::io::stdout();
-        while let Some(line) = to_write.recv().await {
-            stdout.write_all(&line).await?;
-            stdout.write_all(b"\n").await?;
-            stdout.flush().await?;
+        while let Some(message) = to_write.recv().await {
+            // One line per message, whatever the upstream put in it: the
+            // client must not read a second message Warden never relayed.
+            match write_message(&mut stdout, &message).await {
+                Ok(()) => {}
+                Err(WriteLineError::NotAMessage(err)) => {
+                    tracing::warn!(error = %err, "A message for the client is not one JSON-RPC message; not written.");
+                }
+                Err(WriteLineError::Io(err)) => return Err(err),
+            }
         }
         Ok::<_, std::io::Error>(())
     });
@@ -62,19 +76,17 @@ pub async fn serve(warden: Arc<Warden>, path: &str) -> std::io::Result<()> {
     let listener: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>> = Arc::default();
     loop {
         line.clear();
-        let read = (&mut stdin)
-            .take(limit as u64 + 1)
-            .read_until(b'\n', &mut line)
-            .await?;
-        if read == 0 {
+        // CR ends a message as LF does: a child reading with universal
+        // newlines (the Python SDK) would split there, so Warden judges the
+        // parts it would see, each on its own.
+        let Some(whole) = read_line_capped(&mut stdin, &mut line, limit, LineEnds::CrOrLf).await?
+        else {
             break;
-        }
-        if line.len() > limit && !line.ends_with(b"\n") {
-            // Over the body limit: answer once, then skip to the next line.
+        };
+        if !whole {
+            // Over the body limit: answered once, the line skipped.
             let error = crate::error::EdgeError::BodyTooLarge { limit };
             let _ = lines_out.send(error.body("null"));
-            let mut rest = Vec::new();
-            stdin.read_until(b'\n', &mut rest).await?;
             continue;
         }
         let message = Bytes::copy_from_slice(line.trim_ascii());
@@ -300,15 +312,7 @@ async fn forward_reply(
             }
         }
         Ok(_) => {
-            // One message; compact it so it stays on one line.
-            let line = if body.contains(&b'\n') {
-                serde_json::from_slice::<serde_json::Value>(&body)
-                    .map(|v| Bytes::from(v.to_string()))
-                    .unwrap_or(body)
-            } else {
-                body
-            };
-            let _ = lines_out.send(line);
+            let _ = lines_out.send(body);
         }
         Err(_) => {
             tracing::warn!(%status, "The upstream answered with something that is not JSON-RPC; nothing sent to the client.")

@@ -17,13 +17,14 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use bytes::Bytes;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 use tokio::process::Command;
 use tokio::sync::oneshot;
 
 use super::bridge::{Link, LinkEnd, LinkEvent};
 use super::{MAX_INSPECTED_REPLY, preview};
 use crate::config::StdioCommand;
+use crate::line_io::{LineEnds, WriteLineError, read_line_capped, write_message};
 
 /// Longest stderr line kept for the log; the rest of the line is cut.
 const MAX_STDERR_LINE: usize = 8 << 10;
@@ -69,6 +70,7 @@ pub(super) fn spawn(route: &Arc<str>, command: &StdioCommand) -> Result<Link, St
     } = end;
     let (close_stdin, stdin_closed) = oneshot::channel::<()>();
 
+    let refusals = events.clone();
     tokio::spawn(async move {
         let mut stdin_closed = stdin_closed;
         loop {
@@ -77,14 +79,18 @@ pub(super) fn spawn(route: &Arc<str>, command: &StdioCommand) -> Result<Link, St
                 _ = &mut stdin_closed => None,
             };
             let Some(message) = message else { break };
-            let written = async {
-                stdin.write_all(&message).await?;
-                stdin.write_all(b"\n").await?;
-                stdin.flush().await
-            };
-            if written.await.is_err() {
+            // One line per message, whatever its bytes: the child's line
+            // reader must not find a second message inside this one.
+            match write_message(&mut stdin, &message).await {
+                Ok(()) => {}
+                Err(WriteLineError::NotAMessage(err)) => {
+                    let _ = refusals.send(LinkEvent::Refused {
+                        message,
+                        detail: format!("was not sent a message Warden could not frame ({err})"),
+                    });
+                }
                 // The child is gone; the waiter reports why.
-                break;
+                Err(WriteLineError::Io(_)) => break,
             }
         }
         // Dropping stdin closes it: the child's signal to exit.
@@ -96,7 +102,7 @@ pub(super) fn spawn(route: &Arc<str>, command: &StdioCommand) -> Result<Link, St
         let mut line = Vec::new();
         loop {
             line.clear();
-            match read_line_capped(&mut reader, &mut line, MAX_STDERR_LINE).await {
+            match read_line_capped(&mut reader, &mut line, MAX_STDERR_LINE, LineEnds::Lf).await {
                 Ok(None) | Err(_) => break,
                 Ok(Some(_)) => {
                     let text = String::from_utf8_lossy(line.trim_ascii_end());
@@ -112,7 +118,8 @@ pub(super) fn spawn(route: &Arc<str>, command: &StdioCommand) -> Result<Link, St
         let mut line = Vec::new();
         loop {
             line.clear();
-            match read_line_capped(&mut reader, &mut line, MAX_INSPECTED_REPLY).await {
+            match read_line_capped(&mut reader, &mut line, MAX_INSPECTED_REPLY, LineEnds::Lf).await
+            {
                 Ok(None) | Err(_) => break,
                 Ok(Some(false)) => {
                     let _ = stdout_events.send(LinkEvent::Garbage(format!(
@@ -210,38 +217,6 @@ async fn stop_group(group: Option<Pid>) {
     signal_group(group, Signal::SIGKILL);
 }
 
-/// Read one line into `line`, at most `limit` bytes of it. `Some(true)`: a
-/// whole line; `Some(false)`: a line over the limit, skipped to its end;
-/// `None`: end of stream.
-async fn read_line_capped(
-    reader: &mut (impl AsyncBufRead + Unpin),
-    line: &mut Vec<u8>,
-    limit: usize,
-) -> std::io::Result<Option<bool>> {
-    let mut whole = true;
-    loop {
-        let buffer = reader.fill_buf().await?;
-        if buffer.is_empty() {
-            return Ok((!line.is_empty() || !whole).then_some(whole));
-        }
-        let (chunk, found) = match buffer.iter().position(|&b| b == b'\n') {
-            Some(end) => (&buffer[..=end], true),
-            None => (buffer, false),
-        };
-        let used = chunk.len();
-        if whole && line.len() + used <= limit {
-            line.extend_from_slice(chunk);
-        } else {
-            whole = false;
-            line.clear();
-        }
-        reader.consume(used);
-        if found {
-            return Ok(Some(whole));
-        }
-    }
-}
-
 /// Whether a stdout line is one JSON-RPC message (or batch): JSON with an
 /// object or array at the top. What it says is judged later, as for HTTP.
 fn is_json_rpc(line: &[u8]) -> bool {
@@ -252,30 +227,6 @@ fn is_json_rpc(line: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn lines_over_the_limit_are_skipped_whole() {
-        let input: &[u8] = b"short\nthis line is too long\nok\nlast";
-        let mut reader = BufReader::with_capacity(4, input);
-        let mut line = Vec::new();
-        let mut seen = Vec::new();
-        while let Some(whole) = read_line_capped(&mut reader, &mut line, 8)
-            .await
-            .expect("read")
-        {
-            seen.push((whole, String::from_utf8_lossy(&line).into_owned()));
-            line.clear();
-        }
-        assert_eq!(
-            seen,
-            vec![
-                (true, "short\n".to_owned()),
-                (false, String::new()),
-                (true, "ok\n".to_owned()),
-                (true, "last".to_owned()),
-            ]
-        );
-    }
 
     #[test]
     fn only_json_objects_and_arrays_are_messages() {

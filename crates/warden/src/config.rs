@@ -19,6 +19,7 @@
 //!     upstream:
 //!       url: http://127.0.0.1:3001/mcp
 //!       timeout: 60s              # time to the upstream's response headers
+//!       # reply_timeout: 5m       # stdio and legacy SSE: time to any answer
 //!       ca_file: /etc/warden/ca.pem   # extra trust roots for https (optional)
 //!     policy: ../policies/demo.yaml   # relative to this file
 //!     allowed_origins: [http://localhost:6274]
@@ -36,6 +37,9 @@ use http::Uri;
 use serde::Deserialize;
 use warden_policy::located::{self, Collector, Diagnostic, Spanned};
 use warden_policy::{Diagnostics, Policy, PolicyError};
+
+/// Default time a stdio or legacy SSE upstream has to answer a request.
+pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Default bound on a stdio or legacy SSE upstream's open links.
 pub const DEFAULT_MAX_LINKS: usize = 64;
@@ -140,6 +144,9 @@ pub struct UpstreamConfig {
     /// Time to the upstream's answer (response headers over HTTP; the
     /// `initialize` result and whole replies Warden reads over any transport).
     pub timeout: Duration,
+    /// Time to a stdio or legacy SSE upstream's response to a request: one
+    /// whose answer never comes ends with a timeout error after this.
+    pub reply_timeout: Duration,
     /// Most links open at once to a stdio or legacy SSE upstream (children
     /// running, streams open); an `initialize` past it is refused with 503.
     pub max_links: usize,
@@ -151,6 +158,7 @@ impl UpstreamConfig {
         UpstreamConfig {
             transport: UpstreamTransport::StreamableHttp(HttpEndpoint { url, ca_file: None }),
             timeout: Duration::from_secs(60),
+            reply_timeout: DEFAULT_REPLY_TIMEOUT,
             max_links: DEFAULT_MAX_LINKS,
         }
     }
@@ -160,6 +168,7 @@ impl UpstreamConfig {
         UpstreamConfig {
             transport: UpstreamTransport::Stdio(command),
             timeout: Duration::from_secs(60),
+            reply_timeout: DEFAULT_REPLY_TIMEOUT,
             max_links: DEFAULT_MAX_LINKS,
         }
     }
@@ -315,6 +324,8 @@ struct RawUpstream {
     max_links: Option<Spanned<usize>>,
     /// Time to the upstream's answer, e.g. `60s`.
     timeout: Option<Spanned<String>>,
+    /// Time to a stdio or legacy SSE upstream's response, e.g. `5m`.
+    reply_timeout: Option<Spanned<String>>,
     /// Extra PEM trust roots.
     ca_file: Option<Spanned<String>>,
 }
@@ -386,17 +397,8 @@ impl RawUpstream {
         base: &Path,
         errors: &mut Collector,
     ) -> Option<UpstreamConfig> {
-        let timeout = match self.timeout.as_ref() {
-            Some(t) => match located::duration(t, errors) {
-                Some(d) if d.is_zero() => {
-                    errors.push(Diagnostic::at(t, "this duration must be longer than zero"));
-                    Duration::from_secs(60)
-                }
-                Some(d) => d,
-                None => Duration::from_secs(60),
-            },
-            None => Duration::from_secs(60),
-        };
+        let timeout = positive_duration(&self.timeout, Duration::from_secs(60), errors);
+        let reply_timeout = positive_duration(&self.reply_timeout, DEFAULT_REPLY_TIMEOUT, errors);
         let transport = match (&self.url, &self.command) {
             (Some(url), None) => self.http(url, base, errors),
             (None, Some(command)) => self.stdio(command, base, errors),
@@ -430,9 +432,18 @@ impl RawUpstream {
             Some(n) => n.value,
             None => DEFAULT_MAX_LINKS,
         };
+        if let (Some(t), Some(UpstreamTransport::StreamableHttp(_))) =
+            (&self.reply_timeout, &transport)
+        {
+            errors.push(Diagnostic::at(
+                t,
+                "reply_timeout applies to stdio (command) and legacy SSE upstreams",
+            ));
+        }
         Some(UpstreamConfig {
             transport: transport?,
             timeout,
+            reply_timeout,
             max_links,
         })
     }
@@ -593,6 +604,27 @@ pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
+/// A duration that must not be zero (zero would close every connection at
+/// once, spin a loop, or fail every call); `default` when absent or invalid.
+fn positive_duration(
+    value: &Option<Spanned<String>>,
+    default: Duration,
+    errors: &mut Collector,
+) -> Duration {
+    let Some(text) = value else { return default };
+    match located::duration(text, errors) {
+        Some(parsed) if parsed.is_zero() => {
+            errors.push(Diagnostic::at(
+                text,
+                "this duration must be longer than zero",
+            ));
+            default
+        }
+        Some(parsed) => parsed,
+        None => default,
+    }
+}
+
 fn address(value: &Spanned<String>, errors: &mut Collector) -> Option<SocketAddr> {
     match value.value.parse() {
         Ok(addr) => Some(addr),
@@ -618,18 +650,7 @@ impl RawLimits {
                 .and_then(|v| located::duration(v, errors))
                 .unwrap_or(default)
         };
-        // Zero would close every connection at once or spin a loop.
-        let positive =
-            |value: &Option<Spanned<String>>, default: Duration, errors: &mut Collector| {
-                let parsed = duration(value, default, errors);
-                match value {
-                    Some(v) if parsed.is_zero() => {
-                        errors.push(Diagnostic::at(v, "this duration must be longer than zero"));
-                        default
-                    }
-                    _ => parsed,
-                }
-            };
+        let positive = positive_duration;
         let max_sessions = match &self.max_sessions {
             Some(n) if n.value == 0 => {
                 errors.push(Diagnostic::at(n, "max_sessions must be at least 1"));
@@ -793,6 +814,39 @@ mod tests {
             d.items
                 .iter()
                 .all(|i| i.message == "this duration must be longer than zero"),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn reply_timeout_is_read_for_stdio_and_refused_for_http() {
+        let dir = temp_dir("reply");
+        write(&dir, "p.yaml", "version: 1\n");
+        let text = "version: 1\nlisten: 127.0.0.1:0\nroutes:\n  - path: /a\n    upstream:\n      command: sh\n      reply_timeout: 90s\n    policy: p.yaml\n";
+        let config = Config::from_yaml_str(text, "w.yaml", &dir).expect("valid");
+        assert_eq!(
+            config.routes[0].upstream.reply_timeout,
+            Duration::from_secs(90)
+        );
+        let text = "version: 1\nlisten: 127.0.0.1:0\nroutes:\n  - path: /a\n    upstream:\n      command: sh\n    policy: p.yaml\n  - path: /b\n    upstream:\n      url: http://127.0.0.1:1/mcp\n      reply_timeout: 90s\n    policy: p.yaml\n  - path: /c\n    upstream:\n      command: sh\n      reply_timeout: 0s\n    policy: p.yaml\n";
+        let err = Config::from_yaml_str(text, "w.yaml", &dir).expect_err("invalid");
+        let ConfigError::Invalid(d) = err else {
+            panic!("expected diagnostics, got {err}")
+        };
+        let found: Vec<(u64, &str)> = d
+            .items
+            .iter()
+            .map(|i| (i.line, i.message.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (
+                    11,
+                    "reply_timeout applies to stdio (command) and legacy SSE upstreams"
+                ),
+                (16, "this duration must be longer than zero"),
+            ],
             "{d}"
         );
     }

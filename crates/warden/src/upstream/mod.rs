@@ -22,7 +22,7 @@ use warden_pipeline::{Catalogue, read_page};
 use warden_protocol::mcp;
 use warden_protocol::sse::SseParser;
 
-pub use self::bridge::Bridge;
+pub use self::bridge::{Bridge, BridgeLimits};
 pub use self::http::HttpUpstream;
 use crate::config::{UpstreamConfig, UpstreamTransport};
 use crate::error::EdgeError;
@@ -64,6 +64,15 @@ pub enum Upstream {
     Bridged(Bridge),
 }
 
+/// The limits of a stdio or legacy SSE upstream's bridge.
+fn bridge_limits(config: &UpstreamConfig) -> BridgeLimits {
+    BridgeLimits {
+        timeout: config.timeout,
+        reply_timeout: config.reply_timeout,
+        max_links: config.max_links,
+    }
+}
+
 impl Upstream {
     /// Build the client for one route's upstream.
     pub fn new(
@@ -81,14 +90,14 @@ impl Upstream {
                 Upstream::Bridged(Bridge::legacy_sse(
                     route,
                     client,
-                    (config.timeout, config.max_links),
+                    bridge_limits(config),
                     metrics.link_metrics(route),
                 )?)
             }
             UpstreamTransport::Stdio(command) => Upstream::Bridged(Bridge::stdio(
                 route,
                 command.clone(),
-                (config.timeout, config.max_links),
+                bridge_limits(config),
                 metrics.link_metrics(route),
             )?),
         })

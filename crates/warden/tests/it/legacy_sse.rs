@@ -18,6 +18,8 @@ use crate::support::*;
 struct LegacyServer {
     stream: Mutex<Option<mpsc::Sender<Bytes>>>,
     opened: AtomicUsize,
+    /// The `requestId`s of the cancellations it was sent.
+    cancelled: Mutex<Vec<Value>>,
 }
 
 impl LegacyServer {
@@ -31,7 +33,7 @@ impl LegacyServer {
 
 /// GET /sse opens the stream (first event: the endpoint); POST /message
 /// takes a message (202) and answers on the stream. `drop` closes the
-/// stream instead of answering.
+/// stream instead of answering; `silent` is never answered.
 async fn legacy_upstream() -> (String, Arc<LegacyServer>) {
     let server = Arc::new(LegacyServer::default());
     let state = server.clone();
@@ -56,12 +58,19 @@ async fn legacy_upstream() -> (String, Arc<LegacyServer>) {
                     {"name": "lookup", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}},
                     {"name": "drop", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}},
                     {"name": "reject", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}},
+                    {"name": "silent", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}},
                     {"name": "pay", "inputSchema": {"type": "object"}}]})),
                 "tools/call" if message["params"]["name"] == "reject" => {
                     return http::Response::builder()
                         .status(400)
                         .body(full_body("Bad Request"))
                         .expect("response");
+                }
+                "tools/call" if message["params"]["name"] == "silent" => None,
+                "notifications/cancelled" => {
+                    let id = message["params"]["requestId"].clone();
+                    server.cancelled.lock().expect("lock").push(id);
+                    None
                 }
                 "tools/call" if message["params"]["name"] == "drop" => {
                     server.stream.lock().expect("lock").take();
@@ -91,6 +100,7 @@ async fn warden_before(url: &str) -> TestWarden {
             ca_file: None,
         }),
         timeout: Duration::from_secs(5),
+        reply_timeout: Duration::from_secs(1),
         max_links: 8,
     };
     WardenBuilder::with_upstream(upstream).start().await
@@ -106,7 +116,7 @@ async fn a_legacy_sse_server_is_reached_with_the_same_pipeline() {
     let tools = agent.list(1).await.response();
     assert_eq!(
         tools["result"]["tools"].as_array().map(Vec::len),
-        Some(3),
+        Some(4),
         "the mutating tool is hidden: {tools}"
     );
     let reply = agent.call(2, "lookup", json!({})).await.response();
@@ -208,5 +218,33 @@ async fn a_message_the_server_refuses_fails_its_call_only() {
         server.opened.load(Ordering::SeqCst),
         1,
         "the same stream goes on"
+    );
+}
+
+#[tokio::test]
+async fn an_unanswered_call_to_a_legacy_sse_server_times_out_and_is_cancelled() {
+    let (url, server) = legacy_upstream().await;
+    let warden = warden_before(&url).await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    let reply = tokio::time::timeout(Duration::from_secs(10), agent.call(4, "silent", json!({})))
+        .await
+        .expect("the call ends by itself");
+    let message = reply.response();
+    assert_eq!(message["id"], 4, "{message}");
+    assert_eq!(message["error"]["code"], -32002, "{message}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while server.cancelled.lock().expect("lock").is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no cancellation reached the server"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(*server.cancelled.lock().expect("lock"), vec![json!(4)]);
+    let reply = agent.call(5, "lookup", json!({})).await.response();
+    assert_eq!(
+        reply["result"]["content"][0]["text"],
+        "looked up on stream 1"
     );
 }

@@ -604,3 +604,22 @@ async fn listen(url: &str, id: &str) -> http_body_util::BodyDataStream<hyper::bo
     assert_eq!(stream.status(), StatusCode::OK);
     stream.into_body().into_data_stream()
 }
+
+#[tokio::test]
+async fn an_unanswered_stateless_call_on_a_stdio_server_times_out() {
+    let mut upstream = UpstreamConfig::stdio(stdio_fixture(&[]));
+    upstream.reply_timeout = std::time::Duration::from_secs(1);
+    let warden = WardenBuilder::with_upstream(upstream).start().await;
+    let agent = Agent::new(&warden.url);
+    let reply = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        call(&agent, 5, "silent", json!({})),
+    )
+    .await
+    .expect("the call ends by itself");
+    let message = reply.response();
+    assert_eq!(message["id"], 5, "{message}");
+    assert_eq!(message["error"]["code"], -32002, "{message}");
+    let reply = call(&agent, 6, "echo", json!({"arguments": {"text": "on"}})).await;
+    assert_eq!(reply.response()["result"]["content"][0]["text"], "on");
+}

@@ -427,3 +427,52 @@ async fn a_crash_that_leaves_a_grandchild_holding_stdout_is_still_a_crash() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A call to `silent` (never answered) ends with a timeout error within
+/// `reply_timeout`, the server is told to stop working on it, and the
+/// session goes on.
+async fn assert_unanswered_call_times_out(sharing: ChildSharing) {
+    let mut command = stdio_fixture(&[]);
+    command.sharing = sharing;
+    let warden = WardenBuilder::with_upstream(UpstreamConfig::stdio(command))
+        .reply_timeout(Duration::from_secs(1))
+        .start()
+        .await;
+    let agent = agent_for(&warden).await;
+    let started = std::time::Instant::now();
+    let reply = tokio::time::timeout(Duration::from_secs(10), agent.call(7, "silent", json!({})))
+        .await
+        .expect("the call ends by itself");
+    let waited = started.elapsed();
+    let message = reply.response();
+    assert_eq!(message["id"], 7, "{message}");
+    assert_eq!(message["error"]["code"], -32002, "{message}");
+    let text = message["error"]["message"].as_str().unwrap_or_default();
+    assert!(text.contains("did not answer within 1s"), "{text}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "ended after {waited:?}"
+    );
+    // The server heard that Warden gave up on it.
+    let cancelled: Vec<Value> =
+        serde_json::from_str(&result_text(&agent.call(8, "cancelled", json!({})).await))
+            .expect("a JSON list");
+    assert_eq!(cancelled.len(), 1, "{cancelled:?}");
+    if sharing == ChildSharing::PerSession {
+        assert_eq!(cancelled[0], 7, "the server's own id for the call");
+    }
+    assert_eq!(
+        result_text(&agent.call(9, "echo", json!({"text": "still here"})).await),
+        "still here"
+    );
+}
+
+#[tokio::test]
+async fn an_unanswered_call_times_out_on_a_per_session_child() {
+    assert_unanswered_call_times_out(ChildSharing::PerSession).await;
+}
+
+#[tokio::test]
+async fn an_unanswered_call_times_out_on_a_shared_child() {
+    assert_unanswered_call_times_out(ChildSharing::Shared).await;
+}

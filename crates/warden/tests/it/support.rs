@@ -75,6 +75,11 @@ impl WardenBuilder {
         self
     }
 
+    pub fn reply_timeout(mut self, timeout: Duration) -> WardenBuilder {
+        self.routes[0].upstream.reply_timeout = timeout;
+        self
+    }
+
     pub fn ca_file(mut self, path: &std::path::Path) -> WardenBuilder {
         if let UpstreamTransport::StreamableHttp(endpoint) = &mut self.routes[0].upstream.transport
         {

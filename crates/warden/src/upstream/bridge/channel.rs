@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use warden_protocol::jsonrpc;
 
 use super::wire::{Envelope, Head, restore, result_member, set_member};
-use super::{Connector, Link, LinkEvent, OpenLink, lock};
+use super::{BridgeLimits, Connector, Link, LinkEvent, OpenLink, lock};
 use crate::error::EdgeError;
 use crate::metrics::LinkMetrics;
 
@@ -48,6 +48,11 @@ pub(super) struct Replies {
     interim: mpsc::Receiver<Bytes>,
     last: Option<oneshot::Receiver<Last>>,
     ending: Option<Last>,
+    /// When the response is given up on (`upstream.reply_timeout`): a
+    /// request whose answer never comes (lost, or never sent) still ends.
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// Why, when the deadline passes.
+    expired: Option<EdgeError>,
 }
 
 /// One item of a request's stream.
@@ -81,6 +86,13 @@ impl Stream for Replies {
         let Some(last) = this.last.as_mut() else {
             return Poll::Ready(None);
         };
+        if this.deadline.as_mut().poll(cx).is_ready()
+            && let Some(expired) = this.expired.take()
+        {
+            this.last = None;
+            this.ending = Some(Last::Failed(expired));
+            return self.poll_next(cx);
+        }
         match Pin::new(last).poll(cx) {
             Poll::Ready(result) => {
                 this.last = None;
@@ -159,7 +171,10 @@ pub(super) struct Channel {
     retry_verb: &'static str,
     /// Ids and progress tokens rewritten: a shared or stateless channel.
     pub rewrite_ids: bool,
+    /// Time to the server's answer to `initialize` (and to a replay's).
     timeout: Duration,
+    /// Time to the server's answer to any other request.
+    reply_timeout: Duration,
     state: Mutex<ChannelState>,
     stop: watch::Sender<bool>,
     /// True once the supervisor has ended (its link stopped).
@@ -204,7 +219,7 @@ impl Channel {
         metrics: LinkMetrics,
         link: OpenLink,
         rewrite_ids: bool,
-        timeout: Duration,
+        limits: BridgeLimits,
         runtime: &tokio::runtime::Handle,
     ) -> Arc<Channel> {
         let (stop, stopped) = watch::channel(false);
@@ -212,7 +227,8 @@ impl Channel {
             route,
             retry_verb: connector.retry_verb(),
             rewrite_ids,
-            timeout,
+            timeout: limits.timeout,
+            reply_timeout: limits.reply_timeout,
             state: Mutex::new(ChannelState {
                 outbound: Some(link.link.outbound.clone()),
                 ..ChannelState::default()
@@ -404,6 +420,11 @@ impl Channel {
             interim: interim_rx,
             last: Some(last_rx),
             ending: None,
+            deadline: Box::pin(tokio::time::sleep(self.reply_timeout)),
+            expired: Some(EdgeError::UpstreamTimeout {
+                route: self.route.to_string(),
+                seconds: self.reply_timeout.as_secs(),
+            }),
         };
         let agent_id = envelope.id.unwrap_or_else(|| "null".to_owned());
         let mut state = lock(&self.state);

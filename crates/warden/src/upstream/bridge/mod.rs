@@ -200,6 +200,17 @@ impl Connector {
     }
 }
 
+/// The limits a bridge works within, from the route's `upstream:`.
+#[derive(Debug, Clone, Copy)]
+pub struct BridgeLimits {
+    /// Time to a link being open and to the server's `initialize` result.
+    pub timeout: Duration,
+    /// Time to the server's response to any other request.
+    pub reply_timeout: Duration,
+    /// Most links open at once.
+    pub max_links: usize,
+}
+
 /// A stdio or legacy SSE upstream, seen by the proxy as Streamable HTTP.
 #[derive(Clone)]
 pub struct Bridge {
@@ -209,8 +220,7 @@ pub struct Bridge {
 /// What a [`Bridge`] shares with the requests in flight.
 struct BridgeInner {
     route: Arc<str>,
-    timeout: Duration,
-    max_links: usize,
+    limits: BridgeLimits,
     connector: Arc<Connector>,
     metrics: LinkMetrics,
     sharing: ChildSharing,
@@ -283,7 +293,7 @@ impl Bridge {
     pub(super) fn stdio(
         route: &str,
         command: StdioCommand,
-        limits: (Duration, usize),
+        limits: BridgeLimits,
         metrics: LinkMetrics,
     ) -> Result<Bridge, UpstreamSetupError> {
         let sharing = command.sharing;
@@ -294,7 +304,7 @@ impl Bridge {
     pub(super) fn legacy_sse(
         route: &str,
         client: HttpUpstream,
-        limits: (Duration, usize),
+        limits: BridgeLimits,
         metrics: LinkMetrics,
     ) -> Result<Bridge, UpstreamSetupError> {
         let connector = Connector::LegacySse(Arc::new(client));
@@ -305,7 +315,7 @@ impl Bridge {
         route: &str,
         connector: Connector,
         sharing: ChildSharing,
-        (timeout, max_links): (Duration, usize),
+        limits: BridgeLimits,
         metrics: LinkMetrics,
     ) -> Result<Bridge, UpstreamSetupError> {
         // Links run on the runtime Warden is built in, not on the worker
@@ -315,8 +325,7 @@ impl Bridge {
         Ok(Bridge {
             inner: Arc::new(BridgeInner {
                 route: route.into(),
-                timeout,
-                max_links,
+                limits,
                 connector: Arc::new(connector),
                 metrics,
                 sharing,
@@ -333,7 +342,7 @@ impl Bridge {
 
     /// The time limit for the server's answer to `initialize`.
     pub fn timeout(&self) -> Duration {
-        self.inner.timeout
+        self.inner.limits.timeout
     }
 
     /// End every session and stop every link (children are asked to exit:
@@ -467,10 +476,10 @@ impl Bridge {
         let inner = &self.inner;
         let opening = inner.opening.fetch_add(1, Ordering::AcqRel);
         let guard = Opening(&inner.opening);
-        if lock(&inner.sessions).len() + opening >= inner.max_links {
+        if lock(&inner.sessions).len() + opening >= inner.limits.max_links {
             return Err(EdgeError::UpstreamBusy {
                 route: inner.route.to_string(),
-                limit: inner.max_links,
+                limit: inner.limits.max_links,
             });
         }
         Ok(guard)
@@ -515,7 +524,7 @@ impl Bridge {
         let connecting = inner
             .runtime
             .spawn(async move { connector.connect(&route, &metrics).await });
-        let link = tokio::time::timeout(inner.timeout, connecting)
+        let link = tokio::time::timeout(inner.limits.timeout, connecting)
             .await
             .map_err(|_| self.down(format!("{} did not start in time", inner.connector.noun())))?
             .map_err(|_| self.down("could not be started (task failed)".to_owned()))?
@@ -526,7 +535,7 @@ impl Bridge {
             inner.metrics.clone(),
             link,
             rewrite_ids,
-            inner.timeout,
+            inner.limits,
             &inner.runtime,
         );
         let mut channels = lock(&inner.channels);
@@ -560,16 +569,23 @@ impl Bridge {
             .map_err(|detail| self.down(detail))?;
         // Stateless requests are cancelled by closing their stream; a
         // stateful agent that hangs up has not cancelled anything.
-        let abandon = Abandon {
+        let mut abandon = Abandon {
             channel: channel.clone(),
             serial,
             cancel: view.number == STATELESS_VIEW,
         };
         let events = replies.map(move |reply| {
-            let _in_flight = &abandon;
             let data = match reply {
                 Reply::Interim(message) | Reply::Last(Last::Message(message)) => message,
-                Reply::Last(Last::Failed(error)) => error.body(&agent_id),
+                Reply::Last(Last::Failed(error)) => {
+                    // Given up on: the server is told to stop working on it
+                    // (as MCP asks of a sender whose request timed out).
+                    if let EdgeError::UpstreamTimeout { seconds, .. } = &error {
+                        tracing::warn!(route = %abandon.channel.route, seconds, "A request got no answer from the upstream in time; cancelled.");
+                        abandon.cancel = true;
+                    }
+                    error.body(&agent_id)
+                }
             };
             Ok::<_, BoxError>(Frame::data(encode_event(&data)))
         });

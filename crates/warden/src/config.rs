@@ -14,6 +14,7 @@
 //!   shutdown_grace: 30s           # how long SIGTERM waits for in-flight calls
 //!   catalogue_ttl: 5m             # re-read the upstream's tool list after this
 //!   reload_interval: 2s           # how often policy files are checked for changes
+//!   reload_settle: 500ms          # a change must hold this long before it is read
 //! routes:
 //!   - path: /mcp
 //!     upstream:
@@ -102,6 +103,9 @@ pub struct Limits {
     pub catalogue_ttl: Duration,
     /// How often policy files are checked for changes.
     pub reload_interval: Duration,
+    /// How long a changed policy file must stay the same before it is read
+    /// (a file rewritten in place is not read half-written).
+    pub reload_settle: Duration,
 }
 
 impl Default for Limits {
@@ -115,6 +119,7 @@ impl Default for Limits {
             shutdown_grace: Duration::from_secs(30),
             catalogue_ttl: Duration::from_secs(300),
             reload_interval: Duration::from_secs(2),
+            reload_settle: Duration::from_millis(500),
         }
     }
 }
@@ -282,6 +287,8 @@ struct RawLimits {
     catalogue_ttl: Option<Spanned<String>>,
     /// e.g. `2s`.
     reload_interval: Option<Spanned<String>>,
+    /// e.g. `500ms`.
+    reload_settle: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -672,6 +679,7 @@ impl RawLimits {
             shutdown_grace: duration(&self.shutdown_grace, defaults.shutdown_grace, errors),
             catalogue_ttl: duration(&self.catalogue_ttl, defaults.catalogue_ttl, errors),
             reload_interval: positive(&self.reload_interval, defaults.reload_interval, errors),
+            reload_settle: positive(&self.reload_settle, defaults.reload_settle, errors),
         }
     }
 }

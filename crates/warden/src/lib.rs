@@ -184,7 +184,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let reload_stopped = stopped.clone();
     tasks.push(tokio::spawn(reload::watch(
         watched,
-        config.limits.reload_interval,
+        reload::ReloadTiming {
+            interval: config.limits.reload_interval,
+            settle: config.limits.reload_settle,
+        },
         warden.metrics.reload_counters(),
         async move {
             let mut stopped = reload_stopped;

@@ -7,6 +7,12 @@
 //! Polling the file's modification time and contents (rather than inotify)
 //! also follows the symlink swaps Kubernetes uses to update a mounted
 //! ConfigMap.
+//!
+//! A file rewritten in place (not renamed over) can be read half-written,
+//! and half a policy may well be valid: its permissive first half, say. So
+//! a change is only read as a policy once it is stable: the same bytes and
+//! modification time on two reads `limits.reload_settle` apart. A file
+//! still changing is left for the next check.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,7 +41,18 @@ pub struct ReloadCounters {
     pub rejected: Counter,
 }
 
+/// How often policy files are looked at, and how long a change must hold.
+#[derive(Debug, Clone, Copy)]
+pub struct ReloadTiming {
+    /// Time between checks (`limits.reload_interval`).
+    pub interval: Duration,
+    /// Time a changed file must stay the same before it is read
+    /// (`limits.reload_settle`).
+    pub settle: Duration,
+}
+
 /// The state of one file as last seen.
+#[derive(PartialEq, Eq)]
 struct Seen {
     modified: Option<SystemTime>,
     text: Option<String>,
@@ -44,16 +61,25 @@ struct Seen {
 /// Check the files until `stop` resolves.
 pub async fn watch(
     files: Vec<WatchedPolicy>,
-    interval: Duration,
+    timing: ReloadTiming,
     counters: ReloadCounters,
     stop: impl std::future::Future<Output = ()>,
 ) {
     if files.is_empty() {
         return;
     }
-    let mut seen: Vec<Seen> = files.iter().map(|f| read(&f.file)).collect();
-    // An edit made between loading the config and this first look counts too.
-    for (watched, now) in files.iter().zip(&seen) {
+    let mut seen = Vec::with_capacity(files.len());
+    for watched in &files {
+        // An edit made between loading the config and this first look
+        // counts too, once it holds; one still being written is taken up at
+        // the next check.
+        let Some(now) = stable_read(&watched.file, timing.settle).await else {
+            seen.push(Seen {
+                modified: None,
+                text: None,
+            });
+            continue;
+        };
         if let Some(Ok(policy)) = now
             .text
             .as_deref()
@@ -64,18 +90,25 @@ pub async fn watch(
             counters.applied.inc();
             tracing::info!(route = %watched.route, file = %watched.file.display(), "Policy reloaded.");
         }
+        seen.push(now);
     }
     let mut stop = std::pin::pin!(stop);
     let mut hangup = hangup_signal();
     loop {
         tokio::select! {
-            () = tokio::time::sleep(interval) => {}
+            () = tokio::time::sleep(timing.interval) => {}
             () = next_hangup(&mut hangup) => tracing::info!("SIGHUP: checking policy files."),
             () = &mut stop => return,
         }
         for (watched, last) in files.iter().zip(seen.iter_mut()) {
-            let now = read(&watched.file);
-            if now.modified == last.modified && now.text == last.text {
+            if read(&watched.file) == *last {
+                continue;
+            }
+            let Some(now) = stable_read(&watched.file, timing.settle).await else {
+                tracing::info!(route = %watched.route, file = %watched.file.display(), "Policy file is still being written; checked again later.");
+                continue;
+            };
+            if now == *last {
                 continue;
             }
             match now
@@ -100,6 +133,13 @@ pub async fn watch(
             *last = now;
         }
     }
+}
+
+/// The file as read twice `settle` apart, if both reads agree.
+async fn stable_read(file: &std::path::Path, settle: Duration) -> Option<Seen> {
+    let first = read(file);
+    tokio::time::sleep(settle).await;
+    (read(file) == first).then_some(first)
 }
 
 fn read(file: &std::path::Path) -> Seen {

@@ -255,3 +255,81 @@ async fn a_changed_policy_file_takes_effect_and_a_broken_one_changes_nothing() {
     );
     assert_eq!(demo.notes_written(), 2);
 }
+
+#[tokio::test]
+async fn a_policy_file_rewritten_in_place_is_never_applied_half_written() {
+    let (upstream, demo) = demo_upstream().await;
+    let dir = std::env::temp_dir().join(format!("warden-halves-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("policy.yaml");
+    std::fs::write(&file, "version: 1\n").expect("write");
+    let warden = WardenBuilder::new(&upstream)
+        .policy_file(&file)
+        .limits(|l| {
+            l.reload_interval = Duration::from_millis(20);
+            l.reload_settle = Duration::from_millis(400);
+        })
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    let agent = Arc::new(agent);
+    let note = json!({"customer_id": 1, "text": "never"});
+
+    // An agent keeps trying the write tool the whole time.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let prober = {
+        let (agent, stop, note) = (agent.clone(), stop.clone(), note.clone());
+        tokio::spawn(async move {
+            let mut tries = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                tries += 1;
+                let reply = agent.call(tries, "create_note", note.clone()).await;
+                assert_eq!(
+                    reply.json()["result"]["isError"],
+                    true,
+                    "create_note ran on try {tries}: a half-written policy was applied"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            tries
+        })
+    };
+
+    // Rewritten in place, in two halves: the first half alone is a valid,
+    // permissive policy; the whole file refuses the write tool.
+    let mut writer = std::fs::File::create(&file).expect("truncate");
+    writer
+        .write_all(b"version: 1\ndefault: allow\n")
+        .expect("first half");
+    writer.sync_all().expect("sync");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    writer
+        .write_all(b"tools:\n  create_note: deny\n")
+        .expect("second half");
+    writer.sync_all().expect("sync");
+    drop(writer);
+
+    let applied = "warden_policy_reloads_total{result=\"applied\"} 1\n";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !warden.running.warden.metrics.encode().contains(applied) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the whole file was not applied"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The whole file is in force: a read tool passes (default: allow) ...
+    let reply = agent
+        .call(9_000, "search_customers", json!({"query": "Ada"}))
+        .await;
+    assert_ne!(reply.json()["result"]["isError"], true, "{:?}", reply.body);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let tries = prober.await.expect("the prober saw no write run");
+    assert!(tries > 10, "the write tool was tried throughout ({tries})");
+    // ... and it was the only reload: the half never was.
+    let metrics = warden.running.warden.metrics.encode();
+    assert!(metrics.contains(applied), "{metrics}");
+    assert_eq!(demo.notes_written(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -79,7 +79,9 @@ pub async fn serve(warden: Arc<Warden>, path: &str) -> std::io::Result<()> {
         // CR ends a message as LF does: a child reading with universal
         // newlines (the Python SDK) would split there, so Warden judges the
         // parts it would see, each on its own.
-        let Some(whole) = read_line_capped(&mut stdin, &mut line, limit, LineEnds::CrOrLf).await?
+        // The limit is the message's; its line end comes on top.
+        let capped = limit.saturating_add(1);
+        let Some(whole) = read_line_capped(&mut stdin, &mut line, capped, LineEnds::CrOrLf).await?
         else {
             break;
         };

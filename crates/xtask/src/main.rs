@@ -1,11 +1,12 @@
 //! `cargo xtask test`: install what the tests need (pinned npm and PyPI
 //! packages, if missing), check the local services answer, then run every
 //! check CI runs: fmt, clippy, docs, policy files, the whole test suite
-//! (unit, integration, end-to-end with the official SDKs, conformance), and
-//! a build of the benchmarks.
+//! (unit, integration, end-to-end with the official SDKs, conformance), a
+//! build of the benchmarks, and a short bounded run of each fuzz target.
 //!
 //! `cargo xtask deps` only installs; `cargo xtask test --quick` skips fmt,
-//! clippy, docs and the benchmark build.
+//! clippy, docs, the benchmark build and the fuzzing; `cargo xtask fuzz` only
+//! fuzzes (`WARDEN_FUZZ_SECONDS` per target, 20 by default).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -17,8 +18,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&root, args.iter().any(|a| a == "--quick")),
         Some("deps") => deps(&root),
+        Some("fuzz") => ensure_cargo_fuzz(&cargo()).and_then(|()| fuzz(&root, &cargo())),
         _ => {
-            eprintln!("usage: cargo xtask test [--quick] | cargo xtask deps");
+            eprintln!("usage: cargo xtask test [--quick] | cargo xtask deps | cargo xtask fuzz");
             return ExitCode::from(2);
         }
     };
@@ -41,6 +43,17 @@ fn workspace_root() -> PathBuf {
 }
 
 type Result<T = ()> = std::result::Result<T, String>;
+
+/// The cargo-fuzz release `deps` installs (from crates.io, `--locked`).
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+/// How long `test` runs each fuzz target, in seconds, unless
+/// `WARDEN_FUZZ_SECONDS` says otherwise.
+const FUZZ_SECONDS: u32 = 20;
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
 
 fn run(what: &str, command: &mut Command) -> Result {
     eprintln!("==> {what}");
@@ -67,7 +80,7 @@ fn succeeds(program: &str, args: &[&str]) -> bool {
 
 fn test(root: &Path, quick: bool) -> Result {
     deps(root)?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let cargo = cargo();
     if !quick {
         run(
             "cargo fmt --check",
@@ -124,8 +137,68 @@ fn test(root: &Path, quick: bool) -> Result {
                 .current_dir(root)
                 .args(["bench", "--workspace", "--no-run"]),
         )?;
+        fuzz(root, &cargo)?;
     }
     eprintln!("==> all checks passed");
+    Ok(())
+}
+
+/// Build the fuzz targets (fuzz/, a workspace of its own) and run each for a
+/// bounded time; a crash fails the run and leaves its input in
+/// fuzz/artifacts/<target>/. No sanitizer: the code under test is safe Rust,
+/// AddressSanitizer makes the fuzzer about five times slower, and without it
+/// the build needs no nightly-only flag, so it runs on stable. New inputs go
+/// to fuzz/target/corpus/<target>/; fuzz/corpus/ keeps only the seeds.
+fn fuzz(root: &Path, cargo: &str) -> Result {
+    let seconds = match std::env::var("WARDEN_FUZZ_SECONDS") {
+        Ok(value) => value
+            .parse::<u32>()
+            .map_err(|err| format!("WARDEN_FUZZ_SECONDS={value:?}: {err}"))?,
+        Err(_) => FUZZ_SECONDS,
+    };
+    let dir = root.join("fuzz");
+    run(
+        "cargo fuzz (bounded): build",
+        Command::new(cargo)
+            .current_dir(root)
+            .args(["fuzz", "build", "--sanitizer", "none"]),
+    )?;
+    let list = Command::new(cargo)
+        .current_dir(root)
+        .args(["fuzz", "list"])
+        .output()
+        .map_err(|err| format!("cargo fuzz list: {err}"))?;
+    if !list.status.success() {
+        return Err(format!("cargo fuzz list failed ({})", list.status));
+    }
+    let listed = String::from_utf8_lossy(&list.stdout);
+    let targets: Vec<&str> = listed.split_whitespace().collect();
+    if targets.is_empty() {
+        return Err("cargo fuzz list: no fuzz target".into());
+    }
+    for target in targets {
+        let found = dir.join("target/corpus").join(target);
+        std::fs::create_dir_all(&found)
+            .map_err(|err| format!("creating {}: {err}", found.display()))?;
+        let mut command = Command::new(cargo);
+        command
+            .current_dir(root)
+            .args(["fuzz", "run", "--sanitizer", "none", target])
+            .arg(&found)
+            .arg(dir.join("corpus").join(target))
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            .arg(format!("-dict={}", dir.join("jsonrpc.dict").display()))
+            .args(["-rss_limit_mb=512", "-timeout=10", "-verbosity=0"])
+            .arg("-print_final_stats=1");
+        run(
+            &format!("cargo fuzz (bounded): {target}, {seconds}s"),
+            &mut command,
+        )
+        .map_err(|err| {
+            format!("{err}: the input is in fuzz/artifacts/{target}/, see docs/fuzzing.md")
+        })?;
+    }
     Ok(())
 }
 
@@ -149,9 +222,11 @@ fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Install the pinned end-to-end dependencies when missing or changed.
+/// Install the pinned test dependencies (cargo-fuzz, the end-to-end peers'
+/// npm and PyPI packages) when missing or changed.
 fn deps(root: &Path) -> Result {
     ensure_services();
+    ensure_cargo_fuzz(&cargo())?;
     let e2e = root.join("crates/e2e");
     for dir in ["peers", "conformance"] {
         let dir = e2e.join(dir);
@@ -199,6 +274,30 @@ fn deps(root: &Path) -> Result {
         }
     }
     Ok(())
+}
+
+fn ensure_cargo_fuzz(cargo: &str) -> Result {
+    let wanted = format!("cargo-fuzz {CARGO_FUZZ_VERSION}");
+    let installed = Command::new(cargo)
+        .args(["fuzz", "--version"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    if installed.as_deref() == Some(wanted.as_str()) {
+        eprintln!("==> {wanted} is installed");
+        return Ok(());
+    }
+    run(
+        &format!("cargo install {wanted}"),
+        Command::new(cargo).args([
+            "install",
+            "cargo-fuzz",
+            "--version",
+            CARGO_FUZZ_VERSION,
+            "--locked",
+        ]),
+    )
 }
 
 fn stamp_is_fresh(dir: &Path, source: &str, stamp: &str) -> bool {

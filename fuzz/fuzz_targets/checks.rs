@@ -22,13 +22,15 @@ pub fn assert_no_line_end(line: &[u8]) {
 /// Panics unless `line` is one JSON text, written as one line that
 /// `one_line` keeps as is.
 ///
-/// "One JSON text" is `one_line`'s own test (serde's `IgnoredAny`), which
-/// checks neither UTF-8 nor `\u` surrogate pairs: `one_line` passes
-/// `{"a":"\xff"}` (a raw 0xFF byte) and `{"a":"\ud800"}` through, and
-/// `serde_json::Value` refuses both (docs/fuzzing.md, "Known"). Once
-/// `one_line` refuses them, check with `Value` here instead.
+/// "One JSON text" is valid UTF-8 and one value to serde's `IgnoredAny`,
+/// which does not pair `\u` surrogate escapes: a lone `\ud800` is valid
+/// JSON grammar, ASCII, and no line end, so `one_line` passes it through
+/// (`serde_json::Value` refuses it; docs/fuzzing.md, "Known").
 pub fn assert_is_one_line(line: &[u8]) {
     assert_no_line_end(line);
+    if let Err(err) = std::str::from_utf8(line) {
+        panic!("output is not UTF-8 ({err}): {line:?}");
+    }
     assert!(
         matches!(line.first(), Some(b'{' | b'[')),
         "not an object or array: {line:?}"

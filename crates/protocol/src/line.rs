@@ -52,14 +52,33 @@ pub enum LineError {
 
 /// `message` as one line (without its [`LINE_END`]): see the module docs.
 pub fn one_line(message: &[u8]) -> Result<Cow<'_, [u8]>, LineError> {
-    let message = message.trim_ascii();
+    let message = trim_json_white_space(message);
     if !matches!(message.first(), Some(b'{' | b'[')) {
         return Err(LineError::NotAMessage);
     }
+    // Skipping values does not check the UTF-8 of strings; a text-mode
+    // reader on the far side would, so it is checked here.
+    std::str::from_utf8(message).map_err(|err| LineError::NotJson {
+        detail: format!("invalid UTF-8 at byte {}", err.valid_up_to()),
+    })?;
     serde_json::from_slice::<IgnoredAny>(message).map_err(|err| LineError::NotJson {
         detail: err.to_string(),
     })?;
     Ok(escape_line_ends(message))
+}
+
+/// `message` without the white space JSON allows around a value.
+fn trim_json_white_space(message: &[u8]) -> &[u8] {
+    let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let start = message
+        .iter()
+        .position(|b| !is_space(b))
+        .unwrap_or(message.len());
+    let end = message
+        .iter()
+        .rposition(|b| !is_space(b))
+        .map_or(start, |end| end + 1);
+    &message[start..end]
 }
 
 /// Whether `byte` ends a line for a reader on Warden's side of a link: LF,
@@ -156,6 +175,25 @@ mod tests {
         ));
         assert!(matches!(
             one_line(b"{\"a\":1\x0c}"),
+            Err(LineError::NotJson { .. })
+        ));
+    }
+
+    #[test]
+    fn invalid_utf8_and_other_white_space_are_refused() {
+        for bytes in [
+            &b"{\"a\":\"\xff\"}"[..],
+            b"{\"a\":\"\xc0\x8a\"}",
+            b"{\"a\":\"\xed\xa0\x80\"}",
+        ] {
+            assert!(
+                matches!(one_line(bytes), Err(LineError::NotJson { .. })),
+                "{bytes:?}"
+            );
+        }
+        assert_eq!(one_line(b"\x0c{\"a\":1}"), Err(LineError::NotAMessage));
+        assert!(matches!(
+            one_line(b"{\"a\":1}\x0c"),
             Err(LineError::NotJson { .. })
         ));
     }

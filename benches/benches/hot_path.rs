@@ -1,5 +1,6 @@
-//! Micro-benchmarks of Warden's per-call hot path: the strict request parse
-//! and the policy decision. CI only builds them (`cargo bench --no-run`).
+//! Micro-benchmarks of Warden's per-call hot path: the strict request parse,
+//! the policy decision, re-encoding a relayed SSE event, and framing a
+//! message for a stdio link. CI only builds them (`cargo bench --no-run`).
 
 // `criterion_group!` generates an undocumented `pub fn`.
 #![allow(missing_docs)]
@@ -10,6 +11,8 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use warden_policy::{Policy, Tier, ToolFacts};
 use warden_protocol::Incoming;
+use warden_protocol::line::one_line;
+use warden_protocol::sse::SseEvent;
 
 const TOOL_CALL: &str = r#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}"#;
 
@@ -43,5 +46,25 @@ fn decide(c: &mut Criterion) {
     });
 }
 
-criterion_group!(hot_path, parse, decide);
+const TOOL_RESULT: &str = r#"{"jsonrpc":"2.0","id":42,"result":{"content":[{"type":"text","text":"Echo: hi"}],"structuredContent":{"echo":"hi"}}}"#;
+
+fn frame(c: &mut Criterion) {
+    let event = SseEvent::message(TOOL_RESULT);
+    c.bench_function("SseEvent::encode tools/call result (relay)", |b| {
+        b.iter(|| black_box(&event).encode())
+    });
+    c.bench_function("line::one_line tools/call (stdio write)", |b| {
+        b.iter(|| one_line(black_box(TOOL_CALL.as_bytes())).map(|l| l.len()))
+    });
+    let pretty = serde_json::to_string_pretty(
+        &serde_json::from_str::<serde_json::Value>(TOOL_CALL).expect("JSON"),
+    )
+    .expect("pretty");
+    c.bench_function(
+        "line::one_line pretty-printed tools/call (rewritten)",
+        |b| b.iter(|| one_line(black_box(pretty.as_bytes())).map(|l| l.len())),
+    );
+}
+
+criterion_group!(hot_path, parse, decide, frame);
 criterion_main!(hot_path);

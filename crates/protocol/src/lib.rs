@@ -10,7 +10,7 @@
 //!   case-variant keys, trailing data) is rejected rather than judged.
 //! - [`sse`]: an incremental Server-Sent Events parser and encoder, so replies
 //!   can be relayed as they arrive and tapped without buffering.
-//! - [`line`]: write a message as exactly one line on a newline-delimited
+//! - [`line`](mod@line): write a message as exactly one line on a newline-delimited
 //!   link (stdio), whatever its bytes, so no line reader on the far side can
 //!   read it as two messages.
 //! - [`mcp`]: MCP's header names, revisions and the tool-result shape Warden

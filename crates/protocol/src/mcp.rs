@@ -10,6 +10,9 @@ pub const METHOD_INITIALIZE: &str = "initialize";
 pub const METHOD_TOOLS_LIST: &str = "tools/list";
 /// `tools/call`: the one method every policy judges.
 pub const METHOD_TOOLS_CALL: &str = "tools/call";
+/// The stateless revision's stream of server notifications (2026-07-28):
+/// a request answered only when the stream ends.
+pub const METHOD_SUBSCRIPTIONS_LISTEN: &str = "subscriptions/listen";
 /// The client's notice that it has read the `initialize` result.
 pub const NOTIFICATION_INITIALIZED: &str = "notifications/initialized";
 /// Sent by a server when its tool catalogue changed.

@@ -94,13 +94,17 @@ async fn legacy_upstream() -> (String, Arc<LegacyServer>) {
 }
 
 async fn warden_before(url: &str) -> TestWarden {
+    warden_with_reply_timeout(url, warden::config::DEFAULT_REPLY_TIMEOUT).await
+}
+
+async fn warden_with_reply_timeout(url: &str, reply_timeout: Duration) -> TestWarden {
     let upstream = UpstreamConfig {
         transport: UpstreamTransport::LegacySse(HttpEndpoint {
             url: url.parse().expect("url"),
             ca_file: None,
         }),
         timeout: Duration::from_secs(5),
-        reply_timeout: Duration::from_secs(1),
+        reply_timeout,
         max_links: 8,
     };
     WardenBuilder::with_upstream(upstream).start().await
@@ -224,7 +228,7 @@ async fn a_message_the_server_refuses_fails_its_call_only() {
 #[tokio::test]
 async fn an_unanswered_call_to_a_legacy_sse_server_times_out_and_is_cancelled() {
     let (url, server) = legacy_upstream().await;
-    let warden = warden_before(&url).await;
+    let warden = warden_with_reply_timeout(&url, Duration::from_secs(1)).await;
     let mut agent = Agent::new(&warden.url);
     agent.initialize().await;
     let reply = tokio::time::timeout(Duration::from_secs(10), agent.call(4, "silent", json!({})))

@@ -623,3 +623,32 @@ async fn an_unanswered_stateless_call_on_a_stdio_server_times_out() {
     let reply = call(&agent, 6, "echo", json!({"arguments": {"text": "on"}})).await;
     assert_eq!(reply.response()["result"]["content"][0]["text"], "on");
 }
+
+#[tokio::test]
+async fn a_listen_stream_outlives_the_reply_timeout() {
+    use futures_util::StreamExt;
+
+    let mut upstream = UpstreamConfig::stdio(stdio_fixture(&[]));
+    upstream.reply_timeout = std::time::Duration::from_millis(500);
+    let warden = WardenBuilder::with_upstream(upstream).start().await;
+    let mut body = listen(&warden.url, "long-1").await;
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while seen.matches("data:").count() < 2 {
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .expect("two notices within 5s")
+            .expect("chunk")
+            .expect("ok");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    // A listen stream is answered only when it ends: past the reply
+    // timeout it is still open, and carries no timeout error.
+    let after = tokio::time::timeout(std::time::Duration::from_millis(1500), body.next()).await;
+    assert!(
+        after.is_err(),
+        "the listen stream ended or carried more: {:?}",
+        after.map(|c| c.map(|c| c.map(|c| String::from_utf8_lossy(&c).into_owned())))
+    );
+    assert!(!seen.contains("-32002"), "{seen}");
+}

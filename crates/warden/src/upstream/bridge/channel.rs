@@ -15,6 +15,7 @@ use futures_util::Stream;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot, watch};
 use warden_protocol::jsonrpc;
+use warden_protocol::mcp::METHOD_SUBSCRIPTIONS_LISTEN;
 
 use super::wire::{Envelope, Head, restore, result_member, set_member};
 use super::{BridgeLimits, Connector, Link, LinkEvent, OpenLink, lock};
@@ -48,11 +49,11 @@ pub(super) struct Replies {
     interim: mpsc::Receiver<Bytes>,
     last: Option<oneshot::Receiver<Last>>,
     ending: Option<Last>,
-    /// When the response is given up on (`upstream.reply_timeout`): a
-    /// request whose answer never comes (lost, or never sent) still ends.
-    deadline: Pin<Box<tokio::time::Sleep>>,
-    /// Why, when the deadline passes.
-    expired: Option<EdgeError>,
+    /// When the response is given up on (`upstream.reply_timeout`), and
+    /// the error it then ends with: a request whose answer never comes
+    /// (lost, or never sent) still ends. `None` for requests answered only
+    /// when they end (a listen stream).
+    deadline: Option<(Pin<Box<tokio::time::Sleep>>, EdgeError)>,
 }
 
 /// One item of a request's stream.
@@ -86,13 +87,6 @@ impl Stream for Replies {
         let Some(last) = this.last.as_mut() else {
             return Poll::Ready(None);
         };
-        if this.deadline.as_mut().poll(cx).is_ready()
-            && let Some(expired) = this.expired.take()
-        {
-            this.last = None;
-            this.ending = Some(Last::Failed(expired));
-            return self.poll_next(cx);
-        }
         match Pin::new(last).poll(cx) {
             Poll::Ready(result) => {
                 this.last = None;
@@ -104,7 +98,19 @@ impl Stream for Replies {
                     Err(_) => Poll::Ready(None),
                 }
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                // Only while the answer is still to come: one that has
+                // arrived is never replaced by the timeout.
+                if let Some((mut sleep, expired)) = this.deadline.take() {
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        this.last = None;
+                        this.ending = Some(Last::Failed(expired));
+                        return self.poll_next(cx);
+                    }
+                    this.deadline = Some((sleep, expired));
+                }
+                Poll::Pending
+            }
         }
     }
 }
@@ -310,7 +316,8 @@ impl Channel {
         body: &Bytes,
     ) -> Result<Result<String, Bytes>, String> {
         let envelope = Envelope::read(body).ok_or("got an unreadable initialize")?;
-        let (mut replies, _) = self.request(view, envelope, body.clone(), false)?;
+        // Its own time limit (`upstream.timeout`) is kept below.
+        let (mut replies, _) = self.request(view, envelope, body.clone(), false, None)?;
         let answer = tokio::time::timeout(self.timeout, async {
             loop {
                 match futures_util::StreamExt::next(&mut replies).await {
@@ -405,26 +412,39 @@ impl Channel {
         })
     }
 
+    /// How long a request may wait for its answer: `upstream.reply_timeout`,
+    /// except for a stateless listen stream, which is answered only when it
+    /// ends.
+    pub fn reply_deadline(&self, envelope: &Envelope) -> Option<Duration> {
+        (envelope.method.as_deref() != Some(METHOD_SUBSCRIPTIONS_LISTEN))
+            .then_some(self.reply_timeout)
+    }
+
     /// Send a request; returns the stream of the server's messages for it
-    /// and its serial (`None` when it was answered at once).
+    /// (ended by a timeout error after `deadline`) and its serial (`None`
+    /// when it was answered at once).
     pub fn request(
         &self,
         view: u64,
         envelope: Envelope,
         body: Bytes,
         internal: bool,
+        deadline: Option<Duration>,
     ) -> Result<(Replies, Option<u64>), String> {
         let (interim, interim_rx) = mpsc::channel(MAX_QUEUED);
         let (last, last_rx) = oneshot::channel();
+        let deadline = deadline.map(|limit| {
+            let expired = EdgeError::UpstreamTimeout {
+                route: self.route.to_string(),
+                seconds: u64::try_from(limit.as_millis().div_ceil(1000)).unwrap_or(u64::MAX),
+            };
+            (Box::pin(tokio::time::sleep(limit)), expired)
+        });
         let replies = Replies {
             interim: interim_rx,
             last: Some(last_rx),
             ending: None,
-            deadline: Box::pin(tokio::time::sleep(self.reply_timeout)),
-            expired: Some(EdgeError::UpstreamTimeout {
-                route: self.route.to_string(),
-                seconds: self.reply_timeout.as_secs(),
-            }),
+            deadline,
         };
         let agent_id = envelope.id.unwrap_or_else(|| "null".to_owned());
         let mut state = lock(&self.state);
@@ -478,16 +498,17 @@ impl Channel {
     }
 
     /// The agent's stream for request `serial` is gone: forget the request,
-    /// and with `cancel`, tell the server to stop working on it.
-    pub fn abandon(&self, serial: u64, cancel: bool) {
+    /// and with a `cancel` reason, tell the server to stop working on it.
+    pub fn abandon(&self, serial: u64, cancel: Option<&str>) {
         let mut state = lock(&self.state);
         let Some(index) = state.pending.iter().position(|p| p.serial == serial) else {
             return;
         };
         let pending = state.pending.swap_remove(index);
-        if cancel {
+        if let Some(reason) = cancel {
+            let reason = serde_json::Value::from(reason);
             let notice = format!(
-                r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{},"reason":"the client closed the request's stream"}}}}"#,
+                r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{},"reason":{reason}}}}}"#,
                 pending.wire_id
             );
             let _ = self.write_locked(&state, Bytes::from(notice));
@@ -935,5 +956,76 @@ fn error_detail(error: EdgeError) -> String {
             detail
         }
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replies(deadline: Duration) -> (Replies, mpsc::Sender<Bytes>, oneshot::Sender<Last>) {
+        let (interim, interim_rx) = mpsc::channel(4);
+        let (last, last_rx) = oneshot::channel();
+        let expired = EdgeError::UpstreamTimeout {
+            route: "/mcp".into(),
+            seconds: 1,
+        };
+        let replies = Replies {
+            interim: interim_rx,
+            last: Some(last_rx),
+            ending: None,
+            deadline: Some((Box::pin(tokio::time::sleep(deadline)), expired)),
+        };
+        (replies, interim, last)
+    }
+
+    async fn next(replies: &mut Replies) -> Option<Reply> {
+        futures_util::StreamExt::next(replies).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_that_arrived_is_never_replaced_by_the_timeout() {
+        let (mut replies, interim, last) = replies(Duration::from_secs(1));
+        interim
+            .try_send(Bytes::from_static(b"progress"))
+            .expect("queued");
+        let _ = last.send(Last::Message(Bytes::from_static(b"answer")));
+        // The agent reads late, after the deadline.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(matches!(next(&mut replies).await, Some(Reply::Interim(m)) if m == "progress"));
+        assert!(matches!(
+            next(&mut replies).await,
+            Some(Reply::Last(Last::Message(m))) if m == "answer"
+        ));
+        assert!(next(&mut replies).await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_answer_ends_with_the_timeout_after_what_came_before() {
+        let (mut replies, interim, _last) = replies(Duration::from_secs(1));
+        interim
+            .try_send(Bytes::from_static(b"progress"))
+            .expect("queued");
+        assert!(matches!(next(&mut replies).await, Some(Reply::Interim(_))));
+        let started = tokio::time::Instant::now();
+        assert!(matches!(
+            next(&mut replies).await,
+            Some(Reply::Last(Last::Failed(EdgeError::UpstreamTimeout { .. })))
+        ));
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        assert!(next(&mut replies).await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_deadline_a_request_waits_for_its_answer() {
+        let (mut replies, _interim, last) = replies(Duration::from_secs(1));
+        replies.deadline = None;
+        let waiting = tokio::time::timeout(Duration::from_secs(3600), next(&mut replies)).await;
+        assert!(waiting.is_err(), "still waiting after an hour");
+        let _ = last.send(Last::Message(Bytes::from_static(b"late")));
+        assert!(matches!(
+            next(&mut replies).await,
+            Some(Reply::Last(Last::Message(_)))
+        ));
     }
 }

@@ -564,15 +564,17 @@ impl Bridge {
         }
         let agent_id = envelope.id.clone().unwrap_or_else(|| "null".to_owned());
         let internal = super::is_catalogue_fetch(&agent_id);
+        let deadline = channel.reply_deadline(&envelope);
         let (replies, serial) = channel
-            .request(view.number, envelope, body, internal)
+            .request(view.number, envelope, body, internal, deadline)
             .map_err(|detail| self.down(detail))?;
         // Stateless requests are cancelled by closing their stream; a
         // stateful agent that hangs up has not cancelled anything.
         let mut abandon = Abandon {
             channel: channel.clone(),
             serial,
-            cancel: view.number == STATELESS_VIEW,
+            cancel: (view.number == STATELESS_VIEW)
+                .then_some("the client closed the request's stream"),
         };
         let events = replies.map(move |reply| {
             let data = match reply {
@@ -582,7 +584,7 @@ impl Bridge {
                     // (as MCP asks of a sender whose request timed out).
                     if let EdgeError::UpstreamTimeout { seconds, .. } = &error {
                         tracing::warn!(route = %abandon.channel.route, seconds, "A request got no answer from the upstream in time; cancelled.");
-                        abandon.cancel = true;
+                        abandon.cancel = Some("Warden gave up waiting for the answer (upstream.reply_timeout)");
                     }
                     error.body(&agent_id)
                 }
@@ -606,7 +608,8 @@ fn listen(view: &View) -> Response<Body> {
 struct Abandon {
     channel: Arc<Channel>,
     serial: Option<u64>,
-    cancel: bool,
+    /// Why the server is told to stop working on it, if it is.
+    cancel: Option<&'static str>,
 }
 
 // === impl Abandon ===

@@ -11,8 +11,9 @@
 //! A file rewritten in place (not renamed over) can be read half-written,
 //! and half a policy may well be valid: its permissive first half, say. So
 //! a change is only read as a policy once it is stable: the same bytes and
-//! modification time on two reads `limits.reload_settle` apart. A file
-//! still changing is left for the next check.
+//! modification time on two reads `limits.reload_settle` apart (one wait
+//! for all the files that changed). A file still changing is left for the
+//! next check. A change that parses to the policy in force changes nothing.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -65,81 +66,71 @@ pub async fn watch(
     counters: ReloadCounters,
     stop: impl std::future::Future<Output = ()>,
 ) {
+    // First of all: SIGHUP's default action would end the process.
+    let mut hangup = hangup_signal();
     if files.is_empty() {
         return;
     }
-    let mut seen = Vec::with_capacity(files.len());
-    for watched in &files {
-        // An edit made between loading the config and this first look
-        // counts too, once it holds; one still being written is taken up at
-        // the next check.
-        let Some(now) = stable_read(&watched.file, timing.settle).await else {
-            seen.push(Seen {
-                modified: None,
-                text: None,
-            });
-            continue;
-        };
-        if let Some(Ok(policy)) = now
-            .text
-            .as_deref()
-            .map(|text| Policy::from_yaml_str(text, &watched.file.display().to_string()))
-            && policy != **watched.policy.load()
-        {
-            watched.policy.store(Arc::new(policy));
-            counters.applied.inc();
-            tracing::info!(route = %watched.route, file = %watched.file.display(), "Policy reloaded.");
-        }
-        seen.push(now);
-    }
     let mut stop = std::pin::pin!(stop);
-    let mut hangup = hangup_signal();
+    // Nothing seen yet: the first round looks at every file, so an edit
+    // made between loading the config and now counts too.
+    let mut seen: Vec<Option<Seen>> = files.iter().map(|_| None).collect();
     loop {
+        let changed: Vec<(usize, Seen)> = files
+            .iter()
+            .zip(&seen)
+            .enumerate()
+            .map(|(index, (watched, last))| (index, read(&watched.file), last))
+            .filter(|(_, now, last)| last.as_ref() != Some(now))
+            .map(|(index, now, _)| (index, now))
+            .collect();
+        if !changed.is_empty() {
+            // One wait for every changed file (a ConfigMap update changes
+            // several at once), then each is read again.
+            tokio::select! {
+                () = tokio::time::sleep(timing.settle) => {}
+                () = &mut stop => return,
+            }
+            for (index, first) in changed {
+                let watched = &files[index];
+                if read(&watched.file) != first {
+                    tracing::info!(route = %watched.route, file = %watched.file.display(), "Policy file is still being written; checked again later.");
+                    continue;
+                }
+                apply(watched, &first, &counters);
+                seen[index] = Some(first);
+            }
+        }
         tokio::select! {
             () = tokio::time::sleep(timing.interval) => {}
             () = next_hangup(&mut hangup) => tracing::info!("SIGHUP: checking policy files."),
             () = &mut stop => return,
         }
-        for (watched, last) in files.iter().zip(seen.iter_mut()) {
-            if read(&watched.file) == *last {
-                continue;
-            }
-            let Some(now) = stable_read(&watched.file, timing.settle).await else {
-                tracing::info!(route = %watched.route, file = %watched.file.display(), "Policy file is still being written; checked again later.");
-                continue;
-            };
-            if now == *last {
-                continue;
-            }
-            match now
-                .text
-                .as_deref()
-                .map(|text| Policy::from_yaml_str(text, &watched.file.display().to_string()))
-            {
-                Some(Ok(policy)) => {
-                    watched.policy.store(Arc::new(policy));
-                    counters.applied.inc();
-                    tracing::info!(route = %watched.route, file = %watched.file.display(), "Policy reloaded.");
-                }
-                Some(Err(err)) => {
-                    counters.rejected.inc();
-                    tracing::error!(route = %watched.route, errors = %err, "Policy file changed but is invalid; the last good policy stays in force.");
-                }
-                None => {
-                    counters.rejected.inc();
-                    tracing::error!(route = %watched.route, file = %watched.file.display(), "Policy file cannot be read; the last good policy stays in force.");
-                }
-            }
-            *last = now;
-        }
     }
 }
 
-/// The file as read twice `settle` apart, if both reads agree.
-async fn stable_read(file: &std::path::Path, settle: Duration) -> Option<Seen> {
-    let first = read(file);
-    tokio::time::sleep(settle).await;
-    (read(file) == first).then_some(first)
+/// Put a file's new content in force, or say why not.
+fn apply(watched: &WatchedPolicy, now: &Seen, counters: &ReloadCounters) {
+    match now
+        .text
+        .as_deref()
+        .map(|text| Policy::from_yaml_str(text, &watched.file.display().to_string()))
+    {
+        Some(Ok(policy)) if policy == **watched.policy.load() => {}
+        Some(Ok(policy)) => {
+            watched.policy.store(Arc::new(policy));
+            counters.applied.inc();
+            tracing::info!(route = %watched.route, file = %watched.file.display(), "Policy reloaded.");
+        }
+        Some(Err(err)) => {
+            counters.rejected.inc();
+            tracing::error!(route = %watched.route, errors = %err, "Policy file changed but is invalid; the last good policy stays in force.");
+        }
+        None => {
+            counters.rejected.inc();
+            tracing::error!(route = %watched.route, file = %watched.file.display(), "Policy file cannot be read; the last good policy stays in force.");
+        }
+    }
 }
 
 fn read(file: &std::path::Path) -> Seen {

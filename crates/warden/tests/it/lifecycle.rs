@@ -275,6 +275,9 @@ async fn a_policy_file_rewritten_in_place_is_never_applied_half_written() {
     agent.initialize().await;
     let agent = Arc::new(agent);
     let note = json!({"customer_id": 1, "text": "never"});
+    // Past Warden's first look at the file, so the rewrite below is seen
+    // by the poll.
+    tokio::time::sleep(Duration::from_millis(900)).await;
 
     // An agent keeps trying the write tool the whole time.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -331,5 +334,132 @@ async fn a_policy_file_rewritten_in_place_is_never_applied_half_written() {
     let metrics = warden.running.warden.metrics.encode();
     assert!(metrics.contains(applied), "{metrics}");
     assert_eq!(demo.notes_written(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Send `signal` (e.g. `-HUP`) to a child process.
+fn signal(child: &std::process::Child, signal: &str) {
+    let sent = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "kill {signal}");
+}
+
+#[tokio::test]
+async fn sighup_applies_a_policy_file_only_once_it_holds_still() {
+    let (upstream, demo) = demo_upstream().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let dir = std::env::temp_dir().join(format!("warden-sighup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let policy = dir.join("p.yaml");
+    std::fs::write(&policy, "version: 1\n").expect("policy");
+    // Polling is all but off: only SIGHUP makes Warden look.
+    std::fs::write(
+        dir.join("w.yaml"),
+        format!(
+            "version: 1\nlisten: 127.0.0.1:{port}\nlimits:\n  reload_interval: 1h\n  reload_settle: 300ms\nroutes:\n  - path: /mcp\n    upstream:\n      url: {upstream}\n    policy: p.yaml\n"
+        ),
+    )
+    .expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["run", "--config"])
+        .arg(dir.join("w.yaml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("warden starts");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "warden did not start listening"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A SIGHUP as soon as Warden listens is a reload request, not the end.
+    signal(&child, "-HUP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "SIGHUP ended warden"
+    );
+
+    let mut agent = Agent::new(&format!("http://127.0.0.1:{port}/mcp"));
+    agent.initialize().await;
+    let note = json!({"customer_id": 1, "text": "never"});
+    let invoice = json!({"customer_id": 1, "amount_cents": 100});
+    assert_refused(
+        &agent.call(1, "create_note", note.clone()).await,
+        "create_note",
+        "not-read-only",
+    );
+
+    // Rewritten in place, SIGHUP between the halves: the first half alone
+    // (a valid, permissive policy) must not be applied.
+    let mut writer = std::fs::File::create(&policy).expect("truncate");
+    writer
+        .write_all(b"version: 1\ndefault: allow\n")
+        .expect("first half");
+    writer.sync_all().expect("sync");
+    signal(&child, "-HUP");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    writer
+        .write_all(b"tools:\n  create_note: deny\n")
+        .expect("second half");
+    writer.sync_all().expect("sync");
+    drop(writer);
+    // Past the settle: neither half was taken (the file changed meanwhile).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for id in 2..5 {
+        assert_refused(
+            &agent.call(id, "create_note", note.clone()).await,
+            "create_note",
+            "not-read-only",
+        );
+    }
+    assert_refused(
+        &agent.call(5, "send_invoice", invoice.clone()).await,
+        "send_invoice",
+        "not-read-only",
+    );
+
+    // The next SIGHUP finds the whole file, stable: in force.
+    signal(&child, "-HUP");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut id = 10;
+    loop {
+        id += 1;
+        let reply = agent.call(id, "send_invoice", invoice.clone()).await;
+        if reply.json()["result"]["isError"] != true {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the whole file was not applied after SIGHUP"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reply = agent.call(99, "create_note", note).await;
+    assert_eq!(
+        reply.json()["result"]["structuredContent"]["warden"]["decision"],
+        "deny",
+        "{:?}",
+        reply.body
+    );
+    assert_eq!(demo.notes_written(), 0);
+    signal(&child, "-TERM");
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(status.success(), "warden exited with {status}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -108,13 +108,18 @@ pub async fn serve(warden: Arc<Warden>, path: &str) -> std::io::Result<()> {
         // `initialize` is answered before anything after it is sent (a
         // client may write its lines without waiting).
         let head = Head::read(&message);
-        let is_notification = head.notification;
+        let awaiting = match (&head.request_id, head.notification) {
+            (_, true) => Awaiting::Nothing,
+            (Some(id), false) => Awaiting::Answer(id.clone()),
+            (None, false) => Awaiting::Messages,
+        };
         let listener_slot = listener.clone();
         let task = tokio::spawn(async move {
             let request = post(&uri, &state, message);
             let response = warden.clone().handle(request).await;
             let opened = remember_session(&state, &response);
-            forward_reply(response, &lines_out, is_notification).await;
+            let route_path = warden.routes.get(route).map(|r| r.path.clone());
+            forward_reply(response, &lines_out, &awaiting, route_path.as_deref()).await;
             if opened {
                 remember_version(&warden, route, &state);
                 let task = tokio::spawn(listen(warden, uri, state, lines_out));
@@ -271,28 +276,42 @@ fn remember_version(warden: &Warden, route: usize, state: &Mutex<StdioSession>) 
     state.version = version;
 }
 
-/// Write every message of a reply as one line each.
+/// What the client waits for from a reply.
+enum Awaiting {
+    /// Nothing: it sent a notification or an answer.
+    Nothing,
+    /// The response to its request with this id (JSON text).
+    Answer(String),
+    /// Whatever comes (a batch's answers, the server-to-client stream).
+    Messages,
+}
+
+/// Write every message of a reply as one line each. A request whose reply
+/// ends without its answer (an upstream stream cut short, a reply that is
+/// not JSON-RPC) gets an error line, so the client is not left waiting.
 async fn forward_reply(
     response: Response<Body>,
     lines_out: &mpsc::UnboundedSender<Bytes>,
-    is_notification: bool,
+    awaiting: &Awaiting,
+    route: Option<&str>,
 ) {
     let status = response.status();
     if status == StatusCode::ACCEPTED {
         return;
     }
-    if is_notification {
+    if matches!(awaiting, Awaiting::Nothing) {
         // JSON-RPC answers no notification, not even with an error.
         tracing::warn!(%status, "A notification from the client was refused.");
         return;
     }
+    let mut answered = false;
     if is_event_stream(response.headers()) {
         let mut events = std::pin::pin!(sse_events(response.into_body()));
         while let Some(event) = events.next().await {
             match event {
                 Ok(event) => {
                     if let Some(data) = event.data.filter(|d| !d.trim().is_empty()) {
-                        let _ = lines_out.send(Bytes::from(data));
+                        answered |= relay(data.as_bytes(), lines_out, awaiting);
                     }
                 }
                 Err(err) => {
@@ -301,25 +320,72 @@ async fn forward_reply(
                 }
             }
         }
-        return;
+    } else {
+        match response.into_body().collect().await {
+            Ok(body) => answered |= relay(&body.to_bytes(), lines_out, awaiting),
+            Err(_) => tracing::warn!(%status, "Reply body could not be read."),
+        }
     }
-    let Ok(body) = response.into_body().collect().await.map(|b| b.to_bytes()) else {
-        tracing::warn!(%status, "Reply body could not be read.");
-        return;
+    if let Awaiting::Answer(id) = awaiting
+        && !answered
+    {
+        let error = crate::error::EdgeError::UpstreamInvalid {
+            route: route.unwrap_or_default().to_owned(),
+            detail: "no answer to this request that Warden could relay".to_owned(),
+        };
+        let _ = lines_out.send(error.body(id));
+    }
+}
+
+/// Queue each message of `data` (one message, or each of a batch's) for
+/// the client, so every one gets its own line; whether one of them is the
+/// answer the client awaits. Data that is not one JSON value (two messages
+/// in one event, say) is not relayed.
+fn relay(data: &[u8], lines_out: &mpsc::UnboundedSender<Bytes>, awaiting: &Awaiting) -> bool {
+    use serde_json::value::RawValue;
+    let messages = match serde_json::from_slice::<&RawValue>(data) {
+        Ok(batch) if batch.get().starts_with('[') => {
+            serde_json::from_str::<Vec<&RawValue>>(batch.get()).unwrap_or_default()
+        }
+        Ok(one) => vec![one],
+        Err(err) => {
+            tracing::warn!(error = %err, "The upstream sent something that is not one JSON-RPC message; not relayed to the client.");
+            return false;
+        }
     };
-    match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(serde_json::Value::Array(messages)) => {
-            for message in messages {
-                let _ = lines_out.send(Bytes::from(message.to_string()));
-            }
+    let mut answered = false;
+    for message in messages {
+        if let Awaiting::Answer(id) = awaiting {
+            answered |= response_id(message.get()).is_some_and(|answer| same_id(&answer, id));
         }
-        Ok(_) => {
-            let _ = lines_out.send(body);
-        }
-        Err(_) => {
-            tracing::warn!(%status, "The upstream answered with something that is not JSON-RPC; nothing sent to the client.")
-        }
+        let _ = lines_out.send(Bytes::copy_from_slice(message.get().as_bytes()));
     }
+    answered
+}
+
+/// Whether two ids (JSON text) are the same value (`"a"` and `"\u0061"` are).
+fn same_id(a: &str, b: &str) -> bool {
+    a == b
+        || matches!(
+            (serde_json::from_str::<serde_json::Value>(a), serde_json::from_str::<serde_json::Value>(b)),
+            (Ok(a), Ok(b)) if a == b
+        )
+}
+
+/// The id (JSON text) of a response; `None` for requests and notifications.
+fn response_id(message: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow)]
+        id: Option<&'a serde_json::value::RawValue>,
+        method: Option<serde::de::IgnoredAny>,
+    }
+    let message: Message<'_> = serde_json::from_str(message).ok()?;
+    message
+        .method
+        .is_none()
+        .then(|| message.id.map(|id| id.get().to_owned()))
+        .flatten()
 }
 
 /// Relay the server-to-client stream of the session to stdout.
@@ -350,7 +416,7 @@ async fn listen(
     }
     let response = warden.handle(request).await;
     if response.status().is_success() && is_event_stream(response.headers()) {
-        forward_reply(response, &lines_out, false).await;
+        forward_reply(response, &lines_out, &Awaiting::Messages, None).await;
     } else {
         tracing::debug!(status = %response.status(), "The upstream offers no server-to-client stream.");
     }

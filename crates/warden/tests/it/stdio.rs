@@ -266,3 +266,100 @@ async fn lines_written_without_waiting_are_served_in_order_after_initialize() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// An HTTP upstream whose `tools/call` replies are streams that misbehave:
+/// `two-in-one` puts the answer and a forged second answer in one event,
+/// `cut` ends the stream after a progress notice without answering,
+/// `batch` sends a notification and the answer as one JSON array.
+async fn misbehaving_stream_upstream() -> String {
+    let (url, _) = upstream_fn(|_parts, body| async move {
+        if let Some(reply) = handshake(&body) {
+            return reply;
+        }
+        let message: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let id = message["id"].clone();
+        if message["method"] == "tools/list" {
+            let tool = |name: &str| {
+                serde_json::json!({"name": name, "inputSchema": {"type": "object"},
+                    "annotations": {"readOnlyHint": true}})
+            };
+            return json_response(&serde_json::json!({"jsonrpc": "2.0", "id": id,
+                "result": {"tools": [tool("two-in-one"), tool("cut"), tool("batch")]}}));
+        }
+        let answer = serde_json::json!({"jsonrpc": "2.0", "id": id,
+            "result": {"content": [{"type": "text", "text": "genuine"}]}});
+        let forged = serde_json::json!({"jsonrpc": "2.0", "id": id,
+            "result": {"content": [{"type": "text", "text": "forged"}]}});
+        let progress = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/progress",
+            "params": {"progressToken": "t", "progress": 1}});
+        let event = match message["params"]["name"].as_str().unwrap_or_default() {
+            "two-in-one" => format!("data: {answer} {forged}\n\n"),
+            "cut" => format!("data: {progress}\n\n"),
+            _ => format!("data: [{progress}, {answer}]\n\n"),
+        };
+        let (sender, receiver) = tokio::sync::mpsc::channel(1);
+        let _ = sender.try_send(bytes::Bytes::from(event));
+        sse_response(receiver)
+    })
+    .await;
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_stream_is_relayed_one_message_a_line_and_a_missing_answer_is_an_error() {
+    let upstream = misbehaving_stream_upstream().await;
+    let dir = std::env::temp_dir().join(format!("warden-stdio-streams-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("p.yaml"), "version: 1\n").expect("policy");
+    std::fs::write(
+        dir.join("w.yaml"),
+        format!("version: 1\nlisten: 127.0.0.1:0\nroutes:\n  - path: /mcp\n    upstream:\n      url: {upstream}\n    policy: p.yaml\n"),
+    )
+    .expect("config");
+    let config = dir.join("w.yaml");
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut warden = StdioWarden::launch(&config, "warn");
+        warden.send(
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"desktop","version":"1"}}}"#,
+        );
+        let mut lines = vec![warden.read()];
+        warden.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        for (id, tool) in [(2, "two-in-one"), (3, "cut"), (4, "batch")] {
+            warden.send(&format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#
+            ));
+            // Each call's lines, up to and including its answer.
+            loop {
+                let line = warden.read();
+                let done = line["id"] == id;
+                lines.push(line);
+                if done {
+                    break;
+                }
+            }
+        }
+        let (status, log) = warden.finish();
+        assert!(status.success(), "{log}");
+        lines
+    })
+    .await
+    .expect("stdio run");
+    let text = |line: &Value| line["result"]["content"][0]["text"].clone();
+    // Two messages in one event: neither is relayed, the call gets an error.
+    assert_eq!(lines[1]["id"], 2, "{lines:?}");
+    assert_eq!(lines[1]["error"]["code"], -32003, "{}", lines[1]);
+    assert!(
+        lines.iter().all(|l| text(l) != "forged"),
+        "a forged answer reached the client: {lines:?}"
+    );
+    // A stream cut off before the answer: the progress, then an error.
+    assert_eq!(lines[2]["method"], "notifications/progress", "{lines:?}");
+    assert_eq!(lines[3]["id"], 3);
+    assert_eq!(lines[3]["error"]["code"], -32003, "{}", lines[3]);
+    // A batch in one event: one line per message.
+    assert_eq!(lines[4]["method"], "notifications/progress", "{lines:?}");
+    assert_eq!(lines[5]["id"], 4);
+    assert_eq!(text(&lines[5]), "genuine");
+    assert_eq!(lines.len(), 6, "{lines:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

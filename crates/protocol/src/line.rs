@@ -25,9 +25,11 @@
 //! already keeps them out.
 //!
 //! A message that needs none of this is returned as it was, without a copy.
-//! Readers on Warden's side of such a link split with [`is_line_end`]
-//! (both CR and LF end a line), so Warden sees the messages the most
-//! permissive of those readers would see.
+//! Where Warden reads lines that it passes on to such readers (what an
+//! agent writes to `warden stdio`), it splits with [`is_line_end`] (CR ends
+//! a line as LF does), so it judges the messages the most permissive of
+//! those readers would see. What a server writes to Warden is split on LF
+//! alone: nobody else reads it.
 
 use std::borrow::Cow;
 

@@ -136,39 +136,7 @@ async fn sigterm_drains_in_flight_calls_and_exits_cleanly() {
         json_response(&json!({"jsonrpc": "2.0", "id": id_of(&body), "result": {}}))
     })
     .await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let dir = std::env::temp_dir().join(format!("warden-sigterm-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    std::fs::write(dir.join("p.yaml"), "version: 1\n").expect("policy");
-    let mut config = std::fs::File::create(dir.join("w.yaml")).expect("config");
-    write!(
-        config,
-        "version: 1\nlisten: 127.0.0.1:{port}\nroutes:\n  - path: /mcp\n    upstream:\n      url: {upstream}\n    policy: p.yaml\n"
-    )
-    .expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["run", "--config"])
-        .arg(dir.join("w.yaml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("warden starts");
-    let url = format!("http://127.0.0.1:{port}/mcp");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "warden did not start listening"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (mut child, url, _dir) = run_binary("sigterm", &upstream, "").await;
     let mut agent = Agent::new(&url);
     agent.initialize().await;
     let in_flight = tokio::spawn({
@@ -180,11 +148,7 @@ async fn sigterm_drains_in_flight_calls_and_exits_cleanly() {
         }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    signal(&child, "-TERM");
     let reply = in_flight.await.expect("task");
     assert_eq!(reply.status, StatusCode::OK, "the in-flight call finished");
     assert_eq!(reply.json()["id"], 42);
@@ -337,36 +301,35 @@ async fn a_policy_file_rewritten_in_place_is_never_applied_half_written() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Send `signal` (e.g. `-HUP`) to a child process.
-fn signal(child: &std::process::Child, signal: &str) {
-    let sent = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(sent.success(), "kill {signal}");
-}
-
-#[tokio::test]
-async fn sighup_applies_a_policy_file_only_once_it_holds_still() {
-    let (upstream, demo) = demo_upstream().await;
+/// `warden run` as a process in front of `upstream`, on a free port, with
+/// `limits` (YAML lines under `limits:`) and the policy `version: 1` in
+/// `p.yaml`; once it listens: the process, its MCP URL, its folder.
+async fn run_binary(
+    name: &str,
+    upstream: &str,
+    limits: &str,
+) -> (std::process::Child, String, std::path::PathBuf) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
         .expect("addr")
         .port();
-    let dir = std::env::temp_dir().join(format!("warden-sighup-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("warden-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
-    let policy = dir.join("p.yaml");
-    std::fs::write(&policy, "version: 1\n").expect("policy");
-    // Polling is all but off: only SIGHUP makes Warden look.
+    std::fs::write(dir.join("p.yaml"), "version: 1\n").expect("policy");
+    let limits = if limits.is_empty() {
+        String::new()
+    } else {
+        format!("limits:\n{limits}")
+    };
     std::fs::write(
         dir.join("w.yaml"),
         format!(
-            "version: 1\nlisten: 127.0.0.1:{port}\nlimits:\n  reload_interval: 1h\n  reload_settle: 300ms\nroutes:\n  - path: /mcp\n    upstream:\n      url: {upstream}\n    policy: p.yaml\n"
+            "version: 1\nlisten: 127.0.0.1:{port}\n{limits}routes:\n  - path: /mcp\n    upstream:\n      url: {upstream}\n    policy: p.yaml\n"
         ),
     )
     .expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+    let child = Command::new(env!("CARGO_BIN_EXE_warden"))
         .args(["run", "--config"])
         .arg(dir.join("w.yaml"))
         .stdout(Stdio::null())
@@ -384,6 +347,29 @@ async fn sighup_applies_a_policy_file_only_once_it_holds_still() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    (child, format!("http://127.0.0.1:{port}/mcp"), dir)
+}
+
+/// Send `signal` (e.g. `-HUP`) to a child process.
+fn signal(child: &std::process::Child, signal: &str) {
+    let sent = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "kill {signal}");
+}
+
+#[tokio::test]
+async fn sighup_applies_a_policy_file_only_once_it_holds_still() {
+    let (upstream, demo) = demo_upstream().await;
+    // Polling is all but off: only SIGHUP makes Warden look.
+    let (mut child, url, dir) = run_binary(
+        "sighup",
+        &upstream,
+        "  reload_interval: 1h\n  reload_settle: 300ms\n",
+    )
+    .await;
+    let policy = dir.join("p.yaml");
     // A SIGHUP as soon as Warden listens is a reload request, not the end.
     signal(&child, "-HUP");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -392,7 +378,7 @@ async fn sighup_applies_a_policy_file_only_once_it_holds_still() {
         "SIGHUP ended warden"
     );
 
-    let mut agent = Agent::new(&format!("http://127.0.0.1:{port}/mcp"));
+    let mut agent = Agent::new(&url);
     agent.initialize().await;
     let note = json!({"customer_id": 1, "text": "never"});
     let invoice = json!({"customer_id": 1, "amount_cents": 100});

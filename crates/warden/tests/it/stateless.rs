@@ -548,22 +548,11 @@ async fn closing_a_stateless_calls_stream_cancels_it_on_a_stdio_server() {
 
 #[tokio::test]
 async fn a_listen_stream_on_a_stdio_server_carries_its_notices_under_the_agents_id() {
-    use futures_util::StreamExt;
-
     let warden = WardenBuilder::with_upstream(UpstreamConfig::stdio(stdio_fixture(&[])))
         .start()
         .await;
     let mut body = listen(&warden.url, "mine-7").await;
-    let mut seen = String::new();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    while seen.matches("data:").count() < 2 {
-        let chunk = tokio::time::timeout_at(deadline, body.next())
-            .await
-            .expect("two notices within 5s")
-            .expect("chunk")
-            .expect("ok");
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let seen = read_events(&mut body, 2).await;
     let notices: Vec<Value> = seen
         .lines()
         .filter_map(|l| l.strip_prefix("data:"))
@@ -580,6 +569,27 @@ async fn a_listen_stream_on_a_stdio_server_carries_its_notices_under_the_agents_
             "the server saw Warden's id, the agent gets its own back: {notice}"
         );
     }
+}
+
+/// Read a stream until it has carried `count` events (5 s at most); the
+/// text read.
+async fn read_events(
+    body: &mut http_body_util::BodyDataStream<hyper::body::Incoming>,
+    count: usize,
+) -> String {
+    use futures_util::StreamExt;
+
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while seen.matches("data:").count() < count {
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .unwrap_or_else(|_| panic!("{count} events within 5s: {seen}"))
+            .expect("chunk")
+            .expect("ok");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    seen
 }
 
 /// Open a stateless `subscriptions/listen` stream (for tool list changes)
@@ -632,16 +642,7 @@ async fn a_listen_stream_outlives_the_reply_timeout() {
     upstream.reply_timeout = std::time::Duration::from_millis(500);
     let warden = WardenBuilder::with_upstream(upstream).start().await;
     let mut body = listen(&warden.url, "long-1").await;
-    let mut seen = String::new();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    while seen.matches("data:").count() < 2 {
-        let chunk = tokio::time::timeout_at(deadline, body.next())
-            .await
-            .expect("two notices within 5s")
-            .expect("chunk")
-            .expect("ok");
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let seen = read_events(&mut body, 2).await;
     // A listen stream is answered only when it ends: past the reply
     // timeout it is still open, and carries no timeout error.
     let after = tokio::time::timeout(std::time::Duration::from_millis(1500), body.next()).await;

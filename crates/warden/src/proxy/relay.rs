@@ -254,6 +254,23 @@ fn screen(
             return unreadable(format!("{what} is not valid JSON: {err}"));
         }
     };
+    if let serde_json::Value::Array(items) = &value {
+        // A batch (2025-03-26). Its change notices count; a list of tools
+        // inside one would not be filtered, so it is never shown.
+        if items.iter().any(|i| {
+            i.get("method").and_then(|m| m.as_str()) == Some(mcp::NOTIFICATION_TOOLS_LIST_CHANGED)
+        }) {
+            session.invalidate_catalogue();
+        }
+        let lists_tools = items
+            .iter()
+            .any(|i| i.get("result").is_some_and(|r| r.get("tools").is_some()));
+        return if lists_tools || reply_to.is_some() {
+            unreadable("a batch holding a list of tools is not relayed".to_owned())
+        } else {
+            Screened::Keep
+        };
+    }
     if let Some(method) = value.get("method") {
         if method.as_str() == Some(mcp::NOTIFICATION_TOOLS_LIST_CHANGED) {
             session.invalidate_catalogue();

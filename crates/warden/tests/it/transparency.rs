@@ -374,6 +374,7 @@ const REPLAYED_LIST: &str = concat!(
     "id: 1\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"tools\":[{\"name\":\"stream\",\"annotations\":{\"readOnlyHint\":true}},{\"name\":\"flip\",\"annotations\":{\"readOnlyHint\":false}}]}}\n\n",
     "id: 2\ndata: {\"jsonrpc\":\"2.0\",\"id\":8,\"result\":{\"tools\":[{\"name\":\"flip\",\"description\":\"\\ud83d\"}]}}\n\n",
     "id: 3\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":\"hi\"}}\n\n",
+    "id: 4\ndata: [{\"jsonrpc\":\"2.0\",\"id\":9,\"result\":{\"tools\":[{\"name\":\"flip\",\"annotations\":{\"readOnlyHint\":false}}]}}]\n\n",
 );
 
 #[tokio::test]
@@ -419,6 +420,10 @@ async fn a_tools_list_replayed_on_the_get_stream_is_filtered_too() {
     assert!(
         text.contains("id: 1\n") && text.contains("id: 3\n"),
         "event ids kept: {text}"
+    );
+    assert!(
+        !text.contains("flip"),
+        "a list of tools inside a batch is not shown unfiltered: {text}"
     );
     assert_eq!(messages[1]["method"], "notifications/message");
 }

@@ -36,7 +36,7 @@ import sys
 import traceback
 from collections import Counter
 from contextlib import AsyncExitStack
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import anyio
 import mcp_types as types
@@ -44,29 +44,22 @@ from mcp import ClientSession
 from mcp.client.session import ClientRequestContext
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from checks import CheckFailed, Checks, StreamTap, ensure
+
 GENUINE_DESCRIPTION = "genuine echo\u2028second line"
 GENUINE_TEXT = "genuine\u2028result"
 
 
-class CheckFailed(Exception):
-    pass
-
-
-def ensure(condition: Any, detail: str) -> None:
-    if not condition:
-        raise CheckFailed(detail)
-
-
-class Tap:
+class Tap(StreamTap):
     """Wraps a transport stream; records every item the session gets (or sends)."""
 
     def __init__(self, inner: Any) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self.messages: list[dict[str, Any]] = []
         self.sent: list[dict[str, Any]] = []
         self.errors: list[str] = []
 
-    def _record(self, item: Any) -> None:
+    def received(self, item: Any) -> None:
         if isinstance(item, Exception):
             self.errors.append(f"{type(item).__name__}: {item}"[:300])
             return
@@ -74,68 +67,27 @@ class Tap:
         if message is not None:
             self.messages.append(message.model_dump(by_alias=True, mode="json", exclude_none=True))
 
-    async def receive(self) -> Any:
-        item = await self._inner.receive()
-        self._record(item)
-        return item
-
-    def __aiter__(self) -> "Tap":
-        return self
-
-    async def __anext__(self) -> Any:
-        try:
-            return await self.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise StopAsyncIteration from None
-
-    # WriteStream: what the session sends.
-    async def send(self, item: Any) -> None:
+    def sending(self, item: Any) -> None:
         message = getattr(item, "message", None)
         if message is not None:
             self.sent.append(message.model_dump(by_alias=True, mode="json", exclude_none=True))
-        await self._inner.send(item)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def __aenter__(self) -> "Tap":
-        await self._inner.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc: Any) -> Any:
-        return await self._inner.__aexit__(*exc)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
 
-class Run:
+class Run(Checks):
+    # Each check has the per-request timeout, and any failure (a timeout
+    # too) is told by its exception.
+    GRACE = 0.0
+    SAYS_TIMEOUT = False
+
     def __init__(self, command: list[str], timeout: float, verbose: bool) -> None:
+        super().__init__(timeout, verbose)
         self.command = command
-        self.T = timeout
-        self.verbose = verbose
-        self.passed = 0
-        self.failed = 0
         self.sampling_calls = 0
         self.sent_ids: list[Any] = []
 
-    def line(self, text: str) -> None:
-        print(text, flush=True)
-
-    async def check(self, name: str, body: Callable[[], Awaitable[None]]) -> bool:
-        try:
-            with anyio.fail_after(self.T):
-                await body()
-        except Exception as e:  # noqa: BLE001 - every failure is a FAIL line
-            self.failed += 1
-            detail = str(e) if isinstance(e, CheckFailed) else f"{type(e).__name__}: {e}"
-            self.line(f"FAIL {name}: {' '.join(detail.split())[:500]}")
-            if self.verbose:
-                traceback.print_exc()
-            return False
-        self.passed += 1
-        self.line(f"ok {name}")
-        return True
+    def describe(self, e: Exception) -> str:
+        detail = str(e) if isinstance(e, CheckFailed) else f"{type(e).__name__}: {e}"
+        return " ".join(detail.split())[:500]
 
     async def on_sampling(
         self, context: ClientRequestContext, params: types.CreateMessageRequestParams
@@ -242,8 +194,7 @@ def main() -> None:
         run.line(f"FAIL run: {type(e).__name__}: {' '.join(str(e).split())[:500]}")
         if args.verbose:
             traceback.print_exc()
-    run.line(f"{run.passed} passed, {run.failed} failed")
-    sys.exit(0 if run.failed == 0 else 1)
+    sys.exit(run.summary())
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import time
 import traceback
 import uuid
 from contextlib import AsyncExitStack
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import anyio
 import httpx2
@@ -35,7 +35,8 @@ from mcp.client.session import ClientRequestContext
 from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.exceptions import MCPError
+
+from checks import CheckFailed, Checks, Skip, StreamTap, ensure, err_text, one_line
 
 # Names as listed by @modelcontextprotocol/server-everything 2026.8.31.
 TOOL = {
@@ -62,48 +63,15 @@ DEFAULT_ARGS: dict[str, dict[str, Any]] = {
 CANCEL_DURATION = 3.5
 
 
-class Skip(Exception):
-    pass
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def one_line(s: Any) -> str:
-    return re.sub(r"\s+", " ", str(s))[:400]
-
-
-def leaf_exceptions(e: BaseException) -> list[BaseException]:
-    if isinstance(e, BaseExceptionGroup):
-        return [leaf for sub in e.exceptions for leaf in leaf_exceptions(sub)]
-    return [e]
-
-
-def err_text(e: BaseException) -> str:
-    parts = []
-    for leaf in leaf_exceptions(e):
-        if isinstance(leaf, MCPError):
-            parts.append(f"MCPError {leaf.code}: {leaf}")
-        else:
-            parts.append(f"{type(leaf).__name__}: {leaf}")
-    return "; ".join(parts)
-
-
-def ensure(cond: Any, msg: str) -> None:
-    if not cond:
-        raise CheckFailed(msg)
-
-
 def text_of(result: types.CallToolResult) -> str:
     return "\n".join(c.text for c in result.content if isinstance(c, types.TextContent))
 
 
-class Tap:
+class Tap(StreamTap):
     """Wraps a transport stream and records every JSON-RPC message passing through."""
 
     def __init__(self, inner: Any, log: list[tuple[float, dict[str, Any]]]) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._log = log
 
     def _record(self, item: Any) -> None:
@@ -114,50 +82,16 @@ class Tap:
             except Exception:  # pragma: no cover - best effort
                 pass
 
-    # ReadStream
-    async def receive(self) -> Any:
-        item = await self._inner.receive()
-        self._record(item)
-        return item
-
-    def __aiter__(self) -> "Tap":
-        return self
-
-    async def __anext__(self) -> Any:
-        try:
-            return await self.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise StopAsyncIteration from None
-
-    # WriteStream
-    async def send(self, item: Any) -> None:
-        self._record(item)
-        await self._inner.send(item)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def __aenter__(self) -> "Tap":
-        await self._inner.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc: Any) -> Any:
-        return await self._inner.__aexit__(*exc)
-
-    def __getattr__(self, name: str) -> Any:  # e.g. last_context
-        return getattr(self._inner, name)
+    received = sending = _record
 
 
-class Runner:
+class Runner(Checks):
     def __init__(self, url: str, refused: list[str], listed: list[str], timeout: float, verbose: bool) -> None:
+        super().__init__(timeout, verbose)
         self.url = url
         self.refused = refused
         self.refused_set = set(refused)
         self.listed = listed
-        self.T = timeout
-        self.verbose = verbose
-        self.passed = 0
-        self.failed = 0
         self.nonce = uuid.uuid4().hex[:8]
         self.root_uri = f"file:///tmp/warden-e2e-root-{self.nonce}"
         self.seen_sampling: list[types.CreateMessageRequestParams] = []
@@ -171,36 +105,6 @@ class Runner:
         # URL is a legacy HTTP+SSE event stream (for running the checks
         # against server-everything directly in its sse mode).
         self.sse = False
-
-    # ------------------------------------------------------------ reporting
-    def line(self, s: str) -> None:
-        print(s, flush=True)
-
-    def debug(self, *a: Any) -> None:
-        if self.verbose:
-            print("[debug]", *a, file=sys.stderr, flush=True)
-
-    async def check(self, name: str, fn: Callable[[], Awaitable[None]]) -> bool | None:
-        try:
-            with anyio.fail_after(self.T + 5):
-                await fn()
-        except Skip as e:
-            self.line(f"skip {name}: {e}")
-            return None
-        except TimeoutError:
-            self.failed += 1
-            self.line(f"FAIL {name}: timed out after {self.T + 5:g} s")
-            return False
-        except Exception as e:  # noqa: BLE001 - every failure is reported
-            self.failed += 1
-            detail = str(e) if isinstance(e, CheckFailed) else err_text(e)
-            self.line(f"FAIL {name}: {one_line(detail)}")
-            if self.verbose:
-                traceback.print_exc()
-            return False
-        self.passed += 1
-        self.line(f"ok {name}")
-        return True
 
     def need_tool(self, tool: str) -> None:
         if tool in self.refused_set:
@@ -620,8 +524,7 @@ async def amain(args: argparse.Namespace) -> int:
         runner.line(f"FAIL run: {one_line(err_text(e))}")
         if args.verbose:
             traceback.print_exc()
-    runner.line(f"{runner.passed} passed, {runner.failed} failed")
-    return 0 if runner.failed == 0 else 1
+    return runner.summary()
 
 
 def main() -> None:

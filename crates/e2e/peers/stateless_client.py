@@ -54,11 +54,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
 import traceback
 import uuid
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import anyio
 import httpx2
@@ -67,7 +66,8 @@ from mcp.client import Client
 from mcp.client.session import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
 from mcp.client.subscriptions import ToolsListChanged
-from mcp.shared.exceptions import MCPError
+
+from checks import CheckFailed, Checks, Skip, ensure, err_text, one_line
 
 VERSION = "2026-07-28"
 META_VERSION = "io.modelcontextprotocol/protocolVersion"
@@ -81,44 +81,13 @@ DEFAULT_ARGS: dict[str, dict[str, Any]] = {
 }
 
 
-class Skip(Exception):
-    pass
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def one_line(s: Any) -> str:
-    return re.sub(r"\s+", " ", str(s))[:400]
-
-
-def leaf_exceptions(e: BaseException) -> list[BaseException]:
-    if isinstance(e, BaseExceptionGroup):
-        return [leaf for sub in e.exceptions for leaf in leaf_exceptions(sub)]
-    return [e]
-
-
-def err_text(e: BaseException) -> str:
-    parts = []
-    for leaf in leaf_exceptions(e):
-        if isinstance(leaf, MCPError):
-            parts.append(f"MCPError {leaf.code}: {leaf}")
-        else:
-            parts.append(f"{type(leaf).__name__}: {leaf}")
-    return "; ".join(parts)
-
-
-def ensure(cond: Any, msg: str) -> None:
-    if not cond:
-        raise CheckFailed(msg)
-
-
 def text_of(result: types.CallToolResult) -> str:
     return "\n".join(c.text for c in result.content if isinstance(c, types.TextContent))
 
 
-class Runner:
+class Runner(Checks):
+    PASSED = "PASS"
+
     def __init__(
         self,
         url: str,
@@ -129,15 +98,11 @@ class Runner:
         timeout: float,
         verbose: bool,
     ) -> None:
+        super().__init__(timeout, verbose, skipped)
         self.url = url
         self.listed = listed
         self.hidden = hidden
         self.refused = refused
-        self.skipped = set(skipped)
-        self.T = timeout
-        self.verbose = verbose
-        self.passed = 0
-        self.failed = 0
         self.nonce = uuid.uuid4().hex[:8]
         self.answer = f"yes-{self.nonce}"
         self.seen_elicitation: list[types.ElicitRequestParams] = []
@@ -146,39 +111,6 @@ class Runner:
         self.other_requests: list[tuple[str, dict[str, str]]] = []
         # For the raw (SDK-free) requests; set by run().
         self.raw: httpx2.AsyncClient | None = None
-
-    # ------------------------------------------------------------ reporting
-    def line(self, s: str) -> None:
-        print(s, flush=True)
-
-    def debug(self, *a: Any) -> None:
-        if self.verbose:
-            print("[debug]", *a, file=sys.stderr, flush=True)
-
-    async def check(self, name: str, fn: Callable[[], Awaitable[None]]) -> bool | None:
-        if name in self.skipped:
-            self.line(f"skip {name}: --skip")
-            return None
-        try:
-            with anyio.fail_after(self.T + 5):
-                await fn()
-        except Skip as e:
-            self.line(f"skip {name}: {e}")
-            return None
-        except TimeoutError:
-            self.failed += 1
-            self.line(f"FAIL {name}: timed out after {self.T + 5:g} s")
-            return False
-        except Exception as e:  # noqa: BLE001 - every failure is reported
-            self.failed += 1
-            detail = str(e) if isinstance(e, CheckFailed) else err_text(e)
-            self.line(f"FAIL {name}: {one_line(detail)}")
-            if self.verbose:
-                traceback.print_exc()
-            return False
-        self.passed += 1
-        self.line(f"PASS {name}")
-        return True
 
     # ------------------------------------------------------------ client-side handlers
     async def on_elicitation(self, context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
@@ -483,8 +415,7 @@ async def amain(args: argparse.Namespace) -> int:
         runner.line(f"FAIL run: {one_line(err_text(e))}")
         if args.verbose:
             traceback.print_exc()
-    runner.line(f"{runner.passed} passed, {runner.failed} failed")
-    return 0 if runner.failed == 0 else 1
+    return runner.summary()
 
 
 def main() -> None:

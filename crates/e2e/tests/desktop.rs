@@ -10,9 +10,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -26,13 +23,7 @@ const REPLY: Duration = Duration::from_secs(20);
 
 /// `warden stdio` as a child: its stdin, and its stdout lines parsed.
 struct Desktop {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<Value>,
-    /// Every message read so far, in order.
-    seen: Vec<Value>,
-    /// Warden's stderr (its log), for failure messages.
-    log: std::sync::Arc<std::sync::Mutex<String>>,
+    warden: LineChild,
     _dir: TempDir,
 }
 
@@ -42,84 +33,26 @@ impl Desktop {
         let upstream = everything_upstream("peers", UpstreamKind::Stdio);
         let dir = TempDir::new(name);
         let config = write_config(&dir.0, &upstream, POLICY);
-        let mut child = Command::new(warden_binary())
-            .args(["stdio", "--config"])
-            .arg(&config)
-            // What a desktop app passes: a small environment, and Warden
-            // resolves nothing else from it (the config names node by path).
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", std::env::var_os("HOME").unwrap_or_default())
-            .env("WARDEN_LOG", "info")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("warden stdio starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (sender, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let value = serde_json::from_str::<Value>(&line)
-                    .unwrap_or_else(|e| json!({"not-json": line, "error": e.to_string()}));
-                if sender.send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let mut stderr = child.stderr.take().expect("stderr");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                if let Ok(mut log) = sink.lock() {
-                    log.push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            }
-        });
         Desktop {
-            stdin: child.stdin.take(),
-            child,
-            lines,
-            seen: Vec::new(),
-            log,
+            warden: LineChild::spawn(warden_stdio(&config)),
             _dir: dir,
         }
     }
 
-    fn log(&self) -> String {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-
     /// Write one message as one line.
     fn send(&mut self, message: Value) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        let mut line = message.to_string();
-        line.push('\n');
-        stdin.write_all(line.as_bytes()).expect("write to warden");
-        stdin.flush().expect("flush");
+        self.warden.write(&format!("{message}\n"));
     }
 
     /// The next line, or `None` at `deadline` (or when stdout closed).
     fn next_until(&mut self, deadline: Instant) -> Option<Value> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match self.lines.recv_timeout(left) {
-            Ok(message) => {
-                assert!(
-                    message.get("not-json").is_none(),
-                    "warden wrote a line that is not JSON: {message}"
-                );
-                assert_eq!(message["jsonrpc"], "2.0", "{message}");
-                self.seen.push(message.clone());
-                Some(message)
-            }
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-        }
+        let message = self.warden.next_until(deadline)?;
+        assert!(
+            message.get("not-json").is_none(),
+            "warden wrote a line that is not JSON: {message}"
+        );
+        assert_eq!(message["jsonrpc"], "2.0", "{message}");
+        Some(message)
     }
 
     /// Read until the response to request `id`, handing every other message
@@ -130,8 +63,8 @@ impl Desktop {
             let Some(message) = self.next_until(deadline) else {
                 panic!(
                     "no response to request {id} within {REPLY:?}; read so far: {:#?}\nwarden log:\n{}",
-                    self.seen,
-                    self.log()
+                    self.warden.seen,
+                    self.warden.log()
                 );
             };
             if message["id"] == id && message.get("method").is_none() {
@@ -160,26 +93,6 @@ impl Desktop {
         );
         self.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
         initialized
-    }
-
-    /// Close stdin and wait up to `limit` for Warden to exit.
-    fn close_and_wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Desktop {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -347,9 +260,12 @@ fn desktop_client_through_warden_stdio_to_a_stdio_upstream() {
     }));
     let deadline = Instant::now() + REPLY;
     loop {
-        let message = desktop
-            .next_until(deadline)
-            .unwrap_or_else(|| panic!("no progress for the call to cancel: {:#?}", desktop.seen));
+        let message = desktop.next_until(deadline).unwrap_or_else(|| {
+            panic!(
+                "no progress for the call to cancel: {:#?}",
+                desktop.warden.seen
+            )
+        });
         assert_ne!(
             message["id"], 7,
             "the call ended before it was cancelled: {message}"
@@ -367,6 +283,7 @@ fn desktop_client_through_warden_stdio_to_a_stdio_upstream() {
     let quiet_until = started + Duration::from_millis(3000 + 1500);
     while desktop.next_until(quiet_until).is_some() {}
     let late: Vec<&Value> = desktop
+        .warden
         .seen
         .iter()
         .filter(|m| m["id"] == 7 && m.get("method").is_none())
@@ -379,8 +296,8 @@ fn desktop_client_through_warden_stdio_to_a_stdio_upstream() {
     // ---- the end. `warden stdio` should exit once stdin closes; it does
     // not yet while the cancelled call (which the upstream never answers)
     // is in flight: see `warden_stdio_exits_when_stdin_closes_after_a_cancel`.
-    // Here Warden is killed on drop, as a desktop client would after a grace period.
-    let _ = desktop.close_and_wait(Duration::from_secs(3));
+    // Here Warden is killed after a grace period, as a desktop client would.
+    let _ = desktop.warden.finish(Duration::from_secs(3));
 }
 
 /// Closing stdin ends `warden stdio` (exit 0) and its stdio upstream.
@@ -391,18 +308,19 @@ fn warden_stdio_exits_when_stdin_closes_and_stops_its_upstream() {
     let echoed = desktop.request(2, "tools/call", call("echo", json!({"message": "bye"})));
     assert_eq!(text_of(&echoed), "Echo: bye", "{echoed}");
     #[cfg(target_os = "linux")]
-    let upstream = children_of(desktop.child.id());
+    let upstream = children_of(desktop.warden.id());
     #[cfg(target_os = "linux")]
     assert_eq!(upstream.len(), 1, "one upstream child: {upstream:?}");
     let status = desktop
-        .close_and_wait(Duration::from_secs(10))
+        .warden
+        .finish(Duration::from_secs(10))
         .unwrap_or_else(|| {
             panic!(
                 "warden stdio still runs 10 s after stdin closed:\n{}",
-                desktop.log()
+                desktop.warden.log()
             )
         });
-    assert!(status.success(), "exit {status}\n{}", desktop.log());
+    assert!(status.success(), "exit {status}\n{}", desktop.warden.log());
     #[cfg(target_os = "linux")]
     {
         let proc = format!("/proc/{}", upstream[0]);
@@ -447,11 +365,12 @@ fn warden_stdio_exits_when_stdin_closes_after_a_cancel() {
     }));
     // Long past the operation's end (2 s), there is still nothing to wait for.
     let status = desktop
-        .close_and_wait(Duration::from_secs(10))
+        .warden
+        .finish(Duration::from_secs(10))
         .unwrap_or_else(|| {
             panic!(
                 "warden stdio still runs 10 s after stdin closed:\n{}",
-                desktop.log()
+                desktop.warden.log()
             )
         });
     assert!(status.success(), "exit {status}");

@@ -38,12 +38,9 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -932,121 +929,6 @@ async fn behind_warden_http(sdk: Sdk) {
 
 // === a raw stdio agent ===
 
-/// A process on pipes: raw bytes in, JSON lines out (`not-json` marks a
-/// line that is not JSON), stderr kept for failure messages.
-struct Pipes {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<Value>,
-    seen: Vec<Value>,
-    log: Arc<Mutex<String>>,
-}
-
-impl Pipes {
-    fn spawn(mut command: Command) -> Pipes {
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let stdout = child.stdout.take().expect("stdout");
-        let (sender, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).split(b'\n') {
-                let Ok(line) = line else { break };
-                let line = String::from_utf8_lossy(&line).into_owned();
-                let value = serde_json::from_str::<Value>(&line)
-                    .unwrap_or_else(|_| json!({ "not-json": line }));
-                if sender.send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut stderr = child.stderr.take().expect("stderr");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                if let Ok(mut log) = sink.lock() {
-                    log.push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            }
-        });
-        Pipes {
-            stdin: child.stdin.take(),
-            child,
-            lines,
-            seen: Vec::new(),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-
-    fn write(&mut self, bytes: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin.write_all(bytes.as_bytes()).expect("write");
-        stdin.flush().expect("flush");
-    }
-
-    /// Read until every id in `ids` has a response (or `deadline`); the
-    /// responses by id.
-    fn responses(&mut self, ids: &[u64], deadline: Instant) -> HashMap<u64, Value> {
-        let mut found = HashMap::new();
-        for message in &self.seen {
-            if let Some(id) = message["id"]
-                .as_u64()
-                .filter(|_| message.get("method").is_none())
-            {
-                found.insert(id, message.clone());
-            }
-        }
-        while ids.iter().any(|id| !found.contains_key(id)) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(message) = self.lines.recv_timeout(left) else {
-                break;
-            };
-            self.seen.push(message.clone());
-            if let Some(id) = message["id"]
-                .as_u64()
-                .filter(|_| message.get("method").is_none())
-            {
-                found.insert(id, message);
-            }
-        }
-        found
-    }
-
-    /// Close stdin; wait up to `limit` for the exit (its status), then kill.
-    fn finish(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        None
-    }
-}
-
-impl Drop for Pipes {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `warden stdio --config F` (the built binary) in front of `sdk`'s
 /// recording server, fed raw lines: bare CRs between messages, and every
 /// shape. The failures.
@@ -1054,15 +936,7 @@ fn through_warden_stdio(sdk: Sdk) -> Vec<String> {
     let label = format!("{} warden stdio", sdk.name());
     let recorder = Recorder::new(&format!("warden-e2e-framing-{}-stdio", sdk.name()));
     let config = write_config(&recorder.dir.0, &recorder.upstream(sdk, false), POLICY);
-    let mut command = Command::new(warden_binary());
-    command
-        .args(["stdio", "--config"])
-        .arg(&config)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", std::env::var_os("HOME").unwrap_or_default())
-        .env("WARDEN_LOG", "info");
-    let mut agent = Pipes::spawn(command);
+    let mut agent = LineChild::spawn(warden_stdio(&config));
     let mut failures = Vec::new();
 
     agent.write(&(initialize(1) + "\n"));
@@ -1239,9 +1113,9 @@ fn fed_directly(sdk: Sdk) {
         .env("HOME", std::env::var_os("HOME").unwrap_or_default())
         .env("RECORD_FILE", recorder.record_file())
         .env("RAW_FILE", recorder.raw_file());
-    let mut server = Pipes::spawn(command);
+    let mut server = LineChild::spawn(command);
     let mut written = String::new();
-    let mut write = |server: &mut Pipes, text: String| {
+    let mut write = |server: &mut LineChild, text: String| {
         server.write(&text);
         written.push_str(&text);
     };

@@ -2,11 +2,15 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use serde_json::{Value, json};
 use warden::config::{Config, Limits, RouteConfig, UpstreamConfig};
 use warden_policy::Policy;
 
@@ -85,6 +89,163 @@ pub fn start_peer(mut command: Command, what: &str) -> Peer {
             panic!("{what} did not print READY within 60s");
         }
     }
+}
+
+/// A child process on pipes, killed when dropped: text is written to its
+/// stdin, its stdout is read as lines, each parsed as JSON (a line that is
+/// not becomes `{"not-json": LINE, "parse-error": WHY}`), and its stderr is
+/// kept for failure messages.
+///
+/// A line ends at LF only, and nothing is stripped from it (not even a CR
+/// before the LF): the framing tests need a bare CR to stay inside its line.
+/// (A CR before the LF is JSON white space, so a message still parses.)
+pub struct LineChild {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<Value>,
+    /// Every line read so far (by [`LineChild::next_until`]), in order.
+    pub seen: Vec<Value>,
+    log: Arc<Mutex<String>>,
+}
+
+impl LineChild {
+    /// Spawn `command` with all three of its standard streams piped.
+    pub fn spawn(mut command: Command) -> LineChild {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let stdout = child.stdout.take().expect("stdout");
+        let (sender, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).split(b'\n') {
+                let Ok(line) = line else { break };
+                let line = String::from_utf8_lossy(&line).into_owned();
+                let value = serde_json::from_str::<Value>(&line)
+                    .unwrap_or_else(|e| json!({"not-json": line, "parse-error": e.to_string()}));
+                if sender.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut log) = sink.lock() {
+                    log.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        });
+        LineChild {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            seen: Vec::new(),
+            log,
+        }
+    }
+
+    /// The child's process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the child wrote to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Write `text` to the child's stdin, as it is (no line end added).
+    pub fn write(&mut self, text: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin
+            .write_all(text.as_bytes())
+            .expect("write to the child");
+        stdin.flush().expect("flush");
+    }
+
+    /// The next line (also kept in `seen`), or `None` at `deadline` (or
+    /// once stdout closed).
+    pub fn next_until(&mut self, deadline: Instant) -> Option<Value> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.lines.recv_timeout(left) {
+            Ok(message) => {
+                self.seen.push(message.clone());
+                Some(message)
+            }
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// Read until every id in `ids` has a response (or `deadline`); the
+    /// responses by id, those seen before included.
+    pub fn responses(&mut self, ids: &[u64], deadline: Instant) -> HashMap<u64, Value> {
+        fn response_id(message: &Value) -> Option<u64> {
+            message["id"]
+                .as_u64()
+                .filter(|_| message.get("method").is_none())
+        }
+        let mut found: HashMap<u64, Value> = self
+            .seen
+            .iter()
+            .filter_map(|message| Some((response_id(message)?, message.clone())))
+            .collect();
+        while ids.iter().any(|id| !found.contains_key(id)) {
+            let Some(message) = self.next_until(deadline) else {
+                break;
+            };
+            if let Some(id) = response_id(&message) {
+                found.insert(id, message);
+            }
+        }
+        found
+    }
+
+    /// Close stdin and wait up to `limit` for the child to exit: its exit
+    /// status, or `None` (and the child killed) when it still ran.
+    pub fn finish(&mut self, limit: Duration) -> Option<ExitStatus> {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+}
+
+impl Drop for LineChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `warden stdio --config CONFIG` (the built binary) with what a desktop app
+/// passes: a small environment (PATH, HOME, `WARDEN_LOG=info`), from which
+/// Warden resolves nothing else (a config names its commands by path).
+pub fn warden_stdio(config: &Path) -> Command {
+    let mut command = Command::new(warden_binary());
+    command
+        .args(["stdio", "--config"])
+        .arg(config)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", std::env::var_os("HOME").unwrap_or_default())
+        .env("WARDEN_LOG", "info");
+    command
 }
 
 /// Start Warden in front of `upstream` with `policy` (YAML).

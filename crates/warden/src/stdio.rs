@@ -356,7 +356,10 @@ fn relay(data: &[u8], lines_out: &mpsc::UnboundedSender<Bytes>, awaiting: &Await
     let mut answered = false;
     for message in messages {
         if let Awaiting::Answer(id) = awaiting {
-            answered |= response_id(message.get()).is_some_and(|answer| same_id(&answer, id));
+            // A `null` id answers a request whose id could not be read
+            // (Warden's own parse errors).
+            answered |= response_id(message.get())
+                .is_some_and(|answer| answer == "null" || same_id(&answer, id));
         }
         let _ = lines_out.send(Bytes::copy_from_slice(message.get().as_bytes()));
     }
@@ -376,16 +379,16 @@ fn same_id(a: &str, b: &str) -> bool {
 fn response_id(message: &str) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Message<'a> {
+        // Not an `Option`: a `null` id is an id here.
         #[serde(borrow)]
-        id: Option<&'a serde_json::value::RawValue>,
+        id: &'a serde_json::value::RawValue,
         method: Option<serde::de::IgnoredAny>,
     }
     let message: Message<'_> = serde_json::from_str(message).ok()?;
     message
         .method
         .is_none()
-        .then(|| message.id.map(|id| id.get().to_owned()))
-        .flatten()
+        .then(|| message.id.get().to_owned())
 }
 
 /// Relay the server-to-client stream of the session to stdout.
@@ -419,5 +422,51 @@ async fn listen(
         forward_reply(response, &lines_out, &Awaiting::Messages, None).await;
     } else {
         tracing::debug!(status = %response.status(), "The upstream offers no server-to-client stream.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_recognised_by_id_value_and_null_ids_count() {
+        assert_eq!(
+            response_id(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}"#)
+                .as_deref(),
+            Some("null")
+        );
+        assert_eq!(
+            response_id(r#"{"jsonrpc":"2.0","id":7,"result":{}}"#).as_deref(),
+            Some("7")
+        );
+        assert_eq!(
+            response_id(r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#),
+            None
+        );
+        assert!(same_id(r#""a""#, r#""\u0061""#));
+        assert!(!same_id("1", r#""1""#));
+    }
+
+    #[test]
+    fn a_batch_is_relayed_one_message_at_a_time_and_two_values_not_at_all() {
+        let (lines_out, mut lines) = mpsc::unbounded_channel();
+        let awaiting = Awaiting::Answer("3".into());
+        let batch = br#"[{"jsonrpc":"2.0","method":"notifications/progress","params":{}}, {"jsonrpc":"2.0","id":3,"result":{}}]"#;
+        assert!(relay(batch, &lines_out, &awaiting));
+        assert!(
+            lines
+                .try_recv()
+                .is_ok_and(|m| m.starts_with(b"{\"jsonrpc\":\"2.0\",\"method\""))
+        );
+        assert!(
+            lines
+                .try_recv()
+                .is_ok_and(|m| m.starts_with(b"{\"jsonrpc\":\"2.0\",\"id\":3"))
+        );
+        let two =
+            br#"{"jsonrpc":"2.0","id":3,"result":{}} {"jsonrpc":"2.0","id":3,"result":{"x":1}}"#;
+        assert!(!relay(two, &lines_out, &awaiting));
+        assert!(lines.try_recv().is_err(), "nothing relayed");
     }
 }

@@ -4,8 +4,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::json;
+use serde_json::value::RawValue;
 use warden_policy::{DenyReason, ToolFacts};
 use warden_protocol::mcp;
+
+use crate::facts::{CallMeta, Principal};
 
 /// One `tools/call` request on its way to the upstream.
 #[derive(Debug, Clone)]
@@ -20,6 +23,13 @@ pub struct ToolCall<C> {
     pub tool: String,
     /// What the upstream's catalogue says about the tool (`None`: not listed).
     pub facts: Option<ToolFacts>,
+    /// The `arguments` object as the strict parser read it: the value the
+    /// upstream will read (`None` when the call sent none).
+    pub arguments: Option<Box<RawValue>>,
+    /// Who makes the call.
+    pub principal: Arc<Principal>,
+    /// What the call says about itself (model, conversation, trace...).
+    pub meta: CallMeta,
     /// The message exactly as it will reach the upstream.
     pub message: Bytes,
     /// What the transport's forwarder needs (upstream session, headers).

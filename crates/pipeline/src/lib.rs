@@ -11,12 +11,16 @@
 //! caller; `C` is whatever context it needs (the upstream session, headers)
 //! and `R` is its reply type. Layers never look inside either.
 //!
+//! [`facts`] reads what a call says about itself (model, conversation,
+//! rationale, trace context) and names its [`Principal`].
+//!
 //! [`catalogue`] holds the upstream's tool catalogue and filters `tools/list`
 //! replies with the same policy the stack enforces.
 
 pub mod agent_session;
 pub mod call;
 pub mod catalogue;
+pub mod facts;
 pub mod policy_gate;
 pub mod stack;
 
@@ -24,5 +28,6 @@ pub use call::{Refusal, ToolCall, ToolOutcome};
 pub use catalogue::{
     Catalogue, CatalogueError, ListReply, ListedPage, filter_tools_list, read_page,
 };
+pub use facts::{CallMeta, MetaText, Principal};
 pub use policy_gate::{PolicyGate, PolicyGateLayer, SharedPolicy};
 pub use stack::{Pipeline, build};

@@ -94,6 +94,9 @@ mod tests {
             id: "1".into(),
             tool: tool.to_owned(),
             facts: read_only.map(|read_only_hint| ToolFacts { read_only_hint }),
+            arguments: None,
+            principal: crate::Principal::anonymous(),
+            meta: crate::CallMeta::default(),
             message: Bytes::from_static(b"{}"),
             context: (),
         }

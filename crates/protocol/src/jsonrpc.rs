@@ -162,6 +162,9 @@ pub struct ToolCallParams {
     pub name: String,
     /// The arguments object, exactly as sent (`None` when absent).
     pub arguments: Option<Box<RawValue>>,
+    /// `params._meta`, exactly as sent (`None` when absent): the call's
+    /// own facts (progress token, trace context, `warden/…` keys).
+    pub meta: Option<Box<RawValue>>,
 }
 
 /// One JSON-RPC message: its envelope, read strictly, and its exact bytes.
@@ -326,6 +329,7 @@ fn parse_tool_call(
     Ok(ToolCallParams {
         name: name.into_owned(),
         arguments: fields.arguments.map(|a| a.to_owned()),
+        meta: fields.meta.map(|m| m.to_owned()),
     })
 }
 
@@ -427,6 +431,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
 struct RawToolCall<'a> {
     name: Option<Cow<'a, str>>,
     arguments: Option<&'a RawValue>,
+    meta: Option<&'a RawValue>,
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for RawToolCall<'a> {
@@ -466,6 +471,11 @@ impl<'de> Visitor<'de> for ToolCallVisitor {
                     }
                     check_unambiguous::<A::Error>(raw)?;
                     out.arguments = Some(raw);
+                }
+                "_meta" => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    check_unambiguous::<A::Error>(raw)?;
+                    out.meta = Some(raw);
                 }
                 other => {
                     reject_case_variant::<A::Error>(other, &TOOL_CALL_KEYS)?;

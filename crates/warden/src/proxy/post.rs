@@ -10,7 +10,9 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 use warden_pipeline::agent_session::{self, SessionCandidates};
-use warden_pipeline::{ListReply, ToolCall, ToolOutcome, filter_tools_list};
+use warden_pipeline::{
+    CallMeta, ListReply, MetaText, Principal, ToolCall, ToolOutcome, filter_tools_list,
+};
 use warden_policy::ToolFacts;
 use warden_protocol::sse::SseEvent;
 use warden_protocol::{Envelope, MessageKind, mcp};
@@ -268,25 +270,35 @@ async fn tool_call(
     message: Envelope,
 ) -> Result<Response<Body>, Failure> {
     let id: Arc<str> = message.id_json().into();
-    let tool = message.tool_call.map(|call| call.name).unwrap_or_default();
+    let (tool, arguments, meta) = match message.tool_call {
+        Some(call) => (call.name, call.arguments, call.meta),
+        None => (String::new(), None, None),
+    };
+    // What the call says about itself: read once, here, for every layer.
+    let meta = CallMeta::read(meta.as_deref(), |name| {
+        headers.get(name).and_then(|value| value.to_str().ok())
+    });
+    let principal = Principal::anonymous();
     let facts = facts_for(warden, route, session, headers, &tool)
         .await
         .map_err(|err| Failure::with_id(err, id.clone()))?;
     // A stateful MCP session always names the agent session; the header and
     // `_meta` fallbacks serve the stateless revision, and without them the
-    // caller is one anonymous session until authentication names principals.
+    // caller is one session per principal.
     let is_stateless = Arc::ptr_eq(session, &route.stateless);
-    let meta = is_stateless
-        .then(|| stateless::agent_session_meta(&message.raw))
-        .flatten();
     let (agent_session, _) = agent_session::resolve(SessionCandidates {
         mcp_session: (!is_stateless).then_some(&*session.id),
         header: is_stateless
             .then(|| headers.get(agent_session::AGENT_SESSION_HEADER))
             .flatten()
             .map(HeaderValue::as_bytes),
-        meta: meta.as_deref(),
-        principal: is_stateless.then_some("anonymous"),
+        meta: match (&meta.agent_session, is_stateless) {
+            (MetaText::Text(claim), true) => Some(claim),
+            // A claim that is not text is an invalid one, refused as such.
+            (MetaText::NotText, true) => Some(""),
+            _ => None,
+        },
+        principal: is_stateless.then_some(&*principal.agent),
     })
     .map_err(|err| match err {
         agent_session::AgentSessionError::Missing => {
@@ -305,6 +317,9 @@ async fn tool_call(
         id: id.clone(),
         tool,
         facts,
+        arguments,
+        principal,
+        meta,
         message: message.raw,
         context: Forward {
             headers: Arc::clone(headers),

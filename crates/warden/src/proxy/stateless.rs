@@ -58,16 +58,6 @@ pub(super) async fn handle(
     super::post::one(warden, route, &route.stateless, headers, message).await
 }
 
-/// The request's `params._meta["warden/agentSession"]`, for naming the
-/// agent session of a stateless call.
-pub(super) fn agent_session_meta(message: &[u8]) -> Option<String> {
-    Fields::read(message)?
-        .params?
-        .meta?
-        .agent_session
-        .map(Cow::into_owned)
-}
-
 /// The stateless rules a request must keep before Warden acts on it.
 fn check(headers: &HeaderMap, message: &Envelope) -> Result<(), EdgeError> {
     let fields = Fields::read(&message.raw).ok_or(EdgeError::MetaMissing {
@@ -249,8 +239,6 @@ struct Meta<'a> {
     version: Option<Cow<'a, str>>,
     #[serde(borrow, rename = "io.modelcontextprotocol/clientCapabilities")]
     capabilities: Option<&'a RawValue>,
-    #[serde(borrow, rename = "warden/agentSession")]
-    agent_session: Option<Cow<'a, str>>,
 }
 
 impl<'a> Fields<'a> {

@@ -653,3 +653,30 @@ async fn a_listen_stream_outlives_the_reply_timeout() {
     );
     assert!(!seen.contains("-32002"), "{seen}");
 }
+
+#[tokio::test]
+async fn a_stateless_calls_own_agent_session_claim_must_be_valid_text() {
+    let (url, _) = stateless_upstream().await;
+    let warden = WardenBuilder::new(&url).start().await;
+    let agent = Agent::new(&warden.url);
+    let with_claim = |claim: Value| {
+        let mut meta = meta();
+        meta["warden/agentSession"] = claim;
+        json!({"_meta": meta})
+    };
+    let reply = call(&agent, 1, "lookup", with_claim(json!("run-7"))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    for claim in [
+        json!(42),
+        json!({"id": "run-7"}),
+        json!(""),
+        json!("x".repeat(129)),
+    ] {
+        let reply = call(&agent, 2, "lookup", with_claim(claim.clone())).await;
+        let message = assert_error(&reply, StatusCode::BAD_REQUEST, -32600);
+        assert!(
+            message.contains("invalid agent session id"),
+            "{claim}: {message}"
+        );
+    }
+}

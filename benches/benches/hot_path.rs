@@ -1,6 +1,6 @@
 //! Micro-benchmarks of Warden's per-call hot path: the strict request parse,
-//! the policy decision, re-encoding a relayed SSE event, and framing a
-//! message for a stdio link. CI only builds them (`cargo bench --no-run`).
+//! the policy decision, reading a call's own facts, re-encoding a relayed
+//! SSE event, and framing a message for a stdio link. CI only builds them (`cargo bench --no-run`).
 
 // `criterion_group!` generates an undocumented `pub fn`.
 #![allow(missing_docs)]
@@ -9,6 +9,7 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
+use warden_pipeline::{CallMeta, FactHeaders};
 use warden_policy::{Policy, Tier, ToolFacts};
 use warden_protocol::Incoming;
 use warden_protocol::line::one_line;
@@ -66,5 +67,56 @@ fn frame(c: &mut Criterion) {
     );
 }
 
-criterion_group!(hot_path, parse, decide, frame);
+fn facts(c: &mut Criterion) {
+    let no_headers = |_: &str| None;
+    c.bench_function("CallMeta::read no _meta, no headers", |b| {
+        b.iter(|| CallMeta::read(black_box(None), no_headers))
+    });
+    let meta = serde_json::value::RawValue::from_string(
+        r#"{"progressToken":"p-1","warden/model":"claude-x","warden/conversation":"c-42","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}"#.to_owned(),
+    )
+    .expect("JSON");
+    c.bench_function("CallMeta::read typical _meta", |b| {
+        b.iter(|| CallMeta::read(black_box(Some(&meta)), no_headers))
+    });
+    // What a Streamable HTTP call looks up when it has no `_meta`: every
+    // fact in a typical agent's request headers, none of them there.
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in [
+        ("host", "127.0.0.1:8080"),
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-session-id", "4bf92f3577b34da6a3ce929d0e0e4736"),
+        ("mcp-protocol-version", "2025-11-25"),
+        ("user-agent", "node"),
+        ("content-length", "120"),
+    ] {
+        headers.insert(name, http::HeaderValue::from_static(value));
+    }
+    c.bench_function(
+        "CallMeta::read no _meta, a lookup per fact in a typical HeaderMap",
+        |b| {
+            b.iter(|| {
+                CallMeta::read(black_box(None), |name| {
+                    headers.get(name).and_then(|v| v.to_str().ok())
+                })
+            })
+        },
+    );
+    c.bench_function(
+        "CallMeta::read no _meta, FactHeaders::pick of a typical HeaderMap",
+        |b| {
+            b.iter(|| {
+                let picked = FactHeaders::pick(
+                    black_box(&headers)
+                        .iter()
+                        .map(|(n, v)| (n.as_str(), v.as_bytes())),
+                );
+                CallMeta::read(black_box(None), |name| picked.get(name))
+            })
+        },
+    );
+}
+
+criterion_group!(hot_path, parse, decide, frame, facts);
 criterion_main!(hot_path);

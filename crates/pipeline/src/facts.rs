@@ -105,6 +105,52 @@ pub struct CallMeta {
     pub baggage: Option<String>,
 }
 
+/// The request headers that can carry a call's facts, picked out of a
+/// request's headers in one pass (cheaper than a lookup per fact).
+#[derive(Debug, Default)]
+pub struct FactHeaders<'h> {
+    values: [Option<&'h str>; FACT_HEADERS.len()],
+}
+
+/// Every header [`CallMeta::read`] may ask for.
+const FACT_HEADERS: [&str; 7] = [
+    keys::MODEL_HEADER,
+    keys::MODEL_VERSION_HEADER,
+    keys::CONVERSATION_HEADER,
+    keys::RATIONALE_HEADER,
+    keys::TRACEPARENT,
+    keys::TRACESTATE,
+    keys::BAGGAGE,
+];
+
+// === impl FactHeaders ===
+
+impl<'h> FactHeaders<'h> {
+    /// Pick the fact headers (lower-case names, as HTTP libraries keep
+    /// them) out of `headers`; values that are not visible ASCII are unknown.
+    pub fn pick(headers: impl IntoIterator<Item = (&'h str, &'h [u8])>) -> FactHeaders<'h> {
+        let mut picked = FactHeaders::default();
+        for (name, value) in headers {
+            // Most headers start with none of these letters.
+            if !matches!(name.as_bytes().first(), Some(b'w' | b't' | b'b')) {
+                continue;
+            }
+            if let Some(index) = FACT_HEADERS.iter().position(|fact| *fact == name) {
+                picked.values[index] = std::str::from_utf8(value)
+                    .ok()
+                    .filter(|v| v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)));
+            }
+        }
+        picked
+    }
+
+    /// The value of the fact header `name`.
+    pub fn get(&self, name: &str) -> Option<&'h str> {
+        let index = FACT_HEADERS.iter().position(|fact| *fact == name)?;
+        self.values[index]
+    }
+}
+
 // === impl Principal ===
 
 impl Principal {
@@ -324,6 +370,25 @@ mod tests {
         assert!(rationale.len() <= MAX_RATIONALE_LEN && rationale.len() >= MAX_RATIONALE_LEN - 1);
         assert!(rationale.chars().all(|c| c == 'é'));
         assert!(facts.model.is_some_and(|m| m.len() <= MAX_FACT_LEN));
+    }
+
+    #[test]
+    fn fact_headers_are_picked_in_one_pass() {
+        let headers = [
+            ("content-type", &b"application/json"[..]),
+            ("warden-model", b"m-1"),
+            ("traceparent", TRACE.as_bytes()),
+            ("warden-rationale", b"caf\xc3\xa9"),
+            ("tracestate", b"a=1"),
+        ];
+        let picked = FactHeaders::pick(headers);
+        assert_eq!(picked.get("warden-model"), Some("m-1"));
+        assert_eq!(picked.get("warden-rationale"), None, "not visible ASCII");
+        assert_eq!(picked.get("content-type"), None, "not a fact header");
+        let facts = CallMeta::read(None, |name| picked.get(name));
+        assert_eq!(facts.model.as_deref(), Some("m-1"));
+        assert_eq!(facts.traceparent.as_deref(), Some(TRACE));
+        assert_eq!(facts.tracestate.as_deref(), Some("a=1"));
     }
 
     #[test]

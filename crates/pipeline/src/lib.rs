@@ -28,6 +28,6 @@ pub use call::{Refusal, ToolCall, ToolOutcome};
 pub use catalogue::{
     Catalogue, CatalogueError, ListReply, ListedPage, filter_tools_list, read_page,
 };
-pub use facts::{CallMeta, MetaText, Principal};
+pub use facts::{CallMeta, FactHeaders, MetaText, Principal};
 pub use policy_gate::{PolicyGate, PolicyGateLayer, SharedPolicy};
 pub use stack::{Pipeline, build};

@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 use warden_pipeline::agent_session::{self, SessionCandidates};
 use warden_pipeline::{
-    CallMeta, ListReply, MetaText, Principal, ToolCall, ToolOutcome, filter_tools_list,
+    CallMeta, FactHeaders, ListReply, MetaText, Principal, ToolCall, ToolOutcome, filter_tools_list,
 };
 use warden_policy::ToolFacts;
 use warden_protocol::sse::SseEvent;
@@ -275,9 +275,8 @@ async fn tool_call(
         None => (String::new(), None, None),
     };
     // What the call says about itself: read once, here, for every layer.
-    let meta = CallMeta::read(meta.as_deref(), |name| {
-        headers.get(name).and_then(|value| value.to_str().ok())
-    });
+    let picked = FactHeaders::pick(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
+    let meta = CallMeta::read(meta.as_deref(), |name| picked.get(name));
     let principal = Principal::anonymous();
     let facts = facts_for(warden, route, session, headers, &tool)
         .await

@@ -9,9 +9,10 @@ use warden_policy::{DenyReason, ToolFacts};
 use warden_protocol::mcp;
 
 use crate::facts::{CallMeta, Principal};
+use crate::tap::ReplyTap;
 
 /// One `tools/call` request on its way to the upstream.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ToolCall<C> {
     /// The route (listener path) it arrived on.
     pub route: Arc<str>,
@@ -30,6 +31,8 @@ pub struct ToolCall<C> {
     pub principal: Arc<Principal>,
     /// What the call says about itself (model, conversation, trace...).
     pub meta: CallMeta,
+    /// Where layers ask to be told what became of the call once forwarded.
+    pub tap: ReplyTap,
     /// The message exactly as it will reach the upstream.
     pub message: Bytes,
     /// What the transport's forwarder needs (upstream session, headers).

@@ -14,6 +14,9 @@
 //! [`facts`] reads what a call says about itself (model, conversation,
 //! rationale, trace context) and names its [`Principal`].
 //!
+//! [`tap`] tells layers what became of a forwarded call (its response,
+//! size, digest, latency) without buffering the reply.
+//!
 //! [`catalogue`] holds the upstream's tool catalogue and filters `tools/list`
 //! replies with the same policy the stack enforces.
 
@@ -23,6 +26,7 @@ pub mod catalogue;
 pub mod facts;
 pub mod policy_gate;
 pub mod stack;
+pub mod tap;
 
 pub use call::{Refusal, ToolCall, ToolOutcome};
 pub use catalogue::{
@@ -31,3 +35,4 @@ pub use catalogue::{
 pub use facts::{CallMeta, FactHeaders, MetaText, Principal};
 pub use policy_gate::{PolicyGate, PolicyGateLayer, SharedPolicy};
 pub use stack::{Pipeline, build};
+pub use tap::{Answer, ReplySummary, ReplyTap, ReplyWatch};

@@ -97,6 +97,7 @@ mod tests {
             arguments: None,
             principal: crate::Principal::anonymous(),
             meta: crate::CallMeta::default(),
+            tap: crate::ReplyTap::default(),
             message: Bytes::from_static(b"{}"),
             context: (),
         }

@@ -285,6 +285,16 @@ impl Envelope {
     }
 }
 
+/// Whether two ids (JSON text) are the same value: `"a"` and `"\u0061"`
+/// are; `1` and `"1"` are not.
+pub fn same_id(a: &str, b: &str) -> bool {
+    a == b
+        || matches!(
+            (serde_json::from_str::<serde_json::Value>(a), serde_json::from_str::<serde_json::Value>(b)),
+            (Ok(a), Ok(b)) if a == b
+        )
+}
+
 fn envelope_error(reason: &'static str) -> ParseError {
     ParseError::NotJsonRpc {
         reason: reason.into(),

@@ -1,18 +1,31 @@
 //! The innermost service of every route's pipeline: hands an allowed
 //! `tools/call` to the upstream and returns the upstream's reply untouched.
+//!
+//! When a layer asked to see the reply ([`warden_pipeline::ReplyTap`]), the
+//! reply's body is wrapped in [`Tapped`]: every frame passes on to the agent
+//! as it arrives, unchanged and undelayed, while the tap reads what it
+//! carries (each SSE event's data, or the JSON body, kept up to
+//! [`MAX_INSPECTED_REPLY`]) and reports the call's response once it has
+//! passed, or why there was none when the body ends, breaks off or is
+//! dropped.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, Response};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::BodyExt;
+use tokio::time::Instant;
 use tower::Service;
-use warden_pipeline::{ToolCall, ToolOutcome};
+use warden_pipeline::{ReplyWatch, ToolCall, ToolOutcome};
+use warden_protocol::sse::{SseEvent, SseParser};
 
 use crate::error::EdgeError;
-use crate::proxy::relay::Body;
-use crate::upstream::Upstream;
+use crate::proxy::relay::{Body, BoxError};
+use crate::upstream::{MAX_INSPECTED_REPLY, Upstream, is_event_stream};
 
 /// What the forwarder needs beyond the call itself.
 #[derive(Debug, Clone)]
@@ -47,19 +60,263 @@ impl Service<ToolCall<Forward>> for Forwarder {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, call: ToolCall<Forward>) -> Self::Future {
+    fn call(&mut self, mut call: ToolCall<Forward>) -> Self::Future {
         let upstream = self.upstream.clone();
+        let watch = std::mem::take(&mut call.tap).start(call.id.clone(), now());
         Box::pin(async move {
             let context = call.context;
-            upstream
+            let sent = upstream
                 .send(
                     Method::POST,
                     &context.headers,
                     context.upstream_session.as_ref(),
                     call.message,
                 )
-                .await
-                .map(ToolOutcome::Forwarded)
+                .await;
+            match (sent, watch) {
+                (Ok(response), Some(watch)) => Ok(ToolOutcome::Forwarded(tapped(response, watch))),
+                (Ok(response), None) => Ok(ToolOutcome::Forwarded(response)),
+                (Err(err), watch) => {
+                    if let Some(watch) = watch {
+                        watch.end("the upstream did not answer", now());
+                    }
+                    Err(err)
+                }
+            }
         })
+    }
+}
+
+/// Now, on the clock tests can pause.
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+/// `response` with its body shown to `watch` as it passes.
+pub fn tapped(response: Response<Body>, watch: ReplyWatch) -> Response<Body> {
+    let (parts, body) = response.into_parts();
+    let reader = if is_event_stream(&parts.headers) {
+        Reader::Events(SseParser::new(MAX_INSPECTED_REPLY), Vec::new())
+    } else {
+        Reader::Whole(BytesMut::new())
+    };
+    let body = Tapped {
+        inner: body,
+        watch: Some(watch),
+        reader,
+    };
+    Response::from_parts(parts, body.boxed_unsync())
+}
+
+/// How a tapped body is read.
+enum Reader {
+    /// SSE: each event's data is one message.
+    Events(SseParser, Vec<SseEvent>),
+    /// JSON: the whole body is the message (kept up to the limit).
+    Whole(BytesMut),
+}
+
+/// A reply body whose frames pass unchanged while its tap reads them.
+pub struct Tapped {
+    inner: Body,
+    /// Until the response has been reported.
+    watch: Option<ReplyWatch>,
+    reader: Reader,
+}
+
+// === impl Tapped ===
+
+impl Tapped {
+    fn read(&mut self, data: &Bytes) {
+        let Some(watch) = self.watch.as_mut() else {
+            return;
+        };
+        match &mut self.reader {
+            Reader::Events(parser, events) => {
+                if parser.feed(data, events).is_err() {
+                    self.end("the reply's event stream could not be read");
+                    return;
+                }
+                for event in events.drain(..) {
+                    if let Some(message) = event.data.as_deref()
+                        && watch.message(message.as_bytes(), now())
+                    {
+                        self.watch = None;
+                        return;
+                    }
+                }
+            }
+            Reader::Whole(body) => {
+                if body.len() + data.len() > MAX_INSPECTED_REPLY {
+                    self.end("the reply is larger than Warden inspects");
+                } else {
+                    body.extend_from_slice(data);
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if let (Some(watch), Reader::Whole(body)) = (self.watch.as_mut(), &self.reader)
+            && watch.message(body, now())
+        {
+            self.watch = None;
+        }
+        self.end("the reply ended without its response");
+    }
+
+    fn end(&mut self, why: &'static str) {
+        if let Some(watch) = self.watch.take() {
+            watch.end(why, now());
+        }
+    }
+}
+
+impl HttpBody for Tapped {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let frame = std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        match &frame {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    this.read(data);
+                }
+                // Readers stop at the end a body announces, without asking
+                // for the `None` that would say so.
+                if this.inner.is_end_stream() {
+                    this.finish();
+                }
+            }
+            Some(Err(_)) => this.end("the upstream's reply broke off"),
+            None => this.finish(),
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use http_body_util::{BodyExt, StreamBody};
+    use warden_pipeline::{Answer, ReplySummary, ReplyTap};
+
+    use super::*;
+
+    type Seen = Arc<Mutex<Vec<ReplySummary>>>;
+
+    /// A reply whose chunks the test sends, with `content_type`.
+    fn reply(content_type: &'static str) -> (tokio::sync::mpsc::Sender<Bytes>, Response<Body>) {
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(8);
+        let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            receiver
+                .recv()
+                .await
+                .map(|chunk| (Ok::<_, BoxError>(Frame::data(chunk)), receiver))
+        });
+        let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type),
+        );
+        (sender, response)
+    }
+
+    fn watched(id: &str) -> (ReplyWatch, Seen) {
+        let seen: Seen = Arc::default();
+        let mut tap = ReplyTap::default();
+        let sink = seen.clone();
+        tap.on_reply(move |s| sink.lock().expect("lock").push(s.clone()));
+        (tap.start(id.into(), now()).expect("watched"), seen)
+    }
+
+    async fn next_chunk(body: &mut Body) -> Option<Bytes> {
+        body.frame()
+            .await
+            .map(|f| f.expect("frame").into_data().expect("data"))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sse_frames_pass_at_once_and_the_response_is_reported_when_it_passes() {
+        let (sender, response) = reply("text/event-stream");
+        let (watch, seen) = watched("5");
+        let mut body = tapped(response, watch).into_body();
+        let progress = Bytes::from_static(
+            b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n",
+        );
+        sender.send(progress.clone()).await.expect("send");
+        assert_eq!(
+            next_chunk(&mut body).await,
+            Some(progress),
+            "passed as it came"
+        );
+        assert!(seen.lock().expect("lock").is_empty());
+        tokio::time::advance(Duration::from_millis(30)).await;
+        // The response, split across two chunks.
+        let answer = b"data: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{\"isError\":false}}\n\n";
+        for part in [&answer[..20], &answer[20..]] {
+            sender
+                .send(Bytes::copy_from_slice(part))
+                .await
+                .expect("send");
+            assert_eq!(next_chunk(&mut body).await.as_deref(), Some(part));
+        }
+        let summary = seen.lock().expect("lock")[0].clone();
+        assert_eq!(summary.answer, Answer::Result { is_error: false });
+        assert_eq!(summary.latency, Duration::from_millis(30));
+        drop(sender);
+        assert_eq!(next_chunk(&mut body).await, None);
+        assert_eq!(seen.lock().expect("lock").len(), 1, "reported once");
+    }
+
+    #[tokio::test]
+    async fn a_json_body_is_reported_at_its_end_and_a_cut_stream_as_missing() {
+        let (sender, response) = reply("application/json");
+        let (watch, seen) = watched("\"x\"");
+        let mut body = tapped(response, watch).into_body();
+        let answer = Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":"x","error":{"code":-32602,"message":"no"}}"#,
+        );
+        sender.send(answer.clone()).await.expect("send");
+        assert_eq!(next_chunk(&mut body).await, Some(answer.clone()));
+        drop(sender);
+        assert_eq!(next_chunk(&mut body).await, None);
+        let summary = seen.lock().expect("lock")[0].clone();
+        assert_eq!(summary.answer, Answer::Error { code: Some(-32602) });
+        assert_eq!(summary.size, answer.len());
+
+        let (sender, response) = reply("text/event-stream");
+        let (watch, seen) = watched("6");
+        let mut body = tapped(response, watch).into_body();
+        drop(sender);
+        assert_eq!(next_chunk(&mut body).await, None);
+        assert_eq!(
+            seen.lock().expect("lock")[0].answer,
+            Answer::Missing("the reply ended without its response")
+        );
+
+        // The agent hangs up mid-reply.
+        let (_sender, response) = reply("text/event-stream");
+        let (watch, seen) = watched("7");
+        drop(tapped(response, watch));
+        assert_eq!(
+            seen.lock().expect("lock")[0].answer,
+            Answer::Missing("the reply was dropped before its response")
+        );
     }
 }

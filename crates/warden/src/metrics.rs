@@ -8,7 +8,9 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use warden_pipeline::Answer;
 
 /// Labels of `warden_http_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -39,6 +41,26 @@ pub struct ErrorLabels {
     pub reason: String,
     /// `client`, `upstream` or `warden`.
     pub culprit: String,
+}
+
+/// Labels of `warden_tool_call_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnswerLabels {
+    /// The route path.
+    pub route: String,
+    /// `result`, `tool_error` (`isError: true`), `error` (JSON-RPC) or
+    /// `missing` (no response came).
+    pub answer: String,
+}
+
+/// The histogram of forwarded calls' durations.
+type DurationFamily = Family<AnswerLabels, Histogram, fn() -> Histogram>;
+
+/// Buckets of `warden_tool_call_duration_seconds`: 1 ms to about 2 min.
+fn duration_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.001, 2.0, 18,
+    ))
 }
 
 /// Labels of `warden_upstream_links`.
@@ -92,6 +114,8 @@ pub struct Metrics {
     pub upstream_links: Family<RouteLabels, Gauge>,
     /// What happened to those links.
     pub upstream_link_events: Family<LinkEventLabels, Counter>,
+    /// Forwarded calls, from forwarding to their response, by answer.
+    pub tool_call_duration: DurationFamily,
 }
 
 /// Labels of `warden_policy_reloads_total`.
@@ -113,6 +137,12 @@ impl Default for Metrics {
         let policy_reloads = Family::<ResultLabels, Counter>::default();
         let upstream_links = Family::<RouteLabels, Gauge>::default();
         let upstream_link_events = Family::<LinkEventLabels, Counter>::default();
+        let tool_call_duration: DurationFamily = Family::new_with_constructor(duration_histogram);
+        registry.register(
+            "tool_call_duration_seconds",
+            "Forwarded tools/call requests, from forwarding to the upstream's response, by answer",
+            tool_call_duration.clone(),
+        );
         registry.register(
             "upstream_links",
             "Open links to stdio upstream children and legacy SSE streams",
@@ -155,6 +185,7 @@ impl Default for Metrics {
             sessions_evicted.clone(),
         );
         Metrics {
+            tool_call_duration,
             upstream_links,
             upstream_link_events,
             sessions_evicted,
@@ -177,6 +208,24 @@ pub struct RouteCounters {
     pub post_ok: Counter,
     /// `warden_tool_calls_total{decision="allow",reason="forwarded"}`.
     pub allowed: Counter,
+    /// `warden_tool_call_duration_seconds` by answer: result, tool_error,
+    /// error, missing.
+    pub durations: [Histogram; 4],
+}
+
+// === impl RouteCounters ===
+
+impl RouteCounters {
+    /// The duration histogram for `answer`.
+    pub fn duration(&self, answer: &Answer) -> &Histogram {
+        let index = match answer {
+            Answer::Result { is_error: false } => 0,
+            Answer::Result { is_error: true } => 1,
+            Answer::Error { .. } => 2,
+            Answer::Missing(_) => 3,
+        };
+        &self.durations[index]
+    }
 }
 
 impl Metrics {
@@ -237,6 +286,14 @@ impl Metrics {
                     reason: "forwarded".to_owned(),
                 })
                 .clone(),
+            durations: ["result", "tool_error", "error", "missing"].map(|answer| {
+                self.tool_call_duration
+                    .get_or_create(&AnswerLabels {
+                        route: route.to_owned(),
+                        answer: answer.to_owned(),
+                    })
+                    .clone()
+            }),
         }
     }
 

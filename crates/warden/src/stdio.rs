@@ -27,7 +27,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tokio::io::BufReader;
 use tokio::sync::mpsc;
-use warden_protocol::mcp;
+use warden_protocol::{jsonrpc, mcp};
 
 use crate::line_io::{LineEnds, WriteLineError, read_line_capped, write_message};
 use crate::proxy::Warden;
@@ -359,20 +359,11 @@ fn relay(data: &[u8], lines_out: &mpsc::UnboundedSender<Bytes>, awaiting: &Await
             // A `null` id answers a request whose id could not be read
             // (Warden's own parse errors).
             answered |= response_id(message.get())
-                .is_some_and(|answer| answer == "null" || same_id(&answer, id));
+                .is_some_and(|answer| answer == "null" || jsonrpc::same_id(&answer, id));
         }
         let _ = lines_out.send(Bytes::copy_from_slice(message.get().as_bytes()));
     }
     answered
-}
-
-/// Whether two ids (JSON text) are the same value (`"a"` and `"\u0061"` are).
-fn same_id(a: &str, b: &str) -> bool {
-    a == b
-        || matches!(
-            (serde_json::from_str::<serde_json::Value>(a), serde_json::from_str::<serde_json::Value>(b)),
-            (Ok(a), Ok(b)) if a == b
-        )
 }
 
 /// The id (JSON text) of a response; `None` for requests and notifications.
@@ -444,8 +435,8 @@ mod tests {
             response_id(r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#),
             None
         );
-        assert!(same_id(r#""a""#, r#""\u0061""#));
-        assert!(!same_id("1", r#""1""#));
+        assert!(jsonrpc::same_id(r#""a""#, r#""\u0061""#));
+        assert!(!jsonrpc::same_id("1", r#""1""#));
     }
 
     #[test]

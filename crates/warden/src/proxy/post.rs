@@ -11,7 +11,8 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 use warden_pipeline::agent_session::{self, SessionCandidates};
 use warden_pipeline::{
-    CallMeta, FactHeaders, ListReply, MetaText, Principal, ToolCall, ToolOutcome, filter_tools_list,
+    CallMeta, FactHeaders, ListReply, MetaText, Principal, ReplyTap, ToolCall, ToolOutcome,
+    filter_tools_list,
 };
 use warden_policy::ToolFacts;
 use warden_protocol::sse::SseEvent;
@@ -278,6 +279,13 @@ async fn tool_call(
     let picked = FactHeaders::pick(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
     let meta = CallMeta::read(meta.as_deref(), |name| picked.get(name));
     let principal = Principal::anonymous();
+    let mut tap = ReplyTap::default();
+    let durations = route.counters.clone();
+    tap.on_reply(move |reply| {
+        durations
+            .duration(&reply.answer)
+            .observe(reply.latency.as_secs_f64());
+    });
     let facts = facts_for(warden, route, session, headers, &tool)
         .await
         .map_err(|err| Failure::with_id(err, id.clone()))?;
@@ -319,6 +327,7 @@ async fn tool_call(
         arguments,
         principal,
         meta,
+        tap,
         message: message.raw,
         context: Forward {
             headers: Arc::clone(headers),

@@ -6,6 +6,7 @@ mod cli;
 mod legacy_sse;
 mod lifecycle;
 mod policy;
+mod reply_tap;
 mod stateless;
 mod stdio;
 mod stdio_upstream;

@@ -4,6 +4,8 @@
 //! methods and status classes. Tool names go to logs and (later) the audit
 //! trail, never to labels.
 
+use std::sync::Arc;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -209,22 +211,26 @@ pub struct RouteCounters {
     /// `warden_tool_calls_total{decision="allow",reason="forwarded"}`.
     pub allowed: Counter,
     /// `warden_tool_call_duration_seconds` by answer: result, tool_error,
-    /// error, missing.
-    pub durations: [Histogram; 4],
+    /// error, missing (shared: a call's tap holds them, at one clone).
+    pub durations: Arc<CallDurations>,
 }
 
-// === impl RouteCounters ===
+/// A route's `warden_tool_call_duration_seconds` histograms.
+#[derive(Debug)]
+pub struct CallDurations([Histogram; 4]);
 
-impl RouteCounters {
-    /// The duration histogram for `answer`.
-    pub fn duration(&self, answer: &Answer) -> &Histogram {
+// === impl CallDurations ===
+
+impl CallDurations {
+    /// The histogram for `answer`.
+    pub fn of(&self, answer: &Answer) -> &Histogram {
         let index = match answer {
             Answer::Result { is_error: false } => 0,
             Answer::Result { is_error: true } => 1,
             Answer::Error { .. } => 2,
             Answer::Missing(_) => 3,
         };
-        &self.durations[index]
+        &self.0[index]
     }
 }
 
@@ -286,14 +292,16 @@ impl Metrics {
                     reason: "forwarded".to_owned(),
                 })
                 .clone(),
-            durations: ["result", "tool_error", "error", "missing"].map(|answer| {
-                self.tool_call_duration
-                    .get_or_create(&AnswerLabels {
-                        route: route.to_owned(),
-                        answer: answer.to_owned(),
-                    })
-                    .clone()
-            }),
+            durations: Arc::new(CallDurations(
+                ["result", "tool_error", "error", "missing"].map(|answer| {
+                    self.tool_call_duration
+                        .get_or_create(&AnswerLabels {
+                            route: route.to_owned(),
+                            answer: answer.to_owned(),
+                        })
+                        .clone()
+                }),
+            )),
         }
     }
 

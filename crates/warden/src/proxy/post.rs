@@ -280,10 +280,10 @@ async fn tool_call(
     let meta = CallMeta::read(meta.as_deref(), |name| picked.get(name));
     let principal = Principal::anonymous();
     let mut tap = ReplyTap::default();
-    let durations = route.counters.clone();
+    let durations = route.counters.durations.clone();
     tap.on_reply(move |reply| {
         durations
-            .duration(&reply.answer)
+            .of(&reply.answer)
             .observe(reply.latency.as_secs_f64());
     });
     let facts = facts_for(warden, route, session, headers, &tool)

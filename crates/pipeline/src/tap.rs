@@ -42,22 +42,41 @@ pub enum Answer {
     Missing(&'static str),
 }
 
-/// What the tap saw of a call's reply.
+/// What the tap saw of a call's reply. The response itself is lent to the
+/// watchers while they are called: what a watcher needs of it (its digest,
+/// a copy) it takes then, and only a watcher that needs it pays for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplySummary {
+pub struct ReplySummary<'a> {
     /// The response, or why there was none.
     pub answer: Answer,
-    /// The response message's size in bytes (0 when missing).
-    pub size: usize,
-    /// SHA-256 of the response message's JSON text (`None` when missing).
-    pub digest: Option<[u8; 32]>,
-    /// The response message itself, when at most [`MAX_KEPT_ANSWER`] bytes.
-    pub message: Option<Bytes>,
+    /// The response message's JSON text (empty when missing).
+    pub message: &'a [u8],
     /// From forwarding the call to its response (or to the end of the reply).
     pub latency: Duration,
 }
 
-type Watcher = Box<dyn FnOnce(&ReplySummary) + Send>;
+// === impl ReplySummary ===
+
+impl ReplySummary<'_> {
+    /// The response message's size in bytes (0 when missing).
+    pub fn size(&self) -> usize {
+        self.message.len()
+    }
+
+    /// SHA-256 of the response message's JSON text (`None` when missing).
+    pub fn digest(&self) -> Option<[u8; 32]> {
+        (!self.message.is_empty()).then(|| Sha256::digest(self.message).into())
+    }
+
+    /// A copy of the response message, when at most [`MAX_KEPT_ANSWER`]
+    /// bytes (larger ones are known by size and digest).
+    pub fn kept(&self) -> Option<Bytes> {
+        (!self.message.is_empty() && self.message.len() <= MAX_KEPT_ANSWER)
+            .then(|| Bytes::copy_from_slice(self.message))
+    }
+}
+
+type Watcher = Box<dyn for<'a> FnOnce(&ReplySummary<'a>) + Send>;
 
 /// Where layers ask to be told about a call's reply.
 #[derive(Default)]
@@ -76,7 +95,7 @@ pub struct ReplyWatch {
 
 impl ReplyTap {
     /// Call `watcher` with the summary of the reply, once, when it is known.
-    pub fn on_reply(&mut self, watcher: impl FnOnce(&ReplySummary) + Send + 'static) {
+    pub fn on_reply(&mut self, watcher: impl for<'a> FnOnce(&ReplySummary<'a>) + Send + 'static) {
         self.watchers.push(Box::new(watcher));
     }
 
@@ -119,9 +138,7 @@ impl ReplyWatch {
         };
         let summary = ReplySummary {
             answer,
-            size: message.len(),
-            digest: Some(Sha256::digest(message).into()),
-            message: (message.len() <= MAX_KEPT_ANSWER).then(|| Bytes::copy_from_slice(message)),
+            message,
             latency: now.saturating_duration_since(self.started),
         };
         self.report(&summary);
@@ -140,15 +157,13 @@ impl ReplyWatch {
         }
         let summary = ReplySummary {
             answer: Answer::Missing(why),
-            size: 0,
-            digest: None,
-            message: None,
+            message: &[],
             latency: now.saturating_duration_since(self.started),
         };
         self.report(&summary);
     }
 
-    fn report(&mut self, summary: &ReplySummary) {
+    fn report(&mut self, summary: &ReplySummary<'_>) {
         for watcher in self.watchers.drain(..) {
             watcher(summary);
         }
@@ -210,12 +225,30 @@ mod tests {
 
     use super::*;
 
-    fn watched() -> (ReplyTap, Arc<Mutex<Vec<ReplySummary>>>) {
+    /// What a watcher took of a summary.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct Seen {
+        answer: Answer,
+        size: usize,
+        digest: Option<[u8; 32]>,
+        kept: Option<Bytes>,
+        latency: Duration,
+    }
+
+    fn watched() -> (ReplyTap, Arc<Mutex<Vec<Seen>>>) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let mut tap = ReplyTap::default();
         for _ in 0..2 {
             let seen = seen.clone();
-            tap.on_reply(move |summary| seen.lock().expect("lock").push(summary.clone()));
+            tap.on_reply(move |summary| {
+                seen.lock().expect("lock").push(Seen {
+                    answer: summary.answer.clone(),
+                    size: summary.size(),
+                    digest: summary.digest(),
+                    kept: summary.kept(),
+                    latency: summary.latency,
+                })
+            });
         }
         (tap, seen)
     }
@@ -251,7 +284,7 @@ mod tests {
         assert_eq!(summary.answer, Answer::Result { is_error: true });
         assert_eq!(summary.size, answer.len());
         assert_eq!(summary.latency, Duration::from_millis(40));
-        assert_eq!(summary.message.as_deref(), Some(&answer[..]));
+        assert_eq!(summary.kept.as_deref(), Some(&answer[..]));
         assert_eq!(summary.digest, Some(Sha256::digest(answer).into()));
         assert_eq!(seen[1], seen[0]);
     }

@@ -214,11 +214,12 @@ mod tests {
     use std::time::Duration;
 
     use http_body_util::{BodyExt, StreamBody};
-    use warden_pipeline::{Answer, ReplySummary, ReplyTap};
+    use warden_pipeline::{Answer, ReplyTap};
 
     use super::*;
 
-    type Seen = Arc<Mutex<Vec<ReplySummary>>>;
+    /// The answers and latencies watched.
+    type Seen = Arc<Mutex<Vec<(Answer, usize, Duration)>>>;
 
     /// A reply whose chunks the test sends, with `content_type`.
     fn reply(content_type: &'static str) -> (tokio::sync::mpsc::Sender<Bytes>, Response<Body>) {
@@ -241,7 +242,11 @@ mod tests {
         let seen: Seen = Arc::default();
         let mut tap = ReplyTap::default();
         let sink = seen.clone();
-        tap.on_reply(move |s| sink.lock().expect("lock").push(s.clone()));
+        tap.on_reply(move |s| {
+            sink.lock()
+                .expect("lock")
+                .push((s.answer.clone(), s.size(), s.latency))
+        });
         (tap.start(id.into(), now()).expect("watched"), seen)
     }
 
@@ -276,9 +281,9 @@ mod tests {
                 .expect("send");
             assert_eq!(next_chunk(&mut body).await.as_deref(), Some(part));
         }
-        let summary = seen.lock().expect("lock")[0].clone();
-        assert_eq!(summary.answer, Answer::Result { is_error: false });
-        assert_eq!(summary.latency, Duration::from_millis(30));
+        let (answer, _, latency) = seen.lock().expect("lock")[0].clone();
+        assert_eq!(answer, Answer::Result { is_error: false });
+        assert_eq!(latency, Duration::from_millis(30));
         drop(sender);
         assert_eq!(next_chunk(&mut body).await, None);
         assert_eq!(seen.lock().expect("lock").len(), 1, "reported once");
@@ -296,9 +301,9 @@ mod tests {
         assert_eq!(next_chunk(&mut body).await, Some(answer.clone()));
         drop(sender);
         assert_eq!(next_chunk(&mut body).await, None);
-        let summary = seen.lock().expect("lock")[0].clone();
-        assert_eq!(summary.answer, Answer::Error { code: Some(-32602) });
-        assert_eq!(summary.size, answer.len());
+        let (summary, size, _) = seen.lock().expect("lock")[0].clone();
+        assert_eq!(summary, Answer::Error { code: Some(-32602) });
+        assert_eq!(size, answer.len());
 
         let (sender, response) = reply("text/event-stream");
         let (watch, seen) = watched("6");
@@ -306,7 +311,7 @@ mod tests {
         drop(sender);
         assert_eq!(next_chunk(&mut body).await, None);
         assert_eq!(
-            seen.lock().expect("lock")[0].answer,
+            seen.lock().expect("lock")[0].0,
             Answer::Missing("the reply ended without its response")
         );
 
@@ -315,7 +320,7 @@ mod tests {
         let (watch, seen) = watched("7");
         drop(tapped(response, watch));
         assert_eq!(
-            seen.lock().expect("lock")[0].answer,
+            seen.lock().expect("lock")[0].0,
             Answer::Missing("the reply was dropped before its response")
         );
     }

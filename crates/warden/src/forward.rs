@@ -156,6 +156,14 @@ impl Tapped {
         }
     }
 
+    fn read_whole(&mut self, body: &[u8]) {
+        if let Some(watch) = self.watch.as_mut()
+            && watch.message(body, now())
+        {
+            self.watch = None;
+        }
+    }
+
     fn finish(&mut self) {
         if let (Some(watch), Reader::Whole(body)) = (self.watch.as_mut(), &self.reader)
             && watch.message(body, now())
@@ -184,12 +192,18 @@ impl HttpBody for Tapped {
         let frame = std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx));
         match &frame {
             Some(Ok(frame)) => {
-                if let Some(data) = frame.data_ref() {
-                    this.read(data);
-                }
                 // Readers stop at the end a body announces, without asking
                 // for the `None` that would say so.
-                if this.inner.is_end_stream() {
+                let ended = this.inner.is_end_stream();
+                if let Some(data) = frame.data_ref() {
+                    match &this.reader {
+                        // A whole JSON body in one frame (the usual case):
+                        // read in place, not copied.
+                        Reader::Whole(kept) if ended && kept.is_empty() => this.read_whole(data),
+                        _ => this.read(data),
+                    }
+                }
+                if ended {
                     this.finish();
                 }
             }

@@ -3,7 +3,9 @@
 //!
 //! [`CallMeta`] is read once per `tools/call`, whatever the transport, from
 //! the call's own `params._meta` first and from request headers second
-//! (an agent runtime may set headers where it cannot touch the message):
+//! (an agent runtime may set headers where it cannot touch the message;
+//! the agent session alone is resolved header first, see
+//! [`crate::agent_session`]):
 //!
 //! | fact | `params._meta` key | request header |
 //! |---|---|---|
@@ -15,11 +17,18 @@
 //! | progress token | `progressToken` | — |
 //! | W3C trace context | `traceparent`, `tracestate`, `baggage` | `traceparent`, `tracestate`, `baggage` |
 //!
-//! A fact that is absent, not a string, or not valid is unknown (`None`),
-//! never guessed. Text facts are cut at [`MAX_FACT_LEN`] bytes (the
-//! rationale at [`MAX_RATIONALE_LEN`]) on a character boundary, so a client
-//! cannot make every record it leaves arbitrarily large. A `traceparent`
-//! must have the W3C shape (`00-<32 hex>-<16 hex>-<2 hex>`, not all zeros).
+//! A fact that is absent, empty, not a string, or not valid is unknown
+//! (`None`), never guessed, and the header may then speak; a value of the
+//! wrong type is skipped without being built. Text facts holding control
+//! characters (the rationale may hold line breaks and tabs), line
+//! separators or bidi overrides are unknown. Text facts are cut at
+//! [`MAX_FACT_LEN`] bytes (the rationale at [`MAX_RATIONALE_LEN`]) on a
+//! character boundary, so a client cannot make every record it leaves
+//! arbitrarily large; trace facts are never cut (a cut one is corrupt): a
+//! `traceparent` must have the W3C form (`00-<32 hex>-<16 hex>-<2 hex>`,
+//! not all zeros), a longer `tracestate` than [`MAX_TRACESTATE_LEN`] or
+//! `baggage` than [`MAX_BAGGAGE_LEN`] is unknown. A fact header sent twice
+//! is unknown.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -69,8 +78,9 @@ pub struct Principal {
     pub groups: Vec<Arc<str>>,
 }
 
-/// A `_meta` member that must be text where it is given at all: a claim
-/// of the wrong type is kept as such, to be refused, not taken for absent.
+/// A `_meta` claim that must be valid text where it is given at all: a
+/// claim of the wrong type (or too long to be valid) is kept as such, to be
+/// refused, not taken for absent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum MetaText {
     /// Not sent.
@@ -78,8 +88,8 @@ pub enum MetaText {
     Absent,
     /// A string.
     Text(String),
-    /// Sent, but not a string.
-    NotText,
+    /// Sent, but not a string, or longer than any valid claim.
+    Invalid,
 }
 
 /// The facts a call carries about itself (see the module docs).
@@ -110,6 +120,7 @@ pub struct CallMeta {
 #[derive(Debug, Default)]
 pub struct FactHeaders<'h> {
     values: [Option<&'h str>; FACT_HEADERS.len()],
+    seen: [bool; FACT_HEADERS.len()],
 }
 
 /// Every header [`CallMeta::read`] may ask for.
@@ -127,7 +138,8 @@ const FACT_HEADERS: [&str; 7] = [
 
 impl<'h> FactHeaders<'h> {
     /// Pick the fact headers (lower-case names, as HTTP libraries keep
-    /// them) out of `headers`; values that are not visible ASCII are unknown.
+    /// them) out of `headers`; a value that is not printable ASCII (space
+    /// and tab allowed), or a header sent twice, is unknown.
     pub fn pick(headers: impl IntoIterator<Item = (&'h str, &'h [u8])>) -> FactHeaders<'h> {
         let mut picked = FactHeaders::default();
         for (name, value) in headers {
@@ -136,9 +148,16 @@ impl<'h> FactHeaders<'h> {
                 continue;
             }
             if let Some(index) = FACT_HEADERS.iter().position(|fact| *fact == name) {
-                picked.values[index] = std::str::from_utf8(value)
-                    .ok()
-                    .filter(|v| v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)));
+                // Sent twice: ambiguous, so unknown (as a repeated
+                // `traceparent` is invalid to W3C).
+                picked.values[index] = if picked.seen[index] {
+                    None
+                } else {
+                    std::str::from_utf8(value)
+                        .ok()
+                        .filter(|v| v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)))
+                };
+                picked.seen[index] = true;
             }
         }
         picked
@@ -172,39 +191,90 @@ impl Principal {
 
 impl CallMeta {
     /// Read a call's facts from its `params._meta` (JSON text, as the strict
-    /// parser kept it) and, where `_meta` says nothing, from `header` (a
-    /// lookup by lower-case header name).
+    /// parser kept it) and, where `_meta` gives no valid value, from
+    /// `header` (a lookup by lower-case header name).
     pub fn read<'h>(meta: Option<&RawValue>, header: impl Fn(&str) -> Option<&'h str>) -> CallMeta {
         let meta = meta
             .and_then(|m| serde_json::from_str::<RawMeta<'_>>(m.get()).ok())
             .unwrap_or_default();
-        let text = |from_meta: Option<Cow<'_, str>>, name: &str, limit: usize| {
+        let text = |from_meta: Option<Text<'_>>, name: &str, fact: Fact| {
             from_meta
-                .map(Cow::into_owned)
-                .or_else(|| header(name).map(str::to_owned))
-                .filter(|v| !v.is_empty())
-                .map(|v| cut(v, limit))
+                .and_then(|t| t.0)
+                .and_then(|v| fact.keep(&v))
+                .or_else(|| header(name).and_then(|v| fact.keep(v)))
         };
         CallMeta {
-            model: text(meta.model, keys::MODEL_HEADER, MAX_FACT_LEN),
-            model_version: text(meta.model_version, keys::MODEL_VERSION_HEADER, MAX_FACT_LEN),
-            conversation: text(meta.conversation, keys::CONVERSATION_HEADER, MAX_FACT_LEN),
-            rationale: text(meta.rationale, keys::RATIONALE_HEADER, MAX_RATIONALE_LEN),
+            model: text(meta.model, keys::MODEL_HEADER, Fact::Short),
+            model_version: text(meta.model_version, keys::MODEL_VERSION_HEADER, Fact::Short),
+            conversation: text(meta.conversation, keys::CONVERSATION_HEADER, Fact::Short),
+            rationale: text(meta.rationale, keys::RATIONALE_HEADER, Fact::Rationale),
             agent_session: match meta.agent_session {
                 None => MetaText::Absent,
-                Some(value) => match serde_json::from_str::<String>(value.get()) {
-                    Ok(text) => MetaText::Text(text),
-                    Err(_) => MetaText::NotText,
+                Some(value) => match value.0 {
+                    Some(claim) if claim.len() <= crate::agent_session::MAX_AGENT_SESSION_LEN => {
+                        MetaText::Text(claim.into_owned())
+                    }
+                    _ => MetaText::Invalid,
                 },
             },
             progress_token: meta
                 .progress_token
                 .filter(|t| is_progress_token(t.get()))
                 .map(|t| t.get().to_owned()),
-            traceparent: text(meta.traceparent, keys::TRACEPARENT, MAX_FACT_LEN)
-                .filter(|t| is_traceparent(t)),
-            tracestate: text(meta.tracestate, keys::TRACESTATE, MAX_FACT_LEN),
-            baggage: text(meta.baggage, keys::BAGGAGE, MAX_FACT_LEN),
+            traceparent: text(meta.traceparent, keys::TRACEPARENT, Fact::TraceParent),
+            tracestate: text(
+                meta.tracestate,
+                keys::TRACESTATE,
+                Fact::Whole(MAX_TRACESTATE_LEN),
+            ),
+            baggage: text(meta.baggage, keys::BAGGAGE, Fact::Whole(MAX_BAGGAGE_LEN)),
+        }
+    }
+}
+
+/// Longest `tracestate` kept (W3C: 512 characters); a longer one is unknown.
+pub const MAX_TRACESTATE_LEN: usize = 512;
+/// Longest `baggage` kept (W3C: 8192 bytes); a longer one is unknown.
+pub const MAX_BAGGAGE_LEN: usize = 8192;
+
+/// How a text fact is kept.
+#[derive(Clone, Copy)]
+enum Fact {
+    /// Cut at [`MAX_FACT_LEN`]; no control characters.
+    Short,
+    /// Cut at [`MAX_RATIONALE_LEN`]; line breaks and tabs allowed.
+    Rationale,
+    /// Only in the W3C `traceparent` form, else unknown.
+    TraceParent,
+    /// Whole up to this many bytes, else unknown (a cut value would be a
+    /// different, corrupt one); no control characters.
+    Whole(usize),
+}
+
+// === impl Fact ===
+
+impl Fact {
+    /// The value kept of `text`, or `None` (empty, invalid, too long).
+    fn keep(self, text: &str) -> Option<String> {
+        let allowed_controls: &[char] = match self {
+            Fact::Rationale => &['\n', '\t'],
+            _ => &[],
+        };
+        // Control characters, line and paragraph separators and bidi
+        // overrides have no business in these facts and could forge lines
+        // or reorder text wherever the facts are shown.
+        let unsafe_char = |c: char| {
+            (c.is_control() && !allowed_controls.contains(&c))
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        };
+        if text.is_empty() || text.chars().any(unsafe_char) {
+            return None;
+        }
+        match self {
+            Fact::Short => Some(cut(text, MAX_FACT_LEN).to_owned()),
+            Fact::Rationale => Some(cut(text, MAX_RATIONALE_LEN).to_owned()),
+            Fact::TraceParent => is_traceparent(text).then(|| text.to_owned()),
+            Fact::Whole(limit) => (text.len() <= limit).then(|| text.to_owned()),
         }
     }
 }
@@ -212,73 +282,101 @@ impl CallMeta {
 /// The `_meta` members Warden reads; a member of the wrong type is unknown.
 #[derive(Default, Deserialize)]
 struct RawMeta<'a> {
-    #[serde(
-        borrow,
-        rename = "warden/model",
-        default,
-        deserialize_with = "text_or_none"
-    )]
-    model: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        rename = "warden/modelVersion",
-        default,
-        deserialize_with = "text_or_none"
-    )]
-    model_version: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        rename = "warden/conversation",
-        default,
-        deserialize_with = "text_or_none"
-    )]
-    conversation: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        rename = "warden/rationale",
-        default,
-        deserialize_with = "text_or_none"
-    )]
-    rationale: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "warden/model", default)]
+    model: Option<Text<'a>>,
+    #[serde(borrow, rename = "warden/modelVersion", default)]
+    model_version: Option<Text<'a>>,
+    #[serde(borrow, rename = "warden/conversation", default)]
+    conversation: Option<Text<'a>>,
+    #[serde(borrow, rename = "warden/rationale", default)]
+    rationale: Option<Text<'a>>,
     #[serde(borrow, rename = "warden/agentSession", default)]
-    agent_session: Option<&'a RawValue>,
+    agent_session: Option<Text<'a>>,
     #[serde(borrow, rename = "progressToken", default)]
     progress_token: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "text_or_none")]
-    traceparent: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "text_or_none")]
-    tracestate: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "text_or_none")]
-    baggage: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    traceparent: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    tracestate: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    baggage: Option<Text<'a>>,
 }
 
-/// A string member, or `None` for any other value (a number, an object).
-fn text_or_none<'de, D>(deserializer: D) -> Result<Option<Cow<'de, str>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-{
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Text<'a> {
-        Text(#[serde(borrow)] Cow<'a, str>),
-        Other(serde::de::IgnoredAny),
+/// A member read as text when it is a string; any other value is skipped
+/// in one pass, never buffered (a client must not make Warden build a tree
+/// of whatever it puts under a key Warden reads).
+struct Text<'a>(Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TextVisitor(std::marker::PhantomData))
     }
-    Ok(match Text::deserialize(deserializer)? {
-        Text::Text(text) => Some(text),
-        Text::Other(_) => None,
-    })
+}
+
+struct TextVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for TextVisitor<'a> {
+    type Value = Text<'a>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Text<'a>, E> {
+        Ok(Text(Some(Cow::Borrowed(text))))
+    }
+
+    fn visit_str<E>(self, text: &str) -> Result<Text<'a>, E> {
+        // An escaped string: copied, but never more than any fact keeps
+        // (plus one byte, so an over-long agent session stays over-long).
+        let kept = cut(text, MAX_BAGGAGE_LEN + 1);
+        Ok(Text(Some(Cow::Owned(kept.to_owned()))))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Text<'a>, E> {
+        Ok(Text(None))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Text<'a>, E> {
+        Ok(Text(None))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Text<'a>, E> {
+        Ok(Text(None))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Text<'a>, E> {
+        Ok(Text(None))
+    }
+
+    fn visit_unit<E>(self) -> Result<Text<'a>, E> {
+        Ok(Text(None))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Text<'a>, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Text(None))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Text<'a>, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(Text(None))
+    }
 }
 
 /// `text` cut to at most `limit` bytes, on a character boundary.
-fn cut(mut text: String, limit: usize) -> String {
-    if text.len() > limit {
-        let mut end = limit;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
+fn cut(text: &str, limit: usize) -> &str {
+    if text.len() <= limit {
+        return text;
     }
-    text
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// A progress token is a string or an integer (MCP).
@@ -290,16 +388,25 @@ fn is_progress_token(json: &str) -> bool {
     }
 }
 
-/// The W3C `traceparent` shape: version 00, a trace id and a parent id that
-/// are not all zeros, and flags.
+/// The W3C `traceparent` form: version 00, a trace id and a parent id that
+/// are not all zeros, and flags (`00-<32 hex>-<16 hex>-<2 hex>`).
 fn is_traceparent(value: &str) -> bool {
-    let parts: Vec<&str> = value.split('-').collect();
-    let hex = |s: &str, len: usize| {
-        s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    let bytes = value.as_bytes();
+    let hex = |range: std::ops::Range<usize>| {
+        bytes[range]
+            .iter()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     };
-    matches!(parts.as_slice(), [version, trace, parent, flags]
-        if *version == "00" && hex(trace, 32) && hex(parent, 16) && hex(flags, 2)
-            && trace.bytes().any(|b| b != b'0') && parent.bytes().any(|b| b != b'0'))
+    let not_zero = |range: std::ops::Range<usize>| bytes[range].iter().any(|&b| b != b'0');
+    bytes.len() == 55
+        && bytes.starts_with(b"00-")
+        && bytes[35] == b'-'
+        && bytes[52] == b'-'
+        && hex(3..35)
+        && hex(36..52)
+        && hex(53..55)
+        && not_zero(3..35)
+        && not_zero(36..52)
 }
 
 #[cfg(test)]
@@ -346,7 +453,7 @@ mod tests {
         assert_eq!(
             CallMeta::read(Some(&meta), no_headers),
             CallMeta {
-                agent_session: MetaText::NotText,
+                agent_session: MetaText::Invalid,
                 ..CallMeta::default()
             },
             "a session claim of the wrong type is kept, to be refused"
@@ -380,15 +487,58 @@ mod tests {
             ("traceparent", TRACE.as_bytes()),
             ("warden-rationale", b"caf\xc3\xa9"),
             ("tracestate", b"a=1"),
+            ("baggage", b"k=v"),
+            ("baggage", b"k=w"),
         ];
         let picked = FactHeaders::pick(headers);
         assert_eq!(picked.get("warden-model"), Some("m-1"));
         assert_eq!(picked.get("warden-rationale"), None, "not visible ASCII");
-        assert_eq!(picked.get("content-type"), None, "not a fact header");
+        assert_eq!(picked.get("baggage"), None, "sent twice: ambiguous");
         let facts = CallMeta::read(None, |name| picked.get(name));
         assert_eq!(facts.model.as_deref(), Some("m-1"));
         assert_eq!(facts.traceparent.as_deref(), Some(TRACE));
         assert_eq!(facts.tracestate.as_deref(), Some("a=1"));
+    }
+
+    #[test]
+    fn wrong_values_are_skipped_without_building_them() {
+        // A deep, wide value under a key Warden reads: skipped, not built.
+        let wide = format!(
+            r#"{{"warden/model":[{}{{}}],"warden/rationale":"why"}}"#,
+            "{},".repeat(100_000)
+        );
+        let facts = CallMeta::read(Some(&raw(&wide)), no_headers);
+        assert_eq!(facts.model, None);
+        assert_eq!(facts.rationale.as_deref(), Some("why"));
+    }
+
+    #[test]
+    fn control_characters_empty_values_and_over_long_trace_facts_are_unknown() {
+        let meta = raw(
+            r#"{"warden/model":"a\nb","warden/conversation":"c\u202ed","warden/rationale":"step 1\nstep 2","warden/modelVersion":""}"#,
+        );
+        let headers = |name: &str| (name == "warden-model-version").then_some("v2");
+        let facts = CallMeta::read(Some(&meta), headers);
+        assert_eq!(facts.model, None, "a line break in a short fact");
+        assert_eq!(facts.conversation, None, "a bidi override");
+        assert_eq!(facts.rationale.as_deref(), Some("step 1\nstep 2"));
+        assert_eq!(
+            facts.model_version.as_deref(),
+            Some("v2"),
+            "an empty _meta value lets the header speak"
+        );
+        let long_state = format!("a={}", "x".repeat(MAX_TRACESTATE_LEN));
+        let meta =
+            raw(&serde_json::json!({"tracestate": long_state, "baggage": "k=v"}).to_string());
+        let facts = CallMeta::read(Some(&meta), no_headers);
+        assert_eq!(facts.tracestate, None, "never cut into a corrupt value");
+        assert_eq!(facts.baggage.as_deref(), Some("k=v"));
+        let long_claim =
+            raw(&serde_json::json!({"warden/agentSession": "s".repeat(129)}).to_string());
+        assert_eq!(
+            CallMeta::read(Some(&long_claim), no_headers).agent_session,
+            MetaText::Invalid
+        );
     }
 
     #[test]

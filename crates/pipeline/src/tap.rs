@@ -9,8 +9,15 @@
 //! the watch finds the response to the call's id and reports a
 //! [`ReplySummary`] once, to every watcher, then ignores the rest. A reply
 //! that ends, breaks off or is dropped (the agent hung up) before its
-//! response is reported too, as [`Answer::Missing`]. Nobody asking costs
-//! nothing: a call whose tap has no watcher is forwarded untapped.
+//! response is reported too, as [`Answer::Missing`]. A call whose tap has
+//! no watcher is forwarded untapped (today every forwarded call has one:
+//! the duration metric).
+//!
+//! The tap reads the reply as the agent's side reads it, so the latency is
+//! the time until Warden relays the response (an agent slow to read adds to
+//! it), and `Missing` covers every reply Warden did not see answered: the
+//! upstream unreachable, the stream cut, the agent gone (even after the
+//! upstream ran the tool), a JSON reply over 16 MiB, an unreadable stream.
 
 use std::fmt;
 use std::sync::Arc;
@@ -173,8 +180,12 @@ impl ReplyWatch {
 impl Drop for ReplyWatch {
     fn drop(&mut self) {
         // Dropped unanswered: the agent went away, or the reply was cut.
-        let now = self.started.max(Instant::now());
-        self.missing("the reply was dropped before its response", now);
+        // (Transports end their watch themselves, on their own clock; this
+        // is the backstop.)
+        if !self.watchers.is_empty() {
+            let now = self.started.max(Instant::now());
+            self.missing("the reply was dropped before its response", now);
+        }
     }
 }
 
@@ -189,16 +200,18 @@ fn answer_to(message: &[u8], id: &str) -> Option<Answer> {
         method: Option<serde::de::IgnoredAny>,
         #[serde(borrow)]
         result: Option<&'a RawValue>,
-        error: Option<ErrorObject>,
+        #[serde(borrow)]
+        error: Option<ErrorObject<'a>>,
     }
     #[derive(Deserialize)]
-    struct ErrorObject {
-        code: Option<serde_json::Value>,
+    struct ErrorObject<'a> {
+        #[serde(borrow)]
+        code: Option<&'a RawValue>,
     }
     #[derive(Deserialize)]
-    struct ToolResult {
-        #[serde(rename = "isError")]
-        is_error: Option<serde_json::Value>,
+    struct ToolResult<'a> {
+        #[serde(borrow, rename = "isError")]
+        is_error: Option<&'a RawValue>,
     }
     let response: Response<'_> = serde_json::from_slice(message).ok()?;
     if response.method.is_some() || !warden_protocol::jsonrpc::same_id(response.id.get(), id) {
@@ -206,14 +219,17 @@ fn answer_to(message: &[u8], id: &str) -> Option<Answer> {
     }
     match (response.result, response.error) {
         (Some(result), None) => {
-            let is_error = serde_json::from_str::<ToolResult>(result.get())
-                .ok()
-                .and_then(|r| r.is_error)
-                .is_some_and(|v| v == serde_json::Value::Bool(true));
+            let is_error = result.get().starts_with('{')
+                && serde_json::from_str::<ToolResult<'_>>(result.get())
+                    .ok()
+                    .and_then(|r| r.is_error)
+                    .is_some_and(|v| v.get() == "true");
             Some(Answer::Result { is_error })
         }
         (None, Some(error)) => Some(Answer::Error {
-            code: error.code.and_then(|c| c.as_i64()),
+            code: error
+                .code
+                .and_then(|c| serde_json::from_str::<i64>(c.get()).ok()),
         }),
         _ => None,
     }

@@ -98,13 +98,25 @@ pub fn tapped(response: Response<Body>, watch: ReplyWatch) -> Response<Body> {
     let reader = if is_event_stream(&parts.headers) {
         Reader::Events(SseParser::new(MAX_INSPECTED_REPLY), Vec::new())
     } else {
-        Reader::Whole(BytesMut::new())
+        Reader::Whole {
+            frames: Vec::new(),
+            size: 0,
+        }
     };
-    let body = Tapped {
+    let mut body = Tapped {
         inner: body,
         watch: Some(watch),
         reader,
     };
+    if body
+        .inner
+        .size_hint()
+        .exact()
+        .is_some_and(|size| size > MAX_INSPECTED_REPLY as u64)
+        && matches!(body.reader, Reader::Whole { .. })
+    {
+        body.end("the reply is larger than Warden inspects");
+    }
     Response::from_parts(parts, body.boxed_unsync())
 }
 
@@ -112,8 +124,10 @@ pub fn tapped(response: Response<Body>, watch: ReplyWatch) -> Response<Body> {
 enum Reader {
     /// SSE: each event's data is one message.
     Events(SseParser, Vec<SseEvent>),
-    /// JSON: the whole body is the message (kept up to the limit).
-    Whole(BytesMut),
+    /// JSON: the whole body is the message. Its frames are kept as they
+    /// came (shared, not copied), up to the limit, and joined once at the
+    /// end if there are several.
+    Whole { frames: Vec<Bytes>, size: usize },
 }
 
 /// A reply body whose frames pass unchanged while its tap reads them.
@@ -133,42 +147,53 @@ impl Tapped {
         };
         match &mut self.reader {
             Reader::Events(parser, events) => {
-                if parser.feed(data, events).is_err() {
-                    self.end("the reply's event stream could not be read");
-                    return;
-                }
+                // The events a chunk completed count even if the chunk
+                // then holds something unreadable.
+                let unreadable = parser.feed(data, events).is_err();
+                let now = now();
                 for event in events.drain(..) {
                     if let Some(message) = event.data.as_deref()
-                        && watch.message(message.as_bytes(), now())
+                        && watch.message(message.as_bytes(), now)
                     {
                         self.watch = None;
                         return;
                     }
                 }
+                if unreadable {
+                    self.end("the reply's event stream could not be read");
+                }
             }
-            Reader::Whole(body) => {
-                if body.len() + data.len() > MAX_INSPECTED_REPLY {
+            Reader::Whole { frames, size } => {
+                if *size + data.len() > MAX_INSPECTED_REPLY {
+                    frames.clear();
                     self.end("the reply is larger than Warden inspects");
                 } else {
-                    body.extend_from_slice(data);
+                    *size += data.len();
+                    frames.push(data.clone());
                 }
             }
         }
     }
 
-    fn read_whole(&mut self, body: &[u8]) {
-        if let Some(watch) = self.watch.as_mut()
-            && watch.message(body, now())
-        {
-            self.watch = None;
-        }
-    }
-
     fn finish(&mut self) {
-        if let (Some(watch), Reader::Whole(body)) = (self.watch.as_mut(), &self.reader)
-            && watch.message(body, now())
+        if let (Some(watch), Reader::Whole { frames, size }) =
+            (self.watch.as_mut(), &mut self.reader)
         {
-            self.watch = None;
+            // One frame (the usual case) is read where it is.
+            let body = match frames.as_slice() {
+                [one] => one.clone(),
+                many => {
+                    let mut joined = BytesMut::with_capacity(*size);
+                    for frame in many {
+                        joined.extend_from_slice(frame);
+                    }
+                    joined.freeze()
+                }
+            };
+            frames.clear();
+            if watch.message(&body, now()) {
+                self.watch = None;
+            }
         }
         self.end("the reply ended without its response");
     }
@@ -177,6 +202,13 @@ impl Tapped {
         if let Some(watch) = self.watch.take() {
             watch.end(why, now());
         }
+    }
+}
+
+impl Drop for Tapped {
+    fn drop(&mut self) {
+        // The agent hung up (or the reply was cut) before the response.
+        self.end("the reply was dropped before its response");
     }
 }
 
@@ -196,12 +228,7 @@ impl HttpBody for Tapped {
                 // for the `None` that would say so.
                 let ended = this.inner.is_end_stream();
                 if let Some(data) = frame.data_ref() {
-                    match &this.reader {
-                        // A whole JSON body in one frame (the usual case):
-                        // read in place, not copied.
-                        Reader::Whole(kept) if ended && kept.is_empty() => this.read_whole(data),
-                        _ => this.read(data),
-                    }
+                    this.read(data);
                 }
                 if ended {
                     this.finish();
@@ -327,6 +354,21 @@ mod tests {
         assert_eq!(
             seen.lock().expect("lock")[0].0,
             Answer::Missing("the reply ended without its response")
+        );
+
+        // A JSON body in several frames is read whole.
+        let (sender, response) = reply("application/json");
+        let (watch, seen) = watched("8");
+        let mut body = tapped(response, watch).into_body();
+        for part in [&b"{\"jsonrpc\":\"2.0\","[..], b"\"id\":8,\"result\":{}}"] {
+            sender.send(Bytes::from_static(part)).await.expect("send");
+            assert_eq!(next_chunk(&mut body).await.as_deref(), Some(part));
+        }
+        drop(sender);
+        assert_eq!(next_chunk(&mut body).await, None);
+        assert_eq!(
+            seen.lock().expect("lock")[0].0,
+            Answer::Result { is_error: false }
         );
 
         // The agent hangs up mid-reply.

@@ -275,9 +275,14 @@ async fn tool_call(
         Some(call) => (call.name, call.arguments, call.meta),
         None => (String::new(), None, None),
     };
+    let facts = facts_for(warden, route, session, headers, &tool)
+        .await
+        .map_err(|err| Failure::with_id(err, id.clone()))?;
     // What the call says about itself: read once, here, for every layer.
-    let picked = FactHeaders::pick(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
-    let meta = CallMeta::read(meta.as_deref(), |name| picked.get(name));
+    let meta = {
+        let picked = FactHeaders::pick(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
+        CallMeta::read(meta.as_deref(), |name| picked.get(name))
+    };
     let principal = Principal::anonymous();
     let mut tap = ReplyTap::default();
     let durations = route.counters.durations.clone();
@@ -286,9 +291,6 @@ async fn tool_call(
             .of(&reply.answer)
             .observe(reply.latency.as_secs_f64());
     });
-    let facts = facts_for(warden, route, session, headers, &tool)
-        .await
-        .map_err(|err| Failure::with_id(err, id.clone()))?;
     // A stateful MCP session always names the agent session; the header and
     // `_meta` fallbacks serve the stateless revision, and without them the
     // caller is one session per principal.
@@ -301,8 +303,8 @@ async fn tool_call(
             .map(HeaderValue::as_bytes),
         meta: match (&meta.agent_session, is_stateless) {
             (MetaText::Text(claim), true) => Some(claim),
-            // A claim that is not text is an invalid one, refused as such.
-            (MetaText::NotText, true) => Some(""),
+            // A claim that is not text, or too long, is refused as invalid.
+            (MetaText::Invalid, true) => Some(""),
             _ => None,
         },
         principal: is_stateless.then_some(&*principal.agent),

@@ -3,8 +3,6 @@
 //! timed in `warden_tool_call_duration_seconds`, by answer; refused calls
 //! are never forwarded, so never timed.
 
-use std::time::Duration;
-
 use serde_json::json;
 use warden::config::UpstreamConfig;
 
@@ -22,23 +20,14 @@ fn timed(warden: &TestWarden, answer: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
 }
 
-/// Wait (5 s at most) until the counts by answer are `expected`.
-async fn until_timed(warden: &TestWarden, expected: [(&str, u64); 4]) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let now: Vec<(&str, u64)> = expected
-            .iter()
-            .map(|(a, _)| (*a, timed(warden, a)))
-            .collect();
-        if now == expected {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed {now:?}, expected {expected:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// The counts by answer are `expected` now: the tap reports a response as
+/// it passes, before the agent has it.
+fn assert_timed(warden: &TestWarden, expected: [(&str, u64); 4]) {
+    let now: Vec<(&str, u64)> = expected
+        .iter()
+        .map(|(a, _)| (*a, timed(warden, a)))
+        .collect();
+    assert_eq!(now, expected);
 }
 
 #[tokio::test]
@@ -84,7 +73,7 @@ async fn json_replies_are_timed_by_answer_and_refusals_are_not() {
         "wipe",
         "not-read-only",
     );
-    until_timed(
+    assert_timed(
         &warden,
         [
             ("result", 2),
@@ -92,8 +81,7 @@ async fn json_replies_are_timed_by_answer_and_refusals_are_not() {
             ("error", 1),
             ("missing", 0),
         ],
-    )
-    .await;
+    );
 }
 
 #[tokio::test]
@@ -114,7 +102,7 @@ async fn streamed_replies_from_a_stdio_server_are_timed_and_a_crash_is_an_error(
     agent.call(2, "echo", json!({"text": "hi"})).await;
     // The child dies mid-call: Warden's own error ends the stream.
     agent.call(3, "crash", json!({})).await;
-    until_timed(
+    assert_timed(
         &warden,
         [
             ("result", 2),
@@ -122,6 +110,5 @@ async fn streamed_replies_from_a_stdio_server_are_timed_and_a_crash_is_an_error(
             ("error", 1),
             ("missing", 0),
         ],
-    )
-    .await;
+    );
 }

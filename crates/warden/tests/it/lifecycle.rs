@@ -301,6 +301,30 @@ async fn a_policy_file_rewritten_in_place_is_never_applied_half_written() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A child process killed when dropped, so a failing test leaves none.
+struct KillOnDrop(std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `warden run` as a process in front of `upstream`, on a free port, with
 /// `limits` (YAML lines under `limits:`) and the policy `version: 1` in
 /// `p.yaml`; once it listens: the process, its MCP URL, its folder.
@@ -308,7 +332,7 @@ async fn run_binary(
     name: &str,
     upstream: &str,
     limits: &str,
-) -> (std::process::Child, String, std::path::PathBuf) {
+) -> (KillOnDrop, String, std::path::PathBuf) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -347,7 +371,11 @@ async fn run_binary(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    (child, format!("http://127.0.0.1:{port}/mcp"), dir)
+    (
+        KillOnDrop(child),
+        format!("http://127.0.0.1:{port}/mcp"),
+        dir,
+    )
 }
 
 /// Send `signal` (e.g. `-HUP`) to a child process.

@@ -763,6 +763,23 @@ mod tests {
         path
     }
 
+    /// The diagnostics of a config that must not load.
+    fn diagnostics(text: &str, base: &Path) -> Diagnostics {
+        match Config::from_yaml_str(text, "w.yaml", base) {
+            Err(ConfigError::Invalid(d)) => d,
+            Err(other) => panic!("expected diagnostics, got {other}"),
+            Ok(_) => panic!("the config loaded"),
+        }
+    }
+
+    /// Each diagnostic's line and message.
+    fn lines_and_messages(d: &Diagnostics) -> Vec<(u64, &str)> {
+        d.items
+            .iter()
+            .map(|i| (i.line, i.message.as_str()))
+            .collect()
+    }
+
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("warden-config-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("mkdir");
@@ -798,10 +815,7 @@ mod tests {
         let dir = temp_dir("errors");
         write(&dir, "p.yaml", "version: 1\n");
         let text = "version: 1\nlisten: localhost\nlimits:\n  max_body: lots\nroutes:\n  - path: mcp\n    upstream:\n      url: ftp://x\n    policy: p.yaml\n  - path: /b\n    upstream:\n      url: http://127.0.0.1:1/mcp\n    policy: missing.yaml\n";
-        let err = Config::from_yaml_str(text, "w.yaml", &dir).expect_err("invalid");
-        let ConfigError::Invalid(d) = err else {
-            panic!("expected diagnostics, got {err}")
-        };
+        let d = diagnostics(text, &dir);
         let lines: Vec<u64> = d.items.iter().map(|i| i.line).collect();
         assert_eq!(lines, vec![2, 4, 6, 8, 13], "{d}");
         assert!(d.items[4].message.contains("missing.yaml"), "{d}");
@@ -812,10 +826,7 @@ mod tests {
         let dir = temp_dir("zero");
         write(&dir, "p.yaml", "version: 1\n");
         let text = "version: 1\nlisten: 127.0.0.1:0\nlimits:\n  header_timeout: 0s\nroutes:\n  - path: /mcp\n    upstream:\n      url: http://127.0.0.1:1/mcp\n      timeout: 0ms\n    policy: p.yaml\n";
-        let err = Config::from_yaml_str(text, "w.yaml", &dir).expect_err("invalid");
-        let ConfigError::Invalid(d) = err else {
-            panic!("expected diagnostics, got {err}")
-        };
+        let d = diagnostics(text, &dir);
         let lines: Vec<u64> = d.items.iter().map(|i| i.line).collect();
         assert_eq!(lines, vec![4, 9], "{d}");
         assert!(
@@ -837,15 +848,8 @@ mod tests {
             Duration::from_secs(90)
         );
         let text = "version: 1\nlisten: 127.0.0.1:0\nroutes:\n  - path: /a\n    upstream:\n      command: sh\n    policy: p.yaml\n  - path: /b\n    upstream:\n      url: http://127.0.0.1:1/mcp\n      reply_timeout: 90s\n    policy: p.yaml\n  - path: /c\n    upstream:\n      command: sh\n      reply_timeout: 0s\n    policy: p.yaml\n";
-        let err = Config::from_yaml_str(text, "w.yaml", &dir).expect_err("invalid");
-        let ConfigError::Invalid(d) = err else {
-            panic!("expected diagnostics, got {err}")
-        };
-        let found: Vec<(u64, &str)> = d
-            .items
-            .iter()
-            .map(|i| (i.line, i.message.as_str()))
-            .collect();
+        let d = diagnostics(text, &dir);
+        let found = lines_and_messages(&d);
         assert_eq!(
             found,
             vec![
@@ -909,15 +913,8 @@ mod tests {
         let dir = temp_dir("upstream-errors");
         write(&dir, "p.yaml", "version: 1\n");
         let text = "version: 1\nlisten: 127.0.0.1:0\nroutes:\n  - path: /a\n    upstream:\n      command: no-such-mcp-server-anywhere\n      sessions: some\n      cwd: missing-dir\n    policy: p.yaml\n  - path: /b\n    upstream:\n      url: http://127.0.0.1:1/mcp\n      transport: carrier-pigeon\n      args: [x]\n    policy: p.yaml\n  - path: /c\n    upstream:\n      timeout: 5s\n    policy: p.yaml\n";
-        let err = Config::from_yaml_str(text, "w.yaml", &dir).expect_err("invalid");
-        let ConfigError::Invalid(d) = err else {
-            panic!("expected diagnostics, got {err}")
-        };
-        let found: Vec<(u64, &str)> = d
-            .items
-            .iter()
-            .map(|i| (i.line, i.message.as_str()))
-            .collect();
+        let d = diagnostics(text, &dir);
+        let found = lines_and_messages(&d);
         assert!(
             found
                 .iter()

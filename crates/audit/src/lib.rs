@@ -7,9 +7,18 @@
 //! [`Store`]: JSON Lines files by default, PostgreSQL at scale.
 
 pub mod chain;
+pub mod file;
 pub mod log;
+pub mod query;
 pub mod record;
+pub mod verify;
 
 pub use chain::{Chain, ChainHead, Sealed};
+pub use file::{FileOptions, FileStore};
 pub use log::{AuditLog, AuditStats, AuditUnavailable, Follower, Store, StoreError, WriterOptions};
+pub use query::{Filter, QueryError, query_files};
 pub use record::{Kind, Phase, Record, SCHEMA_VERSION};
+pub use verify::{
+    ChainReport, ChainSummary, ChainVerifier, Location, Problem, ProblemKind, Report, Signatures,
+    VerifyError, verify_files,
+};

@@ -693,3 +693,110 @@ fn a_malformed_url_or_schema_is_a_clear_error_at_open() {
     assert!(text.contains("plain lower-case name"), "{text}");
     assert!(!format!("{bad_url:?}").contains("s3cret"));
 }
+
+/// docs/audit-postgres-role.sql, with this test's role and schema names,
+/// split at its `-- step:` lines.
+fn role_script(schema: &Schema, owner: &str, writer: &str) -> Vec<(String, String)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/audit-postgres-role.sql");
+    let text = std::fs::read_to_string(path).expect("role script");
+    let text = text
+        .replace("warden_owner", owner)
+        .replace("warden_writer", writer)
+        .replace("warden_audit", &schema.name);
+    let mut steps = Vec::new();
+    for part in text.split("-- step: ").skip(1) {
+        let (name, body) = part.split_once('\n').unwrap_or((part, ""));
+        let name = name.split_whitespace().next().unwrap_or("").to_owned();
+        steps.push((name, body.to_owned()));
+    }
+    steps
+}
+
+/// Roles are the cluster's: the test's two have random names and are
+/// dropped at the end.
+struct Roles<'a> {
+    schema: &'a Schema,
+    names: [String; 2],
+}
+
+impl Drop for Roles<'_> {
+    fn drop(&mut self) {
+        let _ = self.schema.execute(&format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE",
+            self.schema.name
+        ));
+        for name in &self.names {
+            let _ = self
+                .schema
+                .execute(&format!("DROP OWNED BY {name}; DROP ROLE IF EXISTS {name}"));
+        }
+    }
+}
+
+#[test]
+fn the_documented_runtime_role_starts_writes_and_cannot_change_a_record() {
+    let schema = Schema::new();
+    let owner = format!("{}_owner", schema.name);
+    let writer = format!("{}_writer", schema.name);
+    let _roles = Roles {
+        schema: &schema,
+        names: [writer.clone(), owner.clone()],
+    };
+    let steps = role_script(&schema, &owner, &writer);
+    let names: Vec<&str> = steps.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["roles", "migrate", "grants"]);
+    schema.execute(&steps[0].1).expect("roles");
+    let spool = tempfile::tempdir().expect("dir");
+    let as_role = |role: &str| format!("postgres://{role}:pw@{SERVER}/{DATABASE}");
+
+    // Before the migration, the writer may not apply it, and says so.
+    let text = PostgresStore::open(&schema.options(&as_role(&writer), spool.path()))
+        .expect_err("writer cannot migrate")
+        .to_string();
+    assert!(text.contains("warden audit migrate"), "{text}");
+
+    let migrated = warden_audit::postgres::migrate(&schema.options(&as_role(&owner), spool.path()))
+        .expect("owner migrates");
+    assert_eq!(migrated, warden_audit::postgres::Prepared::Migrated);
+    schema.runtime.block_on(async {
+        let options = PgConnectOptions::from_str(&as_role(&owner)).expect("url");
+        let mut conn = PgConnection::connect_with(&options).await.expect("owner");
+        sqlx::raw_sql(&steps[2].1)
+            .execute(&mut conn)
+            .await
+            .expect("grants");
+    });
+
+    let runtime = Runtime::new().expect("runtime");
+    let (log, _) = start(&schema.options(&as_role(&writer), spool.path()), "w1");
+    let ids = write(&log, &runtime, 6);
+    log.close();
+    assert_all_once(&schema, &ids);
+    let report = verify_postgres(&as_role(&writer), &schema.name, None).expect("writer verifies");
+    assert!(report.is_ok());
+    let refused = schema.runtime.block_on(async {
+        let options = PgConnectOptions::from_str(&as_role(&writer))
+            .expect("url")
+            .options([("search_path", schema.name.as_str())]);
+        let mut conn = PgConnection::connect_with(&options).await.expect("writer");
+        let mut refused = Vec::new();
+        for sql in [
+            "UPDATE audit_records SET tool = 'x'",
+            "DELETE FROM audit_records",
+            "TRUNCATE audit_records",
+            "DROP TRIGGER audit_records_no_truncate ON audit_records",
+            "CREATE TABLE other (x int)",
+        ] {
+            let err = sqlx::raw_sql(sql).execute(&mut conn).await.expect_err(sql);
+            let db = err.as_database_error().map(|d| d.message().to_owned());
+            refused.push(db.unwrap_or_default());
+        }
+        refused
+    });
+    for message in refused {
+        assert!(
+            message.contains("permission denied") || message.contains("must be owner"),
+            "{message}"
+        );
+    }
+}

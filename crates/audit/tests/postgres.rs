@@ -800,3 +800,38 @@ fn the_documented_runtime_role_starts_writes_and_cannot_change_a_record() {
         );
     }
 }
+
+#[test]
+fn query_postgres_applies_the_filter_in_sql() {
+    let schema = Schema::new();
+    let spool = tempfile::tempdir().expect("dir");
+    let runtime = Runtime::new().expect("runtime");
+    let (log, _) = start(&schema.options(&schema.url(), spool.path()), "w1");
+    write(&log, &runtime, 10);
+    log.close();
+    let run = |filter: &warden_audit::Filter| {
+        let mut tools = Vec::new();
+        let count = warden_audit::query_postgres(&schema.url(), &schema.name, filter, |record| {
+            tools.push(record.expect("record").tool.unwrap_or_default());
+        })
+        .expect("query");
+        (count, tools)
+    };
+    let (count, tools) = run(&warden_audit::Filter {
+        tool: Some("tool-1".into()),
+        principal: Some("user-u".into()),
+        since: Some("2000-01".into()),
+        ..Default::default()
+    });
+    assert_eq!((count, tools), (2, vec!["tool-1".to_owned(); 2]));
+    let (count, _) = run(&warden_audit::Filter {
+        kind: Some(Kind::Checkpoint),
+        ..Default::default()
+    });
+    assert_eq!(count, 1);
+    let (count, _) = run(&warden_audit::Filter {
+        until: Some("2000-01-01T00:00:00.000000Z".into()),
+        ..Default::default()
+    });
+    assert_eq!(count, 0);
+}

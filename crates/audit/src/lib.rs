@@ -9,6 +9,7 @@
 pub mod chain;
 pub mod file;
 pub mod log;
+pub mod otlp;
 pub mod postgres;
 pub mod query;
 pub mod record;

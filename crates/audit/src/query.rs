@@ -6,6 +6,7 @@
 //! compare as text: records' `time` is fixed-width RFC 3339 in UTC, so a
 //! bound like `2026-05-01` or `2026-05-01T12:00` works as a prefix.
 
+use std::borrow::Cow;
 use std::io::BufRead;
 use std::path::PathBuf;
 
@@ -304,16 +305,15 @@ pub fn jsonl_line(record: &Record) -> String {
     serde_json::to_string(record).unwrap_or_default()
 }
 
-use std::borrow::Cow;
-
 fn join_row<'a>(cells: impl Iterator<Item = Cow<'a, str>>) -> String {
     let mut row = String::with_capacity(180);
     for (i, cell) in cells.enumerate() {
         let width = WIDTHS[i];
         let last = i == WIDTHS.len() - 1;
+        let cut = !last && cell.chars().nth(width).is_some();
         let mut shown = 0;
         for c in cell.chars() {
-            if shown + 1 == width && !last && cell.chars().count() > width {
+            if cut && shown + 1 == width {
                 row.push('…');
                 shown += 1;
                 break;

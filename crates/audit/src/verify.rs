@@ -125,17 +125,15 @@ pub enum ProblemKind {
         /// Whether the gap lies between two files (or tables).
         across_files: bool,
     },
-    /// A record after one with a higher seq.
+    /// A record out of order with another (swapped, moved or repeated).
     #[error(
-        "the record (seq {seq_here}) comes before seq {seq_after} at {after}: lines were swapped, reordered or duplicated"
+        "the record is out of order with seq {other_seq} at {other}: lines were swapped, reordered or duplicated"
     )]
     OutOfOrder {
-        /// This record's seq.
-        seq_here: u64,
-        /// The record it should come after... that is, the misplaced one.
-        seq_after: u64,
-        /// Where the misplaced one is.
-        after: Location,
+        /// The seq of the record it is out of order with.
+        other_seq: u64,
+        /// Where that record is.
+        other: Location,
     },
     /// A last line without its line feed.
     #[error(
@@ -461,9 +459,8 @@ impl ChainVerifier {
                     held.location.clone(),
                     Some(held.seq),
                     ProblemKind::OutOfOrder {
-                        seq_here: held.seq,
-                        seq_after: seq,
-                        after: at.clone(),
+                        other_seq: seq,
+                        other: at.clone(),
                     },
                 ));
             }
@@ -508,9 +505,8 @@ impl ChainVerifier {
             }
             Some(last) => {
                 return Err(problem(ProblemKind::OutOfOrder {
-                    seq_here: seq,
-                    seq_after: last.seq,
-                    after: last.location.clone(),
+                    other_seq: last.seq,
+                    other: last.location.clone(),
                 }));
             }
         }

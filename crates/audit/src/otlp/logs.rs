@@ -366,6 +366,11 @@ impl Delivering {
             }
         };
         if batch.is_empty() {
+            // A spool that says it holds lines but hands none out: wait,
+            // rather than spin.
+            if from_spool {
+                self.failed();
+            }
             return;
         }
         let body = self.request(&batch).encode_to_vec();

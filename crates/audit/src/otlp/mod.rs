@@ -101,8 +101,8 @@ pub enum OtlpError {
         /// The header's name.
         name: String,
     },
-    /// The platform's root certificates could not be loaded.
-    #[error("OTLP TLS roots: {0}")]
+    /// TLS could not be set up.
+    #[error("OTLP TLS setup")]
     Tls(#[source] std::io::Error),
     /// The exporter's thread or runtime could not be started.
     #[error("OTLP exporter thread")]
@@ -159,10 +159,7 @@ impl Exporter {
         http.enforce_http(false);
         http.set_connect_timeout(Some(options.timeout));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(std::sync::Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .map_err(OtlpError::Tls)?
+            .with_tls_config(tls_config()?)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
@@ -215,6 +212,27 @@ impl Exporter {
             Ok(Ok((status, _))) => Delivery::Rejected(status.as_u16()),
         }
     }
+}
+
+/// TLS for `https://` endpoints: the platform's roots (none found is not
+/// an error: a plain `http://` endpoint needs none, and an `https://` one
+/// then fails to connect, retried like any outage).
+fn tls_config() -> Result<rustls::ClientConfig, OtlpError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for cert in found.certs {
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        tracing::warn!(errors = ?found.errors, "No platform root certificates: https:// OTLP endpoints cannot be verified.");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| OtlpError::Tls(std::io::Error::other(err)))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
 }
 
 /// A current-thread runtime for an exporter thread.

@@ -183,6 +183,27 @@ impl Policy {
         self.tools.get(tool).copied()
     }
 
+    /// SHA-256 (lower-case hex) of the policy's canonical form: the same
+    /// rules give the same hash whatever the file's layout, comments or
+    /// key order. Audit records name the policy in force by it.
+    pub fn content_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut names: Vec<(&String, &Tier)> = self.tools.iter().collect();
+        names.sort_by(|a, b| a.0.cmp(b.0));
+        let mut hasher = Sha256::new();
+        hasher.update(b"warden-policy/v1\ndefault=");
+        hasher.update(self.default.as_str().as_bytes());
+        for (name, tier) in names {
+            // Lengths first, so no two rule sets hash alike by concatenation.
+            hasher.update(format!("\ntool {}:{}={}", name.len(), name, tier.as_str()).as_bytes());
+        }
+        hasher
+            .finalize()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+
     /// Decide whether a call to `tool` may go through.
     ///
     /// `facts` is what the upstream's catalogue says about the tool; `None`

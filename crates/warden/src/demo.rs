@@ -3,6 +3,7 @@
 //! call passing and write calls refused.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use serde_json::{Value, json};
 use warden_demo::Demo;
 use warden_policy::Policy;
 
+use crate::audit::AuditConfig;
 use crate::config::{Config, Limits, RouteConfig, UpstreamConfig};
 
 /// The demo route's policy, embedded so the demo needs no file.
@@ -49,10 +51,22 @@ pub struct RunningDemo {
     pub upstream_addr: SocketAddr,
 }
 
-/// Start the demo server and Warden in front of it.
+/// A fresh directory for a demo's audit trail, under the system's
+/// temporary directory.
+pub fn default_audit_dir() -> PathBuf {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    std::env::temp_dir().join(format!("warden-demo-{stamp}-{}", std::process::id()))
+}
+
+/// Start the demo server and Warden in front of it, auditing to
+/// `audit_dir`.
 pub async fn start(
     listen: SocketAddr,
     admin: Option<SocketAddr>,
+    audit_dir: &Path,
 ) -> Result<RunningDemo, DemoError> {
     let demo = Arc::new(Demo::default());
     let upstream = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
@@ -74,6 +88,7 @@ pub async fn start(
             policy_file: None,
             allowed_origins: Vec::new(),
         }],
+        audit: Some(AuditConfig::in_dir(audit_dir, "warden-demo")),
     };
     let warden = crate::start(&config).await?;
     Ok(RunningDemo {

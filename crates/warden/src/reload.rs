@@ -31,6 +31,8 @@ pub struct WatchedPolicy {
     pub file: PathBuf,
     /// The snapshot the route's pipeline reads.
     pub policy: SharedPolicy,
+    /// Where a policy coming into force is recorded.
+    pub audit: Option<warden_audit::AuditLog>,
 }
 
 /// Counters of reload outcomes.
@@ -118,6 +120,9 @@ fn apply(watched: &WatchedPolicy, now: &Seen, counters: &ReloadCounters) {
     {
         Some(Ok(policy)) if policy == **watched.policy.load() => {}
         Some(Ok(policy)) => {
+            if let Some(audit) = &watched.audit {
+                crate::audit::record_policy_loaded(audit, &watched.route, &policy, "reload");
+            }
             watched.policy.store(Arc::new(policy));
             counters.applied.inc();
             tracing::info!(route = %watched.route, file = %watched.file.display(), "Policy reloaded.");

@@ -7,9 +7,24 @@
 //! [`Store`]: JSON Lines files by default, PostgreSQL at scale.
 
 pub mod chain;
+pub mod file;
 pub mod log;
+pub mod postgres;
+pub mod query;
 pub mod record;
+pub mod spool;
+pub mod verify;
 
 pub use chain::{Chain, ChainHead, Sealed};
+pub use file::{FileOptions, FileStore};
 pub use log::{AuditLog, AuditStats, AuditUnavailable, Follower, Store, StoreError, WriterOptions};
+pub use postgres::{
+    PostgresOptions, PostgresStats, PostgresStore, query_postgres, verify_postgres,
+};
+pub use query::{Filter, QueryError, query_files};
 pub use record::{Kind, Phase, Record, SCHEMA_VERSION};
+pub use spool::Spool;
+pub use verify::{
+    ChainReport, ChainSummary, ChainVerifier, Location, Problem, ProblemKind, Report, Signatures,
+    VerifyError, verify_files,
+};

@@ -72,7 +72,15 @@ pub trait Store: Send + 'static {
     /// After a failed `append` or `sync`: return to what the last
     /// successful `sync` left (a store that cannot tell does nothing).
     fn rollback(&mut self) -> Result<(), StoreError>;
+
+    /// Called when the writer wakes with nothing new (an idle writer wakes
+    /// every [`TICK`]), for work of the store's own: the PostgreSQL store
+    /// delivers its spool. Errors are the store's to report.
+    fn tick(&mut self) {}
 }
+
+/// How often an idle writer calls [`Store::tick`].
+pub const TICK: Duration = Duration::from_secs(1);
 
 /// Told of records once the store holds them (the OTLP log exporter). Must
 /// not block: it queues.
@@ -358,7 +366,7 @@ impl Writer {
         loop {
             match receiver.recv_timeout(self.next_wake()) {
                 Ok(entry) => self.take(entry, &mut closing),
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => self.store.tick(),
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             while self.queue.len() < MAX_BATCH && closing.is_none() {
@@ -403,7 +411,7 @@ impl Writer {
         if self.failing_since.is_some() {
             return RETRY;
         }
-        let mut wake = Duration::from_secs(3600);
+        let mut wake = TICK;
         if !self.unsynced.is_empty() {
             wake = wake.min(
                 self.options

@@ -9,9 +9,11 @@
 pub mod chain;
 pub mod file;
 pub mod log;
+pub mod otlp;
 pub mod postgres;
 pub mod query;
 pub mod record;
+pub mod redact;
 pub mod spool;
 pub mod verify;
 
@@ -23,6 +25,7 @@ pub use postgres::{
 };
 pub use query::{Filter, QueryError, query_files};
 pub use record::{Kind, Phase, Record, SCHEMA_VERSION};
+pub use redact::{RedactError, Redacted, Redactor};
 pub use spool::Spool;
 pub use verify::{
     ChainReport, ChainSummary, ChainVerifier, Location, Problem, ProblemKind, Report, Signatures,

@@ -6,6 +6,8 @@
 //!   that says whether a tool call may go through and why not.
 //! - [`load`]: YAML → validated [`Policy`], reporting every problem with its
 //!   line and column.
+//! - [`redact`]: the optional `redact:` section, validated into plain
+//!   [`RedactionRules`] the audit crate compiles.
 //! - [`located`]: the located-YAML helpers the loader (and Warden's own config
 //!   loader) are built on.
 //!
@@ -24,7 +26,12 @@
 pub mod load;
 pub mod located;
 pub mod model;
+pub mod redact;
 
 pub use load::PolicyError;
 pub use located::{Diagnostic, Diagnostics};
 pub use model::{Decision, DefaultRule, DenyReason, Policy, Tier, ToolFacts};
+pub use redact::{
+    Detector, JsonPointer, PathRule, PointerError, RedactAction, RedactionRules, Segment, Target,
+    ToolRedactionRules,
+};

@@ -8,6 +8,13 @@
 //!   search_customers: read
 //!   create_note: write
 //!   send_invoice: deny
+//! # What the audit trail must not keep as written (see `crate::redact`).
+//! redact:
+//!   detectors: [email, api-key]
+//!   tools:
+//!     create_note:
+//!       arguments:
+//!         /body: mask
 //! ```
 
 use std::collections::HashMap;
@@ -17,6 +24,7 @@ use serde::Deserialize;
 
 use crate::located::{self, Collector, Diagnostic, Diagnostics, Spanned};
 use crate::model::{DefaultRule, Policy, Tier};
+use crate::redact::RawRedaction;
 
 /// The only policy file version this build reads.
 pub const POLICY_VERSION: u32 = 1;
@@ -50,6 +58,9 @@ struct RawPolicy {
     /// Per-tool tiers: `read`, `write` or `deny`.
     #[serde(default)]
     tools: HashMap<Spanned<String>, Spanned<String>>,
+    /// What the audit trail redacts: detectors and per-tool path rules.
+    #[serde(default)]
+    redact: Option<RawRedaction>,
 }
 
 impl Policy {
@@ -112,7 +123,18 @@ impl RawPolicy {
                 )),
             }
         }
-        errors.finish(origin, Policy { default, tools })
+        let redaction = self
+            .redact
+            .map(|raw| raw.validate(&mut errors))
+            .unwrap_or_default();
+        errors.finish(
+            origin,
+            Policy {
+                default,
+                tools,
+                redaction,
+            },
+        )
     }
 }
 

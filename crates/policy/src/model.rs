@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use crate::redact::RedactionRules;
+
 /// What a tool may do once a policy names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tier {
@@ -151,11 +153,13 @@ impl Decision {
     }
 }
 
-/// A validated policy: per-tool tiers and a default.
+/// A validated policy: per-tool tiers, a default, and what the audit trail
+/// redacts.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Policy {
     pub(crate) default: DefaultRule,
     pub(crate) tools: HashMap<String, Tier>,
+    pub(crate) redaction: RedactionRules,
 }
 
 impl Policy {
@@ -164,7 +168,19 @@ impl Policy {
         Policy {
             default,
             tools: HashMap::new(),
+            redaction: RedactionRules::default(),
         }
+    }
+
+    /// Replace the redaction rules.
+    pub fn with_redaction(mut self, redaction: RedactionRules) -> Policy {
+        self.redaction = redaction;
+        self
+    }
+
+    /// What the audit trail redacts from this route's calls.
+    pub fn redaction(&self) -> &RedactionRules {
+        &self.redaction
     }
 
     /// Add or replace the rule for one tool.

@@ -60,6 +60,11 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// The audit trail: verify its chain and checkpoints, query it.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Validate a config file and every policy it names.
     Check {
         /// The config file (YAML), as an argument or with `--config`.
@@ -81,6 +86,72 @@ enum PolicyCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify audit files: the hash chain, the order of records, and the
+    /// checkpoints' signatures. Exits 0 when every chain verifies, 1 with
+    /// the first problem of each chain that does not, 2 when the files
+    /// cannot be read.
+    Verify {
+        /// Audit files, or directories of `*.jsonl` files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The public key checkpoints must be signed with (base64, as
+        /// Warden prints it). Without one, signatures are not checked.
+        #[arg(long, conflicts_with = "public_key_file")]
+        public_key: Option<String>,
+        /// A file holding that public key.
+        #[arg(long)]
+        public_key_file: Option<PathBuf>,
+    },
+    /// Print the records that match every filter given.
+    Query {
+        /// Audit files, or directories of `*.jsonl` files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        filter: QueryFilter,
+        /// How to print the records.
+        #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+        format: QueryFormat,
+    },
+}
+
+/// Which records `warden audit query` prints.
+#[derive(clap::Args)]
+struct QueryFilter {
+    /// Records at or after this time (RFC 3339, or a prefix in UTC such as
+    /// 2026-05-01).
+    #[arg(long)]
+    since: Option<String>,
+    /// Records before this time.
+    #[arg(long)]
+    until: Option<String>,
+    /// The MCP session or agent session.
+    #[arg(long)]
+    session: Option<String>,
+    /// The calling agent or the user it acts for.
+    #[arg(long)]
+    principal: Option<String>,
+    /// The tool.
+    #[arg(long)]
+    tool: Option<String>,
+    /// The decision (allow, deny, ...).
+    #[arg(long)]
+    decision: Option<String>,
+    /// The kind of record (tool_call, refusal, checkpoint, ...).
+    #[arg(long)]
+    kind: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum QueryFormat {
+    /// One aligned row per record.
+    Table,
+    /// The records as JSON Lines.
+    Jsonl,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo's showcase is the output; keep routine log lines out of it.
@@ -93,6 +164,7 @@ fn main() -> ExitCode {
         Command::Policy {
             command: PolicyCommand::Check { files },
         } => return check_policies(&files),
+        Command::Audit { command } => return audit(command),
         Command::Check {
             config,
             config_flag,
@@ -162,6 +234,113 @@ fn check_policies(files: &[PathBuf]) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn audit(command: AuditCommand) -> ExitCode {
+    let result = match command {
+        AuditCommand::Verify {
+            paths,
+            public_key,
+            public_key_file,
+        } => audit_verify(&paths, public_key, public_key_file),
+        AuditCommand::Query {
+            paths,
+            filter,
+            format,
+        } => query_filter(filter).and_then(|filter| audit_query(&paths, &filter, format)),
+    };
+    result.unwrap_or_else(|err| {
+        eprintln!("warden: {err:#}");
+        ExitCode::from(2)
+    })
+}
+
+fn query_filter(args: QueryFilter) -> anyhow::Result<warden_audit::Filter> {
+    use warden_audit::query::{parse_kind, time_bound};
+    Ok(warden_audit::Filter {
+        since: args.since.as_deref().map(time_bound).transpose()?,
+        until: args.until.as_deref().map(time_bound).transpose()?,
+        session: args.session,
+        principal: args.principal,
+        tool: args.tool,
+        decision: args.decision,
+        kind: args.kind.as_deref().map(parse_kind).transpose()?,
+    })
+}
+
+fn audit_verify(
+    paths: &[PathBuf],
+    public_key: Option<String>,
+    public_key_file: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let key_text = match (public_key, public_key_file) {
+        (Some(text), _) => Some(text),
+        (None, Some(file)) => Some(
+            std::fs::read_to_string(&file)
+                .with_context(|| format!("reading the public key {}", file.display()))?,
+        ),
+        (None, None) => None,
+    };
+    let key = key_text
+        .map(|text| {
+            warden_audit::chain::parse_public_key(&text)
+                .context("the public key is not a base64 Ed25519 public key (32 bytes)")
+        })
+        .transpose()?;
+    let report = warden_audit::verify_files(paths, key)?;
+    for chain in &report.chains {
+        match &chain.outcome {
+            Ok(summary) => println!("{summary} ({} file(s))", chain.files.len()),
+            Err(problem) if chain.chain.is_empty() => eprintln!("{problem}"),
+            Err(problem) => eprintln!("chain {}: {problem}", chain.chain),
+        }
+    }
+    Ok(if report.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn audit_query(
+    paths: &[PathBuf],
+    filter: &warden_audit::Filter,
+    format: QueryFormat,
+) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if matches!(format, QueryFormat::Table) {
+        writeln!(out, "{}", warden_audit::query::table_header())?;
+    }
+    let mut unreadable = false;
+    for record in warden_audit::query_files(paths, filter) {
+        match record {
+            Ok(record) => {
+                let line = match format {
+                    QueryFormat::Table => warden_audit::query::table_row(&record),
+                    QueryFormat::Jsonl => warden_audit::query::jsonl_line(&record),
+                };
+                if let Err(err) = writeln!(out, "{line}") {
+                    // A closed pipe (`| head`) ends the query quietly.
+                    if err.kind() == std::io::ErrorKind::BrokenPipe {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    return Err(err.into());
+                }
+            }
+            Err(err) => {
+                unreadable = true;
+                eprintln!("warden: {err:#}");
+            }
+        }
+    }
+    out.flush()?;
+    Ok(if unreadable {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn run(path: PathBuf) -> anyhow::Result<()> {

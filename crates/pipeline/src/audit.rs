@@ -36,6 +36,7 @@ use tower::{Layer, Service};
 use warden_audit::record::{
     AnswerKind, ModelField, PrincipalField, RedactionField, ResultField, hex, timestamp,
 };
+use warden_audit::redact::Redactor;
 use warden_audit::{AuditLog, Kind, Phase, Record};
 use warden_policy::{Decision, Policy, Tier};
 
@@ -53,29 +54,6 @@ pub enum ReadCalls {
     FailClosed,
 }
 
-/// Rewrites a record's arguments and result before it is written.
-pub trait Redact: Send + Sync + 'static {
-    /// The redacted copies of `arguments` and `result` for a call to
-    /// `tool`, and what was redacted (`None`: leave the value as it is).
-    fn redact(
-        &self,
-        tool: &str,
-        arguments: Option<&RawValue>,
-        result: Option<&RawValue>,
-    ) -> Redacted;
-}
-
-/// What [`Redact::redact`] made of a record's values.
-#[derive(Debug, Default)]
-pub struct Redacted {
-    /// The arguments to record (`None`: record them unchanged).
-    pub arguments: Option<Box<RawValue>>,
-    /// The result to record (`None`: record it unchanged).
-    pub result: Option<Box<RawValue>>,
-    /// What was redacted, and by which rule.
-    pub redacted: Vec<RedactionField>,
-}
-
 /// How one route audits its calls.
 pub struct AuditSettings {
     /// Where records go.
@@ -89,17 +67,29 @@ pub struct AuditSettings {
     pub read_calls: ReadCalls,
     /// Largest result (JSON text) recorded in full; larger ones by digest.
     pub max_result: usize,
-    /// The route's redaction, if any.
-    pub redactor: Option<Arc<dyn Redact>>,
+    /// The key of `hash` redaction rules.
+    redaction_key: Option<Vec<u8>>,
     /// Read calls forwarded while their record could not be queued.
     pub unrecorded: Arc<AtomicU64>,
-    /// The hash of the policy last seen in force.
-    policy_hash: ArcSwapOption<PolicyHash>,
+    /// What the policy last seen in force means for records.
+    in_force: ArcSwapOption<InForce>,
 }
 
-struct PolicyHash {
+/// A policy's hash and compiled redaction, made once per policy swapped in.
+struct InForce {
     policy: Arc<Policy>,
     hash: Arc<str>,
+    redaction: Redaction,
+}
+
+#[derive(Clone)]
+enum Redaction {
+    None,
+    Rules(Arc<Redactor>),
+    /// The rules could not be compiled (a `hash` rule without a key; the
+    /// loaders refuse such a policy, so this is a defence): the values are
+    /// withheld from the record rather than written unredacted.
+    Withhold,
 }
 
 /// Builds [`Audit`] services for one route.
@@ -170,9 +160,9 @@ where
         let policy = settings.policy.load();
         let decision = policy.decide(&call.tool, call.facts.as_ref());
         let durable = matches!(decision, Decision::Allow { tier } if tier != Tier::Read);
-        let hash = settings.hash_of(&policy);
+        let in_force = settings.in_force(&policy);
         drop(policy);
-        let base = settings.record_of(&call, decision, &hash);
+        let base = settings.record_of(&call, decision, &in_force);
         Box::pin(async move {
             let intent = if durable {
                 let mut intent = base.clone();
@@ -199,9 +189,10 @@ where
             let slot = Arc::new(Mutex::new(Some(base)));
             let from_tap = slot.clone();
             let tapped = settings.clone();
+            let redaction = in_force.redaction.clone();
             call.tap.on_reply(move |summary| {
                 if let Some(record) = take(&from_tap) {
-                    tapped.write_outcome(record, intent, summary);
+                    tapped.write_outcome(record, intent, summary, &redaction);
                 }
             });
             let outcome = inner.call(call).await;
@@ -219,7 +210,7 @@ where
                             message: &[],
                             latency: Duration::ZERO,
                         };
-                        settings.write_outcome(record, intent, &summary);
+                        settings.write_outcome(record, intent, &summary, &in_force.redaction);
                     }
                 }
             }
@@ -257,7 +248,7 @@ impl AuditSettings {
         upstream: Arc<str>,
         read_calls: ReadCalls,
         max_result: usize,
-        redactor: Option<Arc<dyn Redact>>,
+        redaction_key: Option<Vec<u8>>,
     ) -> AuditSettings {
         AuditSettings {
             log,
@@ -265,25 +256,38 @@ impl AuditSettings {
             upstream,
             read_calls,
             max_result,
-            redactor,
+            redaction_key,
             unrecorded: Arc::default(),
-            policy_hash: ArcSwapOption::empty(),
+            in_force: ArcSwapOption::empty(),
         }
     }
 
-    /// The content hash of `policy`, computed once per policy swapped in.
-    fn hash_of(&self, policy: &Arc<Policy>) -> Arc<str> {
-        if let Some(known) = self.policy_hash.load().as_ref()
+    /// The hash and redaction of `policy`, made once per policy swapped in.
+    fn in_force(&self, policy: &Arc<Policy>) -> Arc<InForce> {
+        if let Some(known) = self.in_force.load_full()
             && Arc::ptr_eq(&known.policy, policy)
         {
-            return known.hash.clone();
+            return known;
         }
-        let hash: Arc<str> = policy.content_hash().into();
-        self.policy_hash.store(Some(Arc::new(PolicyHash {
+        let rules = policy.redaction();
+        let redaction = if rules.is_empty() {
+            Redaction::None
+        } else {
+            match Redactor::new(rules, self.redaction_key.clone()) {
+                Ok(redactor) => Redaction::Rules(Arc::new(redactor)),
+                Err(err) => {
+                    tracing::error!(error = %err, "The policy's redaction rules cannot be used; arguments and results are withheld from the audit trail.");
+                    Redaction::Withhold
+                }
+            }
+        };
+        let made = Arc::new(InForce {
             policy: policy.clone(),
-            hash: hash.clone(),
-        })));
-        hash
+            hash: policy.content_hash().into(),
+            redaction,
+        });
+        self.in_force.store(Some(made.clone()));
+        made
     }
 
     fn is_failing(&self) -> bool {
@@ -291,7 +295,12 @@ impl AuditSettings {
     }
 
     /// The record of what `call` says, before anything is decided.
-    fn record_of<C>(&self, call: &ToolCall<C>, decision: Decision, policy_hash: &str) -> Record {
+    fn record_of<C>(
+        &self,
+        call: &ToolCall<C>,
+        decision: Decision,
+        in_force: &Arc<InForce>,
+    ) -> Record {
         let mut record = self.log.new_record(Kind::ToolCall);
         record.route = Some(call.route.to_string());
         record.upstream = Some(self.upstream.to_string());
@@ -317,20 +326,22 @@ impl AuditSettings {
             .as_deref()
             .and_then(|t| t.get(3..35))
             .map(str::to_owned);
-        record.policy_hash = Some(policy_hash.to_owned());
+        record.policy_hash = Some(in_force.hash.to_string());
         if let Decision::Allow { tier } = decision {
             record.tier = Some(tier.as_str().to_owned());
         }
-        let redacted = self
-            .redactor
-            .as_ref()
-            .map(|r| r.redact(&call.tool, call.arguments.as_deref(), None));
-        match redacted {
-            Some(redacted) => {
-                record.arguments = redacted.arguments.or_else(|| call.arguments.clone());
+        match &in_force.redaction {
+            Redaction::None => record.arguments.clone_from(&call.arguments),
+            Redaction::Rules(redactor) => {
+                let redacted = redactor.redact(&call.tool, call.arguments.as_deref(), None);
+                record.arguments = redacted.arguments;
                 record.redacted = redacted.redacted;
             }
-            None => record.arguments.clone_from(&call.arguments),
+            Redaction::Withhold => {
+                if call.arguments.is_some() {
+                    record.redacted.push(withheld("/arguments"));
+                }
+            }
         }
         record
     }
@@ -341,6 +352,7 @@ impl AuditSettings {
         mut record: Record,
         intent: Option<uuid::Uuid>,
         reply: &ReplySummary<'_>,
+        redaction: &Redaction,
     ) {
         if let Some(intent) = intent {
             record.phase = Some(Phase::Outcome);
@@ -374,13 +386,15 @@ impl AuditSettings {
             result.digest = reply.digest().map(|d| hex(&d));
             if reply.message.len() <= self.max_result {
                 result.body = response_body(reply.message);
-                if let (Some(redactor), Some(body)) = (&self.redactor, &result.body) {
-                    let redacted =
-                        redactor.redact(record.tool.as_deref().unwrap_or(""), None, Some(body));
-                    if let Some(body) = redacted.result {
-                        result.body = Some(body);
+                match (redaction, result.body.take()) {
+                    (Redaction::Rules(redactor), Some(body)) => {
+                        let tool = record.tool.as_deref().unwrap_or_default();
+                        let redacted = redactor.redact(tool, None, Some(&*body));
+                        result.body = redacted.result;
+                        record.redacted.extend(redacted.redacted);
                     }
-                    record.redacted.extend(redacted.redacted);
+                    (Redaction::Withhold, Some(_)) => record.redacted.push(withheld("/result")),
+                    (_, body) => result.body = body,
                 }
             }
         }
@@ -388,6 +402,15 @@ impl AuditSettings {
         if !self.log.record(record) && intent.is_none() {
             self.unrecorded.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// A value left out of the record because its redaction rules could not be
+/// applied.
+fn withheld(path: &str) -> RedactionField {
+    RedactionField {
+        path: path.to_owned(),
+        rule: "withheld".to_owned(),
     }
 }
 
@@ -482,7 +505,7 @@ mod tests {
             "http://upstream/mcp".into(),
             read_calls,
             1024,
-            None,
+            Some(b"test key".to_vec()),
         ))
     }
 
@@ -650,6 +673,55 @@ mod tests {
                 "{mode:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn the_record_is_redacted_and_the_call_is_not() {
+        let store = Memory::default();
+        let policy = Policy::from_yaml_str(
+            "version: 1\nredact:\n  detectors: [email]\n  tools:\n    search:\n      arguments:\n        /q: hash\n      result:\n        /content: drop\n",
+            "p.yaml",
+        )
+        .expect("policy");
+        let settings = settings(&store, policy, ReadCalls::FailOpen);
+        let seen = Arc::new(Mutex::new(None));
+        let seen_by_upstream = seen.clone();
+        let upstream = service_fn(move |call: ToolCall<()>| {
+            *seen_by_upstream.lock().expect("lock") =
+                call.arguments.as_ref().map(|a| a.get().to_owned());
+            upstream().oneshot(call)
+        });
+        let mut call = call("search", true);
+        call.arguments = RawValue::from_string(r#"{"q":"ada@example.com","n":1}"#.into()).ok();
+        AuditLayer::new(settings.clone())
+            .layer(upstream)
+            .oneshot(call)
+            .await
+            .expect("infallible");
+        assert_eq!(
+            seen.lock().expect("lock").as_deref(),
+            Some(r#"{"q":"ada@example.com","n":1}"#),
+            "the upstream gets the arguments as sent"
+        );
+        let records = until(|| Some(store.records()).filter(|r| !r.is_empty())).await;
+        let arguments = records[0].arguments.as_ref().expect("arguments").get();
+        assert!(arguments.contains("hmac-sha256:"), "{arguments}");
+        assert!(!arguments.contains("ada@"), "{arguments}");
+        let body = records[0]
+            .result
+            .as_ref()
+            .and_then(|r| r.body.as_ref())
+            .expect("body");
+        assert_eq!(body.get(), r#"{"isError":false}"#);
+        let rules: Vec<(&str, &str)> = records[0]
+            .redacted
+            .iter()
+            .map(|r| (r.path.as_str(), r.rule.as_str()))
+            .collect();
+        assert_eq!(
+            rules,
+            [("/arguments/q", "hash"), ("/result/content", "drop")]
+        );
     }
 
     #[tokio::test]

@@ -29,7 +29,7 @@ pub mod policy_gate;
 pub mod stack;
 pub mod tap;
 
-pub use audit::{AuditLayer, AuditSettings, ReadCalls, Redact, Redacted};
+pub use audit::{AuditLayer, AuditSettings, ReadCalls};
 pub use call::{Refusal, ToolCall, ToolOutcome};
 pub use catalogue::{
     Catalogue, CatalogueError, ListReply, ListedPage, filter_tools_list, read_page,

@@ -209,9 +209,28 @@ impl Policy {
         let mut hasher = Sha256::new();
         hasher.update(b"warden-policy/v1\ndefault=");
         hasher.update(self.default.as_str().as_bytes());
+        // Lengths first, so no two rule sets hash alike by concatenation.
+        let mut put = |label: &str, text: &str| {
+            hasher.update(format!("\n{label} {}:{text}", text.len()).as_bytes());
+        };
         for (name, tier) in names {
-            // Lengths first, so no two rule sets hash alike by concatenation.
-            hasher.update(format!("\ntool {}:{}={}", name.len(), name, tier.as_str()).as_bytes());
+            put("tool", name);
+            put("tier", tier.as_str());
+        }
+        for detector in self.redaction.detectors() {
+            put("detector", detector.as_str());
+        }
+        let mut redacted: Vec<_> = self.redaction.tools().collect();
+        redacted.sort_by(|a, b| a.0.cmp(b.0));
+        for (tool, rules) in redacted {
+            put("redact", tool);
+            // Rule order matters (they apply in order), so it is kept.
+            for (target, list) in [("arguments", &rules.arguments), ("result", &rules.result)] {
+                for rule in list {
+                    put(target, &rule.pointer.to_string());
+                    put("action", rule.action.as_str());
+                }
+            }
         }
         hasher
             .finalize()

@@ -30,6 +30,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use serde::Deserialize;
 use warden_audit::chain::{load_or_create_key, public_key_text};
 use warden_audit::file::{FileOptions, FileStore};
+use warden_audit::postgres::{PostgresOptions, PostgresStats, PostgresStore};
 use warden_audit::{AuditLog, AuditStats, WriterOptions};
 use warden_pipeline::ReadCalls;
 use warden_policy::located::{self, Collector as Errors, Diagnostic, Spanned};
@@ -65,6 +66,30 @@ pub(crate) struct RawAudit {
     max_result: Option<Spanned<String>>,
     /// The HMAC key of `hash` redaction rules.
     redaction_key_file: Option<Spanned<String>>,
+    /// PostgreSQL instead of files.
+    postgres: Option<RawPostgres>,
+}
+
+/// The `audit.postgres` section as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPostgres {
+    /// The connection URL, written here (only for URLs without a password).
+    url: Option<Spanned<String>>,
+    /// The environment variable holding the URL.
+    url_env: Option<Spanned<String>>,
+    /// The file holding the URL.
+    url_file: Option<Spanned<String>>,
+    /// The schema of the audit table.
+    schema: Option<Spanned<String>>,
+    /// Where records wait while PostgreSQL is unreachable.
+    spool_dir: Option<Spanned<String>>,
+    /// e.g. `256MiB`.
+    spool_max: Option<Spanned<String>>,
+    /// e.g. `5s`.
+    connect_timeout: Option<Spanned<String>>,
+    /// e.g. `10s`.
+    statement_timeout: Option<Spanned<String>>,
 }
 
 /// A validated `audit` section.
@@ -92,6 +117,8 @@ pub struct AuditConfig {
     pub max_result: usize,
     /// The HMAC key file of `hash` redaction rules.
     pub redaction_key_file: Option<PathBuf>,
+    /// PostgreSQL instead of files, when configured.
+    pub postgres: Option<PostgresOptions>,
 }
 
 /// Why the audit trail could not start.
@@ -100,6 +127,15 @@ pub enum AuditStartError {
     /// The signing key could not be read or made.
     #[error(transparent)]
     Key(#[from] warden_audit::chain::KeyError),
+    /// The signing key's directory could not be made.
+    #[error("cannot create the directory of the audit signing key {path}")]
+    KeyDir {
+        /// The directory.
+        path: String,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
     /// The store could not be opened.
     #[error("audit store")]
     Store(#[from] warden_audit::StoreError),
@@ -204,7 +240,12 @@ impl RawAudit {
             Some(n) => n.value,
             None => 1000,
         };
+        let postgres = self
+            .postgres
+            .as_ref()
+            .map(|pg| pg.validate(base, &dir, errors, &duration, &size));
         AuditConfig {
+            postgres,
             signing_key: path(&self.signing_key).unwrap_or_else(|| dir.join("audit.key")),
             dir,
             instance,
@@ -221,6 +262,74 @@ impl RawAudit {
             max_result: size(&self.max_result, DEFAULT_MAX_RESULT, errors),
             redaction_key_file: path(&self.redaction_key_file),
         }
+    }
+}
+
+impl RawPostgres {
+    fn validate(
+        &self,
+        base: &Path,
+        dir: &Path,
+        errors: &mut Errors,
+        duration: &dyn Fn(&Option<Spanned<String>>, Duration, &mut Errors) -> Duration,
+        size: &dyn Fn(&Option<Spanned<String>>, usize, &mut Errors) -> usize,
+    ) -> PostgresOptions {
+        let url = match (&self.url, &self.url_env, &self.url_file) {
+            (Some(url), None, None) => url.value.clone(),
+            (None, Some(var), None) => std::env::var(&var.value).unwrap_or_else(|_| {
+                errors.push(Diagnostic::at(
+                    var,
+                    format!(
+                        "the environment variable {} (the PostgreSQL URL) is not set",
+                        var.value
+                    ),
+                ));
+                String::new()
+            }),
+            (None, None, Some(file)) => {
+                let path = base.join(&file.value);
+                std::fs::read_to_string(&path)
+                    .map(|text| text.trim().to_owned())
+                    .unwrap_or_else(|err| {
+                        errors.push(Diagnostic::at(
+                            file,
+                            format!(
+                                "cannot read the PostgreSQL URL file {}: {err}",
+                                path.display()
+                            ),
+                        ));
+                        String::new()
+                    })
+            }
+            (None, None, None) => {
+                errors.push(Diagnostic::file(
+                    "audit.postgres needs one of url, url_env or url_file",
+                ));
+                String::new()
+            }
+            (Some(first), _, _) | (None, Some(first), _) => {
+                errors.push(Diagnostic::at(
+                    first,
+                    "give the PostgreSQL URL once: url, url_env or url_file",
+                ));
+                String::new()
+            }
+        };
+        let mut options = PostgresOptions::new(
+            url,
+            self.schema
+                .as_ref()
+                .map_or_else(|| "warden_audit".to_owned(), |s| s.value.clone()),
+            self.spool_dir
+                .as_ref()
+                .map_or_else(|| dir.join("spool"), |d| base.join(&d.value)),
+        );
+        options.spool_max_bytes =
+            size(&self.spool_max, options.spool_max_bytes as usize, errors) as u64;
+        options.connect_timeout = duration(&self.connect_timeout, options.connect_timeout, errors);
+        options.statement_timeout =
+            duration(&self.statement_timeout, options.statement_timeout, errors);
+        options
     }
 }
 
@@ -259,6 +368,8 @@ fn default_instance() -> String {
 pub struct AuditTrail {
     /// The log records go to.
     pub log: AuditLog,
+    /// The PostgreSQL store's spool counters, when it is the store.
+    pub postgres_stats: Option<Arc<PostgresStats>>,
     /// The HMAC key of `hash` redaction rules, when configured.
     pub redaction_key: Option<Vec<u8>>,
     /// The config it was started from.
@@ -268,11 +379,12 @@ pub struct AuditTrail {
 impl AuditTrail {
     /// Open the store and start the writer.
     pub fn start(config: &AuditConfig) -> Result<AuditTrail, AuditStartError> {
-        let store = FileStore::open(FileOptions {
-            dir: config.dir.clone(),
-            max_file_size: config.rotate_size,
-            max_file_age: config.rotate_age,
-        })?;
+        if let Some(parent) = config.signing_key.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| AuditStartError::KeyDir {
+                path: parent.display().to_string(),
+                source,
+            })?;
+        }
         let (key, made) = load_or_create_key(&config.signing_key)?;
         if made {
             tracing::warn!(
@@ -292,22 +404,36 @@ impl AuditTrail {
             }
             None => None,
         };
-        let log = AuditLog::start(
-            store,
-            Vec::new(),
-            WriterOptions {
-                instance: config.instance.clone(),
-                queue: 65_536,
-                max_pending: 100_000,
-                sync_interval: config.sync_interval,
-                checkpoint_every: config.checkpoint_every,
-                checkpoint_interval: config.checkpoint_interval,
-                signing_key: key,
-            },
-        )?;
-        tracing::info!(dir = %config.dir.display(), instance = %config.instance, "Audit trail open.");
+        let options = WriterOptions {
+            instance: config.instance.clone(),
+            queue: 65_536,
+            max_pending: 100_000,
+            sync_interval: config.sync_interval,
+            checkpoint_every: config.checkpoint_every,
+            checkpoint_interval: config.checkpoint_interval,
+            signing_key: key,
+        };
+        let mut postgres_stats = None;
+        let log = match &config.postgres {
+            Some(postgres) => {
+                let store = PostgresStore::open(postgres)?;
+                tracing::info!(server = %store.server(), schema = %postgres.schema, instance = %config.instance, "Audit trail open in PostgreSQL.");
+                postgres_stats = Some(store.stats());
+                AuditLog::start(store, Vec::new(), options)?
+            }
+            None => {
+                let store = FileStore::open(FileOptions {
+                    dir: config.dir.clone(),
+                    max_file_size: config.rotate_size,
+                    max_file_age: config.rotate_age,
+                })?;
+                tracing::info!(dir = %config.dir.display(), instance = %config.instance, "Audit trail open.");
+                AuditLog::start(store, Vec::new(), options)?
+            }
+        };
         Ok(AuditTrail {
             log,
+            postgres_stats,
             redaction_key,
             config: config.clone(),
         })
@@ -318,16 +444,21 @@ impl AuditTrail {
 #[derive(Debug)]
 pub struct AuditMetrics {
     stats: Arc<AuditStats>,
+    postgres: Option<Arc<PostgresStats>>,
     unrecorded: Vec<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl AuditMetrics {
-    /// Export `stats`, and the routes' unrecorded read calls.
+    /// Export the trail's counters, and the routes' unrecorded read calls.
     pub fn new(
-        stats: Arc<AuditStats>,
+        trail: &AuditTrail,
         unrecorded: Vec<Arc<std::sync::atomic::AtomicU64>>,
     ) -> AuditMetrics {
-        AuditMetrics { stats, unrecorded }
+        AuditMetrics {
+            stats: trail.log.stats().clone(),
+            postgres: trail.postgres_stats.clone(),
+            unrecorded,
+        }
     }
 }
 
@@ -381,6 +512,35 @@ impl Collector for AuditMetrics {
                 i64::from(stats.failing.load(Ordering::Relaxed)),
             ),
         ];
+        let mut gauges = gauges.to_vec();
+        if let Some(pg) = &self.postgres {
+            gauges.push((
+                "audit_spool_bytes",
+                "Bytes of audit records spooled while PostgreSQL is unreachable.",
+                pg.spool_bytes.load(Ordering::Relaxed) as i64,
+            ));
+            gauges.push((
+                "audit_postgres_failing",
+                "1 while PostgreSQL is unreachable (records are spooled).",
+                i64::from(pg.failing.load(Ordering::Relaxed)),
+            ));
+            for (name, help, value) in [
+                (
+                    "audit_spooled_records",
+                    "Audit records spooled while PostgreSQL was unreachable.",
+                    pg.spooled.load(Ordering::Relaxed),
+                ),
+                (
+                    "audit_spool_delivered_records",
+                    "Spooled audit records delivered to PostgreSQL.",
+                    pg.delivered.load(Ordering::Relaxed),
+                ),
+            ] {
+                let metric = ConstCounter::new(value);
+                let encoder = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+                metric.encode(encoder)?;
+            }
+        }
         for (name, help, value) in gauges {
             let metric = ConstGauge::new(value);
             let encoder = encoder.encode_descriptor(name, help, None, metric.metric_type())?;

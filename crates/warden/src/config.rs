@@ -400,7 +400,12 @@ impl Config {
         let mut routes = Vec::new();
         let mut policy_errors = Vec::new();
         for route in &raw.routes.value {
-            if let Some(route) = route.validate(base, &mut errors, &mut paths, &mut policy_errors) {
+            let has_key = audit
+                .as_ref()
+                .is_some_and(|a| a.redaction_key_file.is_some());
+            if let Some(route) =
+                route.validate(base, &mut errors, &mut paths, &mut policy_errors, has_key)
+            {
                 routes.push(route);
             }
         }
@@ -713,6 +718,7 @@ impl RawRoute {
         errors: &mut Collector,
         paths: &mut HashSet<String>,
         policy_errors: &mut Vec<PolicyError>,
+        redaction_key: bool,
     ) -> Option<RouteConfig> {
         let path = &self.path.value;
         if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
@@ -744,6 +750,16 @@ impl RawRoute {
         }
         let policy_path = base.join(&self.policy.value);
         let policy = match Policy::from_file(&policy_path) {
+            Ok(policy) if policy.redaction().uses_hash() && !redaction_key => {
+                errors.push(Diagnostic::at(
+                    &self.policy,
+                    format!(
+                        "the policy {} has `hash` redaction rules, which need audit.redaction_key_file",
+                        policy_path.display()
+                    ),
+                ));
+                None
+            }
             Ok(policy) => Some(policy),
             Err(PolicyError::Io { source, .. }) => {
                 errors.push(Diagnostic::at(

@@ -100,7 +100,7 @@ pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
                     upstream_name.clone(),
                     trail.config.read_calls,
                     trail.config.max_result,
-                    None,
+                    trail.redaction_key.clone(),
                 );
                 unrecorded.push(settings.unrecorded.clone());
                 audit::record_policy_loaded(&trail.log, &route.path, &route.policy, "start");
@@ -126,10 +126,7 @@ pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
         });
     }
     if let Some(trail) = &trail {
-        metrics.register_collector(audit::AuditMetrics::new(
-            trail.log.stats().clone(),
-            unrecorded,
-        ));
+        metrics.register_collector(audit::AuditMetrics::new(trail, unrecorded));
     }
     Ok(Arc::new(Warden {
         routes,
@@ -225,6 +222,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                 file,
                 policy: live.policy.clone(),
                 audit: warden.audit.clone(),
+                redaction_key: config
+                    .audit
+                    .as_ref()
+                    .is_some_and(|a| a.redaction_key_file.is_some()),
             })
         })
         .collect();

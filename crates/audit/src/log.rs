@@ -140,6 +140,7 @@ enum Entry {
         Box<Record>,
         Option<oneshot::Sender<Result<(), AuditUnavailable>>>,
     ),
+    Flush(oneshot::Sender<()>),
     Close(oneshot::Sender<()>),
 }
 
@@ -248,6 +249,20 @@ impl AuditLog {
             Ok(result) => result,
             Err(_) => Err(refused("the audit writer stopped")),
         }
+    }
+
+    /// Wait until everything queued before now is in the store, synced, and
+    /// vouched for by a checkpoint (so the trail verifies as it stands).
+    pub async fn flush(&self) -> Result<(), AuditUnavailable> {
+        let (done, wait) = oneshot::channel();
+        let closed = || AuditUnavailable {
+            reason: "the audit log is closed".into(),
+        };
+        self.inner
+            .sender
+            .try_send(Entry::Flush(done))
+            .map_err(|_| closed())?;
+        wait.await.map_err(|_| closed())
     }
 
     /// Write what is queued, seal a final checkpoint, sync, and stop the
@@ -367,8 +382,9 @@ impl Writer {
         }
         // Whatever was queued behind the close goes in too.
         while let Ok(entry) = receiver.try_recv() {
-            if let Entry::Record(record, done) = entry {
-                self.queue.push(Queued::Record(record, done));
+            match entry {
+                Entry::Record(record, done) => self.queue.push(Queued::Record(record, done)),
+                Entry::Flush(done) | Entry::Close(done) => drop(done),
             }
         }
         self.write(true);
@@ -381,6 +397,11 @@ impl Writer {
         match entry {
             Entry::Record(record, done) => self.queue.push(Queued::Record(record, done)),
             Entry::Close(done) => *closing = Some(done),
+            Entry::Flush(done) => {
+                // Everything taken so far goes in with a checkpoint now.
+                self.write(true);
+                let _ = done.send(());
+            }
         }
     }
 

@@ -18,6 +18,8 @@ pub struct ToolCall<C> {
     pub route: Arc<str>,
     /// The agent session it belongs to (see `docs/sessions.md`).
     pub session: Arc<str>,
+    /// Warden's MCP session id (`None` in the stateless revision).
+    pub mcp_session: Option<Arc<str>>,
     /// The JSON-RPC `id`, as JSON text.
     pub id: Arc<str>,
     /// The tool the agent asked for.
@@ -70,6 +72,21 @@ impl Refusal {
             reason: reason.code(),
             tool: tool.to_owned(),
             message: reason.explain(tool),
+        }
+    }
+
+    /// The refusal of a call whose record the audit trail cannot take: a
+    /// write is never run unrecorded.
+    pub fn audit_unavailable(tool: &str) -> Refusal {
+        Refusal {
+            decision: "deny",
+            reason: "audit-unavailable",
+            tool: tool.to_owned(),
+            message: format!(
+                "Warden refused the call to '{tool}': the audit trail is unavailable, so the \
+                 call cannot be recorded and was not run. Retry later; if this persists, \
+                 ask an operator to check Warden's audit store."
+            ),
         }
     }
 

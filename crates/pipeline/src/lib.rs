@@ -21,6 +21,7 @@
 //! replies with the same policy the stack enforces.
 
 pub mod agent_session;
+pub mod audit;
 pub mod call;
 pub mod catalogue;
 pub mod facts;
@@ -28,6 +29,7 @@ pub mod policy_gate;
 pub mod stack;
 pub mod tap;
 
+pub use audit::{AuditLayer, AuditSettings, ReadCalls};
 pub use call::{Refusal, ToolCall, ToolOutcome};
 pub use catalogue::{
     Catalogue, CatalogueError, ListReply, ListedPage, filter_tools_list, read_page,

@@ -91,6 +91,7 @@ mod tests {
         ToolCall {
             route: "/mcp".into(),
             session: "s1".into(),
+            mcp_session: None,
             id: "1".into(),
             tool: tool.to_owned(),
             facts: read_only.map(|read_only_hint| ToolFacts { read_only_hint }),

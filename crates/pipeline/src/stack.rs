@@ -1,18 +1,19 @@
 //! The `tools/call` pipeline, assembled in one place, outermost first.
 //!
 //! ```text
-//! tools/call ─▶ [ policy ] ─▶ upstream forwarder
+//! tools/call ─▶ [ audit ─▶ policy ] ─▶ upstream forwarder
 //! ```
 //!
 //! Layers still to come slot in at fixed places (see `docs/pipeline.md`):
-//! audit outermost (it must see every call, refused or not), then policy,
-//! limits (before approvals: a runaway loop must not flood the approvers),
-//! dry-run, approval, breaker (next to the upstream, so it measures the
-//! upstream and nothing else) and credentials innermost.
+//! identity after audit, limits after policy (before approvals: a runaway
+//! loop must not flood the approvers), dry-run, approval, breaker (next to
+//! the upstream, so it measures the upstream and nothing else) and
+//! credentials innermost.
 
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder};
 
+use crate::audit::AuditLayer;
 use crate::call::{ToolCall, ToolOutcome};
 use crate::policy_gate::{PolicyGateLayer, SharedPolicy};
 
@@ -20,16 +21,24 @@ use crate::policy_gate::{PolicyGateLayer, SharedPolicy};
 pub type Pipeline<C, R, E> = BoxCloneSyncService<ToolCall<C>, ToolOutcome<R>, E>;
 
 /// Build a route's pipeline in front of its upstream forwarder.
-pub fn build<S, C, R>(policy: SharedPolicy, upstream: S) -> Pipeline<C, R, S::Error>
+pub fn build<S, C, R>(
+    audit: AuditLayer,
+    policy: SharedPolicy,
+    upstream: S,
+) -> Pipeline<C, R, S::Error>
 where
     S: Service<ToolCall<C>, Response = ToolOutcome<R>> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
-    C: 'static,
+    C: Send + 'static,
     R: Send + 'static,
 {
     let stack = ServiceBuilder::new()
-        // Policy first: nothing below should spend effort on a call it refuses.
+        // Audit outermost: it sees every call, refused or not, and records
+        // a write's intent durably before anything below can forward it.
+        .layer(audit)
+        // Policy first among the deciding layers: nothing below should
+        // spend effort on a call it refuses.
         .layer(PolicyGateLayer::new(policy))
         .service(upstream);
     BoxCloneSyncService::new(stack)

@@ -199,6 +199,46 @@ impl Policy {
         self.tools.get(tool).copied()
     }
 
+    /// SHA-256 (lower-case hex) of the policy's canonical form: the same
+    /// rules give the same hash whatever the file's layout, comments or
+    /// key order. Audit records name the policy in force by it.
+    pub fn content_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut names: Vec<(&String, &Tier)> = self.tools.iter().collect();
+        names.sort_by(|a, b| a.0.cmp(b.0));
+        let mut hasher = Sha256::new();
+        hasher.update(b"warden-policy/v1\ndefault=");
+        hasher.update(self.default.as_str().as_bytes());
+        // Lengths first, so no two rule sets hash alike by concatenation.
+        let mut put = |label: &str, text: &str| {
+            hasher.update(format!("\n{label} {}:{text}", text.len()).as_bytes());
+        };
+        for (name, tier) in names {
+            put("tool", name);
+            put("tier", tier.as_str());
+        }
+        for detector in self.redaction.detectors() {
+            put("detector", detector.as_str());
+        }
+        let mut redacted: Vec<_> = self.redaction.tools().collect();
+        redacted.sort_by(|a, b| a.0.cmp(b.0));
+        for (tool, rules) in redacted {
+            put("redact", tool);
+            // Rule order matters (they apply in order), so it is kept.
+            for (target, list) in [("arguments", &rules.arguments), ("result", &rules.result)] {
+                for rule in list {
+                    put(target, &rule.pointer.to_string());
+                    put("action", rule.action.as_str());
+                }
+            }
+        }
+        hasher
+            .finalize()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+
     /// Decide whether a call to `tool` may go through.
     ///
     /// `facts` is what the upstream's catalogue says about the tool; `None`

@@ -81,6 +81,8 @@ pub struct Config {
     pub limits: Limits,
     /// The routes, each one path in front of one upstream.
     pub routes: Vec<RouteConfig>,
+    /// The audit trail, when configured.
+    pub audit: Option<crate::audit::AuditConfig>,
 }
 
 /// Limits that protect the listener and the sessions table.
@@ -178,12 +180,27 @@ impl UpstreamConfig {
         }
     }
 
-    /// Where the upstream is, for logs (never the command's arguments or
-    /// environment, which may hold secrets).
+    /// Where the upstream is, for logs and audit records (never the URL's
+    /// query or user info, nor the command's arguments or environment,
+    /// which may hold secrets).
     pub fn describe(&self) -> String {
+        let url = |url: &Uri| {
+            let host = url.authority().map_or("", |a| {
+                a.as_str()
+                    .rsplit_once('@')
+                    .map_or(a.as_str(), |(_, host)| host)
+            });
+            format!(
+                "{}://{host}{}",
+                url.scheme_str().unwrap_or("http"),
+                url.path()
+            )
+        };
         match &self.transport {
-            UpstreamTransport::StreamableHttp(endpoint) => endpoint.url.to_string(),
-            UpstreamTransport::LegacySse(endpoint) => format!("{} (legacy SSE)", endpoint.url),
+            UpstreamTransport::StreamableHttp(endpoint) => url(&endpoint.url),
+            UpstreamTransport::LegacySse(endpoint) => {
+                format!("{} (legacy SSE)", url(&endpoint.url))
+            }
             UpstreamTransport::Stdio(command) => format!("{} (stdio)", command.display()),
         }
     }
@@ -266,6 +283,9 @@ struct RawConfig {
     limits: RawLimits,
     /// The routes.
     routes: Spanned<Vec<RawRoute>>,
+    /// The audit trail.
+    #[serde(default)]
+    audit: Option<crate::audit::RawAudit>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -364,6 +384,7 @@ impl Config {
         let listen = address(&raw.listen, &mut errors);
         let admin = raw.admin.as_ref().and_then(|a| address(a, &mut errors));
         let limits = raw.limits.validate(&mut errors);
+        let audit = raw.audit.as_ref().map(|a| a.validate(base, &mut errors));
         let workers = match &raw.workers {
             Some(n) if n.value == 0 || n.value > 1024 => {
                 errors.push(Diagnostic::at(n, "workers must be between 1 and 1024"));
@@ -379,7 +400,12 @@ impl Config {
         let mut routes = Vec::new();
         let mut policy_errors = Vec::new();
         for route in &raw.routes.value {
-            if let Some(route) = route.validate(base, &mut errors, &mut paths, &mut policy_errors) {
+            let has_key = audit
+                .as_ref()
+                .is_some_and(|a| a.redaction_key_file.is_some());
+            if let Some(route) =
+                route.validate(base, &mut errors, &mut paths, &mut policy_errors, has_key)
+            {
                 routes.push(route);
             }
         }
@@ -393,6 +419,7 @@ impl Config {
             workers,
             limits,
             routes,
+            audit,
         })
     }
 }
@@ -691,6 +718,7 @@ impl RawRoute {
         errors: &mut Collector,
         paths: &mut HashSet<String>,
         policy_errors: &mut Vec<PolicyError>,
+        redaction_key: bool,
     ) -> Option<RouteConfig> {
         let path = &self.path.value;
         if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
@@ -722,6 +750,16 @@ impl RawRoute {
         }
         let policy_path = base.join(&self.policy.value);
         let policy = match Policy::from_file(&policy_path) {
+            Ok(policy) if policy.redaction().uses_hash() && !redaction_key => {
+                errors.push(Diagnostic::at(
+                    &self.policy,
+                    format!(
+                        "the policy {} has `hash` redaction rules, which need audit.redaction_key_file",
+                        policy_path.display()
+                    ),
+                ));
+                None
+            }
             Ok(policy) => Some(policy),
             Err(PolicyError::Io { source, .. }) => {
                 errors.push(Diagnostic::at(

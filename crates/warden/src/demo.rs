@@ -3,6 +3,7 @@
 //! call passing and write calls refused.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use serde_json::{Value, json};
 use warden_demo::Demo;
 use warden_policy::Policy;
 
+use crate::audit::AuditConfig;
 use crate::config::{Config, Limits, RouteConfig, UpstreamConfig};
 
 /// The demo route's policy, embedded so the demo needs no file.
@@ -47,12 +49,26 @@ pub struct RunningDemo {
     pub demo: Arc<Demo>,
     /// The demo server's address.
     pub upstream_addr: SocketAddr,
+    /// Where its audit trail is.
+    pub audit: AuditConfig,
 }
 
-/// Start the demo server and Warden in front of it.
+/// A fresh directory for a demo's audit trail, under the system's
+/// temporary directory.
+pub fn default_audit_dir() -> PathBuf {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    std::env::temp_dir().join(format!("warden-demo-{stamp}-{}", std::process::id()))
+}
+
+/// Start the demo server and Warden in front of it, auditing to
+/// `audit_dir`.
 pub async fn start(
     listen: SocketAddr,
     admin: Option<SocketAddr>,
+    audit_dir: &Path,
 ) -> Result<RunningDemo, DemoError> {
     let demo = Arc::new(Demo::default());
     let upstream = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
@@ -61,6 +77,7 @@ pub async fn start(
     let url: Uri = format!("http://{upstream_addr}/mcp")
         .parse()
         .map_err(|_| DemoError::Showcase("demo upstream url".into()))?;
+    let audit = AuditConfig::in_dir(audit_dir, "warden-demo");
     let config = Config {
         listen,
         admin,
@@ -74,12 +91,14 @@ pub async fn start(
             policy_file: None,
             allowed_origins: Vec::new(),
         }],
+        audit: Some(audit.clone()),
     };
     let warden = crate::start(&config).await?;
     Ok(RunningDemo {
         warden,
         demo,
         upstream_addr,
+        audit,
     })
 }
 
@@ -164,7 +183,49 @@ pub async fn showcase(running: &RunningDemo) -> Result<(), DemoError> {
         ));
     }
     client.end().await?;
+    verify_trail(running).await?;
     println!();
+    Ok(())
+}
+
+/// The showcase's last step: the audit trail of what just happened,
+/// checked as `warden audit verify` checks it.
+async fn verify_trail(running: &RunningDemo) -> Result<(), DemoError> {
+    let audit = running
+        .warden
+        .warden
+        .audit
+        .as_ref()
+        .ok_or_else(|| DemoError::Showcase("the demo runs without an audit trail".into()))?;
+    audit
+        .flush()
+        .await
+        .map_err(|e| DemoError::Showcase(e.to_string()))?;
+    let (key, _) = warden_audit::chain::load_or_create_key(&running.audit.signing_key)
+        .map_err(|e| DemoError::Showcase(e.to_string()))?;
+    let public_key = warden_audit::chain::public_key_text(&key);
+    let report = warden_audit::verify::verify_files(
+        std::slice::from_ref(&running.audit.dir),
+        Some(key.verifying_key()),
+    )
+    .map_err(|e| DemoError::Showcase(e.to_string()))?;
+    println!(
+        "5. Every call above, refused or not, is on the audit trail in {}",
+        running.audit.dir.display()
+    );
+    for chain in &report.chains {
+        match &chain.outcome {
+            Ok(summary) => println!("   verified: {summary}"),
+            Err(problem) => println!("   VERIFY FAILED: {problem}"),
+        }
+    }
+    println!(
+        "   check it yourself: warden audit verify {} --public-key {public_key}",
+        running.audit.dir.display()
+    );
+    if !report.is_ok() {
+        return Err(DemoError::Showcase("the audit trail did not verify".into()));
+    }
     Ok(())
 }
 

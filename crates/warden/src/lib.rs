@@ -6,6 +6,7 @@
 //! the demo and the integration tests all start Warden through it.
 
 pub mod admin;
+pub mod audit;
 pub mod config;
 pub mod demo;
 pub mod env;
@@ -36,6 +37,7 @@ use proxy::{Route, Warden};
 use server::ListenerLimits;
 use session::SessionStore;
 use upstream::{Upstream, UpstreamSetupError};
+use warden_pipeline::{AuditLayer, AuditSettings};
 
 /// Why Warden could not start.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,9 @@ pub enum StartError {
     /// A worker thread could not start.
     #[error(transparent)]
     Workers(#[from] server::WorkerError),
+    /// The audit trail could not start.
+    #[error("audit trail")]
+    Audit(#[from] audit::AuditStartError),
     /// A route's upstream client could not be built.
     #[error("route {route}")]
     Upstream {
@@ -67,9 +72,17 @@ pub enum StartError {
 /// Tokio runtime Warden runs on: stdio children and legacy SSE streams are
 /// kept on it.
 pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
-    let metrics = Metrics::default();
+    let mut metrics = Metrics::default();
     let sessions = SessionStore::new(config.limits.max_sessions, config.limits.session_idle);
+    let trail = match &config.audit {
+        Some(audit) => Some(audit::AuditTrail::start(audit)?),
+        None => {
+            tracing::warn!("No audit section in the config: calls and decisions are not recorded.");
+            None
+        }
+    };
     let mut routes = Vec::with_capacity(config.routes.len());
+    let mut unrecorded = Vec::new();
     for (index, route) in config.routes.iter().enumerate() {
         let upstream = Upstream::new(&route.path, &route.upstream, config.workers, &metrics)
             .map_err(|source| StartError::Upstream {
@@ -77,12 +90,34 @@ pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
                 source,
             })?;
         let upstream = Arc::new(upstream);
+        let upstream_name: Arc<str> = route.upstream.describe().into();
         let policy = Arc::new(ArcSwap::from_pointee(route.policy.clone()));
-        let pipeline = warden_pipeline::build(policy.clone(), Forwarder::new(upstream.clone()));
+        let audit_layer = match &trail {
+            Some(trail) => {
+                let settings = AuditSettings::new(
+                    trail.log.clone(),
+                    policy.clone(),
+                    upstream_name.clone(),
+                    trail.config.read_calls,
+                    trail.config.max_result,
+                    trail.redaction_key.clone(),
+                );
+                unrecorded.push(settings.unrecorded.clone());
+                audit::record_policy_loaded(&trail.log, &route.path, &route.policy, "start");
+                AuditLayer::new(Arc::new(settings))
+            }
+            None => AuditLayer::off(),
+        };
+        let pipeline = warden_pipeline::build(
+            audit_layer,
+            policy.clone(),
+            Forwarder::new(upstream.clone()),
+        );
         routes.push(Route {
             index,
             path: route.path.as_str().into(),
             upstream,
+            upstream_name,
             policy,
             pipeline,
             allowed_origins: route.allowed_origins.clone(),
@@ -90,11 +125,15 @@ pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
             counters: metrics.route_counters(&route.path),
         });
     }
+    if let Some(trail) = &trail {
+        metrics.register_collector(audit::AuditMetrics::new(trail, unrecorded));
+    }
     Ok(Arc::new(Warden {
         routes,
         sessions,
         metrics,
         limits: config.limits.clone(),
+        audit: trail.map(|t| t.log),
     }))
 }
 
@@ -119,6 +158,10 @@ impl Running {
         // Calls have drained: stop stdio children and legacy SSE streams
         // (they run on this runtime, not on the workers just stopped).
         self.warden.shutdown_upstreams().await;
+        // Last: the trail's closing checkpoint comes after every call.
+        if let Some(audit) = self.warden.audit.clone() {
+            let _ = tokio::task::spawn_blocking(move || audit.close()).await;
+        }
         for task in self.tasks {
             let _ = task.await;
         }
@@ -178,6 +221,11 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                 route: live.path.clone(),
                 file,
                 policy: live.policy.clone(),
+                audit: warden.audit.clone(),
+                redaction_key: config
+                    .audit
+                    .as_ref()
+                    .is_some_and(|a| a.redaction_key_file.is_some()),
             })
         })
         .collect();

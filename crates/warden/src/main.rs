@@ -50,6 +50,10 @@ enum Command {
         /// Exit after the showcase instead of serving until Ctrl-C.
         #[arg(long)]
         showcase_only: bool,
+        /// Where the demo writes its audit trail (default: a new directory
+        /// under the system's temporary directory).
+        #[arg(long)]
+        audit_dir: Option<PathBuf>,
     },
     /// Policy files.
     Policy {
@@ -178,7 +182,8 @@ fn main() -> ExitCode {
             listen,
             admin,
             showcase_only,
-        } => runtime().and_then(|rt| rt.block_on(demo(listen, admin, showcase_only))),
+            audit_dir,
+        } => runtime().and_then(|rt| rt.block_on(demo(listen, admin, showcase_only, audit_dir))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -383,8 +388,14 @@ async fn stdio(path: PathBuf, route: Option<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn demo(listen: SocketAddr, admin: SocketAddr, showcase_only: bool) -> anyhow::Result<()> {
-    let running = warden::demo::start(listen, Some(admin))
+async fn demo(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    showcase_only: bool,
+    audit_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let audit_dir = audit_dir.unwrap_or_else(warden::demo::default_audit_dir);
+    let running = warden::demo::start(listen, Some(admin), &audit_dir)
         .await
         .context("starting the demo (is another program on that port? try --listen 127.0.0.1:0 --admin 127.0.0.1:0)")?;
     warden::demo::showcase(&running).await?;

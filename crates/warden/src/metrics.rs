@@ -306,6 +306,12 @@ impl Metrics {
         }
     }
 
+    /// Export what `collector` reads at each scrape (its names get the
+    /// `warden_` prefix).
+    pub fn register_collector(&mut self, collector: impl prometheus_client::collector::Collector) {
+        self.registry.register_collector(Box::new(collector));
+    }
+
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();

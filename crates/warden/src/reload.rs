@@ -31,6 +31,10 @@ pub struct WatchedPolicy {
     pub file: PathBuf,
     /// The snapshot the route's pipeline reads.
     pub policy: SharedPolicy,
+    /// Where a policy coming into force is recorded.
+    pub audit: Option<warden_audit::AuditLog>,
+    /// Whether `hash` redaction rules can be applied (a key is configured).
+    pub redaction_key: bool,
 }
 
 /// Counters of reload outcomes.
@@ -117,7 +121,14 @@ fn apply(watched: &WatchedPolicy, now: &Seen, counters: &ReloadCounters) {
         .map(|text| Policy::from_yaml_str(text, &watched.file.display().to_string()))
     {
         Some(Ok(policy)) if policy == **watched.policy.load() => {}
+        Some(Ok(policy)) if policy.redaction().uses_hash() && !watched.redaction_key => {
+            counters.rejected.inc();
+            tracing::error!(route = %watched.route, file = %watched.file.display(), "Policy file changed but has `hash` redaction rules and no audit.redaction_key_file is configured; the last good policy stays in force.");
+        }
         Some(Ok(policy)) => {
+            if let Some(audit) = &watched.audit {
+                crate::audit::record_policy_loaded(audit, &watched.route, &policy, "reload");
+            }
             watched.policy.store(Arc::new(policy));
             counters.applied.inc();
             tracing::info!(route = %watched.route, file = %watched.file.display(), "Policy reloaded.");

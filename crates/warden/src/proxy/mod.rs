@@ -54,6 +54,8 @@ pub struct Route {
     pub path: Arc<str>,
     /// The upstream client.
     pub upstream: Arc<Upstream>,
+    /// Where the upstream is, as logs and audit records name it.
+    pub upstream_name: Arc<str>,
     /// The policy in force (hot-swappable).
     pub policy: SharedPolicy,
     /// The `tools/call` pipeline.
@@ -77,6 +79,8 @@ pub struct Warden {
     pub metrics: Metrics,
     /// Listener limits.
     pub limits: Limits,
+    /// The audit trail, when configured.
+    pub audit: Option<warden_audit::AuditLog>,
 }
 
 /// A failure, with the JSON-RPC id it answers when one is known.
@@ -200,7 +204,24 @@ impl Warden {
     fn end_if_gone(&self, session: &Session, status: StatusCode) {
         if status == StatusCode::NOT_FOUND && self.sessions.remove(&session.id).is_some() {
             self.metrics.sessions.set(self.sessions.len() as i64);
+            self.record_session(warden_audit::Kind::SessionEnded, session, "upstream-gone");
         }
+    }
+
+    /// Put a session's start or end on the audit record; `why` says what
+    /// started or ended it (`initialize`, `agent`, `idle`, `evicted`,
+    /// `upstream-gone`).
+    pub(crate) fn record_session(&self, kind: warden_audit::Kind, session: &Session, why: &str) {
+        let Some(audit) = &self.audit else { return };
+        let mut record = audit.new_record(kind);
+        record.route = self.routes.get(session.route).map(|r| r.path.to_string());
+        record.upstream = self
+            .routes
+            .get(session.route)
+            .map(|r| r.upstream_name.to_string());
+        record.mcp_session = Some(session.id.to_string());
+        record.reason = Some(why.to_owned());
+        audit.record(record);
     }
 
     /// GET: the server-initiated SSE stream.
@@ -255,7 +276,9 @@ impl Warden {
             .await?;
         let status = response.status();
         if status.is_success() || status == StatusCode::NOT_FOUND {
-            self.sessions.remove(&session.id);
+            if self.sessions.remove(&session.id).is_some() {
+                self.record_session(warden_audit::Kind::SessionEnded, &session, "agent");
+            }
             self.metrics.sessions.set(self.sessions.len() as i64);
             tracing::debug!(session = %session.id, "Session ended by the agent.");
         }
@@ -280,6 +303,7 @@ impl Warden {
         futures_util::stream::iter(expired)
             .for_each_concurrent(8, |session| async move {
                 tracing::info!(session = %session.id, "Idle session ended.");
+                self.record_session(warden_audit::Kind::SessionEnded, &session, "idle");
                 self.end_upstream_session(&session).await;
             })
             .await;

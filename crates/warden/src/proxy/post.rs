@@ -203,9 +203,11 @@ async fn initialize(
     if let Some(evicted) = evicted {
         warden.metrics.sessions_evicted.inc();
         tracing::warn!(session = %evicted.id, "Session limit reached; least recently used session ended.");
+        warden.record_session(warden_audit::Kind::SessionEnded, &evicted, "evicted");
         warden.end_upstream_session(&evicted).await;
     }
     warden.metrics.sessions.set(warden.sessions.len() as i64);
+    warden.record_session(warden_audit::Kind::SessionStarted, &session, "initialize");
     tracing::debug!(session = %session.id, route = %route.path, "Session opened.");
     let mut response = if is_event_stream(response.headers()) {
         // The SSE tap records the negotiated revision as the result passes.
@@ -323,6 +325,7 @@ async fn tool_call(
     let call = ToolCall {
         route: route.path.clone(),
         session: agent_session,
+        mcp_session: (!is_stateless).then(|| session.id.clone()),
         id: id.clone(),
         tool,
         facts,

@@ -35,6 +35,7 @@ pub struct TestWarden {
 pub struct WardenBuilder {
     routes: Vec<RouteConfig>,
     limits: Limits,
+    audit: Option<warden::audit::AuditConfig>,
 }
 
 impl WardenBuilder {
@@ -42,6 +43,7 @@ impl WardenBuilder {
         WardenBuilder {
             routes: vec![route("/mcp", upstream, Policy::default())],
             limits: Limits::default(),
+            audit: None,
         }
     }
 
@@ -93,6 +95,12 @@ impl WardenBuilder {
         self
     }
 
+    /// Audit to `audit` (e.g. `AuditConfig::in_dir`).
+    pub fn audit(mut self, audit: warden::audit::AuditConfig) -> WardenBuilder {
+        self.audit = Some(audit);
+        self
+    }
+
     pub fn limits(mut self, edit: impl FnOnce(&mut Limits)) -> WardenBuilder {
         edit(&mut self.limits);
         self
@@ -105,6 +113,7 @@ impl WardenBuilder {
             workers: 2,
             limits: self.limits,
             routes: self.routes,
+            audit: self.audit,
         };
         let running = warden::start(&config).await.expect("warden starts");
         let url = format!("http://{}/mcp", running.mcp_addr);

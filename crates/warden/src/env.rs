@@ -6,3 +6,7 @@ pub const WARDEN_CONFIG: &str = "WARDEN_CONFIG";
 pub const WARDEN_LOG: &str = "WARDEN_LOG";
 /// Log format: `text` (default) or `json` (one object per line).
 pub const WARDEN_LOG_FORMAT: &str = "WARDEN_LOG_FORMAT";
+/// PostgreSQL URL of the audit table for `warden audit verify|query|migrate
+/// --postgres` (same as `--postgres`; a URL holds a password, so prefer
+/// this to the command line).
+pub const WARDEN_AUDIT_POSTGRES_URL: &str = "WARDEN_AUDIT_POSTGRES_URL";

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use warden::Config;
-use warden::env::{WARDEN_CONFIG, WARDEN_LOG, WARDEN_LOG_FORMAT};
+use warden::env::{WARDEN_AUDIT_POSTGRES_URL, WARDEN_CONFIG, WARDEN_LOG, WARDEN_LOG_FORMAT};
 use warden_policy::Policy;
 
 /// Warden: a policy sidecar for MCP.
@@ -94,8 +94,10 @@ enum AuditCommand {
     /// cannot be read.
     Verify {
         /// Audit files, or directories of `*.jsonl` files.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "postgres")]
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        postgres: PostgresArgs,
         /// The public key checkpoints must be signed with (base64, as
         /// Warden prints it). Without one, signatures are not checked.
         #[arg(long, conflicts_with = "public_key_file")]
@@ -107,14 +109,38 @@ enum AuditCommand {
     /// Print the records that match every filter given.
     Query {
         /// Audit files, or directories of `*.jsonl` files.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "postgres")]
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        postgres: PostgresArgs,
         #[command(flatten)]
         filter: QueryFilter,
         /// How to print the records.
         #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
         format: QueryFormat,
     },
+    /// Create or update the PostgreSQL audit table (run once with the
+    /// owner role; Warden's runtime role needs only INSERT and SELECT).
+    Migrate {
+        /// The owner role's URL.
+        #[arg(long, env = WARDEN_AUDIT_POSTGRES_URL, hide_env_values = true)]
+        postgres: String,
+        /// The schema of the audit table.
+        #[arg(long, default_value = "warden_audit")]
+        schema: String,
+    },
+}
+
+/// Where the PostgreSQL audit table is.
+#[derive(clap::Args)]
+struct PostgresArgs {
+    /// Read the PostgreSQL audit table at this URL instead of files (every
+    /// instance's chain).
+    #[arg(long, env = WARDEN_AUDIT_POSTGRES_URL, hide_env_values = true, conflicts_with = "paths")]
+    postgres: Option<String>,
+    /// The schema of the audit table.
+    #[arg(long, default_value = "warden_audit")]
+    schema: String,
 }
 
 /// Which records `warden audit query` prints.
@@ -240,14 +266,25 @@ fn audit(command: AuditCommand) -> ExitCode {
     let result = match command {
         AuditCommand::Verify {
             paths,
+            postgres,
             public_key,
             public_key_file,
-        } => audit_verify(&paths, public_key, public_key_file),
+        } => audit_verify(&paths, &postgres, public_key, public_key_file),
         AuditCommand::Query {
             paths,
+            postgres,
             filter,
             format,
-        } => query_filter(filter).and_then(|filter| audit_query(&paths, &filter, format)),
+        } => query_filter(filter).and_then(|filter| audit_query(&paths, &postgres, &filter, format)),
+        AuditCommand::Migrate { postgres, schema } => {
+            let options = warden_audit::postgres::PostgresOptions::new(postgres, schema, "");
+            warden_audit::postgres::migrate(&options)
+                .map(|prepared| {
+                    println!("audit table ready ({prepared:?})");
+                    ExitCode::SUCCESS
+                })
+                .map_err(anyhow::Error::from)
+        }
     };
     result.unwrap_or_else(|err| {
         eprintln!("warden: {err:#}");
@@ -270,6 +307,7 @@ fn query_filter(args: QueryFilter) -> anyhow::Result<warden_audit::Filter> {
 
 fn audit_verify(
     paths: &[PathBuf],
+    postgres: &PostgresArgs,
     public_key: Option<String>,
     public_key_file: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
@@ -287,7 +325,10 @@ fn audit_verify(
                 .context("the public key is not a base64 Ed25519 public key (32 bytes)")
         })
         .transpose()?;
-    let report = warden_audit::verify_files(paths, key)?;
+    let report = match &postgres.postgres {
+        Some(url) => warden_audit::postgres::verify_postgres(url, &postgres.schema, key)?,
+        None => warden_audit::verify_files(paths, key)?,
+    };
     for chain in &report.chains {
         match &chain.outcome {
             Ok(summary) => println!("{summary} ({} file(s))", chain.files.len()),
@@ -304,17 +345,23 @@ fn audit_verify(
 
 fn audit_query(
     paths: &[PathBuf],
+    postgres: &PostgresArgs,
     filter: &warden_audit::Filter,
     format: QueryFormat,
 ) -> anyhow::Result<ExitCode> {
     use std::io::Write;
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut out = std::io::BufWriter::new(stdout);
     if matches!(format, QueryFormat::Table) {
         writeln!(out, "{}", warden_audit::query::table_header())?;
     }
     let mut unreadable = false;
-    for record in warden_audit::query_files(paths, filter) {
+    let mut broken_pipe = false;
+    let mut failure = None;
+    let mut each = |record: Result<warden_audit::Record, warden_audit::query::QueryError>| {
+        if broken_pipe || failure.is_some() {
+            return;
+        }
         match record {
             Ok(record) => {
                 let line = match format {
@@ -324,9 +371,10 @@ fn audit_query(
                 if let Err(err) = writeln!(out, "{line}") {
                     // A closed pipe (`| head`) ends the query quietly.
                     if err.kind() == std::io::ErrorKind::BrokenPipe {
-                        return Ok(ExitCode::SUCCESS);
+                        broken_pipe = true;
+                    } else {
+                        failure = Some(err);
                     }
-                    return Err(err.into());
                 }
             }
             Err(err) => {
@@ -334,6 +382,18 @@ fn audit_query(
                 eprintln!("warden: {err:#}");
             }
         }
+    };
+    match &postgres.postgres {
+        Some(url) => {
+            warden_audit::postgres::query_postgres(url, &postgres.schema, filter, &mut each)?;
+        }
+        None => warden_audit::query_files(paths, filter).for_each(&mut each),
+    }
+    if broken_pipe {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(err) = failure {
+        return Err(err.into());
     }
     out.flush()?;
     Ok(if unreadable {

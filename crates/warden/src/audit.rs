@@ -30,7 +30,11 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use serde::Deserialize;
 use warden_audit::chain::{load_or_create_key, public_key_text};
 use warden_audit::file::{FileOptions, FileStore};
+use warden_audit::otlp::{
+    OtlpLogStats, OtlpLogs, OtlpLogsHandle, OtlpLogsOptions, OtlpOptions, Telemetry,
+};
 use warden_audit::postgres::{PostgresOptions, PostgresStats, PostgresStore};
+use warden_audit::spool::Spool;
 use warden_audit::{AuditLog, AuditStats, WriterOptions};
 use warden_pipeline::ReadCalls;
 use warden_policy::located::{self, Collector as Errors, Diagnostic, Spanned};
@@ -68,6 +72,31 @@ pub(crate) struct RawAudit {
     redaction_key_file: Option<Spanned<String>>,
     /// PostgreSQL instead of files.
     postgres: Option<RawPostgres>,
+    /// OpenTelemetry export (OTLP/HTTP, protobuf).
+    otlp: Option<RawOtlp>,
+}
+
+/// The `audit.otlp` section as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOtlp {
+    /// The OTLP/HTTP base URL, e.g. `http://collector:4318`.
+    endpoint: Spanned<String>,
+    /// Extra request headers, name → value.
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, Spanned<String>>,
+    /// Extra request headers whose values are in environment variables,
+    /// name → variable (for API keys).
+    #[serde(default)]
+    headers_env: std::collections::BTreeMap<String, Spanned<String>>,
+    /// e.g. `10s`.
+    timeout: Option<Spanned<String>>,
+    /// Where audit log records wait while the endpoint is unreachable.
+    spool_dir: Option<Spanned<String>>,
+    /// e.g. `256MiB`.
+    spool_max: Option<Spanned<String>>,
+    /// Export request spans and duration histograms (default true).
+    traces: Option<Spanned<bool>>,
 }
 
 /// The `audit.postgres` section as written.
@@ -119,6 +148,21 @@ pub struct AuditConfig {
     pub redaction_key_file: Option<PathBuf>,
     /// PostgreSQL instead of files, when configured.
     pub postgres: Option<PostgresOptions>,
+    /// OpenTelemetry export, when configured.
+    pub otlp: Option<OtlpConfig>,
+}
+
+/// A validated `audit.otlp` section.
+#[derive(Debug, Clone)]
+pub struct OtlpConfig {
+    /// Endpoint, headers and timeout.
+    pub options: OtlpOptions,
+    /// The audit log records' spool.
+    pub spool_dir: PathBuf,
+    /// Its bound in bytes.
+    pub spool_max: u64,
+    /// Whether request spans and histograms are exported.
+    pub traces: bool,
 }
 
 /// Why the audit trail could not start.
@@ -136,6 +180,9 @@ pub enum AuditStartError {
         #[source]
         source: std::io::Error,
     },
+    /// OTLP export could not be set up.
+    #[error("OTLP export")]
+    Otlp(#[from] warden_audit::otlp::OtlpError),
     /// The store could not be opened.
     #[error("audit store")]
     Store(#[from] warden_audit::StoreError),
@@ -244,7 +291,12 @@ impl RawAudit {
             .postgres
             .as_ref()
             .map(|pg| pg.validate(base, &dir, errors, &duration, &size));
+        let otlp = self
+            .otlp
+            .as_ref()
+            .map(|otlp| otlp.validate(base, &dir, &instance, errors, &duration, &size));
         AuditConfig {
+            otlp,
             postgres,
             signing_key: path(&self.signing_key).unwrap_or_else(|| dir.join("audit.key")),
             dir,
@@ -261,6 +313,52 @@ impl RawAudit {
             read_calls,
             max_result: size(&self.max_result, DEFAULT_MAX_RESULT, errors),
             redaction_key_file: path(&self.redaction_key_file),
+        }
+    }
+}
+
+impl RawOtlp {
+    fn validate(
+        &self,
+        base: &Path,
+        dir: &Path,
+        instance: &str,
+        errors: &mut Errors,
+        duration: &dyn Fn(&Option<Spanned<String>>, Duration, &mut Errors) -> Duration,
+        size: &dyn Fn(&Option<Spanned<String>>, usize, &mut Errors) -> usize,
+    ) -> OtlpConfig {
+        let endpoint = &self.endpoint.value;
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            errors.push(Diagnostic::at(
+                &self.endpoint,
+                format!("the OTLP endpoint \"{endpoint}\" must be an http:// or https:// URL (OTLP/HTTP)"),
+            ));
+        }
+        let mut options = OtlpOptions::new(endpoint.clone(), instance);
+        for (name, value) in &self.headers {
+            options.headers.push((name.clone(), value.value.clone()));
+        }
+        for (name, var) in &self.headers_env {
+            match std::env::var(&var.value) {
+                Ok(value) => options.headers.push((name.clone(), value)),
+                Err(_) => errors.push(Diagnostic::at(
+                    var,
+                    format!(
+                        "the environment variable {} (OTLP header {name}) is not set",
+                        var.value
+                    ),
+                )),
+            }
+        }
+        options.timeout = duration(&self.timeout, options.timeout, errors);
+        OtlpConfig {
+            options,
+            spool_dir: self
+                .spool_dir
+                .as_ref()
+                .map_or_else(|| dir.join("otlp-spool"), |d| base.join(&d.value)),
+            spool_max: size(&self.spool_max, 256 << 20, errors) as u64,
+            traces: self.traces.as_ref().is_none_or(|t| t.value),
         }
     }
 }
@@ -370,6 +468,10 @@ pub struct AuditTrail {
     pub log: AuditLog,
     /// The PostgreSQL store's spool counters, when it is the store.
     pub postgres_stats: Option<Arc<PostgresStats>>,
+    /// The OTLP log exporter (to close after the log) and its counters.
+    pub otlp_logs: Option<(OtlpLogsHandle, Arc<OtlpLogStats>)>,
+    /// Request spans and histograms (disabled without `otlp`).
+    pub telemetry: Telemetry,
     /// The HMAC key of `hash` redaction rules, when configured.
     pub redaction_key: Option<Vec<u8>>,
     /// The config it was started from.
@@ -413,13 +515,27 @@ impl AuditTrail {
             checkpoint_interval: config.checkpoint_interval,
             signing_key: key,
         };
+        let mut followers: Vec<Box<dyn warden_audit::Follower>> = Vec::new();
+        let mut otlp_logs = None;
+        let mut telemetry = Telemetry::disabled();
+        if let Some(otlp) = &config.otlp {
+            let spool = Spool::open(&otlp.spool_dir, otlp.spool_max)?;
+            let logs =
+                OtlpLogs::start(OtlpLogsOptions::new(otlp.options.clone()), Box::new(spool))?;
+            otlp_logs = Some((logs.handle(), logs.stats().clone()));
+            followers.push(Box::new(logs));
+            if otlp.traces {
+                telemetry = Telemetry::new(otlp.options.clone())?;
+            }
+            tracing::info!(endpoint = %otlp.options.endpoint, "Audit records exported over OTLP.");
+        }
         let mut postgres_stats = None;
         let log = match &config.postgres {
             Some(postgres) => {
                 let store = PostgresStore::open(postgres)?;
                 tracing::info!(server = %store.server(), schema = %postgres.schema, instance = %config.instance, "Audit trail open in PostgreSQL.");
                 postgres_stats = Some(store.stats());
-                AuditLog::start(store, Vec::new(), options)?
+                AuditLog::start(store, followers, options)?
             }
             None => {
                 let store = FileStore::open(FileOptions {
@@ -428,11 +544,13 @@ impl AuditTrail {
                     max_file_age: config.rotate_age,
                 })?;
                 tracing::info!(dir = %config.dir.display(), instance = %config.instance, "Audit trail open.");
-                AuditLog::start(store, Vec::new(), options)?
+                AuditLog::start(store, followers, options)?
             }
         };
         Ok(AuditTrail {
             log,
+            otlp_logs,
+            telemetry,
             postgres_stats,
             redaction_key,
             config: config.clone(),
@@ -445,6 +563,7 @@ impl AuditTrail {
 pub struct AuditMetrics {
     stats: Arc<AuditStats>,
     postgres: Option<Arc<PostgresStats>>,
+    otlp: Option<Arc<OtlpLogStats>>,
     unrecorded: Vec<Arc<std::sync::atomic::AtomicU64>>,
 }
 
@@ -457,6 +576,7 @@ impl AuditMetrics {
         AuditMetrics {
             stats: trail.log.stats().clone(),
             postgres: trail.postgres_stats.clone(),
+            otlp: trail.otlp_logs.as_ref().map(|(_, stats)| stats.clone()),
             unrecorded,
         }
     }
@@ -534,6 +654,39 @@ impl Collector for AuditMetrics {
                     "audit_spool_delivered_records",
                     "Spooled audit records delivered to PostgreSQL.",
                     pg.delivered.load(Ordering::Relaxed),
+                ),
+            ] {
+                let metric = ConstCounter::new(value);
+                let encoder = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+                metric.encode(encoder)?;
+            }
+        }
+        if let Some(otlp) = &self.otlp {
+            gauges.push((
+                "audit_otlp_spool_bytes",
+                "Bytes of audit records spooled while the OTLP endpoint fails.",
+                otlp.spool_bytes.load(Ordering::Relaxed) as i64,
+            ));
+            gauges.push((
+                "audit_otlp_failing",
+                "1 while the OTLP endpoint fails.",
+                i64::from(otlp.failing.load(Ordering::Relaxed)),
+            ));
+            for (name, help, value) in [
+                (
+                    "audit_otlp_exported_records",
+                    "Audit records exported as OTLP log records.",
+                    otlp.exported.load(Ordering::Relaxed),
+                ),
+                (
+                    "audit_otlp_spooled_records",
+                    "Audit records spooled while the OTLP endpoint failed.",
+                    otlp.spooled.load(Ordering::Relaxed),
+                ),
+                (
+                    "audit_otlp_dropped_records",
+                    "Audit records the OTLP endpoint refused as malformed, or that found the queue or spool full.",
+                    otlp.dropped.load(Ordering::Relaxed),
                 ),
             ] {
                 let metric = ConstCounter::new(value);

@@ -128,12 +128,22 @@ pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
     if let Some(trail) = &trail {
         metrics.register_collector(audit::AuditMetrics::new(trail, unrecorded));
     }
+    let (audit, otlp_logs, telemetry) = match trail {
+        Some(trail) => (
+            Some(trail.log),
+            trail.otlp_logs.map(|(handle, _)| handle),
+            trail.telemetry,
+        ),
+        None => (None, None, warden_audit::otlp::Telemetry::disabled()),
+    };
     Ok(Arc::new(Warden {
         routes,
         sessions,
         metrics,
         limits: config.limits.clone(),
-        audit: trail.map(|t| t.log),
+        audit,
+        otlp_logs,
+        telemetry,
     }))
 }
 
@@ -159,9 +169,7 @@ impl Running {
         // (they run on this runtime, not on the workers just stopped).
         self.warden.shutdown_upstreams().await;
         // Last: the trail's closing checkpoint comes after every call.
-        if let Some(audit) = self.warden.audit.clone() {
-            let _ = tokio::task::spawn_blocking(move || audit.close()).await;
-        }
+        self.warden.close_trail().await;
         for task in self.tasks {
             let _ = task.await;
         }

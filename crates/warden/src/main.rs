@@ -275,7 +275,9 @@ fn audit(command: AuditCommand) -> ExitCode {
             postgres,
             filter,
             format,
-        } => query_filter(filter).and_then(|filter| audit_query(&paths, &postgres, &filter, format)),
+        } => {
+            query_filter(filter).and_then(|filter| audit_query(&paths, &postgres, &filter, format))
+        }
         AuditCommand::Migrate { postgres, schema } => {
             let options = warden_audit::postgres::PostgresOptions::new(postgres, schema, "");
             warden_audit::postgres::migrate(&options)
@@ -444,6 +446,7 @@ async fn stdio(path: PathBuf, route: Option<String>) -> anyhow::Result<()> {
     // Children are asked to exit (stdin closed, SIGTERM, SIGKILL), not
     // dropped with the runtime.
     warden.shutdown_upstreams().await;
+    warden.close_trail().await;
     served?;
     Ok(())
 }

@@ -81,6 +81,10 @@ pub struct Warden {
     pub limits: Limits,
     /// The audit trail, when configured.
     pub audit: Option<warden_audit::AuditLog>,
+    /// The OTLP log exporter following the trail, to close after it.
+    pub otlp_logs: Option<warden_audit::otlp::OtlpLogsHandle>,
+    /// Request spans and duration histograms (disabled without OTLP).
+    pub telemetry: warden_audit::otlp::Telemetry,
 }
 
 /// A failure, with the JSON-RPC id it answers when one is known.
@@ -291,6 +295,22 @@ impl Warden {
         for route in &self.routes {
             route.upstream.shutdown().await;
         }
+    }
+
+    /// Close the audit trail (its closing checkpoint), then the OTLP
+    /// exporters that follow it. Call it last, after calls have drained.
+    pub async fn close_trail(self: &Arc<Self>) {
+        let warden = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(audit) = &warden.audit {
+                audit.close();
+            }
+            if let Some(otlp) = &warden.otlp_logs {
+                otlp.close();
+            }
+            warden.telemetry.shutdown();
+        })
+        .await;
     }
 
     /// End sessions idle past the limit, telling their upstreams.

@@ -9,6 +9,8 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
+use warden_audit::otlp::{Outcome, RequestSpan, Transport};
+use warden_pipeline::Answer;
 use warden_pipeline::agent_session::{self, SessionCandidates};
 use warden_pipeline::{
     CallMeta, FactHeaders, ListReply, MetaText, Principal, ReplyTap, ToolCall, ToolOutcome,
@@ -287,6 +289,51 @@ async fn tool_call(
     };
     let principal = Principal::anonymous();
     let mut tap = ReplyTap::default();
+    let is_stateless = Arc::ptr_eq(session, &route.stateless);
+    // The request's span (a no-op without OTLP): ended by the reply's
+    // summary when forwarded, at once when refused.
+    let span = warden.telemetry.is_enabled().then(|| {
+        warden.telemetry.request_span(RequestSpan {
+            method: "tools/call",
+            tool: Some(&tool),
+            session: (!is_stateless).then_some(&*session.id),
+            protocol_version: session.negotiated_version().or_else(|| {
+                headers
+                    .get(mcp::HEADER_PROTOCOL_VERSION)
+                    .and_then(|v| v.to_str().ok())
+            }),
+            request_id: Some(&id),
+            transport: Transport::Tcp,
+            traceparent: meta.traceparent.as_deref(),
+            tracestate: meta.tracestate.as_deref(),
+        })
+    });
+    // Whichever ends first takes the span: the reply, or a refusal.
+    let span = span.map(|span| Arc::new(std::sync::Mutex::new(Some(span))));
+    if let Some(slot) = span.clone() {
+        tap.on_reply(move |reply| {
+            let Some(span) = slot.lock().ok().and_then(|mut s| s.take()) else {
+                return;
+            };
+            let code;
+            let error_type = match &reply.answer {
+                Answer::Result { is_error: false } => None,
+                Answer::Result { is_error: true } => Some("tool_error"),
+                Answer::Error { code: Some(c) } => {
+                    code = c.to_string();
+                    Some(code.as_str())
+                }
+                Answer::Error { code: None } => Some("error"),
+                Answer::Missing(_) => Some("missing_response"),
+            };
+            span.end(Outcome {
+                error_type,
+                decision: Some("allow"),
+                upstream_duration: Some(reply.latency),
+                ..Outcome::default()
+            });
+        });
+    }
     let durations = route.counters.durations.clone();
     tap.on_reply(move |reply| {
         durations
@@ -296,7 +343,6 @@ async fn tool_call(
     // A stateful MCP session always names the agent session; the header and
     // `_meta` fallbacks serve the stateless revision, and without them the
     // caller is one session per principal.
-    let is_stateless = Arc::ptr_eq(session, &route.stateless);
     let (agent_session, _) = agent_session::resolve(SessionCandidates {
         mcp_session: (!is_stateless).then_some(&*session.id),
         header: is_stateless
@@ -358,6 +404,14 @@ async fn tool_call(
         }
         Ok(ToolOutcome::Refused(refusal)) => {
             count(refusal.decision, refusal.reason);
+            if let Some(span) = span.and_then(|slot| slot.lock().ok().and_then(|mut s| s.take())) {
+                span.end(Outcome {
+                    error_type: Some("tool_error"),
+                    decision: Some(refusal.decision),
+                    reason: Some(refusal.reason),
+                    ..Outcome::default()
+                });
+            }
             let revision = session
                 .negotiated_version()
                 .unwrap_or(mcp::DEFAULT_PROTOCOL_VERSION);

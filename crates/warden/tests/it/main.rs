@@ -5,6 +5,7 @@ mod bad_inputs;
 mod cli;
 mod legacy_sse;
 mod lifecycle;
+mod otlp;
 mod policy;
 mod reply_tap;
 mod stateless;

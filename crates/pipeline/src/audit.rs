@@ -10,7 +10,7 @@
 //!   when larger than `max_result`) and the latency. The record is queued,
 //!   never waited for; when the audit store is failing the call goes on
 //!   (`read_calls: fail-open`, the default, counted in
-//!   `warden_audit_unrecorded_total`) or is refused (`fail-closed`);
+//!   `warden_audit_unrecorded_calls_total`) or is refused (`fail-closed`);
 //! - a call at any other tier (`write`, later `confirm` and `approve`) is
 //!   recorded twice: its **intent**, written durably before the call is
 //!   forwarded, and its outcome, naming the intent. When the store cannot

@@ -324,8 +324,8 @@ impl RawOtlp {
         dir: &Path,
         instance: &str,
         errors: &mut Errors,
-        duration: &dyn Fn(&Option<Spanned<String>>, Duration, &mut Errors) -> Duration,
-        size: &dyn Fn(&Option<Spanned<String>>, usize, &mut Errors) -> usize,
+        duration: &ParseField<Duration>,
+        size: &ParseField<usize>,
     ) -> OtlpConfig {
         let endpoint = &self.endpoint.value;
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
@@ -363,14 +363,18 @@ impl RawOtlp {
     }
 }
 
+/// Reads an optional field as a `T`, or the default given, reporting a
+/// bad value to the collector.
+type ParseField<T> = dyn Fn(&Option<Spanned<String>>, T, &mut Errors) -> T;
+
 impl RawPostgres {
     fn validate(
         &self,
         base: &Path,
         dir: &Path,
         errors: &mut Errors,
-        duration: &dyn Fn(&Option<Spanned<String>>, Duration, &mut Errors) -> Duration,
-        size: &dyn Fn(&Option<Spanned<String>>, usize, &mut Errors) -> usize,
+        duration: &ParseField<Duration>,
+        size: &ParseField<usize>,
     ) -> PostgresOptions {
         let url = match (&self.url, &self.url_env, &self.url_file) {
             (Some(url), None, None) => url.value.clone(),

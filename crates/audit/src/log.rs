@@ -318,6 +318,9 @@ struct Writer {
     queue: Vec<Queued>,
     /// Appended since the last sync: queued again after a rollback.
     unsynced: Vec<Queued>,
+    /// Their sealed lines, told to the followers once synced (a rollback
+    /// would otherwise show them records twice).
+    unsynced_sealed: Vec<Sealed>,
     /// After the last successful append.
     appended: Mark,
     /// After the last successful sync.
@@ -352,6 +355,7 @@ impl Writer {
             stats,
             queue: Vec::new(),
             unsynced: Vec::new(),
+            unsynced_sealed: Vec::new(),
             appended: mark.clone(),
             synced: mark,
             last_sync: Instant::now(),
@@ -497,10 +501,21 @@ impl Writer {
             .written
             .fetch_add(queued_records(&appended), Ordering::Relaxed);
         self.appended = mark;
-        if !batch.is_empty() {
-            for follower in &mut self.followers {
-                follower.committed(&batch);
+        if synced {
+            let mut held = std::mem::take(&mut self.unsynced_sealed);
+            let told = if held.is_empty() {
+                batch
+            } else {
+                held.extend(batch);
+                held
+            };
+            if !told.is_empty() {
+                for follower in &mut self.followers {
+                    follower.committed(&told);
+                }
             }
+        } else {
+            self.unsynced_sealed.extend(batch);
         }
         if synced {
             self.stats.syncs.fetch_add(1, Ordering::Relaxed);
@@ -567,6 +582,7 @@ impl Writer {
         }
         // Back to what the store last synced: everything since is queued
         // again, in order, and sealed anew on the next attempt.
+        self.unsynced_sealed.clear();
         let mut queue = std::mem::take(&mut self.unsynced);
         queue.append(&mut self.queue);
         self.chain = Chain::new(self.synced.head.clone());

@@ -94,7 +94,7 @@ enum AuditCommand {
     /// cannot be read.
     Verify {
         /// Audit files, or directories of `*.jsonl` files.
-        #[arg(required_unless_present = "postgres")]
+        #[arg()]
         paths: Vec<PathBuf>,
         #[command(flatten)]
         postgres: PostgresArgs,
@@ -109,7 +109,7 @@ enum AuditCommand {
     /// Print the records that match every filter given.
     Query {
         /// Audit files, or directories of `*.jsonl` files.
-        #[arg(required_unless_present = "postgres")]
+        #[arg()]
         paths: Vec<PathBuf>,
         #[command(flatten)]
         postgres: PostgresArgs,
@@ -135,8 +135,9 @@ enum AuditCommand {
 #[derive(clap::Args)]
 struct PostgresArgs {
     /// Read the PostgreSQL audit table at this URL instead of files (every
-    /// instance's chain).
-    #[arg(long, env = WARDEN_AUDIT_POSTGRES_URL, hide_env_values = true, conflicts_with = "paths")]
+    /// instance's chain). Without files or this flag, the URL is read from
+    /// WARDEN_AUDIT_POSTGRES_URL.
+    #[arg(long, conflicts_with = "paths")]
     postgres: Option<String>,
     /// The schema of the audit table.
     #[arg(long, default_value = "warden_audit")]
@@ -294,6 +295,24 @@ fn audit(command: AuditCommand) -> ExitCode {
     })
 }
 
+impl PostgresArgs {
+    /// The table to read, when no files are given: `--postgres`, else the
+    /// environment.
+    fn url(&self, paths: &[PathBuf]) -> anyhow::Result<Option<String>> {
+        if !paths.is_empty() {
+            return Ok(None);
+        }
+        match &self.postgres {
+            Some(url) => Ok(Some(url.clone())),
+            None => std::env::var(WARDEN_AUDIT_POSTGRES_URL).map(Some).map_err(|_| {
+                anyhow::anyhow!(
+                    "give audit files or directories, or --postgres URL (or set {WARDEN_AUDIT_POSTGRES_URL})"
+                )
+            }),
+        }
+    }
+}
+
 fn query_filter(args: QueryFilter) -> anyhow::Result<warden_audit::Filter> {
     use warden_audit::query::{parse_kind, time_bound};
     Ok(warden_audit::Filter {
@@ -327,7 +346,7 @@ fn audit_verify(
                 .context("the public key is not a base64 Ed25519 public key (32 bytes)")
         })
         .transpose()?;
-    let report = match &postgres.postgres {
+    let report = match &postgres.url(paths)? {
         Some(url) => warden_audit::postgres::verify_postgres(url, &postgres.schema, key)?,
         None => warden_audit::verify_files(paths, key)?,
     };
@@ -354,9 +373,9 @@ fn audit_query(
     use std::io::Write;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout);
-    if matches!(format, QueryFormat::Table) {
-        writeln!(out, "{}", warden_audit::query::table_header())?;
-    }
+    // The table's header comes with the first record (or at the end), so a
+    // query that cannot start prints nothing on stdout.
+    let mut header_due = matches!(format, QueryFormat::Table);
     let mut unreadable = false;
     let mut broken_pipe = false;
     let mut failure = None;
@@ -366,6 +385,12 @@ fn audit_query(
         }
         match record {
             Ok(record) => {
+                if std::mem::take(&mut header_due)
+                    && writeln!(out, "{}", warden_audit::query::table_header()).is_err()
+                {
+                    broken_pipe = true;
+                    return;
+                }
                 let line = match format {
                     QueryFormat::Table => warden_audit::query::table_row(&record),
                     QueryFormat::Jsonl => warden_audit::query::jsonl_line(&record),
@@ -385,7 +410,7 @@ fn audit_query(
             }
         }
     };
-    match &postgres.postgres {
+    match &postgres.url(paths)? {
         Some(url) => {
             warden_audit::postgres::query_postgres(url, &postgres.schema, filter, &mut each)?;
         }
@@ -393,6 +418,9 @@ fn audit_query(
     }
     if broken_pipe {
         return Ok(ExitCode::SUCCESS);
+    }
+    if header_due {
+        writeln!(out, "{}", warden_audit::query::table_header())?;
     }
     if let Some(err) = failure {
         return Err(err.into());

@@ -247,7 +247,26 @@ pub(super) async fn one(
     // A list asked for before a change notice must not be learned from after it.
     let generation = session.begin_fetch();
     let id: Arc<str> = message.id_json().into();
-    let response = route
+    // A request's span (a no-op without OTLP) lasts until the upstream's
+    // response headers: the stream after them is the agent's to read.
+    let span = (warden.telemetry.is_enabled() && message.kind == MessageKind::Request).then(|| {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let is_stateless = Arc::ptr_eq(session, &route.stateless);
+        warden.telemetry.request_span(RequestSpan {
+            method: message.method.as_deref().unwrap_or_default(),
+            tool: None,
+            session: (!is_stateless).then_some(&*session.id),
+            protocol_version: session
+                .negotiated_version()
+                .or_else(|| header(mcp::HEADER_PROTOCOL_VERSION)),
+            request_id: Some(&id),
+            transport: Transport::Tcp,
+            traceparent: header("traceparent"),
+            tracestate: header("tracestate"),
+        })
+    });
+    let started = std::time::Instant::now();
+    let sent = route
         .upstream
         .send(
             Method::POST,
@@ -255,8 +274,20 @@ pub(super) async fn one(
             session.upstream_id.as_ref(),
             message.raw,
         )
-        .await
-        .map_err(|err| Failure::with_id(err, id.clone()))?;
+        .await;
+    if let Some(span) = span {
+        let error_type = match &sent {
+            Ok(response) if response.status().is_success() => None,
+            Ok(_) => Some("http_error"),
+            Err(err) => Some(err.reason()),
+        };
+        span.end(Outcome {
+            error_type,
+            upstream_duration: Some(started.elapsed()),
+            ..Outcome::default()
+        });
+    }
+    let response = sent.map_err(|err| Failure::with_id(err, id.clone()))?;
     warden.end_if_gone(session, response.status());
     if is_list && response.status().is_success() {
         return tools_list(route, session, response, &id, generation)

@@ -97,6 +97,9 @@ struct RawOtlp {
     spool_max: Option<Spanned<String>>,
     /// Export request spans and duration histograms (default true).
     traces: Option<Spanned<bool>>,
+    /// The upstream continues Warden's span: a forwarded `tools/call`
+    /// carries it as `_meta.traceparent` (default true).
+    propagate: Option<Spanned<bool>>,
 }
 
 /// The `audit.postgres` section as written.
@@ -163,6 +166,9 @@ pub struct OtlpConfig {
     pub spool_max: u64,
     /// Whether request spans and histograms are exported.
     pub traces: bool,
+    /// Whether a forwarded `tools/call` carries Warden's span as its
+    /// `_meta.traceparent`.
+    pub propagate: bool,
 }
 
 /// Why the audit trail could not start.
@@ -359,6 +365,7 @@ impl RawOtlp {
                 .map_or_else(|| dir.join("otlp-spool"), |d| base.join(&d.value)),
             spool_max: size(&self.spool_max, 256 << 20, errors) as u64,
             traces: self.traces.as_ref().is_none_or(|t| t.value),
+            propagate: self.propagate.as_ref().is_none_or(|p| p.value),
         }
     }
 }

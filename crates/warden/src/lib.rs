@@ -128,6 +128,11 @@ pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
     if let Some(trail) = &trail {
         metrics.register_collector(audit::AuditMetrics::new(trail, unrecorded));
     }
+    let telemetry_propagates = config
+        .audit
+        .as_ref()
+        .and_then(|a| a.otlp.as_ref())
+        .is_some_and(|o| o.propagate);
     let (audit, otlp_logs, telemetry) = match trail {
         Some(trail) => (
             Some(trail.log),
@@ -144,6 +149,7 @@ pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
         audit,
         otlp_logs,
         telemetry,
+        telemetry_propagates,
     }))
 }
 

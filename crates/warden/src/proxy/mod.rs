@@ -85,6 +85,9 @@ pub struct Warden {
     pub otlp_logs: Option<warden_audit::otlp::OtlpLogsHandle>,
     /// Request spans and duration histograms (disabled without OTLP).
     pub telemetry: warden_audit::otlp::Telemetry,
+    /// Whether a `tools/call` forwarded carries Warden's span as its
+    /// `_meta.traceparent` (`audit.otlp.propagate`).
+    pub telemetry_propagates: bool,
 }
 
 /// A failure, with the JSON-RPC id it answers when one is known.

@@ -339,6 +339,19 @@ async fn tool_call(
             tracestate: meta.tracestate.as_deref(),
         })
     });
+    // The upstream continues Warden's span: the one edit of the forwarded
+    // message tracing makes (`audit.otlp.propagate`).
+    let mut forwarded = message.raw;
+    if warden.telemetry_propagates
+        && let Some(parent) = span.as_ref().and_then(|s| s.traceparent())
+        && let Some(edited) = with_trace_context(
+            &forwarded,
+            &parent,
+            span.as_ref().and_then(|s| s.tracestate()),
+        )
+    {
+        forwarded = edited;
+    }
     // Whichever ends first takes the span: the reply, or a refusal.
     let span = span.map(|span| Arc::new(std::sync::Mutex::new(Some(span))));
     if let Some(slot) = span.clone() {
@@ -410,7 +423,7 @@ async fn tool_call(
         principal,
         meta,
         tap,
-        message: message.raw,
+        message: forwarded,
         context: Forward {
             headers: Arc::clone(headers),
             upstream_session: session.upstream_id.clone(),
@@ -450,6 +463,37 @@ async fn tool_call(
         }
         Err(err) => Err(Failure::with_id(err, id)),
     }
+}
+
+/// `message` (a `tools/call`) with `params._meta.traceparent` (and
+/// `tracestate`) set to Warden's span; every other value kept as its bytes.
+/// `None` when the message is not an object with object `params`.
+fn with_trace_context(
+    message: &[u8],
+    traceparent: &str,
+    tracestate: Option<&str>,
+) -> Option<Bytes> {
+    use serde_json::value::RawValue;
+    type Members = serde_json::Map<String, serde_json::Value>;
+    let mut top: std::collections::BTreeMap<String, Box<RawValue>> =
+        serde_json::from_slice(message).ok()?;
+    let mut params: std::collections::BTreeMap<String, Box<RawValue>> =
+        serde_json::from_str(top.get("params")?.get()).ok()?;
+    let mut meta: Members = match params.get("_meta") {
+        Some(meta) => serde_json::from_str(meta.get()).ok()?,
+        None => Members::new(),
+    };
+    meta.insert("traceparent".into(), traceparent.into());
+    match tracestate {
+        Some(state) => meta.insert("tracestate".into(), state.into()),
+        None => meta.remove("tracestate"),
+    };
+    params.insert("_meta".into(), serde_json::value::to_raw_value(&meta).ok()?);
+    top.insert(
+        "params".into(),
+        serde_json::value::to_raw_value(&params).ok()?,
+    );
+    serde_json::to_vec(&top).ok().map(Bytes::from)
 }
 
 /// What the upstream says about `tool` in this session. When Warden has not

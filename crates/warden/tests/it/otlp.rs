@@ -98,6 +98,7 @@ async fn audit_records_and_request_spans_reach_a_real_otlp_receiver() {
         spool_dir: dir.join("otlp-spool"),
         spool_max: 1 << 20,
         traces: true,
+        propagate: true,
     });
     let (url, _demo) = demo_upstream().await;
     let warden = WardenBuilder::new(&url).audit(audit).start().await;
@@ -183,5 +184,85 @@ async fn audit_records_and_request_spans_reach_a_real_otlp_receiver() {
     assert_eq!(refused["attributes"]["warden.decision"], "deny");
     assert_eq!(refused["attributes"]["warden.reason"], "not-read-only");
     assert_eq!(refused["attributes"]["error.type"], "tool_error");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn the_upstream_continues_wardens_span_and_reads_the_same_arguments() {
+    let dir = std::env::temp_dir().join(format!("warden-it-otlp-prop-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let receiver = Receiver::start(&dir);
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let seen = calls.clone();
+    let (url, _) = upstream_fn(move |_parts, body| {
+        let seen = seen.clone();
+        async move {
+            if let Some(reply) = handshake(&body) {
+                return reply;
+            }
+            let message: Value = serde_json::from_slice(&body).unwrap_or_default();
+            let id = message["id"].clone();
+            if message["method"] == "tools/list" {
+                return json_response(&json!({"jsonrpc": "2.0", "id": id, "result": {"tools": [
+                    {"name": "lookup", "inputSchema": {"type": "object"},
+                     "annotations": {"readOnlyHint": true}}]}}));
+            }
+            seen.lock().expect("lock").push(message);
+            json_response(&json!({"jsonrpc": "2.0", "id": id,
+                "result": {"content": [{"type": "text", "text": "ok"}]}}))
+        }
+    })
+    .await;
+    let mut audit = AuditConfig::in_dir(&dir.join("audit"), "it-otlp-prop");
+    let mut options = OtlpOptions::new(receiver.url.clone(), "it-otlp-prop");
+    options.traces_interval = Duration::from_millis(100);
+    audit.otlp = Some(OtlpConfig {
+        options,
+        spool_dir: dir.join("otlp-spool"),
+        spool_max: 1 << 20,
+        traces: true,
+        propagate: true,
+    });
+    let warden = WardenBuilder::new(&url).audit(audit).start().await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    let arguments = json!({"q": "x", "n": [1, 2.50, {"deep": true}]});
+    let traceparent = format!("00-{PARENT_TRACE}-00f067aa0ba902b7-01");
+    let reply = agent
+        .post(
+            &json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
+            "name": "lookup", "arguments": arguments,
+            "_meta": {"traceparent": traceparent, "tracestate": "rojo=1", "progressToken": 4}}}),
+        )
+        .await;
+    assert_eq!(reply.response()["result"]["content"][0]["text"], "ok");
+    warden.running.shutdown().await;
+    let forwarded = calls.lock().expect("lock")[0].clone();
+    assert_eq!(forwarded["params"]["arguments"], arguments);
+    assert_eq!(
+        forwarded["params"]["_meta"]["progressToken"], 4,
+        "other _meta kept"
+    );
+    assert_eq!(forwarded["params"]["_meta"]["tracestate"], "rojo=1");
+    let sent = forwarded["params"]["_meta"]["traceparent"]
+        .as_str()
+        .expect("a traceparent")
+        .to_owned();
+    let spans = receiver
+        .wait_for("span", |items| {
+            items.iter().any(|s| s["name"] == "tools/call lookup")
+        })
+        .await;
+    let span = spans
+        .iter()
+        .find(|s| s["name"] == "tools/call lookup")
+        .expect("span");
+    let span_id = span["span_id"].as_str().expect("span id");
+    assert_eq!(
+        sent,
+        format!("00-{PARENT_TRACE}-{span_id}-01"),
+        "the upstream's parent is Warden's span"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -115,11 +115,17 @@ impl Chain {
 
     /// Seal `record` as the chain's next record.
     pub fn seal(&mut self, mut record: Record) -> Sealed {
+        self.seal_in_place(&mut record)
+    }
+
+    /// Seal `record` as the chain's next record, setting its chain fields
+    /// where it lies (no copy; sealing it again later overwrites them).
+    pub fn seal_in_place(&mut self, record: &mut Record) -> Sealed {
         record.chain.clone_from(&self.head.chain);
         record.seq = self.head.seq + 1;
         record.prev.clone_from(&self.head.hash);
         // A record is plain data; serializing it cannot fail.
-        let line = serde_json::to_string(&record).unwrap_or_default();
+        let line = serde_json::to_string(&*record).unwrap_or_default();
         let hash = line_hash(&line);
         self.head.seq = record.seq;
         self.head.hash.clone_from(&hash);

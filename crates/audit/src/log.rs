@@ -467,12 +467,12 @@ impl Writer {
         let mut mark = self.appended.clone();
         let batch: Vec<Sealed> = self
             .queue
-            .iter()
+            .iter_mut()
             .map(|queued| match queued {
                 Queued::Record(record, _) => {
                     mark.since_checkpoint += 1;
                     mark.first_unvouched.get_or_insert_with(Instant::now);
-                    self.chain.seal(Record::clone(record))
+                    self.chain.seal_in_place(record)
                 }
                 Queued::Checkpoint => {
                     mark.since_checkpoint = 0;

@@ -195,7 +195,7 @@ pub async fn prepare(conn: &mut PgConnection, schema: &str) -> Result<Prepared, 
     Ok(Prepared::Migrated)
 }
 
-/// What [`prepare`] did.
+/// What preparing the schema (checking and running migrations) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Prepared {
     /// Every migration was applied already.

@@ -135,6 +135,12 @@ fn test(root: &Path, quick: bool) -> Result {
             "cargo bench --no-run",
             Command::new(&cargo)
                 .current_dir(root)
+                // CI only checks that the benchmarks build: without LTO
+                // and with more codegen units the release build takes a
+                // fraction of the time (measurements use the real profile).
+                .env("CARGO_PROFILE_BENCH_LTO", "false")
+                .env("CARGO_PROFILE_BENCH_CODEGEN_UNITS", "256")
+                .env("CARGO_PROFILE_BENCH_DEBUG", "false")
                 .args(["bench", "--workspace", "--no-run"]),
         )?;
         fuzz(root, &cargo)?;

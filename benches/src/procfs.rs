@@ -116,6 +116,22 @@ fn parse_status_count(text: &str, field: &str) -> Option<u64> {
     parse_status_kib(text, field)
 }
 
+/// Every process whose command name (`/proc/PID/comm`) is `comm`, e.g. the
+/// PostgreSQL server's `postgres` processes.
+pub fn pids_named(comm: &str) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == comm)
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
 /// The direct children of `parent` (e.g. nginx's workers), by scanning `/proc`.
 pub fn children_of(parent: u32) -> Vec<u32> {
     let Ok(entries) = fs::read_dir("/proc") else {

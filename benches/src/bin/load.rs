@@ -1,5 +1,6 @@
 //! Load benchmark: the same MCP `tools/call` workload directly against the
-//! demo upstream, through nginx, and through Warden, interleaved in one run.
+//! demo upstream, through nginx, and through Warden (without audit, with the
+//! audit trail in files, with it in PostgreSQL), interleaved in one run.
 //!
 //! ```text
 //! cargo build --release -p warden-demo -p warden -p warden-benches
@@ -7,9 +8,11 @@
 //! ```
 //!
 //! Each client opens one keep-alive HTTP/1.1 connection, initializes one MCP
-//! session, then calls `echo` in a closed loop. Every reply is checked; a
+//! session, then calls `echo` (`--calls read`) or `create_note`
+//! (`--calls write`) in a closed loop. Every reply is checked; a
 //! run with any error is reported INVALID and the program exits non-zero.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
@@ -30,6 +33,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::net::TcpStream;
 use warden_benches::report::{self, Run, Summary, Target};
+use warden_benches::workload::Calls;
 use warden_benches::{nginx, procfs, workload};
 
 /// Direct vs nginx vs Warden: calls/s, p50/p99, CPU per call, peak RSS.
@@ -48,9 +52,25 @@ struct Args {
     /// Concurrent clients (closed loop), comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 32])]
     concurrency: Vec<usize>,
-    /// Targets, comma-separated.
+    /// Targets, comma-separated: direct, nginx, warden (no audit),
+    /// warden-audit (audit trail in files in the temp dir), warden-audit-pg
+    /// (audit trail in PostgreSQL, a fresh schema dropped at the end).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Target::Direct, Target::Nginx, Target::Warden])]
     targets: Vec<Target>,
+    /// Calls, comma-separated: read (`echo`) and/or write (`create_note`,
+    /// granted `write`, so its audit intent is durable before forwarding).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Calls::Read])]
+    calls: Vec<Calls>,
+    /// Concurrencies at which write calls run (default: every --concurrency).
+    #[arg(long, value_delimiter = ',')]
+    write_concurrency: Option<Vec<usize>>,
+    /// PostgreSQL for warden-audit-pg (a schema `warden_bench_<pid>_<time>`
+    /// is made there by Warden and dropped at the end with psql).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    postgres_url: String,
+    /// The psql binary (drops the benchmark's schema, counts its records).
+    #[arg(long, default_value = "psql")]
+    psql: PathBuf,
     /// nginx `worker_processes` (a number or `auto` = one per core).
     #[arg(long, default_value = "auto")]
     nginx_workers: String,
@@ -63,7 +83,8 @@ struct Args {
     /// The warden-demo binary (default: next to this program).
     #[arg(long)]
     demo: Option<PathBuf>,
-    /// Policy for Warden's route (default: the repo's policies/read-only.yaml).
+    /// Policy for Warden's routes (default: the repo's policies/read-only.yaml,
+    /// plus `create_note: write` when write calls are run).
     #[arg(long)]
     policy: Option<PathBuf>,
     /// Threads of the load generator's runtime (1 = current-thread runtime).
@@ -106,9 +127,11 @@ const MAX_CONCURRENCY: usize = 1024;
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    let schema = PgSchema::new(&args);
     let mut children = Children::default();
-    let result = run_main(&args, &mut children);
+    let result = run_main(&args, &mut children, &schema);
     drop(children); // stop every child before reporting the outcome
+    drop(schema); // then drop the PostgreSQL schema, once Warden is gone
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => {
@@ -122,7 +145,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run_main(args: &Args, children: &mut Children) -> anyhow::Result<bool> {
+fn run_main(args: &Args, children: &mut Children, schema: &PgSchema) -> anyhow::Result<bool> {
     validate(args)?;
     if let Some(cpus) = &args.client_cpus {
         pin_self(cpus)?;
@@ -138,7 +161,13 @@ fn run_main(args: &Args, children: &mut Children) -> anyhow::Result<bool> {
             .build()?
     };
     let per_run = args.warmup + args.duration + Duration::from_millis(300);
-    let runs = args.rounds as u64 * args.targets.len() as u64 * args.concurrency.len() as u64;
+    let runs = args.rounds as u64
+        * args.targets.len() as u64
+        * args
+            .calls
+            .iter()
+            .map(|&k| concurrencies(args, k).len() as u64)
+            .sum::<u64>();
     let estimate = per_run * runs as u32;
     // Bounded: a hung target cannot keep the benchmark going forever.
     let deadline = estimate * (args.noisy_retries + 2) + Duration::from_secs(60);
@@ -151,7 +180,7 @@ fn run_main(args: &Args, children: &mut Children) -> anyhow::Result<bool> {
     );
     runtime.block_on(async {
         tokio::select! {
-            result = tokio::time::timeout(deadline, bench(args, children)) => {
+            result = tokio::time::timeout(deadline, bench(args, children, schema)) => {
                 result.map_err(|_| anyhow!("the benchmark overran its {deadline:?} limit"))?
             }
             signal = interrupted() => Err(anyhow!("interrupted by {signal}; stopping children")),
@@ -183,7 +212,86 @@ fn validate(args: &Args) -> anyhow::Result<()> {
     if args.targets.is_empty() {
         bail!("--targets must name at least one target");
     }
+    if args.calls.is_empty() {
+        bail!("--calls must name read, write or both");
+    }
+    if let Some(list) = &args.write_concurrency
+        && (list.is_empty() || list.iter().any(|&c| c == 0 || c > MAX_CONCURRENCY))
+    {
+        bail!("--write-concurrency values must be in 1..={MAX_CONCURRENCY}");
+    }
     Ok(())
+}
+
+/// The concurrencies at which `kind` calls run.
+fn concurrencies(args: &Args, kind: Calls) -> &[usize] {
+    match (kind, &args.write_concurrency) {
+        (Calls::Write, Some(list)) => list,
+        _ => &args.concurrency,
+    }
+}
+
+/// The PostgreSQL schema of the warden-audit-pg target: a fresh name per
+/// run, dropped (with psql) when this is dropped, after Warden has stopped.
+struct PgSchema {
+    name: String,
+    url: String,
+    psql: PathBuf,
+    used: bool,
+}
+
+impl PgSchema {
+    fn new(args: &Args) -> PgSchema {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        PgSchema {
+            name: format!("warden_bench_{}_{secs}", std::process::id()),
+            url: args.postgres_url.clone(),
+            psql: args.psql.clone(),
+            used: args.targets.contains(&Target::WardenAuditPg),
+        }
+    }
+
+    fn psql(&self, sql: &str) -> anyhow::Result<String> {
+        let out = Command::new(&self.psql)
+            .arg(&self.url)
+            .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running {}", self.psql.display()))?;
+        if !out.status.success() {
+            bail!(
+                "psql {sql:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// Records in the schema's table.
+    fn records(&self) -> anyhow::Result<u64> {
+        let text = self.psql(&format!(
+            "SELECT count(*) FROM \"{}\".audit_records",
+            self.name
+        ))?;
+        text.parse().with_context(|| format!("count {text:?}"))
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        if !self.used {
+            return;
+        }
+        match self.psql(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name)) {
+            Ok(_) => eprintln!("load: dropped PostgreSQL schema {}", self.name),
+            Err(err) => eprintln!(
+                "load: could not drop PostgreSQL schema {} ({err:#}); drop it by hand",
+                self.name
+            ),
+        }
+    }
 }
 
 async fn interrupted() -> &'static str {
@@ -226,75 +334,78 @@ fn parse_cpu_list(list: &str) -> anyhow::Result<Vec<usize>> {
 /// The processes under test.
 struct Setup {
     demo_pid: u32,
-    nginx_pid: Option<u32>,
-    warden_pid: Option<u32>,
-    ports: Ports,
+    demo_port: u16,
+    nginx: Option<(u32, u16)>,
+    /// Warden targets: pid and port.
+    wardens: HashMap<Target, (u32, u16)>,
 }
 
-#[derive(Clone, Copy)]
-struct Ports {
-    demo: u16,
-    nginx: u16,
-    warden: u16,
-    warden_admin: u16,
-}
-
-async fn bench(args: &Args, children: &mut Children) -> anyhow::Result<bool> {
+async fn bench(args: &Args, children: &mut Children, schema: &PgSchema) -> anyhow::Result<bool> {
     let dir = tempfile::Builder::new()
         .prefix("warden-load-")
         .tempdir()
         .context("creating a temp dir")?;
-    let setup = start_everything(args, children, dir.path())?;
+    let setup = start_everything(args, children, dir.path(), schema)?;
     let hz = procfs::clock_ticks_per_second();
 
     let mut runs: Vec<Run> = Vec::new();
-    for &concurrency in &args.concurrency {
-        for round in 1..=args.rounds {
-            // Rotate the order each round so no target always runs first.
-            let n = args.targets.len();
-            for i in 0..n {
-                let target = args.targets[(i + round as usize - 1) % n];
-                let mut attempt = 0;
-                let run = loop {
-                    let run = run_one(args, &setup, target, concurrency, round).await?;
-                    let background =
-                        run.background_ticks as f64 * 100.0 / hz as f64 / run.window.as_secs_f64();
-                    eprintln!(
-                        "  c={concurrency:<3} round {round} {:<6} {:>8.0} calls/s  p50 {:>7.1} µs  p99 {:>8.1} µs  proxy CPU {:>5.1} µs/call  background {:>3.0}%  errors {}{}",
-                        target.name(),
-                        run.calls_per_second(),
-                        run.latency.value_at_quantile(0.5) as f64 / 1000.0,
-                        run.latency.value_at_quantile(0.99) as f64 / 1000.0,
-                        run.proxy_ticks.map_or(0.0, |t| t as f64 * 1e6
+    // Successful calls per target, warm-up included (what the trail holds).
+    let mut all_calls: HashMap<(Target, Calls), u64> = HashMap::new();
+    for &kind in &args.calls {
+        for &concurrency in concurrencies(args, kind) {
+            for round in 1..=args.rounds {
+                // Rotate the order each round so no target always runs first.
+                let n = args.targets.len();
+                for i in 0..n {
+                    let target = args.targets[(i + round as usize - 1) % n];
+                    let mut attempt = 0;
+                    let run = loop {
+                        let (run, done) =
+                            run_one(args, &setup, target, kind, concurrency, round).await?;
+                        *all_calls.entry((target, kind)).or_default() += done;
+                        let background = run.background_ticks as f64 * 100.0
                             / hz as f64
-                            / run.calls.max(1) as f64),
-                        background,
-                        run.errors,
-                        run.first_error
-                            .as_deref()
-                            .map(|e| format!(" (first: {e})"))
-                            .unwrap_or_default(),
-                    );
-                    if background <= args.max_background || attempt >= args.noisy_retries {
-                        break run;
-                    }
-                    attempt += 1;
-                    eprintln!(
-                        "    other programs used {background:.0}% of a core (> {}%): discarding and retrying ({attempt}/{})",
-                        args.max_background, args.noisy_retries
-                    );
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                };
-                runs.push(run);
+                            / run.window.as_secs_f64();
+                        eprintln!(
+                            "  c={concurrency:<3} {:<5} round {round} {:<15} {:>8.0} calls/s  p50 {:>7.1} µs  p99 {:>8.1} µs  proxy CPU {:>5.1} µs/call  background {:>3.0}%  errors {}{}",
+                            kind.name(),
+                            target.name(),
+                            run.calls_per_second(),
+                            run.latency.value_at_quantile(0.5) as f64 / 1000.0,
+                            run.latency.value_at_quantile(0.99) as f64 / 1000.0,
+                            run.proxy_ticks.map_or(0.0, |t| t as f64 * 1e6
+                                / hz as f64
+                                / run.calls.max(1) as f64),
+                            background,
+                            run.errors,
+                            run.first_error
+                                .as_deref()
+                                .map(|e| format!(" (first: {e})"))
+                                .unwrap_or_default(),
+                        );
+                        if background <= args.max_background || attempt >= args.noisy_retries {
+                            break run;
+                        }
+                        attempt += 1;
+                        eprintln!(
+                            "    other programs used {background:.0}% of a core (> {}%): discarding and retrying ({attempt}/{})",
+                            args.max_background, args.noisy_retries
+                        );
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    };
+                    runs.push(run);
+                }
             }
         }
     }
 
     let mut summaries = Vec::new();
-    for &c in &args.concurrency {
-        for t in [Target::Direct, Target::Nginx, Target::Warden] {
-            if let Some(s) = Summary::of(&runs, t, c) {
-                summaries.push(s);
+    for &kind in &args.calls {
+        for &c in concurrencies(args, kind) {
+            for t in Target::ALL {
+                if let Some(s) = Summary::of(&runs, t, kind, c, hz) {
+                    summaries.push(s);
+                }
             }
         }
     }
@@ -303,12 +414,64 @@ async fn bench(args: &Args, children: &mut Children) -> anyhow::Result<bool> {
     text.push_str(&describe(args, hz));
     text.push('\n');
     text.push_str(&report::markdown(&summaries, hz));
+    if args.targets.iter().any(|t| t.audit_sink().is_some()) {
+        // Let the writers catch up with the last records before counting.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    text.push_str(&trail_counts(args, dir.path(), schema, &all_calls));
     println!("{text}");
     if let Some(path) = &args.markdown {
         fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
     }
     drop(dir);
     Ok(all_valid)
+}
+
+/// What the audit trails hold against the calls made (warm-up included):
+/// each read call is one record, each write call two (intent, outcome),
+/// plus session, policy and checkpoint records.
+fn trail_counts(
+    args: &Args,
+    dir: &Path,
+    schema: &PgSchema,
+    all_calls: &HashMap<(Target, Calls), u64>,
+) -> String {
+    let expected = |t: Target| {
+        all_calls.get(&(t, Calls::Read)).copied().unwrap_or(0)
+            + 2 * all_calls.get(&(t, Calls::Write)).copied().unwrap_or(0)
+    };
+    let mut out = String::new();
+    if args.targets.contains(&Target::WardenAudit) {
+        let lines = fs::read_dir(dir.join("audit-file"))
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
+                    .filter_map(|e| fs::read(e.path()).ok())
+                    .map(|bytes| bytes.iter().filter(|&&b| b == b'\n').count() as u64)
+                    .sum::<u64>()
+            })
+            .unwrap_or(0);
+        out.push_str(&format!(
+            "- file trail: {lines} lines for {} call records expected (reads + 2 × writes)\n",
+            expected(Target::WardenAudit)
+        ));
+    }
+    if args.targets.contains(&Target::WardenAuditPg) {
+        let rows = schema
+            .records()
+            .map_or_else(|e| format!("unknown ({e:#})"), |n| n.to_string());
+        out.push_str(&format!(
+            "- PostgreSQL trail (schema {}): {rows} rows for {} call records expected (reads + 2 × writes)\n",
+            schema.name,
+            expected(Target::WardenAuditPg)
+        ));
+    }
+    if out.is_empty() {
+        out
+    } else {
+        format!("\nAudit trails at the end of the run:\n\n{out}")
+    }
 }
 
 fn describe(args: &Args, hz: u64) -> String {
@@ -330,7 +493,9 @@ fn describe(args: &Args, hz: u64) -> String {
         "Command: `{}`\n\nMachine: {cores} CPUs ({cpu_model}), kernel {kernel}; CPU time from /proc at {hz} ticks/s. \
          nginx worker_processes {}; Warden extra env: {}; load generator: {} runtime thread(s), pinned to {}; servers pinned to {}. \
          {} round(s) × {:?} per target per concurrency after a {:?} warm-up, order rotated each round; \
-         a run during which other programs used > {}% of a core is re-run (up to {} times).\n",
+         a run during which other programs used > {}% of a core is re-run (up to {} times). \
+         Calls: {}. Audit: warden-audit writes JSON Lines files in the temp dir (defaults: fsync every 1 s, group commit for durable intents), \
+         warden-audit-pg a fresh PostgreSQL schema; store CPU is every `postgres` process's, counted apart from the background.\n",
         command.join(" "),
         args.nginx_workers,
         if args.warden_env.is_empty() {
@@ -350,6 +515,18 @@ fn describe(args: &Args, hz: u64) -> String {
         args.warmup,
         args.max_background,
         args.noisy_retries,
+        args.calls
+            .iter()
+            .map(|&k| format!(
+                "{} at {:?} clients",
+                match k {
+                    Calls::Read => "read (`echo`)",
+                    Calls::Write => "write (`create_note`, granted `write`)",
+                },
+                concurrencies(args, k)
+            ))
+            .collect::<Vec<_>>()
+            .join(", "),
     )
 }
 
@@ -372,7 +549,12 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-fn start_everything(args: &Args, children: &mut Children, dir: &Path) -> anyhow::Result<Setup> {
+fn start_everything(
+    args: &Args,
+    children: &mut Children,
+    dir: &Path,
+    schema: &PgSchema,
+) -> anyhow::Result<Setup> {
     const BUILD: &str =
         "build it with `cargo build --release -p warden-demo -p warden` (or pass its path)";
     let demo_bin = match &args.demo {
@@ -382,29 +564,24 @@ fn start_everything(args: &Args, children: &mut Children, dir: &Path) -> anyhow:
     require_file(&demo_bin, BUILD)?;
     let want = |t: Target| args.targets.contains(&t);
 
-    let ports = Ports {
-        demo: free_port()?,
-        nginx: free_port()?,
-        warden: free_port()?,
-        warden_admin: free_port()?,
-    };
+    let demo_port = free_port()?;
     let taskset = args.server_cpus.as_deref();
 
     let mut demo = command(taskset, &demo_bin);
-    demo.arg("--listen")
-        .arg(format!("127.0.0.1:{}", ports.demo));
+    demo.arg("--listen").arg(format!("127.0.0.1:{demo_port}"));
     let demo_pid = children.spawn("warden-demo", demo, dir)?;
-    children.wait_ready("warden-demo", ports.demo, dir)?;
+    children.wait_ready("warden-demo", demo_port, dir)?;
 
-    let nginx_pid = if want(Target::Nginx) {
+    let nginx = if want(Target::Nginx) {
         require_file(&args.nginx, nginx::INSTALL_HINT)?;
+        let port = free_port()?;
         let conf = dir.join("nginx.conf");
         fs::write(
             &conf,
             nginx::render(&nginx::NginxConfig {
                 dir,
-                listen_port: ports.nginx,
-                upstream_port: ports.demo,
+                listen_port: port,
+                upstream_port: demo_port,
                 workers: &args.nginx_workers,
             }),
         )?;
@@ -416,54 +593,82 @@ fn start_everything(args: &Args, children: &mut Children, dir: &Path) -> anyhow:
             .arg("-c")
             .arg(&conf);
         let pid = children.spawn("nginx", cmd, dir)?;
-        children.wait_ready("nginx", ports.nginx, dir)?;
-        Some(pid)
+        children.wait_ready("nginx", port, dir)?;
+        Some((pid, port))
     } else {
         None
     };
 
-    let warden_pid = if want(Target::Warden) {
+    let mut wardens = HashMap::new();
+    let warden_targets: Vec<Target> = Target::ALL
+        .into_iter()
+        .filter(|&t| t.is_warden() && want(t))
+        .collect();
+    if !warden_targets.is_empty() {
         let warden_bin = match &args.warden {
             Some(p) => p.clone(),
             None => sibling_binary("warden")?,
         };
         require_file(&warden_bin, BUILD)?;
         let policy = match &args.policy {
-            Some(p) => p.clone(),
-            None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/read-only.yaml"),
+            Some(p) => p
+                .canonicalize()
+                .with_context(|| format!("policy file {}", p.display()))?,
+            None if args.calls.contains(&Calls::Write) => {
+                // read-only.yaml, plus the one write tool the workload calls.
+                let path = dir.join("bench-policy.yaml");
+                fs::write(
+                    &path,
+                    "version: 1\ndefault: read-only-hint\ntools:\n  create_note: write\n",
+                )?;
+                path
+            }
+            None => {
+                let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/read-only.yaml");
+                p.canonicalize()
+                    .with_context(|| format!("policy file {}", p.display()))?
+            }
         };
-        let policy = policy
-            .canonicalize()
-            .with_context(|| format!("policy file {}", policy.display()))?;
-        let conf = dir.join("warden.yaml");
-        fs::write(
-            &conf,
-            format!(
-                "version: 1\nlisten: 127.0.0.1:{}\nadmin: 127.0.0.1:{}\nroutes:\n  - path: /mcp\n    upstream:\n      url: http://127.0.0.1:{}/mcp\n    policy: {}\n",
-                ports.warden,
-                ports.warden_admin,
-                ports.demo,
-                policy.display()
-            ),
-        )?;
-        let mut cmd = command(taskset, &warden_bin);
-        cmd.arg("run")
-            .arg("--config")
-            .arg(&conf)
-            .env("WARDEN_LOG", "warn")
-            .envs(args.warden_env.iter().map(|(k, v)| (k, v)));
-        let pid = children.spawn("warden", cmd, dir)?;
-        children.wait_ready("warden", ports.warden, dir)?;
-        Some(pid)
-    } else {
-        None
-    };
+        for target in warden_targets {
+            let (port, admin) = (free_port()?, free_port()?);
+            let audit = match target {
+                Target::WardenAudit => format!(
+                    "audit:\n  dir: {}\n  instance: bench-file\n",
+                    dir.join("audit-file").display()
+                ),
+                Target::WardenAuditPg => format!(
+                    "audit:\n  dir: {}\n  instance: bench-pg\n  postgres:\n    url: {}\n    schema: {}\n",
+                    dir.join("audit-pg").display(),
+                    schema.url,
+                    schema.name
+                ),
+                _ => String::new(),
+            };
+            let conf = dir.join(format!("{}.yaml", target.name()));
+            fs::write(
+                &conf,
+                format!(
+                    "version: 1\nlisten: 127.0.0.1:{port}\nadmin: 127.0.0.1:{admin}\nroutes:\n  - path: /mcp\n    upstream:\n      url: http://127.0.0.1:{demo_port}/mcp\n    policy: {}\n{audit}",
+                    policy.display()
+                ),
+            )?;
+            let mut cmd = command(taskset, &warden_bin);
+            cmd.arg("run")
+                .arg("--config")
+                .arg(&conf)
+                .env("WARDEN_LOG", "warn")
+                .envs(args.warden_env.iter().map(|(k, v)| (k, v)));
+            let pid = children.spawn(target.name(), cmd, dir)?;
+            children.wait_ready(target.name(), port, dir)?;
+            wardens.insert(target, (pid, port));
+        }
+    }
 
     Ok(Setup {
         demo_pid,
-        nginx_pid,
-        warden_pid,
-        ports,
+        demo_port,
+        nginx,
+        wardens,
     })
 }
 
@@ -561,12 +766,12 @@ impl Drop for Children {
 fn proxy_pids(setup: &Setup, target: Target) -> Option<Vec<u32>> {
     match target {
         Target::Direct => None,
-        Target::Nginx => setup.nginx_pid.map(|m| {
+        Target::Nginx => setup.nginx.map(|(m, _)| {
             let mut pids = vec![m];
             pids.extend(procfs::children_of(m));
             pids
         }),
-        Target::Warden => setup.warden_pid.map(|w| vec![w]),
+        _ => setup.wardens.get(&target).map(|&(w, _)| vec![w]),
     }
 }
 
@@ -594,21 +799,44 @@ fn switches(pids: &[u32]) -> anyhow::Result<u64> {
 struct Snapshot {
     proxy: Option<u64>,
     proxy_switches: Option<u64>,
+    /// CPU ticks of every `postgres` process, by pid (PostgreSQL target).
+    store: Option<HashMap<u32, u64>>,
     upstream: u64,
     client: u64,
     system: u64,
 }
 
 impl Snapshot {
-    fn take(proxy: Option<&[u32]>, upstream: u32) -> anyhow::Result<Snapshot> {
+    fn take(proxy: Option<&[u32]>, upstream: u32, store: bool) -> anyhow::Result<Snapshot> {
         Ok(Snapshot {
             proxy: proxy.map(ticks).transpose()?,
             proxy_switches: proxy.map(switches).transpose()?,
+            store: store.then(|| {
+                procfs::pids_named("postgres")
+                    .into_iter()
+                    .filter_map(|p| Some((p, procfs::stat(p).ok()?.cpu_ticks)))
+                    .collect()
+            }),
             upstream: ticks(&[upstream])?,
             client: self_ticks()?,
             system: procfs::system_busy_ticks()?,
         })
     }
+}
+
+/// CPU ticks the processes in `after` used since `before` (a process that
+/// started in between counts from zero; one that ended is lost).
+fn store_delta(
+    after: Option<&HashMap<u32, u64>>,
+    before: Option<&HashMap<u32, u64>>,
+) -> Option<u64> {
+    let (after, before) = (after?, before?);
+    Some(
+        after
+            .iter()
+            .map(|(pid, &t)| t.saturating_sub(before.get(pid).copied().unwrap_or(0)))
+            .sum(),
+    )
 }
 
 fn delta(after: Option<u64>, before: Option<u64>) -> Option<u64> {
@@ -625,6 +853,8 @@ struct Window {
 /// What one client saw.
 struct ClientOutcome {
     calls: u64,
+    /// Successful calls, warm-up included.
+    done: u64,
     errors: u64,
     first_error: Option<String>,
     latency: Histogram<u64>,
@@ -634,14 +864,17 @@ async fn run_one(
     args: &Args,
     setup: &Setup,
     target: Target,
+    kind: Calls,
     concurrency: usize,
     round: u32,
-) -> anyhow::Result<Run> {
+) -> anyhow::Result<(Run, u64)> {
     let port = match target {
-        Target::Direct => setup.ports.demo,
-        Target::Nginx => setup.ports.nginx,
-        Target::Warden => setup.ports.warden,
-    };
+        Target::Direct => Some(setup.demo_port),
+        Target::Nginx => setup.nginx.map(|(_, port)| port),
+        _ => setup.wardens.get(&target).map(|&(_, port)| port),
+    }
+    .with_context(|| format!("{} was not started", target.name()))?;
+    let store = target == Target::WardenAuditPg;
     let proxy = proxy_pids(setup, target);
     for &pid in proxy.iter().flatten() {
         if let Err(err) = procfs::reset_peak_rss(pid) {
@@ -657,20 +890,21 @@ async fn run_one(
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let host = HeaderValue::from_str(&format!("127.0.0.1:{port}"))?;
     let clients: Vec<_> = (0..concurrency)
-        .map(|_| tokio::spawn(client(addr, host.clone(), window, args.call_timeout)))
+        .map(|_| tokio::spawn(client(addr, host.clone(), kind, window, args.call_timeout)))
         .collect();
 
     tokio::time::sleep_until(window.start.into()).await;
-    let before = Snapshot::take(proxy.as_deref(), setup.demo_pid)?;
+    let before = Snapshot::take(proxy.as_deref(), setup.demo_pid, store)?;
     tokio::time::sleep_until(window.end.into()).await;
-    let after = Snapshot::take(proxy.as_deref(), setup.demo_pid)?;
+    let after = Snapshot::take(proxy.as_deref(), setup.demo_pid, store)?;
     let measured = window.end - window.start;
 
     let mut latency = report::new_histogram();
-    let (mut calls, mut errors, mut first_error) = (0, 0, None);
+    let (mut calls, mut done, mut errors, mut first_error) = (0, 0, 0, None);
     for handle in clients {
         let outcome = handle.await.context("a client task panicked")?;
         calls += outcome.calls;
+        done += outcome.done;
         errors += outcome.errors;
         first_error = first_error.or(outcome.first_error);
         latency.add(&outcome.latency).expect("same bounds");
@@ -686,9 +920,12 @@ async fn run_one(
     let proxy_ticks = delta(after.proxy, before.proxy);
     let upstream_ticks = after.upstream.saturating_sub(before.upstream);
     let client_ticks = after.client.saturating_sub(before.client);
-    let accounted = proxy_ticks.unwrap_or(0) + upstream_ticks + client_ticks;
-    Ok(Run {
+    let store_ticks = store_delta(after.store.as_ref(), before.store.as_ref());
+    let accounted =
+        proxy_ticks.unwrap_or(0) + store_ticks.unwrap_or(0) + upstream_ticks + client_ticks;
+    let run = Run {
         target,
+        calls_kind: kind,
         concurrency,
         round,
         window: measured,
@@ -697,6 +934,7 @@ async fn run_one(
         first_error,
         latency,
         proxy_ticks,
+        store_ticks,
         upstream_ticks,
         client_ticks,
         proxy_peak_rss_kib,
@@ -705,19 +943,22 @@ async fn run_one(
             .system
             .saturating_sub(before.system)
             .saturating_sub(accounted),
-    })
+    };
+    Ok((run, done))
 }
 
-/// One closed-loop client: connect, initialize, call `echo` until the window
-/// ends, then end the session.
+/// One closed-loop client: connect, initialize, call `echo` (or
+/// `create_note`) until the window ends, then end the session.
 async fn client(
     addr: SocketAddr,
     host: HeaderValue,
+    kind: Calls,
     window: Window,
     call_timeout: Duration,
 ) -> ClientOutcome {
     let mut outcome = ClientOutcome {
         calls: 0,
+        done: 0,
         errors: 0,
         first_error: None,
         latency: report::new_histogram(),
@@ -736,14 +977,15 @@ async fn client(
     let mut id = 0u64;
     loop {
         id += 1;
-        let body = workload::tool_call(id);
+        let body = kind.body(id);
         let t0 = Instant::now();
-        let result = conn.call(body, id).await;
+        let result = conn.call(kind, body, id).await;
         let t1 = Instant::now();
         if let Err(err) = result {
             fail(&mut outcome, format!("call {id}: {err:#}"));
             break; // the connection may be unusable; the run is invalid anyway
         }
+        outcome.done += 1;
         if t1 >= window.end {
             break;
         }
@@ -821,7 +1063,7 @@ impl Conn {
         Ok(conn)
     }
 
-    async fn call(&mut self, body: Bytes, id: u64) -> anyhow::Result<()> {
+    async fn call(&mut self, kind: Calls, body: Bytes, id: u64) -> anyhow::Result<()> {
         let reply = self.send(Method::POST, body).await?;
         if reply.status != StatusCode::OK {
             bail!(
@@ -830,7 +1072,8 @@ impl Conn {
                 String::from_utf8_lossy(&reply.body)
             );
         }
-        workload::check_tool_result(reply.content_type(), &reply.body, id).map_err(|e| anyhow!(e))
+        kind.check(reply.content_type(), &reply.body, id)
+            .map_err(|e| anyhow!(e))
     }
 
     async fn close(&mut self) {

@@ -332,6 +332,9 @@ struct Writer {
 }
 
 const MAX_BATCH: usize = 4096;
+/// How long the writer gathers records nobody waits for before writing
+/// them.
+const GATHER: Duration = Duration::from_millis(2);
 const RETRY: Duration = Duration::from_millis(500);
 
 impl Writer {
@@ -373,11 +376,22 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => self.store.tick(),
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            while self.queue.len() < MAX_BATCH && closing.is_none() {
-                match receiver.try_recv() {
-                    Ok(entry) => self.take(entry, &mut closing),
-                    Err(_) => break,
-                }
+            self.drain(&receiver, &mut closing);
+            // Nobody waits for what was taken (records of read calls):
+            // gather for a moment before writing. Without this pause every
+            // record would wake the writer, and the wake-ups cost more than
+            // the writing. A batch holding a durable record is written at
+            // once; one that arrives during the pause waits at most GATHER.
+            if closing.is_none()
+                && !self.queue.is_empty()
+                && self.queue.len() < MAX_BATCH
+                && !self
+                    .queue
+                    .iter()
+                    .any(|q| matches!(q, Queued::Record(_, Some(_))))
+            {
+                std::thread::sleep(GATHER);
+                self.drain(&receiver, &mut closing);
             }
             if closing.is_some() {
                 break;
@@ -394,6 +408,20 @@ impl Writer {
         self.write(true);
         if let Some(done) = closing {
             let _ = done.send(());
+        }
+    }
+
+    /// Take what is waiting, up to a batch.
+    fn drain(
+        &mut self,
+        receiver: &mpsc::Receiver<Entry>,
+        closing: &mut Option<oneshot::Sender<()>>,
+    ) {
+        while self.queue.len() < MAX_BATCH && closing.is_none() {
+            match receiver.try_recv() {
+                Ok(entry) => self.take(entry, closing),
+                Err(_) => break,
+            }
         }
     }
 

@@ -595,120 +595,100 @@ impl AuditMetrics {
 
 impl Collector for AuditMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let load = |value: &std::sync::atomic::AtomicU64| value.load(Ordering::Relaxed);
+        let flag = |value: &std::sync::atomic::AtomicBool| i64::from(value.load(Ordering::Relaxed));
         let stats = &self.stats;
-        let counters: [(&str, &str, u64); 5] = [
+        let mut counters: Vec<(&str, &str, u64)> = vec![
             (
                 "audit_records_written",
                 "Audit records the store took.",
-                stats.written.load(Ordering::Relaxed),
+                load(&stats.written),
             ),
             (
                 "audit_records_dropped",
                 "Audit records dropped (queue full, or kept too long while the store failed).",
-                stats.dropped.load(Ordering::Relaxed),
+                load(&stats.dropped),
             ),
             (
                 "audit_refused",
                 "Durable audit records refused (their write calls were refused).",
-                stats.refused.load(Ordering::Relaxed),
+                load(&stats.refused),
             ),
             (
                 "audit_store_failures",
                 "Times the audit store failed.",
-                stats.failures.load(Ordering::Relaxed),
+                load(&stats.failures),
             ),
             (
                 "audit_unrecorded_calls",
                 "Read calls forwarded without a record (read_calls: fail-open).",
-                self.unrecorded
-                    .iter()
-                    .map(|u| u.load(Ordering::Relaxed))
-                    .sum(),
+                self.unrecorded.iter().map(|u| load(u)).sum(),
             ),
         ];
-        for (name, help, value) in counters {
-            let metric = ConstCounter::new(value);
-            let encoder = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
-            metric.encode(encoder)?;
-        }
-        let gauges: [(&str, &str, i64); 2] = [
+        let mut gauges: Vec<(&str, &str, i64)> = vec![
             (
                 "audit_pending_records",
                 "Audit records waiting for the store.",
-                stats.pending.load(Ordering::Relaxed) as i64,
+                load(&stats.pending) as i64,
             ),
             (
                 "audit_store_failing",
                 "1 while the audit store fails.",
-                i64::from(stats.failing.load(Ordering::Relaxed)),
+                flag(&stats.failing),
             ),
         ];
-        let mut gauges = gauges.to_vec();
         if let Some(pg) = &self.postgres {
+            counters.push((
+                "audit_spooled_records",
+                "Audit records spooled while PostgreSQL was unreachable.",
+                load(&pg.spooled),
+            ));
+            counters.push((
+                "audit_spool_delivered_records",
+                "Spooled audit records delivered to PostgreSQL.",
+                load(&pg.delivered),
+            ));
             gauges.push((
                 "audit_spool_bytes",
                 "Bytes of audit records spooled while PostgreSQL is unreachable.",
-                pg.spool_bytes.load(Ordering::Relaxed) as i64,
+                load(&pg.spool_bytes) as i64,
             ));
             gauges.push((
                 "audit_postgres_failing",
                 "1 while PostgreSQL is unreachable (records are spooled).",
-                i64::from(pg.failing.load(Ordering::Relaxed)),
+                flag(&pg.failing),
             ));
-            for (name, help, value) in [
-                (
-                    "audit_spooled_records",
-                    "Audit records spooled while PostgreSQL was unreachable.",
-                    pg.spooled.load(Ordering::Relaxed),
-                ),
-                (
-                    "audit_spool_delivered_records",
-                    "Spooled audit records delivered to PostgreSQL.",
-                    pg.delivered.load(Ordering::Relaxed),
-                ),
-            ] {
-                let metric = ConstCounter::new(value);
-                let encoder = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
-                metric.encode(encoder)?;
-            }
         }
         if let Some(otlp) = &self.otlp {
+            counters.push((
+                "audit_otlp_exported_records",
+                "Audit records exported as OTLP log records.",
+                load(&otlp.exported),
+            ));
+            counters.push((
+                "audit_otlp_spooled_records",
+                "Audit records spooled while the OTLP endpoint failed.",
+                load(&otlp.spooled),
+            ));
+            counters.push(("audit_otlp_dropped_records", "Audit records the OTLP endpoint refused as malformed, or that found the queue or spool full.", load(&otlp.dropped)));
             gauges.push((
                 "audit_otlp_spool_bytes",
                 "Bytes of audit records spooled while the OTLP endpoint fails.",
-                otlp.spool_bytes.load(Ordering::Relaxed) as i64,
+                load(&otlp.spool_bytes) as i64,
             ));
             gauges.push((
                 "audit_otlp_failing",
                 "1 while the OTLP endpoint fails.",
-                i64::from(otlp.failing.load(Ordering::Relaxed)),
+                flag(&otlp.failing),
             ));
-            for (name, help, value) in [
-                (
-                    "audit_otlp_exported_records",
-                    "Audit records exported as OTLP log records.",
-                    otlp.exported.load(Ordering::Relaxed),
-                ),
-                (
-                    "audit_otlp_spooled_records",
-                    "Audit records spooled while the OTLP endpoint failed.",
-                    otlp.spooled.load(Ordering::Relaxed),
-                ),
-                (
-                    "audit_otlp_dropped_records",
-                    "Audit records the OTLP endpoint refused as malformed, or that found the queue or spool full.",
-                    otlp.dropped.load(Ordering::Relaxed),
-                ),
-            ] {
-                let metric = ConstCounter::new(value);
-                let encoder = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
-                metric.encode(encoder)?;
-            }
+        }
+        for (name, help, value) in counters {
+            let metric = ConstCounter::new(value);
+            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
         }
         for (name, help, value) in gauges {
             let metric = ConstGauge::new(value);
-            let encoder = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
-            metric.encode(encoder)?;
+            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
         }
         Ok(())
     }

@@ -135,9 +135,10 @@ fn test(root: &Path, quick: bool) -> Result {
             "cargo bench --no-run",
             Command::new(&cargo)
                 .current_dir(root)
-                // CI only checks that the benchmarks build: without LTO
-                // and with more codegen units the release build takes a
+                // CI only checks that the benchmarks build: unoptimized,
+                // without LTO and with more codegen units the build takes a
                 // fraction of the time (measurements use the real profile).
+                .env("CARGO_PROFILE_BENCH_OPT_LEVEL", "0")
                 .env("CARGO_PROFILE_BENCH_LTO", "false")
                 .env("CARGO_PROFILE_BENCH_CODEGEN_UNITS", "256")
                 .env("CARGO_PROFILE_BENCH_DEBUG", "false")

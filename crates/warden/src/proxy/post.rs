@@ -474,7 +474,9 @@ fn with_trace_context(
     tracestate: Option<&str>,
 ) -> Option<Bytes> {
     use serde_json::value::RawValue;
-    type Members = serde_json::Map<String, serde_json::Value>;
+    // Every member, `_meta`'s own included, is kept as its bytes: only the
+    // two trace members are written anew (no number or string re-encoded).
+    type Members = std::collections::BTreeMap<String, Box<RawValue>>;
     let mut top: std::collections::BTreeMap<String, Box<RawValue>> =
         serde_json::from_slice(message).ok()?;
     let mut params: std::collections::BTreeMap<String, Box<RawValue>> =
@@ -483,9 +485,15 @@ fn with_trace_context(
         Some(meta) => serde_json::from_str(meta.get()).ok()?,
         None => Members::new(),
     };
-    meta.insert("traceparent".into(), traceparent.into());
+    meta.insert(
+        "traceparent".into(),
+        serde_json::value::to_raw_value(traceparent).ok()?,
+    );
     match tracestate {
-        Some(state) => meta.insert("tracestate".into(), state.into()),
+        Some(state) => meta.insert(
+            "tracestate".into(),
+            serde_json::value::to_raw_value(state).ok()?,
+        ),
         None => meta.remove("tracestate"),
     };
     params.insert("_meta".into(), serde_json::value::to_raw_value(&meta).ok()?);

@@ -194,9 +194,12 @@ async fn the_upstream_continues_wardens_span_and_reads_the_same_arguments() {
     std::fs::create_dir_all(&dir).expect("mkdir");
     let receiver = Receiver::start(&dir);
     let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let raw_calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let seen = calls.clone();
+    let seen_raw = raw_calls.clone();
     let (url, _) = upstream_fn(move |_parts, body| {
         let seen = seen.clone();
+        let seen_raw = seen_raw.clone();
         async move {
             if let Some(reply) = handshake(&body) {
                 return reply;
@@ -208,6 +211,10 @@ async fn the_upstream_continues_wardens_span_and_reads_the_same_arguments() {
                     {"name": "lookup", "inputSchema": {"type": "object"},
                      "annotations": {"readOnlyHint": true}}]}}));
             }
+            seen_raw
+                .lock()
+                .expect("lock")
+                .push(String::from_utf8_lossy(&body).into_owned());
             seen.lock().expect("lock").push(message);
             json_response(&json!({"jsonrpc": "2.0", "id": id,
                 "result": {"content": [{"type": "text", "text": "ok"}]}}))

@@ -144,7 +144,9 @@ where
 {
     type Response = ToolOutcome<R>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<ToolOutcome<R>, S::Error>>;
+    // Without audit the inner future is returned as it is (no box per call).
+    type Future =
+        futures_util::future::Either<S::Future, BoxFuture<Result<ToolOutcome<R>, S::Error>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -152,7 +154,7 @@ where
 
     fn call(&mut self, mut call: ToolCall<C>) -> Self::Future {
         let Some(settings) = self.settings.clone() else {
-            return Box::pin(self.inner.call(call));
+            return futures_util::future::Either::Left(self.inner.call(call));
         };
         // The service that was made ready is the one that must be called.
         let ready = self.inner.clone();
@@ -163,7 +165,7 @@ where
         let in_force = settings.in_force(&policy);
         drop(policy);
         let base = settings.record_of(&call, decision, &in_force);
-        Box::pin(async move {
+        futures_util::future::Either::Right(Box::pin(async move {
             let intent = if durable {
                 let mut intent = base.clone();
                 intent.phase = Some(Phase::Intent);
@@ -215,7 +217,7 @@ where
                 }
             }
             outcome
-        })
+        }))
     }
 }
 

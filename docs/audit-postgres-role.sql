@@ -32,3 +32,8 @@ CREATE SCHEMA warden_audit AUTHORIZATION warden_owner;
 GRANT USAGE ON SCHEMA warden_audit TO warden_writer;
 GRANT SELECT, INSERT ON warden_audit.audit_records TO warden_writer;
 GRANT SELECT ON warden_audit._sqlx_migrations TO warden_writer;
+-- The writer's insert calls this to refuse a batch that conflicts with
+-- another record at the same (chain, seq). Functions are executable by
+-- PUBLIC unless that was revoked; granted here so it also works where it
+-- was.
+GRANT EXECUTE ON FUNCTION warden_audit.audit_records_conflict(text, bigint) TO warden_writer;

@@ -155,6 +155,14 @@ struct Shared {
     instance: String,
     stats: Arc<AuditStats>,
     writer: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// Ends the writer's gathering pause early: someone waits.
+    hurry: Arc<Hurry>,
+}
+
+/// How a caller who waits for the writer cuts its gathering pause short.
+struct Hurry {
+    asked: AtomicBool,
+    writer: std::sync::OnceLock<std::thread::Thread>,
 }
 
 // === impl AuditLog ===
@@ -173,7 +181,18 @@ impl AuditLog {
         let (sender, receiver) = mpsc::sync_channel(options.queue.max(1));
         let stats = Arc::new(AuditStats::default());
         let instance = options.instance.clone();
-        let writer = Writer::new(Box::new(store), followers, head, options, stats.clone());
+        let hurry = Arc::new(Hurry {
+            asked: AtomicBool::new(false),
+            writer: std::sync::OnceLock::new(),
+        });
+        let writer = Writer::new(
+            Box::new(store),
+            followers,
+            head,
+            options,
+            stats.clone(),
+            hurry.clone(),
+        );
         let thread = std::thread::Builder::new()
             .name("warden-audit".into())
             .spawn(move || writer.run(receiver))
@@ -181,12 +200,14 @@ impl AuditLog {
                 path: "audit writer thread".into(),
                 source,
             })?;
+        let _ = hurry.writer.set(thread.thread().clone());
         Ok(AuditLog {
             inner: Arc::new(Shared {
                 sender,
                 instance,
                 stats,
                 writer: std::sync::Mutex::new(Some(thread)),
+                hurry,
             }),
         })
     }
@@ -241,6 +262,7 @@ impl AuditLog {
         {
             Ok(()) => {
                 self.inner.stats.pending.fetch_add(1, Ordering::Relaxed);
+                self.inner.hurry.ask();
             }
             Err(TrySendError::Full(_)) => return Err(refused("the audit queue is full")),
             Err(TrySendError::Disconnected(_)) => return Err(refused("the audit log is closed")),
@@ -262,6 +284,7 @@ impl AuditLog {
             .sender
             .try_send(Entry::Flush(done))
             .map_err(|_| closed())?;
+        self.inner.hurry.ask();
         wait.await.map_err(|_| closed())
     }
 
@@ -270,6 +293,7 @@ impl AuditLog {
     pub fn close(&self) {
         let (done, wait) = oneshot::channel();
         if self.inner.sender.send(Entry::Close(done)).is_ok() {
+            self.inner.hurry.ask();
             let _ = wait.blocking_recv();
         }
         let thread = self.inner.writer.lock().map(|mut w| w.take());
@@ -284,6 +308,33 @@ impl std::fmt::Debug for AuditLog {
         f.debug_struct("AuditLog")
             .field("instance", &self.inner.instance)
             .finish_non_exhaustive()
+    }
+}
+
+// === impl Hurry ===
+
+impl Hurry {
+    /// Cut the writer's current (or next) gathering pause short.
+    fn ask(&self) {
+        self.asked.store(true, Ordering::Release);
+        if let Some(writer) = self.writer.get() {
+            writer.unpark();
+        }
+    }
+
+    /// Pause for at most `gather`, less when someone asks.
+    fn pause(&self, gather: Duration) {
+        let until = Instant::now() + gather;
+        loop {
+            if self.asked.swap(false, Ordering::AcqRel) {
+                return;
+            }
+            let now = Instant::now();
+            if now >= until {
+                return;
+            }
+            std::thread::park_timeout(until - now);
+        }
     }
 }
 
@@ -329,6 +380,7 @@ struct Writer {
     failing_since: Option<SystemTime>,
     failure_reason: String,
     dropped_while_failing: u64,
+    hurry: Arc<Hurry>,
 }
 
 const MAX_BATCH: usize = 4096;
@@ -344,6 +396,7 @@ impl Writer {
         head: ChainHead,
         options: WriterOptions,
         stats: Arc<AuditStats>,
+        hurry: Arc<Hurry>,
     ) -> Writer {
         let mark = Mark {
             head: head.clone(),
@@ -365,6 +418,7 @@ impl Writer {
             failing_since: None,
             failure_reason: String::new(),
             dropped_while_failing: 0,
+            hurry,
         }
     }
 
@@ -381,7 +435,8 @@ impl Writer {
             // gather for a moment before writing. Without this pause every
             // record would wake the writer, and the wake-ups cost more than
             // the writing. A batch holding a durable record is written at
-            // once; one that arrives during the pause waits at most GATHER.
+            // once, and one that arrives during the pause ends it (a write
+            // call's intent must not wait behind read calls' records).
             if closing.is_none()
                 && !self.queue.is_empty()
                 && self.queue.len() < MAX_BATCH
@@ -390,7 +445,7 @@ impl Writer {
                     .iter()
                     .any(|q| matches!(q, Queued::Record(_, Some(_))))
             {
-                std::thread::sleep(GATHER);
+                self.hurry.pause(GATHER);
                 self.drain(&receiver, &mut closing);
             }
             if closing.is_some() {

@@ -609,6 +609,53 @@ fn a_full_spool_refuses_durable_records_until_the_server_is_back() {
 }
 
 #[test]
+fn a_batch_sent_again_is_skipped_and_one_that_conflicts_is_refused_whole() {
+    let schema = Schema::new();
+    let spool = tempfile::tempdir().expect("dir");
+    let options = schema.options(&schema.url(), spool.path());
+    let mut store = PostgresStore::open(&options).expect("open");
+    assert_eq!(store.head("w1").expect("head"), None);
+    let mut chain = warden_audit::Chain::empty("w1");
+    let first: Vec<_> = (0..3)
+        .map(|_| chain.seal(warden_audit::Record::new(Kind::SessionStarted, "w1")))
+        .collect();
+    store.append(&first).expect("append");
+    store.sync().expect("sync");
+    // The same records again (an acknowledgement lost): nothing doubles.
+    store.append(&first).expect("append again");
+    store.sync().expect("the same records are skipped");
+    assert_eq!(schema.count("SELECT count(*) FROM audit_records"), 3);
+
+    // Another writer on the same chain, from the same head: its seq 1..3
+    // are other records, and seq 4 is new. The whole batch is refused,
+    // seq 4 included.
+    let other_spool = tempfile::tempdir().expect("dir");
+    let mut other =
+        PostgresStore::open(&schema.options(&schema.url(), other_spool.path())).expect("open");
+    let mut forked = warden_audit::Chain::empty("w1");
+    let fork: Vec<_> = (0..4)
+        .map(|_| forked.seal(warden_audit::Record::new(Kind::SessionEnded, "w1")))
+        .collect();
+    other.append(&fork).expect("held until the sync");
+    let err = other.sync().expect_err("a conflicting batch is refused");
+    assert!(
+        err.to_string()
+            .contains("chain w1 already holds another record at seq 1"),
+        "{err}"
+    );
+    assert_eq!(schema.count("SELECT count(*) FROM audit_records"), 3);
+    assert_eq!(
+        schema.count("SELECT count(*) FROM audit_records WHERE kind = 'session_ended'"),
+        0
+    );
+    let hashes: Vec<String> = first.iter().map(|s| s.hash.clone()).collect();
+    assert_eq!(
+        schema.strings("SELECT hash FROM audit_records ORDER BY seq"),
+        hashes
+    );
+}
+
+#[test]
 fn the_store_refuses_a_spool_past_its_bound_with_spool_full() {
     let schema = Schema::new();
     let proxy = Proxy::start();
@@ -625,8 +672,10 @@ fn the_store_refuses_a_spool_past_its_bound_with_spool_full() {
         .collect();
     store.append(&batch[..2]).expect("spooled");
     store.sync().expect("synced to the spool");
+    // Appended records wait for the sync, which finds the spool full.
+    store.append(&batch[2..]).expect("held until the sync");
     assert!(matches!(
-        store.append(&batch[2..]),
+        store.sync(),
         Err(StoreError::SpoolFull { limit: 1000 })
     ));
     store.rollback().expect("rollback");

@@ -4,8 +4,11 @@
 //!
 //! [`PostgresStore`] is a [`Store`]: the audit writer thread calls it, so it
 //! is synchronous and owns a current-thread tokio runtime it blocks on.
-//! Each `append` is one multi-row `INSERT ... ON CONFLICT (chain, seq) DO
-//! NOTHING` in a transaction: a batch sent again after a lost
+//! `append` holds records until `sync` (or until [`DELIVER_ROWS`] wait),
+//! which sends them as one multi-row `INSERT ... ON CONFLICT (chain, seq)
+//! DO NOTHING` in one transaction. The server commits once per sync (per
+//! group of durable intents, or per `sync_interval` for records nobody
+//! waits for), not once per batch. A batch sent again after a lost
 //! acknowledgement is not duplicated, and a row already there with another
 //! hash refuses the batch (two writers on one chain, or a wrong head).
 //!
@@ -13,10 +16,10 @@
 //! out), the batch goes to the [`Spool`] in `spool_dir` instead, and so
 //! does every later batch while the spool holds anything, so order is
 //! kept. `sync` fsyncs the spool, so a durable intent still succeeds while
-//! the spool has room; once it is full, `append` fails with
+//! the spool has room; once it is full, `sync` fails with
 //! [`StoreError::SpoolFull`] and the writer refuses durable records (write
 //! calls fail closed). The spool is delivered, oldest first, on each
-//! append and on the writer's idle tick, at most once a second while the
+//! delivery and on the writer's idle tick, at most once a second while the
 //! server stays away; one line is logged when spooling starts and one when
 //! the spool is delivered. After a restart the spool is found and
 //! delivered first, and [`Store::head`] takes its last line as the chain's
@@ -115,6 +118,8 @@ pub struct PostgresStore {
     head_written: bool,
     /// Records spooled since spooling started, for the log line.
     spooled_run: u64,
+    /// Appended, not yet delivered or spooled.
+    pending: Vec<Sealed>,
 }
 
 /// A runtime dropped without blocking (the store may be dropped inside
@@ -128,6 +133,8 @@ const DRAIN_BYTES: u64 = 4 << 20;
 /// One drain holds the writer at most this long before it goes on.
 const DRAIN_BUDGET: Duration = Duration::from_millis(200);
 const HEAD_FILE: &str = "head";
+/// Appended records delivered before the next sync once this many wait.
+const DELIVER_ROWS: usize = 2000;
 
 #[derive(Serialize, Deserialize)]
 struct HeadFile {
@@ -210,6 +217,7 @@ impl PostgresStore {
             delivered: HashMap::new(),
             head_written: true,
             spooled_run: 0,
+            pending: Vec::new(),
         };
         match store.prepare() {
             Ok(()) => {}
@@ -396,6 +404,61 @@ impl PostgresStore {
         }
     }
 
+    /// Deliver `batch` now, or spool it when the server is away (or the
+    /// spool still holds older records).
+    fn put(&mut self, batch: &[Sealed]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.drain();
+        if self.spool.is_empty() && self.may_try() {
+            let rows: Result<Vec<Row<'_>>, String> = batch
+                .iter()
+                .map(|s| Row::parse(&s.line, Some(&s.hash)))
+                .collect();
+            let rows = rows.map_err(StoreError::Database)?;
+            match self.deliver(&rows) {
+                Ok(()) => {
+                    self.delivered(&rows);
+                    if self.retry_at.take().is_some() {
+                        tracing::warn!(server = %self.target.name, "PostgreSQL answers again; audit records go straight to it.");
+                        self.stats.failing.store(false, Ordering::Relaxed);
+                    }
+                    return Ok(());
+                }
+                Err(Failure::Unreachable(reason)) => self.start_spooling(&reason),
+                Err(Failure::Refused(reason)) => {
+                    tracing::error!(server = %self.target.name, error = %reason, "PostgreSQL refused audit records.");
+                    return Err(StoreError::Database(reason));
+                }
+            }
+        }
+        let lines: Vec<String> = batch.iter().map(|s| s.line.clone()).collect();
+        self.spool.push(&lines)?;
+        self.stats
+            .spooled
+            .fetch_add(lines.len() as u64, Ordering::Relaxed);
+        self.spooled_run += lines.len() as u64;
+        self.stats
+            .spool_bytes
+            .store(self.spool.bytes(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Deliver (or spool) what was appended since the last delivery.
+    fn put_pending(&mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let result = self.put(&pending);
+        // The buffer is kept for the next batches (its records are in the
+        // store or the spool now, or the writer rolls back).
+        self.pending = pending;
+        self.pending.clear();
+        result
+    }
+
     fn write_head(&mut self) {
         if self.head_written {
             return;
@@ -525,45 +588,18 @@ impl Store for PostgresStore {
     }
 
     fn append(&mut self, batch: &[Sealed]) -> Result<(), StoreError> {
-        if batch.is_empty() {
-            return Ok(());
+        // Held until `sync` (or until a delivery's worth has gathered):
+        // one transaction, and one commit on the server, for every record
+        // appended between two syncs.
+        self.pending.extend_from_slice(batch);
+        if self.pending.len() >= DELIVER_ROWS {
+            self.put_pending()?;
         }
-        self.drain();
-        if self.spool.is_empty() && self.may_try() {
-            let rows: Result<Vec<Row<'_>>, String> = batch
-                .iter()
-                .map(|s| Row::parse(&s.line, Some(&s.hash)))
-                .collect();
-            let rows = rows.map_err(StoreError::Database)?;
-            match self.deliver(&rows) {
-                Ok(()) => {
-                    self.delivered(&rows);
-                    if self.retry_at.take().is_some() {
-                        tracing::warn!(server = %self.target.name, "PostgreSQL answers again; audit records go straight to it.");
-                        self.stats.failing.store(false, Ordering::Relaxed);
-                    }
-                    return Ok(());
-                }
-                Err(Failure::Unreachable(reason)) => self.start_spooling(&reason),
-                Err(Failure::Refused(reason)) => {
-                    tracing::error!(server = %self.target.name, error = %reason, "PostgreSQL refused audit records.");
-                    return Err(StoreError::Database(reason));
-                }
-            }
-        }
-        let lines: Vec<String> = batch.iter().map(|s| s.line.clone()).collect();
-        self.spool.push(&lines)?;
-        self.stats
-            .spooled
-            .fetch_add(lines.len() as u64, Ordering::Relaxed);
-        self.spooled_run += lines.len() as u64;
-        self.stats
-            .spool_bytes
-            .store(self.spool.bytes(), Ordering::Relaxed);
         Ok(())
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
+        self.put_pending()?;
         self.spool.sync()?;
         self.drain();
         self.write_head();
@@ -571,6 +607,7 @@ impl Store for PostgresStore {
     }
 
     fn rollback(&mut self) -> Result<(), StoreError> {
+        self.pending.clear();
         let result = self.spool.rollback();
         self.stats
             .spool_bytes

@@ -41,38 +41,42 @@ pub struct Target {
 pub struct Row<'a> {
     pub line: &'a str,
     pub hash: Cow<'a, str>,
-    columns: Columns,
+    columns: Columns<'a>,
 }
 
 #[derive(Deserialize)]
-struct Columns {
-    chain: String,
+struct Columns<'a> {
+    #[serde(borrow)]
+    chain: Cow<'a, str>,
     seq: i64,
-    id: String,
-    time: String,
-    kind: String,
-    #[serde(default)]
-    route: Option<String>,
-    #[serde(default)]
-    mcp_session: Option<String>,
-    #[serde(default)]
-    agent_session: Option<String>,
-    #[serde(default)]
-    principal: Option<Principal>,
-    #[serde(default)]
-    tool: Option<String>,
-    #[serde(default)]
-    decision: Option<String>,
-    #[serde(default)]
-    reason: Option<String>,
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    time: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    route: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    mcp_session: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    agent_session: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    principal: Option<Principal<'a>>,
+    #[serde(default, borrow)]
+    tool: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    decision: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reason: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
-struct Principal {
-    #[serde(default)]
-    agent: Option<String>,
-    #[serde(default)]
-    user: Option<String>,
+struct Principal<'a> {
+    #[serde(default, borrow)]
+    agent: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    user: Option<Cow<'a, str>>,
 }
 
 // === impl Target ===
@@ -150,7 +154,7 @@ impl Target {
 impl<'a> Row<'a> {
     /// The row for `line`, whose hash is `hash` (computed when `None`).
     pub fn parse(line: &'a str, hash: Option<&'a str>) -> Result<Row<'a>, String> {
-        let columns: Columns = serde_json::from_str(line)
+        let columns: Columns<'a> = serde_json::from_str(line)
             .map_err(|err| format!("a sealed line is not an audit record ({err})"))?;
         let hash = match hash {
             Some(hash) => Cow::Borrowed(hash),
@@ -226,80 +230,95 @@ async fn pending(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
         }))
 }
 
-/// Insert `rows` in one transaction; a row already there with the same
-/// hash is skipped (a batch sent again), one with another hash refuses the
-/// whole batch.
+/// Insert `rows` in one statement (so in one transaction, and one round
+/// trip); a row already there with the same hash is skipped (a batch sent
+/// again), one with another hash refuses the whole batch.
+///
+/// The conflict check runs in the same statement: its `NOT EXISTS` reads
+/// the table as it was before the insert, so a row the insert skipped is
+/// compared with the record that made it skip, and
+/// `audit_records_conflict` raises (SQLSTATE `WA001`) when they differ,
+/// which undoes the statement's inserts too.
 pub async fn insert(conn: &mut PgConnection, rows: &[Row<'_>]) -> Result<(), InsertError> {
-    let mut tx = conn.begin().await?;
-    let column = |f: fn(&Row<'_>) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
-    let inserted: Vec<(String, i64)> = sqlx::query_as(
-        "INSERT INTO audit_records (chain, seq, id, time, kind, route, mcp_session, agent_session, \
-         principal_agent, principal_user, tool, decision, reason, hash, line) \
-         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[]::uuid[], $4::text[]::timestamptz[], \
-         $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
-         $12::text[], $13::text[], $14::text[], $15::text[]) \
-         ON CONFLICT (chain, seq) DO NOTHING RETURNING chain, seq",
+    let result = sqlx::query(
+        "WITH batch AS ( \
+           SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], \
+             $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
+             $12::text[], $13::text[], $14::text[], $15::text[]) \
+             AS b(chain, seq, id, time, kind, route, mcp_session, agent_session, \
+                  principal_agent, principal_user, tool, decision, reason, hash, line)), \
+         inserted AS ( \
+           INSERT INTO audit_records (chain, seq, id, time, kind, route, mcp_session, agent_session, \
+             principal_agent, principal_user, tool, decision, reason, hash, line) \
+           SELECT chain, seq, id::uuid, time::timestamptz, kind, route, mcp_session, agent_session, \
+             principal_agent, principal_user, tool, decision, reason, hash, line FROM batch \
+           ON CONFLICT (chain, seq) DO NOTHING RETURNING chain, seq) \
+         SELECT count(*) FROM batch b \
+         WHERE CASE WHEN NOT EXISTS (SELECT 1 FROM inserted i WHERE i.chain = b.chain AND i.seq = b.seq) \
+                     AND NOT EXISTS (SELECT 1 FROM audit_records a \
+                                     WHERE a.chain = b.chain AND a.seq = b.seq AND a.hash = b.hash) \
+                    THEN audit_records_conflict(b.chain, b.seq) \
+                    ELSE false END",
     )
-    .bind(rows.iter().map(|r| r.columns.chain.clone()).collect::<Vec<_>>())
+    .bind(texts(rows, |r| &r.columns.chain))
     .bind(rows.iter().map(|r| r.columns.seq).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.columns.id.clone()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.columns.time.clone()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.columns.kind.clone()).collect::<Vec<_>>())
-    .bind(column(|r| r.columns.route.clone()))
-    .bind(column(|r| r.columns.mcp_session.clone()))
-    .bind(column(|r| r.columns.agent_session.clone()))
-    .bind(column(|r| {
-        r.columns.principal.as_ref().and_then(|p| p.agent.clone())
+    .bind(texts(rows, |r| &r.columns.id))
+    .bind(texts(rows, |r| &r.columns.time))
+    .bind(texts(rows, |r| &r.columns.kind))
+    .bind(column(rows, |r| r.columns.route.as_deref()))
+    .bind(column(rows, |r| r.columns.mcp_session.as_deref()))
+    .bind(column(rows, |r| r.columns.agent_session.as_deref()))
+    .bind(column(rows, |r| {
+        r.columns.principal.as_ref().and_then(|p| p.agent.as_deref())
     }))
-    .bind(column(|r| {
-        r.columns.principal.as_ref().and_then(|p| p.user.clone())
+    .bind(column(rows, |r| {
+        r.columns.principal.as_ref().and_then(|p| p.user.as_deref())
     }))
-    .bind(column(|r| r.columns.tool.clone()))
-    .bind(column(|r| r.columns.decision.clone()))
-    .bind(column(|r| r.columns.reason.clone()))
-    .bind(rows.iter().map(|r| r.hash.to_string()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.line.to_owned()).collect::<Vec<_>>())
-    .fetch_all(&mut *tx)
-    .await?;
-    if inserted.len() < rows.len() {
-        // Rows already there: the same records sent again (a lost
-        // acknowledgement, a spool delivered twice), or another record
-        // under the same position, which must not pass unnoticed.
-        let skipped: Vec<&Row<'_>> = rows
-            .iter()
-            .filter(|r| {
-                !inserted
-                    .iter()
-                    .any(|(chain, seq)| *chain == r.columns.chain && *seq == r.columns.seq)
-            })
-            .collect();
-        let present: Vec<(String, i64, String)> = sqlx::query_as(
-            "SELECT a.chain, a.seq, a.hash FROM audit_records a \
-             JOIN UNNEST($1::text[], $2::int8[]) AS k(chain, seq) USING (chain, seq)",
-        )
-        .bind(
-            skipped
-                .iter()
-                .map(|r| r.columns.chain.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(skipped.iter().map(|r| r.columns.seq).collect::<Vec<_>>())
-        .fetch_all(&mut *tx)
-        .await?;
-        for row in skipped {
-            let held = present
-                .iter()
-                .find(|(chain, seq, _)| *chain == row.columns.chain && *seq == row.columns.seq);
-            if held.is_none_or(|(_, _, hash)| *hash != row.hash) {
-                return Err(InsertError::Conflict {
-                    chain: row.columns.chain.clone(),
-                    seq: row.seq(),
-                });
-            }
+    .bind(column(rows, |r| r.columns.tool.as_deref()))
+    .bind(column(rows, |r| r.columns.decision.as_deref()))
+    .bind(column(rows, |r| r.columns.reason.as_deref()))
+    .bind(texts(rows, |r| &r.hash))
+    .bind(texts(rows, |r| r.line))
+    .execute(&mut *conn)
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(err)) if err.code().as_deref() == Some(CONFLICT) => {
+            // The message is the function's: "chain C already holds another
+            // record at seq N".
+            let message = err.message().to_owned();
+            let (chain, seq) = conflict_position(&message, rows);
+            Err(InsertError::Conflict { chain, seq })
         }
+        Err(err) => Err(InsertError::Sql(err)),
     }
-    tx.commit().await?;
-    Ok(())
+}
+
+/// One text column of `rows`, borrowed from them.
+fn texts<'r, 'a>(rows: &'r [Row<'a>], field: fn(&'r Row<'a>) -> &'r str) -> Vec<&'r str> {
+    rows.iter().map(field).collect()
+}
+
+/// One nullable text column of `rows`, borrowed from them.
+fn column<'r, 'a>(
+    rows: &'r [Row<'a>],
+    field: fn(&'r Row<'a>) -> Option<&'r str>,
+) -> Vec<Option<&'r str>> {
+    rows.iter().map(field).collect()
+}
+
+/// The SQLSTATE `audit_records_conflict` raises.
+const CONFLICT: &str = "WA001";
+
+/// The (chain, seq) a conflict message names, found among `rows`.
+fn conflict_position(message: &str, rows: &[Row<'_>]) -> (String, u64) {
+    rows.iter()
+        .find(|r| {
+            message.ends_with(&format!(" at seq {}", r.columns.seq))
+                && message.starts_with(&format!("chain {} ", r.columns.chain))
+        })
+        .map(|r| (r.columns.chain.to_string(), r.seq()))
+        .unwrap_or_else(|| (message.to_owned(), 0))
 }
 
 /// Why [`insert`] failed.

@@ -14,6 +14,7 @@
 //! `warden audit verify --public-key` checks them.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -52,6 +53,12 @@ pub struct Sealed {
 #[derive(Debug, Clone)]
 pub struct Chain {
     head: ChainHead,
+    /// `head.chain` and `head.hash`, shared with the records sealed (no
+    /// copy per record).
+    id: Arc<str>,
+    prev: Arc<str>,
+    /// The longest line sealed so far, to size the next one's buffer.
+    line_capacity: usize,
 }
 
 /// What a checkpoint record's `detail` holds.
@@ -96,7 +103,12 @@ pub enum KeyError {
 impl Chain {
     /// A new chain `id`, or one continued from `head`.
     pub fn new(head: ChainHead) -> Chain {
-        Chain { head }
+        Chain {
+            id: Arc::from(head.chain.as_str()),
+            prev: Arc::from(head.hash.as_str()),
+            head,
+            line_capacity: 512,
+        }
     }
 
     /// A chain with nothing written yet.
@@ -121,14 +133,21 @@ impl Chain {
     /// Seal `record` as the chain's next record, setting its chain fields
     /// where it lies (no copy; sealing it again later overwrites them).
     pub fn seal_in_place(&mut self, record: &mut Record) -> Sealed {
-        record.chain.clone_from(&self.head.chain);
+        record.chain = self.id.clone();
         record.seq = self.head.seq + 1;
-        record.prev.clone_from(&self.head.hash);
-        // A record is plain data; serializing it cannot fail.
-        let line = serde_json::to_string(&*record).unwrap_or_default();
+        record.prev = self.prev.clone();
+        let mut buffer = Vec::with_capacity(self.line_capacity);
+        // A record is plain data; serializing it cannot fail, and
+        // serde_json writes UTF-8 only.
+        let line = match serde_json::to_writer(&mut buffer, &*record) {
+            Ok(()) => String::from_utf8(buffer).unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        self.line_capacity = self.line_capacity.max(line.len() + 64);
         let hash = line_hash(&line);
         self.head.seq = record.seq;
         self.head.hash.clone_from(&hash);
+        self.prev = Arc::from(hash.as_str());
         Sealed {
             line,
             seq: record.seq,
@@ -243,11 +262,8 @@ mod tests {
         let second = chain.seal(Record::new(Kind::SessionStarted, "w1"));
         let a: Record = serde_json::from_str(&first.line).expect("json");
         let b: Record = serde_json::from_str(&second.line).expect("json");
-        assert_eq!(
-            (a.seq, a.prev.as_str(), a.chain.as_str()),
-            (1, GENESIS, "w1")
-        );
-        assert_eq!((b.seq, b.prev.as_str()), (2, first.hash.as_str()));
+        assert_eq!((a.seq, &*a.prev, &*a.chain), (1, GENESIS, "w1"));
+        assert_eq!((b.seq, &*b.prev), (2, first.hash.as_str()));
         assert_eq!(second.hash, line_hash(&second.line));
         assert_eq!(chain.head().seq, 2);
     }

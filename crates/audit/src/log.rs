@@ -152,7 +152,7 @@ pub struct AuditLog {
 
 struct Shared {
     sender: SyncSender<Entry>,
-    instance: String,
+    instance: Arc<str>,
     stats: Arc<AuditStats>,
     writer: std::sync::Mutex<Option<JoinHandle<()>>>,
     /// Ends the writer's gathering pause early: someone waits.
@@ -180,7 +180,7 @@ impl AuditLog {
         };
         let (sender, receiver) = mpsc::sync_channel(options.queue.max(1));
         let stats = Arc::new(AuditStats::default());
-        let instance = options.instance.clone();
+        let instance: Arc<str> = options.instance.as_str().into();
         let hurry = Arc::new(Hurry {
             asked: AtomicBool::new(false),
             writer: std::sync::OnceLock::new(),
@@ -224,7 +224,7 @@ impl AuditLog {
 
     /// A record of `kind`, stamped now by this instance.
     pub fn new_record(&self, kind: Kind) -> Record {
-        Record::new(kind, &self.inner.instance)
+        Record::new(kind, self.inner.instance.clone())
     }
 
     /// Queue `record`; returns at once. A record the full queue cannot take
@@ -638,9 +638,9 @@ impl Writer {
             "error": reason,
             "dropped": dropped,
         });
-        let mut failed = Record::at(Kind::SinkFailed, &self.options.instance, since);
+        let mut failed = Record::at(Kind::SinkFailed, self.options.instance.as_str(), since);
         failed.detail = Some(detail.clone());
-        let mut back = Record::new(Kind::SinkRecovered, &self.options.instance);
+        let mut back = Record::new(Kind::SinkRecovered, self.options.instance.as_str());
         back.detail = Some(serde_json::json!({
             "store": self.store.name(),
             "outage_ms": outage.as_millis() as u64,

@@ -70,16 +70,17 @@ pub enum QueryError {
 impl Filter {
     /// Whether `record` is one to show.
     pub fn matches(&self, record: &Record) -> bool {
-        let is = |want: &Option<String>, have: Option<&String>| {
-            want.as_ref().is_none_or(|w| have == Some(w))
+        let is = |want: &Option<String>, have: Option<&str>| {
+            want.as_deref().is_none_or(|w| have == Some(w))
         };
         self.since.as_ref().is_none_or(|s| record.time >= *s)
             && self.until.as_ref().is_none_or(|u| record.time < *u)
             && self.kind.is_none_or(|k| record.kind == k)
-            && is(&self.tool, record.tool.as_ref())
-            && is(&self.decision, record.decision.as_ref())
+            && is(&self.tool, record.tool.as_deref())
+            && is(&self.decision, record.decision.as_deref())
             && self.session.as_ref().is_none_or(|s| {
-                record.mcp_session.as_ref() == Some(s) || record.agent_session.as_ref() == Some(s)
+                record.mcp_session.as_deref() == Some(s.as_str())
+                    || record.agent_session.as_deref() == Some(s.as_str())
             })
             && self.principal.as_ref().is_none_or(|p| {
                 record
@@ -269,7 +270,7 @@ pub fn table_header() -> String {
 /// record does not say. Control characters are shown as `?`, so a tool name
 /// cannot drive the terminal.
 pub fn table_row(record: &Record) -> String {
-    let text = |value: Option<&String>| value.map_or(Cow::Borrowed("-"), |v| Cow::Owned(v.clone()));
+    let text = |value: Option<&str>| value.map_or(Cow::Borrowed("-"), |v| Cow::Owned(v.to_owned()));
     let principal = record.principal.as_ref().map(|p| match &p.user {
         Some(user) => format!("{}/{user}", p.agent),
         None => p.agent.clone(),
@@ -277,17 +278,17 @@ pub fn table_row(record: &Record) -> String {
     let cells = [
         Cow::Borrowed(record.time.as_str()),
         Cow::Owned(kind_name(record.kind)),
-        text(record.route.as_ref()),
+        text(record.route.as_deref()),
         text(
             record
                 .agent_session
-                .as_ref()
-                .or(record.mcp_session.as_ref()),
+                .as_deref()
+                .or(record.mcp_session.as_deref()),
         ),
-        text(principal.as_ref()),
-        text(record.tool.as_ref()),
-        text(record.decision.as_ref()),
-        text(record.reason.as_ref()),
+        text(principal.as_deref()),
+        text(record.tool.as_deref()),
+        text(record.decision.as_deref()),
+        text(record.reason.as_deref()),
         Cow::Borrowed(match record.is_error {
             Some(true) => "yes",
             Some(false) => "no",

@@ -7,6 +7,8 @@
 //! the writer when the record is sealed into its chain (see
 //! [`crate::chain`]), never by the code that reports the event.
 
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -161,7 +163,7 @@ pub struct Record {
     /// Warden's clock, never the client's.
     pub time: String,
     /// The Warden instance that wrote the record.
-    pub instance: String,
+    pub instance: Arc<str>,
     /// What happened.
     pub kind: Kind,
     /// For tool calls: intent or outcome.
@@ -172,16 +174,16 @@ pub struct Record {
     pub intent: Option<Uuid>,
     /// The route (listener path).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub route: Option<String>,
+    pub route: Option<Arc<str>>,
     /// The upstream (its URL without query, or its command).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upstream: Option<String>,
+    pub upstream: Option<Arc<str>>,
     /// Warden's MCP session id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mcp_session: Option<String>,
+    pub mcp_session: Option<Arc<str>>,
     /// The agent session (see `docs/sessions.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent_session: Option<String>,
+    pub agent_session: Option<Arc<str>>,
     /// Who made the call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<PrincipalField>,
@@ -190,7 +192,7 @@ pub struct Record {
     pub model: Option<ModelField>,
     /// The JSON-RPC request id, as JSON text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
+    pub request_id: Option<Arc<str>>,
     /// The tool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
@@ -205,16 +207,16 @@ pub struct Record {
     pub is_error: Option<bool>,
     /// The decision: `allow`, `deny`, ...
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decision: Option<String>,
+    pub decision: Option<Cow<'static, str>>,
     /// The decision's stable reason code, e.g. `not-read-only`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<Cow<'static, str>>,
     /// The tier the call ran at (`read`, `write`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tier: Option<String>,
+    pub tier: Option<Cow<'static, str>>,
     /// SHA-256 of the policy in force, lower-case hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_hash: Option<String>,
+    pub policy_hash: Option<Arc<str>>,
     /// The approval the record belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalField>,
@@ -238,31 +240,31 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<serde_json::Value>,
     /// The chain the record is sealed into (the instance id).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub chain: String,
+    #[serde(default, skip_serializing_if = "str::is_empty")]
+    pub chain: Arc<str>,
     /// Position in the chain, from 1.
     #[serde(default)]
     pub seq: u64,
     /// SHA-256 (hex) of the previous record's line; 64 zeros for the first.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub prev: String,
+    #[serde(default, skip_serializing_if = "str::is_empty")]
+    pub prev: Arc<str>,
 }
 
 // === impl Record ===
 
 impl Record {
     /// A record of `kind` by `instance`, stamped now with a fresh id.
-    pub fn new(kind: Kind, instance: &str) -> Record {
+    pub fn new(kind: Kind, instance: impl Into<Arc<str>>) -> Record {
         Record::at(kind, instance, SystemTime::now())
     }
 
     /// A record of `kind` by `instance`, stamped `time`.
-    pub fn at(kind: Kind, instance: &str, time: SystemTime) -> Record {
+    pub fn at(kind: Kind, instance: impl Into<Arc<str>>, time: SystemTime) -> Record {
         Record {
             v: SCHEMA_VERSION,
             id: Uuid::now_v7(),
             time: timestamp(time),
-            instance: instance.to_owned(),
+            instance: instance.into(),
             kind,
             phase: None,
             intent: None,
@@ -288,9 +290,9 @@ impl Record {
             latency_us: None,
             redacted: Vec::new(),
             detail: None,
-            chain: String::new(),
+            chain: Arc::from(""),
             seq: 0,
-            prev: String::new(),
+            prev: Arc::from(""),
         }
     }
 }

@@ -46,7 +46,7 @@ fn call(log: &AuditLog, i: usize) -> Record {
     record.route = Some("/mcp".into());
     record.tool = Some(if i % 3 == 0 { "delete" } else { "search" }.into());
     record.decision = Some(if i % 3 == 0 { "deny" } else { "allow" }.into());
-    record.agent_session = Some(format!("session-{}", i % 4));
+    record.agent_session = Some(format!("session-{}", i % 4).into());
     record.principal = Some(PrincipalField {
         agent: "bot".into(),
         user: Some(format!("user-{}", i % 2)),
@@ -397,13 +397,13 @@ fn rechain(dir: &Path, from: (usize, usize), forger: &SigningKey) {
             if (f, l) >= from {
                 let mut record: Record = serde_json::from_str(line).expect("json");
                 if let Some(prev) = &prev {
-                    record.prev.clone_from(prev);
+                    record.prev = prev.as_str().into();
                 }
                 if record.kind == Kind::Checkpoint {
                     let message = checkpoint_message(&record.chain, record.seq - 1, &record.prev);
                     let detail = CheckpointDetail {
                         head_seq: record.seq - 1,
-                        head_hash: record.prev.clone(),
+                        head_hash: record.prev.to_string(),
                         key: public_key_text(forger),
                         signature: base64_signature(forger, &message),
                     };

@@ -304,10 +304,10 @@ impl AuditSettings {
         in_force: &Arc<InForce>,
     ) -> Record {
         let mut record = self.log.new_record(Kind::ToolCall);
-        record.route = Some(call.route.to_string());
-        record.upstream = Some(self.upstream.to_string());
-        record.mcp_session = call.mcp_session.as_deref().map(str::to_owned);
-        record.agent_session = Some(call.session.to_string());
+        record.route = Some(call.route.clone());
+        record.upstream = Some(self.upstream.clone());
+        record.mcp_session.clone_from(&call.mcp_session);
+        record.agent_session = Some(call.session.clone());
         record.principal = Some(PrincipalField {
             agent: call.principal.agent.to_string(),
             user: call.principal.on_behalf_of.as_deref().map(str::to_owned),
@@ -319,7 +319,7 @@ impl AuditSettings {
                 version: meta.model_version.clone(),
             });
         }
-        record.request_id = Some(call.id.to_string());
+        record.request_id = Some(call.id.clone());
         record.tool = Some(call.tool.clone());
         record.conversation.clone_from(&meta.conversation);
         record.rationale.clone_from(&meta.rationale);
@@ -328,9 +328,9 @@ impl AuditSettings {
             .as_deref()
             .and_then(|t| t.get(3..35))
             .map(str::to_owned);
-        record.policy_hash = Some(in_force.hash.to_string());
+        record.policy_hash = Some(in_force.hash.clone());
         if let Decision::Allow { tier } = decision {
-            record.tier = Some(tier.as_str().to_owned());
+            record.tier = Some(tier.as_str().into());
         }
         match &in_force.redaction {
             Redaction::None => record.arguments.clone_from(&call.arguments),

@@ -703,8 +703,8 @@ pub fn record_policy_loaded(
     why: &str,
 ) {
     let mut record = log.new_record(warden_audit::Kind::PolicyLoaded);
-    record.route = Some(route.to_owned());
-    record.policy_hash = Some(policy.content_hash());
-    record.reason = Some(why.to_owned());
+    record.route = Some(route.into());
+    record.policy_hash = Some(policy.content_hash().into());
+    record.reason = Some(why.to_owned().into());
     log.record(record);
 }

@@ -546,16 +546,16 @@ pub(crate) fn log_record(line: &str, observed: u64) -> LogRecord {
         "warden.audit.seq",
         i64::try_from(parsed.seq).unwrap_or(i64::MAX),
     ));
-    attributes.push(kv("warden.audit.chain", parsed.chain));
+    attributes.push(kv("warden.audit.chain", &*parsed.chain));
     attributes.push(kv("log.record.uid", parsed.id.to_string()));
     let optional = [
-        ("gen_ai.tool.name", parsed.tool),
-        ("warden.decision", parsed.decision),
-        ("warden.reason", parsed.reason),
-        ("warden.route", parsed.route),
-        ("mcp.session.id", parsed.mcp_session),
-        ("warden.agent.session", parsed.agent_session),
-        ("jsonrpc.request.id", parsed.request_id),
+        ("gen_ai.tool.name", parsed.tool.as_deref()),
+        ("warden.decision", parsed.decision.as_deref()),
+        ("warden.reason", parsed.reason.as_deref()),
+        ("warden.route", parsed.route.as_deref()),
+        ("mcp.session.id", parsed.mcp_session.as_deref()),
+        ("warden.agent.session", parsed.agent_session.as_deref()),
+        ("jsonrpc.request.id", parsed.request_id.as_deref()),
     ];
     for (key, value) in optional {
         if let Some(value) = value {

@@ -221,13 +221,16 @@ impl Warden {
     pub(crate) fn record_session(&self, kind: warden_audit::Kind, session: &Session, why: &str) {
         let Some(audit) = &self.audit else { return };
         let mut record = audit.new_record(kind);
-        record.route = self.routes.get(session.route).map(|r| r.path.to_string());
+        record.route = self
+            .routes
+            .get(session.route)
+            .map(|r| r.path.as_ref().into());
         record.upstream = self
             .routes
             .get(session.route)
-            .map(|r| r.upstream_name.to_string());
-        record.mcp_session = Some(session.id.to_string());
-        record.reason = Some(why.to_owned());
+            .map(|r| r.upstream_name.as_ref().into());
+        record.mcp_session = Some(session.id.as_ref().into());
+        record.reason = Some(why.to_owned().into());
         audit.record(record);
     }
 

@@ -233,7 +233,7 @@ async fn every_call_decision_and_session_event_is_on_a_trail_that_verifies() {
     assert_eq!(record.upstream.as_deref(), Some(upstream.as_str()));
     assert_eq!(record.mcp_session.as_deref(), Some(session.as_str()));
     assert_eq!(record.request_id.as_deref(), Some("1"));
-    assert_eq!(record.policy_hash.as_deref(), Some(first_hash.as_str()));
+    assert_eq!(record.policy_hash.as_deref(), Some(&*first_hash));
     assert_eq!(
         record.principal.as_ref().map(|p| p.agent.as_str()),
         Some("anonymous")
@@ -301,7 +301,7 @@ async fn every_call_decision_and_session_event_is_on_a_trail_that_verifies() {
     );
     // Decided under the reloaded policy, and on the record with its hash.
     let after = one_for(&found, Kind::Refusal, "echo");
-    assert_eq!(after.policy_hash.as_deref(), Some(second_hash.as_str()));
+    assert_eq!(after.policy_hash.as_deref(), Some(&*second_hash));
 
     let ended = of_kind(&found, Kind::SessionEnded);
     assert_eq!(ended.len(), 1, "{ended:#?}");
@@ -309,7 +309,11 @@ async fn every_call_decision_and_session_event_is_on_a_trail_that_verifies() {
     assert_eq!(ended[0].reason.as_deref(), Some("agent"));
 
     // Every record is this instance's, in one chain with no gap.
-    assert!(found.iter().all(|r| r.instance == "it" && r.chain == "it"));
+    assert!(
+        found
+            .iter()
+            .all(|r| &*r.instance == "it" && &*r.chain == "it")
+    );
     assert!(found.windows(2).all(|w| w[1].seq == w[0].seq + 1));
 
     let text = metrics(&warden);
@@ -488,7 +492,7 @@ async fn a_call_over_stdio_is_on_the_trail_after_warden_stdio_exits() {
     let dir = tmp.path().join("trail");
     let found = records(&dir);
     let record = one_for(&found, Kind::ToolCall, "get_customer");
-    assert_eq!(record.instance, "stdio-it");
+    assert_eq!(&*record.instance, "stdio-it");
     assert_eq!(record.tier.as_deref(), Some("read"));
     assert_eq!(
         record.arguments.as_ref().map(|a| a.get()),

@@ -234,11 +234,14 @@ async fn pending(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
 /// trip); a row already there with the same hash is skipped (a batch sent
 /// again), one with another hash refuses the whole batch.
 ///
-/// The conflict check runs in the same statement: its `NOT EXISTS` reads
-/// the table as it was before the insert, so a row the insert skipped is
-/// compared with the record that made it skip, and
-/// `audit_records_conflict` raises (SQLSTATE `WA001`) when they differ,
-/// which undoes the statement's inserts too.
+/// The conflict check runs in the same statement: the rows the insert
+/// skipped (an anti join with what it returned) are compared with the
+/// table as it was before the insert (its `NOT EXISTS` reads that
+/// snapshot, by primary key), and `audit_records_conflict` is called only
+/// for a row whose record there differs; it raises (SQLSTATE `WA001`),
+/// which undoes the statement's inserts too. (A `CASE` over `EXISTS`
+/// subqueries planned the check of skipped rows as a hash of the whole
+/// table.)
 pub async fn insert(conn: &mut PgConnection, rows: &[Row<'_>]) -> Result<(), InsertError> {
     let result = sqlx::query(
         "WITH batch AS ( \
@@ -253,12 +256,11 @@ pub async fn insert(conn: &mut PgConnection, rows: &[Row<'_>]) -> Result<(), Ins
            SELECT chain, seq, id::uuid, time::timestamptz, kind, route, mcp_session, agent_session, \
              principal_agent, principal_user, tool, decision, reason, hash, line FROM batch \
            ON CONFLICT (chain, seq) DO NOTHING RETURNING chain, seq) \
-         SELECT count(*) FROM batch b \
-         WHERE CASE WHEN NOT EXISTS (SELECT 1 FROM inserted i WHERE i.chain = b.chain AND i.seq = b.seq) \
-                     AND NOT EXISTS (SELECT 1 FROM audit_records a \
-                                     WHERE a.chain = b.chain AND a.seq = b.seq AND a.hash = b.hash) \
-                    THEN audit_records_conflict(b.chain, b.seq) \
-                    ELSE false END",
+         SELECT audit_records_conflict(b.chain, b.seq) FROM batch b \
+         LEFT JOIN inserted i ON i.chain = b.chain AND i.seq = b.seq \
+         WHERE i.seq IS NULL \
+           AND NOT EXISTS (SELECT 1 FROM audit_records a \
+                           WHERE a.chain = b.chain AND a.seq = b.seq AND a.hash = b.hash)",
     )
     .bind(texts(rows, |r| &r.columns.chain))
     .bind(rows.iter().map(|r| r.columns.seq).collect::<Vec<_>>())

@@ -28,6 +28,7 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 
 use crate::chain::{ChainHead, Sealed, line_hash};
+use crate::lock::DirLock;
 use crate::log::{Store, StoreError};
 
 /// Where and how the file store writes.
@@ -45,6 +46,8 @@ pub struct FileOptions {
 /// The JSON Lines store (see the module docs).
 #[derive(Debug)]
 pub struct FileStore {
+    /// One writer per trail directory.
+    _lock: DirLock,
     options: FileOptions,
     /// The directory, open for fsync after files are created or removed.
     dir: File,
@@ -112,8 +115,10 @@ impl FileStore {
             .and_then(|mut f| f.write_all(b"probe\n"))
             .map_err(|e| io_error(&probe, e))?;
         std::fs::remove_file(&probe).map_err(|e| io_error(&probe, e))?;
+        let lock = DirLock::take(&dir)?;
         let handle = File::open(&dir).map_err(|e| io_error(&dir, e))?;
         let store = FileStore {
+            _lock: lock,
             options,
             dir: handle,
             prefix: String::new(),
@@ -610,10 +615,12 @@ mod tests {
             .collect()
     }
 
+    /// The trail's files in `dir` (not its lock).
     fn names(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .expect("dir")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(EXTENSION))
             .collect();
         names.sort();
         names

@@ -8,6 +8,7 @@
 
 pub mod chain;
 pub mod file;
+pub mod lock;
 pub mod log;
 pub mod otlp;
 pub mod postgres;

@@ -46,6 +46,14 @@ pub enum StoreError {
     /// holds the connection URL's credentials).
     #[error("database: {0}")]
     Database(String),
+    /// Another store (in this or another process) has the directory open.
+    #[error("{dir} is in use by another Warden audit writer{}: give every instance its own directory", holder.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    InUse {
+        /// The directory.
+        dir: String,
+        /// The process holding it, when it said.
+        holder: Option<u32>,
+    },
     /// The local spool is full.
     #[error("the audit spool is full ({limit} bytes)")]
     SpoolFull {

@@ -22,6 +22,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use crate::lock::DirLock;
 use crate::log::StoreError;
 
 /// Where a segment ends or a read stands: segment number, byte offset.
@@ -41,6 +42,8 @@ struct Segment {
 /// A spool folder, open.
 #[derive(Debug)]
 pub struct Spool {
+    /// One spool per directory.
+    _lock: DirLock,
     dir: PathBuf,
     max_bytes: u64,
     segment_bytes: u64,
@@ -79,6 +82,7 @@ impl Spool {
             source,
         };
         fs::create_dir_all(dir).map_err(io)?;
+        let lock = DirLock::take(dir)?;
         let mut numbers = Vec::new();
         for entry in fs::read_dir(dir).map_err(io)? {
             let name = entry.map_err(io)?.file_name();
@@ -96,6 +100,7 @@ impl Spool {
             offset: 0,
         });
         let mut spool = Spool {
+            _lock: lock,
             dir: dir.to_owned(),
             max_bytes,
             segment_bytes: (max_bytes / 8).clamp(MIN_SEGMENT, MAX_SEGMENT),
@@ -601,6 +606,18 @@ mod tests {
     }
 
     #[test]
+    fn a_second_spool_on_the_same_folder_is_refused_while_the_first_is_open() {
+        let dir = tempfile::tempdir().expect("dir");
+        let spool = Spool::open(dir.path(), 1 << 20).expect("open");
+        assert!(matches!(
+            Spool::open(dir.path(), 1 << 20),
+            Err(StoreError::InUse { .. })
+        ));
+        drop(spool);
+        Spool::open(dir.path(), 1 << 20).expect("free again");
+    }
+
+    #[test]
     fn the_spool_survives_a_restart_and_cuts_a_torn_line() {
         let dir = tempfile::tempdir().expect("dir");
         {
@@ -649,6 +666,7 @@ mod tests {
         spool.rollback().expect("rollback");
         assert_eq!(spool.peek(10, 1 << 20).expect("peek"), lines(1..3));
         assert_eq!(spool.bytes(), 16);
+        drop(spool);
         let reopened = Spool::open(dir.path(), 30).expect("reopen");
         assert_eq!(reopened.bytes(), 16);
     }
@@ -679,8 +697,12 @@ mod tests {
             spool.ack(batch.len()).expect("ack");
             seen.extend(batch);
             if seen.len() == 21 {
+                // One spool per folder: let go of it to look from outside.
+                drop(spool);
                 let mut reopened = Spool::open(dir.path(), 512 << 10).expect("reopen");
                 assert_eq!(reopened.peek(1, 1).expect("peek"), vec![big[21].clone()]);
+                drop(reopened);
+                spool = Spool::open(dir.path(), 512 << 10).expect("open again");
             }
         }
         assert_eq!(seen, big);

@@ -192,6 +192,39 @@ fn open_fails_clearly_where_it_cannot_write() {
 }
 
 #[test]
+fn a_second_writer_on_the_same_folder_is_refused_clearly() {
+    let dir = tempfile::tempdir().expect("dir");
+    let first = FileStore::open(FileOptions::new(dir.path())).expect("open");
+    let err = FileStore::open(FileOptions::new(dir.path())).expect_err("second writer");
+    let text = warden_audit::log::error_chain(&err);
+    assert!(
+        text.contains(&dir.path().display().to_string())
+            && text.contains("in use by another Warden audit writer")
+            && text.contains(&format!("pid {}", std::process::id())),
+        "{text}"
+    );
+    // Another process sees the lock too (util-linux `flock`, which fails
+    // at once with -n while the folder is held).
+    let lock = dir.path().join(warden_audit::lock::LOCK_FILE);
+    let held = std::process::Command::new("flock")
+        .args(["-n", "-E", "9"])
+        .arg(&lock)
+        .arg("true")
+        .status()
+        .expect("run flock");
+    assert_eq!(held.code(), Some(9), "another process took the lock");
+    drop(first);
+    let free = std::process::Command::new("flock")
+        .args(["-n", "-E", "9"])
+        .arg(&lock)
+        .arg("true")
+        .status()
+        .expect("run flock");
+    assert!(free.success(), "the lock went with the store");
+    FileStore::open(FileOptions::new(dir.path())).expect("open again");
+}
+
+#[test]
 fn an_old_file_is_left_behind_before_the_next_batch() {
     let dir = tempfile::tempdir().expect("dir");
     let options = || FileOptions {

@@ -88,10 +88,12 @@ fn write_trail(temp: &TempDir) {
     log.close();
 }
 
+/// The trail's `*.jsonl` files in `dir` (not its lock).
 fn trail_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("dir")
         .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
         .collect();
     files.sort();
     files

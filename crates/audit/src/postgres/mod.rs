@@ -4,7 +4,7 @@
 //!
 //! [`PostgresStore`] is a [`Store`]: the audit writer thread calls it, so it
 //! is synchronous and owns a current-thread tokio runtime it blocks on.
-//! `append` holds records until `sync` (or until [`DELIVER_ROWS`] wait),
+//! `append` holds records until `sync` (or until `DELIVER_ROWS`, 2000, wait),
 //! which sends them as one multi-row `INSERT ... ON CONFLICT (chain, seq)
 //! DO NOTHING` in one transaction. The server commits once per sync (per
 //! group of durable intents, or per `sync_interval` for records nobody

@@ -1,8 +1,10 @@
 //! Warden: a policy sidecar for MCP.
 //!
 //! This crate is the `warden` binary's library: configuration, the
-//! Streamable HTTP proxy, the upstream client, the admin listener and the
-//! demo. [`start`] builds a running Warden from a [`Config`]; the binary,
+//! Streamable HTTP proxy, the admin listener and the demo. The upstream
+//! clients (and the body, error and line types the proxy shares with them)
+//! are in `warden-upstream`, re-exported here as [`upstream`], [`error`]
+//! and [`line_io`]. [`start`] builds a running Warden from a [`Config`]; the binary,
 //! the demo and the integration tests all start Warden through it.
 
 pub mod admin;
@@ -10,16 +12,16 @@ pub mod audit;
 pub mod config;
 pub mod demo;
 pub mod env;
-pub mod error;
 pub mod forward;
-pub mod line_io;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod server;
 pub mod session;
 pub mod stdio;
-pub mod upstream;
+
+pub use warden_upstream as upstream;
+pub use warden_upstream::{error, line_io};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -84,11 +86,13 @@ pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
     let mut routes = Vec::with_capacity(config.routes.len());
     let mut unrecorded = Vec::new();
     for (index, route) in config.routes.iter().enumerate() {
-        let upstream = Upstream::new(&route.path, &route.upstream, config.workers, &metrics)
-            .map_err(|source| StartError::Upstream {
-                route: route.path.clone(),
-                source,
-            })?;
+        let upstream = Upstream::new(&route.path, &route.upstream, config.workers, || {
+            metrics.link_metrics(&route.path)
+        })
+        .map_err(|source| StartError::Upstream {
+            route: route.path.clone(),
+            source,
+        })?;
         let upstream = Arc::new(upstream);
         let upstream_name: Arc<str> = route.upstream.describe().into();
         let policy = Arc::new(ArcSwap::from_pointee(route.policy.clone()));

@@ -83,18 +83,7 @@ pub struct LinkEventLabels {
     pub event: String,
 }
 
-/// The link metrics of one route's stdio or legacy SSE upstream.
-#[derive(Clone, Debug)]
-pub struct LinkMetrics {
-    /// Links open now (children running, streams open).
-    pub open: Gauge,
-    /// Links that died.
-    pub closed: Counter,
-    /// Links that could not be opened.
-    pub start_failed: Counter,
-    /// Lines that were not JSON-RPC.
-    pub garbage: Counter,
-}
+pub use warden_upstream::LinkMetrics;
 
 /// Every metric Warden exports.
 pub struct Metrics {

@@ -18,7 +18,6 @@
 //! - on shutdown the listener closes at once, in-flight requests finish
 //!   within `shutdown_grace`, and what is left after that is cut.
 
-use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -47,14 +46,7 @@ pub struct ListenerLimits {
     pub shutdown_grace: Duration,
 }
 
-thread_local! {
-    static WORKER: Cell<Option<usize>> = const { Cell::new(None) };
-}
-
-/// The index of the worker thread the caller runs on (`None` off the workers).
-pub fn worker_index() -> Option<usize> {
-    WORKER.with(Cell::get)
-}
+pub use warden_upstream::worker::worker_index;
 
 /// Why the workers could not start.
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +96,7 @@ where
         let thread = std::thread::Builder::new()
             .name(format!("warden-worker-{index}"))
             .spawn(move || {
-                WORKER.with(|w| w.set(Some(index)));
+                warden_upstream::worker::set_worker_index(index);
                 runtime.block_on(serve_connections(receiver, limits, handler, until(stop)));
                 // Do not wait for blocking work (a DNS lookup) past the grace.
                 runtime.shutdown_background();

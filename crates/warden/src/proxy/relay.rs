@@ -7,34 +7,28 @@
 //! - [`filtered_list_stream`] re-encodes an SSE `tools/list` reply event by
 //!   event, hiding the tools the policy refuses in the response event.
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt, stream};
-use http::header::{self, HeaderMap, HeaderValue};
-use http::{Response, StatusCode};
+use futures_util::{Stream, StreamExt};
+use http::Response;
+use http::header::{HeaderMap, HeaderValue};
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, StreamBody};
+use http_body_util::{BodyExt, StreamBody};
 use pin_project_lite::pin_project;
 use warden_pipeline::{ListReply, filter_tools_list};
 use warden_policy::Policy;
 use warden_protocol::mcp;
 use warden_protocol::sse::{SseEvent, SseParser};
 
+pub use warden_upstream::body::{
+    Body, BoxError, MAX_SSE_LINE, collect_capped, empty, full, json, sse_events,
+};
+
 use crate::error::EdgeError;
 use crate::session::Session;
-
-/// Any error a relayed body can end with.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// The body of every response Warden sends.
-pub type Body = UnsyncBoxBody<Bytes, BoxError>;
-
-/// Longest SSE line Warden parses when it taps or filters a stream.
-const MAX_SSE_LINE: usize = 16 << 20;
 
 /// Response headers that describe the hop, not the message.
 const HOP_BY_HOP: [&str; 6] = [
@@ -45,29 +39,6 @@ const HOP_BY_HOP: [&str; 6] = [
     "transfer-encoding",
     "upgrade",
 ];
-
-/// A body from fixed bytes.
-pub fn full(bytes: Bytes) -> Body {
-    Full::new(bytes)
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
-
-/// An empty body.
-pub fn empty() -> Body {
-    full(Bytes::new())
-}
-
-/// A JSON response.
-pub fn json(status: StatusCode, bytes: Bytes) -> Response<Body> {
-    let mut response = Response::new(full(bytes));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
 
 /// Clean the upstream's headers: drop hop-by-hop ones and put Warden's
 /// session id (or none) where the upstream's was.
@@ -170,38 +141,6 @@ fn is_list_changed(data: &str) -> bool {
         && serde_json::from_str::<serde_json::Value>(data).is_ok_and(|v| {
             v.get("method").and_then(|m| m.as_str()) == Some(mcp::NOTIFICATION_TOOLS_LIST_CHANGED)
         })
-}
-
-/// The events of an SSE body, as they arrive.
-pub fn sse_events<B>(body: B) -> impl Stream<Item = Result<SseEvent, BoxError>> + Send
-where
-    B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<BoxError>,
-{
-    let state = (
-        body,
-        SseParser::new(MAX_SSE_LINE),
-        VecDeque::<SseEvent>::new(),
-    );
-    stream::unfold(state, |(mut body, mut parser, mut ready)| async move {
-        loop {
-            if let Some(event) = ready.pop_front() {
-                return Some((Ok(event), (body, parser, ready)));
-            }
-            let frame = match body.frame().await? {
-                Ok(frame) => frame,
-                Err(err) => return Some((Err(err.into()), (body, parser, ready))),
-            };
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            let mut events = Vec::new();
-            if let Err(err) = parser.feed(&data, &mut events) {
-                return Some((Err(BoxError::from(err)), (body, parser, ready)));
-            }
-            ready.extend(events);
-        }
-    })
 }
 
 /// What to do with one event of a stream Warden screens for tool lists.
@@ -356,20 +295,6 @@ pub fn filtered_get_stream(
         };
         std::future::ready(out)
     })
-}
-
-/// A whole body, refused past `limit` bytes.
-pub async fn collect_capped(mut body: Body, limit: usize) -> Result<Bytes, BoxError> {
-    let mut chunks = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame?.into_data() {
-            if chunks.len() + data.len() > limit {
-                return Err(format!("the reply exceeds {limit} bytes").into());
-            }
-            chunks.extend_from_slice(&data);
-        }
-    }
-    Ok(chunks.freeze())
 }
 
 /// A response whose body is a stream of byte chunks.

@@ -142,6 +142,15 @@ async fn a_legacy_sse_server_is_reached_with_the_same_pipeline() {
 }
 
 #[tokio::test]
+async fn a_request_naming_an_unsupported_protocol_version_gets_400() {
+    let (url, _server) = legacy_upstream().await;
+    let warden = warden_before(&url).await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    assert_protocol_version_is_checked(&agent).await;
+}
+
+#[tokio::test]
 async fn a_stream_that_closes_mid_call_fails_the_call_and_is_reopened() {
     let (url, server) = legacy_upstream().await;
     let warden = warden_before(&url).await;

@@ -92,6 +92,15 @@ async fn list_call_and_progress_reach_a_stdio_server_through_the_pipeline() {
 }
 
 #[tokio::test]
+async fn a_request_naming_an_unsupported_protocol_version_gets_400() {
+    for sharing in [ChildSharing::PerSession, ChildSharing::Shared] {
+        let warden = warden_on(&[], sharing).await;
+        let agent = agent_for(&warden).await;
+        assert_protocol_version_is_checked(&agent).await;
+    }
+}
+
+#[tokio::test]
 async fn a_server_request_reaches_the_agent_and_its_answer_reaches_the_server() {
     let warden = warden_on(&[], ChildSharing::PerSession).await;
     let agent = agent_for(&warden).await;

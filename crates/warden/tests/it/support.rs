@@ -493,3 +493,33 @@ pub fn initialize_request(id: Value) -> Value {
         "protocolVersion": "2025-11-25", "capabilities": {},
         "clientInfo": {"name": "warden-it", "version": "1"}}})
 }
+
+/// After `initialize`, a request whose `MCP-Protocol-Version` names no
+/// stateful revision is answered 400 (as a Streamable HTTP server must),
+/// one naming a stateful revision, or none, goes through. For upstreams
+/// behind a bridge, which never see the agent's headers.
+pub async fn assert_protocol_version_is_checked(agent: &Agent) {
+    let list = json!({"jsonrpc": "2.0", "id": "v-1", "method": "tools/list"});
+    for bad in ["1999-01-01", "2026-07-28", "latest"] {
+        let mut wrong = agent.clone();
+        wrong.protocol_version = bad.into();
+        let reply = wrong.post(&list).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}: {reply:?}");
+        let error = &reply.json()["error"];
+        assert_eq!(error["data"]["requested"], bad, "{error}");
+    }
+    for good in ["2025-03-26", "2025-06-18", "2025-11-25"] {
+        let mut right = agent.clone();
+        right.protocol_version = good.into();
+        let reply = right.post(&list).await;
+        assert_eq!(reply.status, StatusCode::OK, "{good}: {reply:?}");
+        assert!(reply.response()["result"]["tools"].is_array(), "{good}");
+    }
+    let mut bare = agent
+        .post_request(list.to_string())
+        .body(Full::new(Bytes::from(list.to_string())))
+        .expect("request");
+    bare.headers_mut().remove("mcp-protocol-version");
+    let reply = agent.send(bare).await;
+    assert_eq!(reply.status, StatusCode::OK, "no header means 2025-03-26");
+}

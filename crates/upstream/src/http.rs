@@ -22,9 +22,9 @@ use hyper_util::rt::TokioExecutor;
 use warden_protocol::mcp;
 
 use super::UpstreamSetupError;
+use crate::body::{Body, BoxError};
 use crate::config::HttpEndpoint;
 use crate::error::EdgeError;
-use crate::proxy::relay::{Body, BoxError};
 
 /// A Streamable HTTP upstream.
 pub struct HttpUpstream {
@@ -102,7 +102,7 @@ impl HttpUpstream {
 
     fn client(&self) -> &Client<HttpsConnector<HttpConnector>, Full<Bytes>> {
         let last = self.clients.len() - 1;
-        let index = crate::server::worker_index().map_or(last, |i| i.min(last));
+        let index = crate::worker::worker_index().map_or(last, |i| i.min(last));
         &self.clients[index]
     }
 

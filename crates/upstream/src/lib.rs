@@ -7,10 +7,15 @@
 //! message links. So the session mapping, the pipeline and the reply
 //! filters exist once, whatever the upstream speaks.
 
+pub mod body;
 mod bridge;
 mod child;
+pub mod config;
+pub mod error;
 mod http;
 mod legacy_sse;
+pub mod line_io;
+pub mod worker;
 
 use std::time::Duration;
 
@@ -24,10 +29,12 @@ use warden_protocol::sse::SseParser;
 
 pub use self::bridge::{Bridge, BridgeLimits};
 pub use self::http::HttpUpstream;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+
+use crate::body::Body;
 use crate::config::{UpstreamConfig, UpstreamTransport};
 use crate::error::EdgeError;
-use crate::metrics::Metrics;
-use crate::proxy::relay::Body;
 
 /// Largest reply Warden reads whole (tools/list pages it inspects), and the
 /// longest line it reads from a stdio upstream.
@@ -64,6 +71,33 @@ pub enum Upstream {
     Bridged(Bridge),
 }
 
+/// The link metrics of one route's stdio or legacy SSE upstream.
+#[derive(Clone, Debug)]
+pub struct LinkMetrics {
+    /// Links open now (children running, streams open).
+    pub open: Gauge,
+    /// Links that died.
+    pub closed: Counter,
+    /// Links that could not be opened.
+    pub start_failed: Counter,
+    /// Lines that were not JSON-RPC.
+    pub garbage: Counter,
+}
+
+/// A session's request names a stateful revision in `MCP-Protocol-Version`,
+/// or none (which means 2025-03-26).
+fn check_protocol_version(headers: &HeaderMap) -> Result<(), EdgeError> {
+    let Some(value) = headers.get(mcp::HEADER_PROTOCOL_VERSION) else {
+        return Ok(());
+    };
+    match value.to_str() {
+        Ok(version) if mcp::STATEFUL_REVISIONS.contains(&version) => Ok(()),
+        other => Err(EdgeError::UnsupportedVersion {
+            requested: other.unwrap_or("(not text)").to_owned(),
+        }),
+    }
+}
+
 /// The limits of a stdio or legacy SSE upstream's bridge.
 fn bridge_limits(config: &UpstreamConfig) -> BridgeLimits {
     BridgeLimits {
@@ -79,7 +113,7 @@ impl Upstream {
         route: &str,
         config: &UpstreamConfig,
         workers: usize,
-        metrics: &Metrics,
+        link_metrics: impl FnOnce() -> LinkMetrics,
     ) -> Result<Upstream, UpstreamSetupError> {
         Ok(match &config.transport {
             UpstreamTransport::StreamableHttp(endpoint) => {
@@ -91,14 +125,14 @@ impl Upstream {
                     route,
                     client,
                     bridge_limits(config),
-                    metrics.link_metrics(route),
+                    link_metrics(),
                 )?)
             }
             UpstreamTransport::Stdio(command) => Upstream::Bridged(Bridge::stdio(
                 route,
                 command.clone(),
                 bridge_limits(config),
-                metrics.link_metrics(route),
+                link_metrics(),
             )?),
         })
     }
@@ -121,7 +155,15 @@ impl Upstream {
     ) -> Result<Response<Body>, EdgeError> {
         match self {
             Upstream::Http(http) => http.send(method, agent_headers, session, body).await,
-            Upstream::Bridged(bridge) => bridge.clone().send(method, session.cloned(), body).await,
+            Upstream::Bridged(bridge) => {
+                // A Streamable HTTP server answers a request naming a
+                // revision it does not speak with 400. The server behind a
+                // bridge never sees the agent's headers, so Warden checks.
+                if session.is_some() {
+                    check_protocol_version(agent_headers)?;
+                }
+                bridge.clone().send(method, session.cloned(), body).await
+            }
         }
     }
 
@@ -241,7 +283,7 @@ async fn read_reply_message(response: Response<Body>, id_json: &str) -> Result<B
     let is_sse = is_event_stream(response.headers());
     let mut body = response.into_body();
     if !is_sse {
-        return crate::proxy::relay::collect_capped(body, MAX_INSPECTED_REPLY)
+        return crate::body::collect_capped(body, MAX_INSPECTED_REPLY)
             .await
             .map_err(|err| format!("reading the reply failed: {err}"));
     }

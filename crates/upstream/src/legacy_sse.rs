@@ -12,7 +12,7 @@ use http_body_util::Full;
 
 use super::bridge::{Link, LinkEnd, LinkEvent};
 use super::{HttpUpstream, is_event_stream, preview};
-use crate::proxy::relay::sse_events;
+use crate::body::sse_events;
 
 /// Most of a POST's own reply Warden reads (it is an acknowledgement).
 const MAX_POST_REPLY: usize = 64 << 10;
@@ -81,9 +81,7 @@ pub(super) async fn connect(client: Arc<HttpUpstream>) -> Result<Link, String> {
                     // The reply comes on the event stream; the POST's own
                     // body is an acknowledgement, read to keep the
                     // connection reusable.
-                    let _ =
-                        crate::proxy::relay::collect_capped(response.into_body(), MAX_POST_REPLY)
-                            .await;
+                    let _ = crate::body::collect_capped(response.into_body(), MAX_POST_REPLY).await;
                     continue;
                 }
                 // The session is gone: so is the link.

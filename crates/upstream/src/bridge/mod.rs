@@ -52,10 +52,10 @@ use warden_protocol::sse::SseEvent;
 use self::channel::{Channel, Last, Reply};
 use self::wire::{Envelope, is_initialize, message_id};
 use super::{HttpUpstream, UpstreamSetupError};
+use crate::LinkMetrics;
+use crate::body::{self as relay, Body, BoxError};
 use crate::config::{ChildSharing, StdioCommand};
 use crate::error::EdgeError;
-use crate::metrics::LinkMetrics;
-use crate::proxy::relay::{self, Body, BoxError};
 
 /// The view number of the stateless channel (sessions count from 1).
 const STATELESS_VIEW: u64 = 0;

@@ -19,8 +19,8 @@ use warden_protocol::mcp::METHOD_SUBSCRIPTIONS_LISTEN;
 
 use super::wire::{Envelope, Head, restore, result_member, set_member};
 use super::{BridgeLimits, Connector, Link, LinkEvent, OpenLink, lock};
+use crate::LinkMetrics;
 use crate::error::EdgeError;
-use crate::metrics::LinkMetrics;
 
 /// First wait before a dead link is opened again.
 const MIN_BACKOFF: Duration = Duration::from_millis(250);

@@ -162,7 +162,13 @@ impl Upstream {
                 if session.is_some() {
                     check_protocol_version(agent_headers)?;
                 }
-                bridge.clone().send(method, session.cloned(), body).await
+                let last_event_id = agent_headers
+                    .get(mcp::HEADER_LAST_EVENT_ID)
+                    .and_then(|v| v.to_str().ok());
+                bridge
+                    .clone()
+                    .send(method, session.cloned(), last_event_id, body)
+                    .await
             }
         }
     }

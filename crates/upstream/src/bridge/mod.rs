@@ -31,6 +31,7 @@
 //! SIGKILL).
 
 mod channel;
+mod replay;
 mod wire;
 
 use std::collections::HashMap;
@@ -50,6 +51,7 @@ use warden_protocol::mcp;
 use warden_protocol::sse::SseEvent;
 
 use self::channel::{Channel, Last, Reply};
+use self::replay::{Cursor, Replay};
 use self::wire::{Envelope, is_initialize, message_id};
 use super::{HttpUpstream, UpstreamSetupError};
 use crate::LinkMetrics;
@@ -246,6 +248,19 @@ struct BridgeInner {
 struct View {
     number: u64,
     channel: Arc<Channel>,
+    /// The session's resumable streams (none for stateless requests,
+    /// which have no session to resume in).
+    replay: Option<Arc<Replay>>,
+}
+
+impl View {
+    fn session(number: u64, channel: Arc<Channel>) -> View {
+        View {
+            number,
+            channel,
+            replay: Some(Arc::default()),
+        }
+    }
 }
 
 /// Closes a channel whose `initialize` did not finish (failed, or the
@@ -367,6 +382,7 @@ impl Bridge {
         self,
         method: Method,
         session: Option<HeaderValue>,
+        last_event_id: Option<&str>,
         body: Bytes,
     ) -> Result<Response<Body>, EdgeError> {
         let inner = &self.inner;
@@ -379,7 +395,7 @@ impl Bridge {
             (Method::POST, None, _) => self.stateless(body).await,
             (_, Some(_), None) => Ok(status_only(StatusCode::NOT_FOUND)),
             (Method::POST, Some(_), Some(view)) => self.post(&view, body),
-            (Method::GET, Some(_), Some(view)) => Ok(listen(&view)),
+            (Method::GET, Some(_), Some(view)) => Ok(listen(&view, last_event_id)),
             (Method::DELETE, Some(id), Some(view)) => {
                 if let Ok(id) = id.to_str() {
                     lock(&inner.sessions).remove(id);
@@ -420,7 +436,8 @@ impl Bridge {
                 if reply.is_ok() {
                     guard.0 = None;
                     // Counted as a session before it stops counting as opening.
-                    lock(&inner.sessions).insert(session_id.clone(), View { number, channel });
+                    lock(&inner.sessions)
+                        .insert(session_id.clone(), View::session(number, channel));
                 }
                 reply
             }
@@ -454,7 +471,8 @@ impl Bridge {
                     }
                 };
                 if reply.is_ok() {
-                    lock(&inner.sessions).insert(session_id.clone(), View { number, channel });
+                    lock(&inner.sessions)
+                        .insert(session_id.clone(), View::session(number, channel));
                 }
                 reply
             }
@@ -508,6 +526,7 @@ impl Bridge {
             &View {
                 number: STATELESS_VIEW,
                 channel,
+                replay: None,
             },
             body,
         )
@@ -576,31 +595,112 @@ impl Bridge {
             cancel: (view.number == STATELESS_VIEW)
                 .then_some("the client closed the request's stream"),
         };
-        let events = replies.map(move |reply| {
-            let data = match reply {
-                Reply::Interim(message) | Reply::Last(Last::Message(message)) => message,
-                Reply::Last(Last::Failed(error)) => {
-                    // Given up on: the server is told to stop working on it
-                    // (as MCP asks of a sender whose request timed out).
-                    if let EdgeError::UpstreamTimeout { seconds, .. } = &error {
-                        tracing::warn!(route = %abandon.channel.route, seconds, "A request got no answer from the upstream in time; cancelled.");
-                        abandon.cancel = Some("Warden gave up waiting for the answer (upstream.reply_timeout)");
-                    }
-                    error.body(&agent_id)
-                }
-            };
-            Ok::<_, BoxError>(Frame::data(encode_event(&data)))
+        let Some(replay) = view.replay.clone() else {
+            let events = replies.map(move |reply| {
+                let data = reply_data(reply, &mut abandon, &agent_id);
+                Ok::<_, BoxError>(Frame::data(encode_event(&data)))
+            });
+            return Ok(event_stream(StreamBody::new(events).boxed_unsync()));
+        };
+        // A session's reply stream is resumable: a pump keeps what the
+        // server sends, whether or not the agent is still connected, and
+        // the response reads it from the session's log.
+        let stream = replay.open();
+        let pump = replay.clone();
+        self.inner.runtime.spawn(async move {
+            let mut replies = replies;
+            while let Some(reply) = replies.next().await {
+                let _ = pump.push(stream, &reply_data(reply, &mut abandon, &agent_id));
+            }
+            pump.end(stream);
+            drop(abandon);
         });
-        Ok(event_stream(StreamBody::new(events).boxed_unsync()))
+        Ok(resumable(
+            replay,
+            Cursor {
+                stream,
+                after: None,
+                listen: false,
+            },
+        ))
     }
 }
 
-/// GET: the session's stream of server requests and notifications.
-fn listen(view: &View) -> Response<Body> {
-    let mut messages = view.channel.listen(view.number);
-    let events = futures_util::stream::poll_fn(move |cx| messages.poll_recv(cx))
-        .map(|message: Bytes| Ok::<_, BoxError>(Frame::data(encode_event(&message))));
+/// What one reply of a request sends to the agent (a failure as its
+/// JSON-RPC error; a timeout also tells the server to stop).
+fn reply_data(reply: Reply, abandon: &mut Abandon, agent_id: &str) -> Bytes {
+    match reply {
+        Reply::Interim(message) | Reply::Last(Last::Message(message)) => message,
+        Reply::Last(Last::Failed(error)) => {
+            // Given up on: the server is told to stop working on it (as
+            // MCP asks of a sender whose request timed out).
+            if let EdgeError::UpstreamTimeout { seconds, .. } = &error {
+                tracing::warn!(route = %abandon.channel.route, seconds, "A request got no answer from the upstream in time; cancelled.");
+                abandon.cancel =
+                    Some("Warden gave up waiting for the answer (upstream.reply_timeout)");
+            }
+            error.body(agent_id)
+        }
+    }
+}
+
+/// A response that reads `cursor`'s stream from the session's log.
+fn resumable(replay: Arc<Replay>, cursor: Cursor) -> Response<Body> {
+    let events = replay
+        .reader(cursor)
+        .map(|frame| Ok::<_, BoxError>(Frame::data(frame)));
     event_stream(StreamBody::new(events).boxed_unsync())
+}
+
+/// GET: the session's stream of server requests and notifications, or,
+/// with a `Last-Event-ID` the session's log can resume, the rest of the
+/// stream it names.
+fn listen(view: &View, last_event_id: Option<&str>) -> Response<Body> {
+    let Some(replay) = view.replay.clone() else {
+        let mut messages = view.channel.listen(view.number);
+        let events = futures_util::stream::poll_fn(move |cx| messages.poll_recv(cx))
+            .map(|message: Bytes| Ok::<_, BoxError>(Frame::data(encode_event(&message))));
+        return event_stream(StreamBody::new(events).boxed_unsync());
+    };
+    let resumed = last_event_id.and_then(|id| replay.resume_at(id));
+    if let Some(cursor) = resumed
+        && !cursor.listen
+    {
+        return resumable(replay, cursor);
+    }
+    // A listen stream is fed while the agent holds it: what the server
+    // sends after a hang-up waits in the channel's backlog for the next
+    // GET, as before. Its events are logged as they go out, so a resumed
+    // GET first gets those the agent may have missed, then listens again
+    // under the same stream.
+    let (stream, missed) = match resumed {
+        Some(cursor) => {
+            replay.reopen(cursor.stream);
+            (cursor.stream, replay.kept_after(cursor))
+        }
+        None => (replay.open_listen(), Vec::new()),
+    };
+    let messages = view.channel.listen(view.number);
+    let ended = EndOnDrop(replay.clone(), stream);
+    let live =
+        futures_util::stream::unfold((messages, ended), move |(mut messages, ended)| async move {
+            let message = messages.recv().await?;
+            let frame = ended.0.push(stream, &message);
+            Some((frame, (messages, ended)))
+        });
+    let events = futures_util::stream::iter(missed)
+        .chain(live)
+        .map(|frame| Ok::<_, BoxError>(Frame::data(frame)));
+    event_stream(StreamBody::new(events).boxed_unsync())
+}
+
+/// Marks a listen stream ended when its agent's response is dropped.
+struct EndOnDrop(Arc<Replay>, u64);
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        self.0.end(self.1);
+    }
 }
 
 /// Ends a request's place on its channel when the agent's stream is

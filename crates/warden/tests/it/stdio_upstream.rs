@@ -101,6 +101,83 @@ async fn a_request_naming_an_unsupported_protocol_version_gets_400() {
 }
 
 #[tokio::test]
+async fn a_reply_stream_can_be_resumed_with_last_event_id() {
+    let warden = warden_on(&[], ChildSharing::PerSession).await;
+    let agent = agent_for(&warden).await;
+    let call = json!({"jsonrpc": "2.0", "id": "r-1", "method": "tools/call", "params": {
+        "name": "progress", "arguments": {}, "_meta": {"progressToken": "tok-r"}}});
+    let events = agent.post(&call).await.sse_events_with_ids();
+    assert_eq!(
+        events.len(),
+        3,
+        "two progress notifications and the result: {events:?}"
+    );
+    let ids: Vec<&str> = events
+        .iter()
+        .map(|(id, _)| id.as_deref().expect("every event has an id"))
+        .collect();
+    let unique: std::collections::HashSet<&&str> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "ids are unique: {ids:?}");
+    // The agent saw the first event, then lost the connection: it resumes
+    // after it and gets exactly the rest, the result included.
+    let resumed = agent.resume(ids[0]).await;
+    assert_eq!(resumed.status, StatusCode::OK);
+    assert_eq!(resumed.sse_events_with_ids(), events[1..].to_vec());
+    // After the last one there is nothing more, and the stream ends.
+    let after_last = agent.resume(ids[2]).await;
+    assert_eq!(after_last.sse_events_with_ids(), Vec::new());
+    // Another session cannot resume this one's stream.
+    let other = agent_for(&warden).await;
+    let foreign = tokio::time::timeout(Duration::from_millis(500), other.resume(ids[0])).await;
+    if let Ok(reply) = foreign {
+        assert!(
+            reply.sse_events_with_ids().is_empty(),
+            "another session's events: {reply:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_reply_the_server_sends_after_the_agent_hung_up_is_kept_for_resumption() {
+    let warden = warden_on(&[], ChildSharing::PerSession).await;
+    let agent = agent_for(&warden).await;
+    // An echo first, to learn where the session's ids stand: ids are
+    // `<stream>-<event>`, so the next stream is the echo's plus one.
+    let echo = agent.call(1, "echo", json!({"text": "hi"})).await;
+    let (last_id, _) = echo.sse_events_with_ids().pop().expect("an event");
+    let last_id = last_id.expect("an id");
+    let (stream, event) = last_id.split_once('-').expect("<stream>-<event>");
+    let next_stream: u64 = stream.parse::<u64>().expect("stream") + 1;
+    // `slow` answers after a while; the agent hangs up at the first byte
+    // it can (the response head), before the answer exists.
+    let call = json!({"jsonrpc": "2.0", "id": "s-1", "method": "tools/call", "params": {
+        "name": "slow", "arguments": {}}});
+    let request = agent
+        .post_request(call.to_string())
+        .body(Full::new(Bytes::from(call.to_string())))
+        .expect("request");
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let response = client.request(request).await.expect("response head");
+    assert_eq!(response.status(), StatusCode::OK);
+    drop(response);
+    // Nothing of the slow call's stream was seen: resume it from the last
+    // event the agent did see.
+    let resumed = agent.resume(&format!("{next_stream}-{event}")).await;
+    let messages: Vec<Value> = resumed
+        .sse_events_with_ids()
+        .into_iter()
+        .map(|(_, message)| message)
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["id"] == "s-1" && m["result"].is_object()),
+        "{messages:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_server_request_reaches_the_agent_and_its_answer_reaches_the_server() {
     let warden = warden_on(&[], ChildSharing::PerSession).await;
     let agent = agent_for(&warden).await;

@@ -265,6 +265,21 @@ impl Reply {
             .collect()
     }
 
+    /// The events of an SSE reply: (`id`, the message).
+    pub fn sse_events_with_ids(&self) -> Vec<(Option<String>, Value)> {
+        String::from_utf8_lossy(&self.body)
+            .split("\n\n")
+            .filter_map(|block| {
+                let id = block
+                    .lines()
+                    .find_map(|l| l.strip_prefix("id:"))
+                    .map(|id| id.trim().to_owned());
+                let data = block.lines().find_map(|l| l.strip_prefix("data:"))?;
+                Some((id, serde_json::from_str(data.trim()).ok()?))
+            })
+            .collect()
+    }
+
     /// The response message of a 200 reply, JSON or the response event of
     /// an SSE stream.
     pub fn response(&self) -> Value {
@@ -356,6 +371,19 @@ impl Agent {
 
     pub async fn post(&self, message: &Value) -> Reply {
         self.post_raw(message.to_string()).await
+    }
+
+    /// GET the session's stream resuming after `last_event_id`, read to
+    /// its end.
+    pub async fn resume(&self, last_event_id: &str) -> Reply {
+        let get = Request::get(&self.url)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", self.session.clone().expect("session"))
+            .header("mcp-protocol-version", &self.protocol_version)
+            .header("last-event-id", last_event_id)
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        self.send(get).await
     }
 
     /// Open the session's GET stream (status checked), left unread.

@@ -61,6 +61,14 @@ pub enum EdgeError {
         /// The origin sent.
         origin: String,
     },
+    /// A `Host` that is not allowed on this route (DNS-rebinding
+    /// protection: Warden replaces the agent's `Host` on the way out, so
+    /// the upstream cannot check it).
+    #[error("Host {host} is not allowed on this route")]
+    ForbiddenHost {
+        /// The host sent (`(none)` when the request named none).
+        host: String,
+    },
     /// The Accept header does not allow the replies MCP sends.
     #[error("Accept must include {needed}")]
     NotAcceptable {
@@ -195,7 +203,9 @@ impl EdgeError {
         match self {
             EdgeError::NoRoute { .. } => StatusCode::NOT_FOUND,
             EdgeError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            EdgeError::ForbiddenOrigin { .. } => StatusCode::FORBIDDEN,
+            EdgeError::ForbiddenOrigin { .. } | EdgeError::ForbiddenHost { .. } => {
+                StatusCode::FORBIDDEN
+            }
             EdgeError::NotAcceptable { .. } => StatusCode::NOT_ACCEPTABLE,
             EdgeError::UnsupportedMediaType | EdgeError::UnsupportedEncoding { .. } => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
@@ -228,6 +238,7 @@ impl EdgeError {
             EdgeError::NoRoute { .. }
             | EdgeError::MethodNotAllowed { .. }
             | EdgeError::ForbiddenOrigin { .. }
+            | EdgeError::ForbiddenHost { .. }
             | EdgeError::NotAcceptable { .. }
             | EdgeError::UnsupportedMediaType
             | EdgeError::UnsupportedEncoding { .. }
@@ -257,6 +268,7 @@ impl EdgeError {
             EdgeError::NoRoute { .. } => "no-route",
             EdgeError::MethodNotAllowed { .. } => "method-not-allowed",
             EdgeError::ForbiddenOrigin { .. } => "forbidden-origin",
+            EdgeError::ForbiddenHost { .. } => "forbidden-host",
             EdgeError::NotAcceptable { .. } => "not-acceptable",
             EdgeError::UnsupportedMediaType => "unsupported-media-type",
             EdgeError::UnsupportedEncoding { .. } => "unsupported-encoding",
@@ -288,6 +300,7 @@ impl EdgeError {
             EdgeError::NoRoute { .. }
             | EdgeError::MethodNotAllowed { .. }
             | EdgeError::ForbiddenOrigin { .. }
+            | EdgeError::ForbiddenHost { .. }
             | EdgeError::NotAcceptable { .. }
             | EdgeError::UnsupportedMediaType
             | EdgeError::UnsupportedEncoding { .. }

@@ -140,6 +140,10 @@ pub struct RouteConfig {
     pub policy_file: Option<PathBuf>,
     /// Browser origins allowed to call this route (loopback origins always are).
     pub allowed_origins: Vec<String>,
+    /// `Host` values allowed on this route (lower case; a name alone
+    /// allows any port). `None`: the loopback names when the listener is
+    /// on loopback, anything otherwise.
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 // === raw ===
@@ -202,6 +206,9 @@ struct RawRoute {
     /// Allowed browser origins.
     #[serde(default)]
     allowed_origins: Vec<Spanned<String>>,
+    /// Allowed `Host` header values.
+    #[serde(default)]
+    allowed_hosts: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -627,6 +634,17 @@ impl RawRoute {
                 ));
             }
         }
+        for host in self.allowed_hosts.iter().flatten() {
+            if !valid_host_entry(&host.value) {
+                errors.push(Diagnostic::at(
+                    host,
+                    format!(
+                        "invalid host \"{}\" (write a name or address, with an optional port: \"mcp.example.com\", \"10.0.0.5:8080\", \"[::1]\"; or \"*\" for any)",
+                        host.value
+                    ),
+                ));
+            }
+        }
         let policy_path = base.join(&self.policy.value);
         let policy = match Policy::from_file(&policy_path) {
             Ok(policy) if policy.redaction().uses_hash() && !redaction_key => {
@@ -666,8 +684,25 @@ impl RawRoute {
                 .iter()
                 .map(|o| o.value.trim_end_matches('/').to_owned())
                 .collect(),
+            allowed_hosts: self
+                .allowed_hosts
+                .as_ref()
+                .map(|hosts| hosts.iter().map(|h| h.value.to_ascii_lowercase()).collect()),
         })
     }
+}
+
+/// Whether `entry` is an `allowed_hosts` entry: `*`, or a host name or IP
+/// address (IPv6 in brackets), with an optional port.
+fn valid_host_entry(entry: &str) -> bool {
+    if entry == "*" {
+        return true;
+    }
+    !entry.is_empty()
+        && !entry.contains(['/', '@', '?', '#', ' '])
+        && entry
+            .parse::<http::uri::Authority>()
+            .is_ok_and(|a| a.as_str() == entry && !a.host().is_empty())
 }
 
 #[cfg(test)]
@@ -736,6 +771,35 @@ mod tests {
         let lines: Vec<u64> = d.items.iter().map(|i| i.line).collect();
         assert_eq!(lines, vec![2, 4, 6, 8, 13], "{d}");
         assert!(d.items[4].message.contains("missing.yaml"), "{d}");
+    }
+
+    #[test]
+    fn allowed_hosts_are_read_lower_case_and_bad_entries_are_reported_where_they_are() {
+        let dir = temp_dir("hosts");
+        write(&dir, "p.yaml", "version: 1\n");
+        let text = "version: 1\nlisten: 0.0.0.0:8080\nroutes:\n  - path: /mcp\n    upstream:\n      url: http://127.0.0.1:1/mcp\n    policy: p.yaml\n    allowed_hosts: [MCP.Example.com, \"10.0.0.5:8080\", \"[::1]\"]\n  - path: /b\n    upstream:\n      url: http://127.0.0.1:1/mcp\n    policy: p.yaml\n";
+        let config = Config::from_yaml_str(text, "w.yaml", &dir).expect("valid");
+        assert_eq!(
+            config.routes[0].allowed_hosts.as_deref(),
+            Some(
+                &[
+                    "mcp.example.com".to_owned(),
+                    "10.0.0.5:8080".to_owned(),
+                    "[::1]".to_owned()
+                ][..]
+            )
+        );
+        assert_eq!(config.routes[1].allowed_hosts, None);
+        let text = "version: 1\nlisten: 127.0.0.1:0\nroutes:\n  - path: /mcp\n    upstream:\n      url: http://127.0.0.1:1/mcp\n    policy: p.yaml\n    allowed_hosts:\n      - https://mcp.example.com\n      - \"\"\n      - ok.example\n      - \"a b\"\n";
+        let d = diagnostics(text, &dir);
+        let lines: Vec<u64> = d.items.iter().map(|i| i.line).collect();
+        assert_eq!(lines, vec![9, 10, 12], "{d}");
+        assert!(
+            d.items[0]
+                .message
+                .contains("invalid host \"https://mcp.example.com\""),
+            "{d}"
+        );
     }
 
     #[test]

@@ -90,6 +90,7 @@ pub async fn start(
             policy_origin: "policies/demo.yaml (embedded)".into(),
             policy_file: None,
             allowed_origins: Vec::new(),
+            allowed_hosts: None,
         }],
         audit: Some(audit.clone()),
     };

@@ -125,6 +125,7 @@ pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
             policy,
             pipeline,
             allowed_origins: route.allowed_origins.clone(),
+            allowed_hosts: proxy::HostCheck::new(route.allowed_hosts.as_deref(), config.listen),
             stateless: sessions.detached(index, warden_protocol::mcp::STATELESS_REVISIONS[0]),
             counters: metrics.route_counters(&route.path),
         });

@@ -161,6 +161,7 @@ pub async fn serve(warden: Arc<Warden>, path: &str) -> std::io::Result<()> {
         let mut request = Request::new(Full::new(Bytes::new()));
         *request.method_mut() = Method::DELETE;
         *request.uri_mut() = uri.parse().unwrap_or_default();
+        request.extensions_mut().insert(crate::proxy::InProcess);
         request
             .headers_mut()
             .insert(mcp::HEADER_SESSION_ID, session);
@@ -228,6 +229,7 @@ fn post(uri: &str, state: &Mutex<StdioSession>, message: Bytes) -> Request<Full<
     let mut request = Request::new(Full::new(message));
     *request.method_mut() = Method::POST;
     *request.uri_mut() = uri.parse().unwrap_or_default();
+    request.extensions_mut().insert(crate::proxy::InProcess);
     let headers = request.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -392,6 +394,7 @@ async fn listen(
     let mut request = Request::new(Full::new(Bytes::new()));
     *request.method_mut() = Method::GET;
     *request.uri_mut() = uri.parse().unwrap_or_default();
+    request.extensions_mut().insert(crate::proxy::InProcess);
     request.headers_mut().insert(
         header::ACCEPT,
         HeaderValue::from_static("text/event-stream"),

@@ -262,6 +262,7 @@ pub async fn warden_in_front_of(upstream: &str, policy: &str) -> warden::Running
             policy_origin: "e2e".into(),
             policy_file: None,
             allowed_origins: Vec::new(),
+            allowed_hosts: None,
         }],
         audit: None,
     };

@@ -62,6 +62,8 @@ pub struct Route {
     pub pipeline: Pipeline<Forward, Response<Body>, EdgeError>,
     /// Allowed browser origins besides loopback ones.
     pub allowed_origins: Vec<String>,
+    /// Allowed `Host` values.
+    pub allowed_hosts: HostCheck,
     /// What the route's stateless (2026-07-28) requests share: the
     /// upstream's catalogue, as a session outside the session table.
     pub stateless: Arc<Session>,
@@ -126,7 +128,13 @@ impl Warden {
             let path = request.uri().path().to_owned();
             return self.fail(None, Failure::from(EdgeError::NoRoute { path }), &method);
         };
-        let result = match check_origin(&route.allowed_origins, request.headers()) {
+        // `warden stdio`'s requests come from no network: no Host to check.
+        let host = match request.extensions().get::<InProcess>() {
+            Some(InProcess) => Ok(()),
+            None => check_host(&route.allowed_hosts, request.headers()),
+        };
+        let checked = host.and_then(|()| check_origin(&route.allowed_origins, request.headers()));
+        let result = match checked {
             Err(err) => Err(Failure::from(err)),
             Ok(()) => match method {
                 Method::POST => post::handle(&self, route, request).await,
@@ -355,6 +363,65 @@ impl Warden {
     }
 }
 
+/// Marks a request made inside Warden (`warden stdio`), not received from
+/// the network; only Warden can set it.
+#[derive(Debug, Clone, Copy)]
+pub struct InProcess;
+
+/// Which `Host` values a route answers (DNS-rebinding protection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostCheck {
+    /// Any (a listener on a routable address with no `allowed_hosts`).
+    Any,
+    /// These, lower case: `name` allows any port, `name:port` that one.
+    Only(Vec<String>),
+}
+
+/// The names a loopback listener answers to by default.
+const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
+
+impl HostCheck {
+    /// A route's check: its `allowed_hosts`, else the loopback names when
+    /// the listener is on loopback, else any.
+    pub fn new(allowed_hosts: Option<&[String]>, listen: std::net::SocketAddr) -> HostCheck {
+        match allowed_hosts {
+            Some(hosts) if hosts.iter().any(|h| h == "*") => HostCheck::Any,
+            Some(hosts) => HostCheck::Only(hosts.to_vec()),
+            None if listen.ip().is_loopback() => {
+                HostCheck::Only(LOOPBACK_HOSTS.iter().map(|h| (*h).to_owned()).collect())
+            }
+            None => HostCheck::Any,
+        }
+    }
+}
+
+/// DNS-rebinding protection: the `Host` a request names must be one the
+/// route answers to. (A rebinding page's requests carry its own name.)
+fn check_host(check: &HostCheck, headers: &HeaderMap) -> Result<(), EdgeError> {
+    let HostCheck::Only(allowed) = check else {
+        return Ok(());
+    };
+    let forbidden = |host: &str| EdgeError::ForbiddenHost {
+        host: host.chars().take(256).collect(),
+    };
+    let Some(value) = headers.get(header::HOST) else {
+        return Err(forbidden("(none)"));
+    };
+    let Ok(host) = value.to_str() else {
+        return Err(forbidden(&String::from_utf8_lossy(value.as_bytes())));
+    };
+    let host = host.trim().to_ascii_lowercase();
+    let name = match host.parse::<http::uri::Authority>() {
+        Ok(authority) => authority.host().to_owned(),
+        Err(_) => return Err(forbidden(&host)),
+    };
+    if allowed.iter().any(|a| *a == host || *a == name) {
+        Ok(())
+    } else {
+        Err(forbidden(&host))
+    }
+}
+
 /// DNS-rebinding protection: a browser origin must be loopback or listed.
 fn check_origin(allowed_origins: &[String], headers: &HeaderMap) -> Result<(), EdgeError> {
     let Some(origin) = headers.get(header::ORIGIN) else {
@@ -421,6 +488,51 @@ mod tests {
             "text/event-stream"
         ));
         assert!(!accepts(&HeaderMap::new(), "application/json"));
+    }
+
+    #[test]
+    fn hosts_must_be_listed_and_a_loopback_listener_allows_its_own_names() {
+        let loopback = HostCheck::new(None, "127.0.0.1:8080".parse().expect("addr"));
+        for ok in ["127.0.0.1:8080", "localhost:9", "LOCALHOST", "[::1]:8080"] {
+            let map = headers(&[("host", ok)]);
+            assert!(check_host(&loopback, &map).is_ok(), "{ok}");
+        }
+        for bad in [
+            "evil.example:8080",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+            "",
+            "a b",
+        ] {
+            let mut map = HeaderMap::new();
+            map.insert("host", HeaderValue::from_str(bad).expect("value"));
+            assert!(
+                matches!(
+                    check_host(&loopback, &map),
+                    Err(EdgeError::ForbiddenHost { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            check_host(&loopback, &HeaderMap::new()),
+            Err(EdgeError::ForbiddenHost { host }) if host == "(none)"
+        ));
+        let routable = "0.0.0.0:8080".parse().expect("addr");
+        assert_eq!(HostCheck::new(None, routable), HostCheck::Any);
+        let listed = HostCheck::new(
+            Some(&["mcp.example.com".to_owned(), "10.0.0.5:8080".to_owned()]),
+            routable,
+        );
+        assert!(check_host(&listed, &headers(&[("host", "mcp.example.com:443")])).is_ok());
+        assert!(check_host(&listed, &headers(&[("host", "10.0.0.5:8080")])).is_ok());
+        assert!(check_host(&listed, &headers(&[("host", "10.0.0.5:9090")])).is_err());
+        assert!(check_host(&listed, &headers(&[("host", "127.0.0.1:8080")])).is_err());
+        let any = HostCheck::new(
+            Some(&["*".to_owned()]),
+            "127.0.0.1:1".parse().expect("addr"),
+        );
+        assert!(check_host(&any, &headers(&[("host", "anything")])).is_ok());
     }
 
     #[test]

@@ -145,6 +145,7 @@ async fn a_postgres_that_refuses_at_first_start_is_a_clear_error_without_the_pas
             policy_origin: "test".into(),
             policy_file: None,
             allowed_origins: Vec::new(),
+            allowed_hosts: None,
         }],
         audit: Some(audit),
     };

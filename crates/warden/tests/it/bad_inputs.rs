@@ -157,7 +157,7 @@ async fn a_chunked_body_over_the_limit_is_refused() {
         .expect("connect");
     let chunk = "a".repeat(2000);
     let request = format!(
-        "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: {ACCEPT_BOTH}\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: {ACCEPT_BOTH}\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
         chunk.len()
     );
     stream.write_all(request.as_bytes()).await.expect("write");
@@ -182,7 +182,7 @@ async fn a_slow_body_times_out_with_408() {
         .await
         .expect("connect");
     let head = format!(
-        "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: {ACCEPT_BOTH}\r\nContent-Length: 100\r\n\r\n{{\"jsonrpc\""
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: {ACCEPT_BOTH}\r\nContent-Length: 100\r\n\r\n{{\"jsonrpc\""
     );
     stream.write_all(head.as_bytes()).await.expect("write");
     let mut response = vec![0u8; 4096];
@@ -209,7 +209,7 @@ async fn a_client_that_never_sends_headers_is_disconnected() {
         .await
         .expect("connect");
     stream
-        .write_all(b"POST /mcp HTTP/1.1\r\nHost: x\r\n")
+        .write_all(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         .await
         .expect("write");
     let mut buffer = [0u8; 1024];
@@ -322,6 +322,71 @@ async fn a_listed_origin_is_allowed() {
         .headers_mut()
         .insert("origin", "https://app.example.com".parse().expect("origin"));
     assert_eq!(agent.send(request).await.status, StatusCode::OK);
+}
+
+/// A ping with `host` as its `Host` header.
+async fn ping_with_host(agent: &Agent, host: &str) -> Reply {
+    let mut request = agent
+        .post_request("")
+        .body(Full::new(Bytes::from(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string(),
+        )))
+        .expect("request");
+    request
+        .headers_mut()
+        .insert("host", host.parse().expect("host"));
+    agent.send(request).await
+}
+
+#[tokio::test]
+async fn a_loopback_listener_refuses_a_host_it_does_not_answer_to() {
+    // A DNS-rebinding page reaches the loopback listener under its own
+    // name; Warden replaces Host on the way out, so only it can tell.
+    let (warden, agent) = warden_with_session().await;
+    let port = warden
+        .url
+        .rsplit(':')
+        .next()
+        .expect("port")
+        .split('/')
+        .next()
+        .expect("port");
+    let refused = ping_with_host(&agent, &format!("evil.example:{port}")).await;
+    let message = assert_error(&refused, StatusCode::FORBIDDEN, -32600);
+    assert!(
+        message.contains(&format!("Host evil.example:{port} is not allowed")),
+        "{message}"
+    );
+    for ok in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
+        let reply = ping_with_host(&agent, &ok).await;
+        assert_eq!(reply.status, StatusCode::OK, "{ok}: {reply:?}");
+    }
+}
+
+#[tokio::test]
+async fn listed_hosts_replace_the_loopback_names() {
+    let (upstream, _) = demo_upstream().await;
+    let warden = WardenBuilder::new(&upstream)
+        .allowed_hosts(&["mcp.example.com"])
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    let refused = agent
+        .send(
+            agent
+                .post_request("")
+                .body(Full::new(Bytes::from(
+                    json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}).to_string(),
+                )))
+                .expect("request"),
+        )
+        .await;
+    assert_error(&refused, StatusCode::FORBIDDEN, -32600);
+    // The listed name passes the Host check (and meets the next one: this
+    // session was never opened).
+    agent.session = Some("none".into());
+    let reply = ping_with_host(&agent, "mcp.example.com:8443").await;
+    assert_error(&reply, StatusCode::NOT_FOUND, -32600);
 }
 
 #[tokio::test]

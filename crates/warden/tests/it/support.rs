@@ -95,6 +95,11 @@ impl WardenBuilder {
         self
     }
 
+    pub fn allowed_hosts(mut self, hosts: &[&str]) -> WardenBuilder {
+        self.routes[0].allowed_hosts = Some(hosts.iter().map(|h| (*h).to_owned()).collect());
+        self
+    }
+
     /// Audit to `audit` (e.g. `AuditConfig::in_dir`).
     pub fn audit(mut self, audit: warden::audit::AuditConfig) -> WardenBuilder {
         self.audit = Some(audit);
@@ -129,6 +134,7 @@ fn route(path: &str, upstream: &str, policy: Policy) -> RouteConfig {
         policy_origin: "test".into(),
         policy_file: None,
         allowed_origins: Vec::new(),
+        allowed_hosts: None,
     }
 }
 

@@ -51,7 +51,7 @@ use warden_protocol::mcp;
 use warden_protocol::sse::SseEvent;
 
 use self::channel::{Channel, Last, Reply};
-use self::replay::{Cursor, Replay};
+use self::replay::{Replay, Then};
 use self::wire::{Envelope, is_initialize, message_id};
 use super::{HttpUpstream, UpstreamSetupError};
 use crate::LinkMetrics;
@@ -602,27 +602,26 @@ impl Bridge {
             });
             return Ok(event_stream(StreamBody::new(events).boxed_unsync()));
         };
-        // A session's reply stream is resumable: a pump keeps what the
-        // server sends, whether or not the agent is still connected, and
-        // the response reads it from the session's log.
-        let stream = replay.open();
-        let pump = replay.clone();
+        // A session's reply stream is resumable: a pump hands what the
+        // server sends to the agent's response and keeps it in the
+        // session's log, whether or not the agent is still connected.
+        let (stream, live) = replay.open_reply();
         self.inner.runtime.spawn(async move {
+            let ended = EndReply(replay, stream);
             let mut replies = replies;
             while let Some(reply) = replies.next().await {
-                let _ = pump.push(stream, &reply_data(reply, &mut abandon, &agent_id));
+                let data = reply_data(reply, &mut abandon, &agent_id);
+                let (frame, sink) = ended.0.push(stream, &data);
+                if let Some(sink) = sink
+                    && sink.send(frame).await.is_err()
+                {
+                    ended.0.detach(stream, &sink);
+                }
             }
-            pump.end(stream);
+            drop(ended);
             drop(abandon);
         });
-        Ok(resumable(
-            replay,
-            Cursor {
-                stream,
-                after: None,
-                listen: false,
-            },
-        ))
+        Ok(event_stream(frames(Vec::new(), live)))
     }
 }
 
@@ -644,12 +643,13 @@ fn reply_data(reply: Reply, abandon: &mut Abandon, agent_id: &str) -> Bytes {
     }
 }
 
-/// A response that reads `cursor`'s stream from the session's log.
-fn resumable(replay: Arc<Replay>, cursor: Cursor) -> Response<Body> {
-    let events = replay
-        .reader(cursor)
+/// A body of `missed` frames, then those `live` brings.
+fn frames(missed: Vec<Bytes>, mut live: mpsc::Receiver<Bytes>) -> Body {
+    let live = futures_util::stream::poll_fn(move |cx| live.poll_recv(cx));
+    let events = futures_util::stream::iter(missed)
+        .chain(live)
         .map(|frame| Ok::<_, BoxError>(Frame::data(frame)));
-    event_stream(StreamBody::new(events).boxed_unsync())
+    StreamBody::new(events).boxed_unsync()
 }
 
 /// GET: the session's stream of server requests and notifications, or,
@@ -662,31 +662,25 @@ fn listen(view: &View, last_event_id: Option<&str>) -> Response<Body> {
             .map(|message: Bytes| Ok::<_, BoxError>(Frame::data(encode_event(&message))));
         return event_stream(StreamBody::new(events).boxed_unsync());
     };
-    let resumed = last_event_id.and_then(|id| replay.resume_at(id));
-    if let Some(cursor) = resumed
-        && !cursor.listen
-    {
-        return resumable(replay, cursor);
-    }
     // A listen stream is fed while the agent holds it: what the server
     // sends after a hang-up waits in the channel's backlog for the next
     // GET, as before. Its events are logged as they go out, so a resumed
     // GET first gets those the agent may have missed, then listens again
     // under the same stream.
-    let (stream, missed) = match resumed {
-        Some(cursor) => {
-            replay.reopen(cursor.stream);
-            (cursor.stream, replay.kept_after(cursor))
-        }
-        None => (replay.open_listen(), Vec::new()),
+    let (stream, holder, missed) = match last_event_id.and_then(|id| replay.resume(id)) {
+        Some(resumed) => match resumed.then {
+            Then::Reply(live) => return event_stream(frames(resumed.missed, live)),
+            Then::Listen { holder } => (resumed.stream, holder, resumed.missed),
+        },
+        None => (replay.open_listen(), 0, Vec::new()),
     };
     let messages = view.channel.listen(view.number);
-    let ended = EndOnDrop(replay.clone(), stream);
+    let held = EndListen(replay, stream, holder);
     let live =
-        futures_util::stream::unfold((messages, ended), move |(mut messages, ended)| async move {
+        futures_util::stream::unfold((messages, held), move |(mut messages, held)| async move {
             let message = messages.recv().await?;
-            let frame = ended.0.push(stream, &message);
-            Some((frame, (messages, ended)))
+            let (frame, _) = held.0.push(stream, &message);
+            Some((frame, (messages, held)))
         });
     let events = futures_util::stream::iter(missed)
         .chain(live)
@@ -694,12 +688,21 @@ fn listen(view: &View, last_event_id: Option<&str>) -> Response<Body> {
     event_stream(StreamBody::new(events).boxed_unsync())
 }
 
-/// Marks a listen stream ended when its agent's response is dropped.
-struct EndOnDrop(Arc<Replay>, u64);
+/// Ends a reply stream when its pump stops (finished, or panicked).
+struct EndReply(Arc<Replay>, u64);
 
-impl Drop for EndOnDrop {
+impl Drop for EndReply {
     fn drop(&mut self) {
-        self.0.end(self.1);
+        self.0.end_reply(self.1);
+    }
+}
+
+/// Lets go of a listen stream when its agent's response is dropped.
+struct EndListen(Arc<Replay>, u64, u64);
+
+impl Drop for EndListen {
+    fn drop(&mut self) {
+        self.0.end_listen(self.1, self.2);
     }
 }
 

@@ -138,20 +138,25 @@ async fn a_reply_stream_can_be_resumed_with_last_event_id() {
 }
 
 #[tokio::test]
+async fn a_reply_larger_than_the_replay_log_still_reaches_the_agent() {
+    // The log keeps 1 MiB per session for resumption; live delivery does
+    // not depend on it.
+    let warden = warden_on(&[], ChildSharing::PerSession).await;
+    let agent = agent_for(&warden).await;
+    let text = "x".repeat(3 << 19);
+    let reply = agent.call(1, "echo", json!({"text": text})).await;
+    assert_eq!(result_text(&reply).len(), text.len());
+}
+
+#[tokio::test]
 async fn a_reply_the_server_sends_after_the_agent_hung_up_is_kept_for_resumption() {
     let warden = warden_on(&[], ChildSharing::PerSession).await;
     let agent = agent_for(&warden).await;
-    // An echo first, to learn where the session's ids stand: ids are
-    // `<stream>-<event>`, so the next stream is the echo's plus one.
-    let echo = agent.call(1, "echo", json!({"text": "hi"})).await;
-    let (last_id, _) = echo.sse_events_with_ids().pop().expect("an event");
-    let last_id = last_id.expect("an id");
-    let (stream, event) = last_id.split_once('-').expect("<stream>-<event>");
-    let next_stream: u64 = stream.parse::<u64>().expect("stream") + 1;
-    // `slow` answers after a while; the agent hangs up at the first byte
-    // it can (the response head), before the answer exists.
+    // `slow` with a progress token sends a progress notice at once and
+    // its result 5 s later. The agent reads the notice (and its id), then
+    // hangs up, before the result exists.
     let call = json!({"jsonrpc": "2.0", "id": "s-1", "method": "tools/call", "params": {
-        "name": "slow", "arguments": {}}});
+        "name": "slow", "arguments": {}, "_meta": {"progressToken": "tok-s"}}});
     let request = agent
         .post_request(call.to_string())
         .body(Full::new(Bytes::from(call.to_string())))
@@ -160,21 +165,37 @@ async fn a_reply_the_server_sends_after_the_agent_hung_up_is_kept_for_resumption
         .build_http::<Full<Bytes>>();
     let response = client.request(request).await.expect("response head");
     assert_eq!(response.status(), StatusCode::OK);
-    drop(response);
-    // Nothing of the slow call's stream was seen: resume it from the last
-    // event the agent did see.
-    let resumed = agent.resume(&format!("{next_stream}-{event}")).await;
+    let mut body = response.into_body();
+    let mut seen = String::new();
+    while !seen.contains("\n\n") {
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("the progress notice within 10 s")
+            .expect("a frame")
+            .expect("ok");
+        if let Ok(data) = frame.into_data() {
+            seen.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    assert!(seen.contains("notifications/progress"), "{seen}");
+    let id = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("id:"))
+        .expect("the notice has an id")
+        .trim()
+        .to_owned();
+    drop(body);
+    drop(client);
+    // Resumed after the notice: the result, which came after the hang-up.
+    let resumed = agent.resume(&id).await;
     let messages: Vec<Value> = resumed
         .sse_events_with_ids()
         .into_iter()
         .map(|(_, message)| message)
         .collect();
-    assert!(
-        messages
-            .iter()
-            .any(|m| m["id"] == "s-1" && m["result"].is_object()),
-        "{messages:?}"
-    );
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0]["id"], "s-1");
+    assert_eq!(messages[0]["result"]["content"][0]["text"], "slow done");
 }
 
 #[tokio::test]

@@ -36,4 +36,4 @@ GRANT SELECT ON warden_audit._sqlx_migrations TO warden_writer;
 -- another record at the same (chain, seq). Functions are executable by
 -- PUBLIC unless that was revoked; granted here so it also works where it
 -- was.
-GRANT EXECUTE ON FUNCTION warden_audit.audit_records_conflict(text, bigint) TO warden_writer;
+GRANT EXECUTE ON FUNCTION warden_audit.audit_records_conflict(text, bigint, text) TO warden_writer;

@@ -438,6 +438,10 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => self.store.tick(),
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            // An ask made before this drain is answered by it (the durable
+            // record is taken now); one left set would cut the next
+            // pause short for nothing.
+            self.hurry.asked.store(false, Ordering::Release);
             self.drain(&receiver, &mut closing);
             // Nobody waits for what was taken (records of read calls):
             // gather for a moment before writing. Without this pause every

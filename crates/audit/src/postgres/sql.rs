@@ -238,8 +238,10 @@ async fn pending(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
 /// skipped (an anti join with what it returned) are compared with the
 /// table as it was before the insert (its `NOT EXISTS` reads that
 /// snapshot, by primary key), and `audit_records_conflict` is called only
-/// for a row whose record there differs; it raises (SQLSTATE `WA001`),
-/// which undoes the statement's inserts too. (A `CASE` over `EXISTS`
+/// for a row whose record there differs or is not yet visible. It looks
+/// again with a snapshot of its own (the same batch committed meanwhile by
+/// an earlier attempt is fine) and raises (SQLSTATE `WA001`) when the
+/// record differs, which undoes the statement's inserts too. (A `CASE` over `EXISTS`
 /// subqueries planned the check of skipped rows as a hash of the whole
 /// table.)
 pub async fn insert(conn: &mut PgConnection, rows: &[Row<'_>]) -> Result<(), InsertError> {
@@ -256,7 +258,7 @@ pub async fn insert(conn: &mut PgConnection, rows: &[Row<'_>]) -> Result<(), Ins
            SELECT chain, seq, id::uuid, time::timestamptz, kind, route, mcp_session, agent_session, \
              principal_agent, principal_user, tool, decision, reason, hash, line FROM batch \
            ON CONFLICT (chain, seq) DO NOTHING RETURNING chain, seq) \
-         SELECT audit_records_conflict(b.chain, b.seq) FROM batch b \
+         SELECT audit_records_conflict(b.chain, b.seq, b.hash) FROM batch b \
          LEFT JOIN inserted i ON i.chain = b.chain AND i.seq = b.seq \
          WHERE i.seq IS NULL \
            AND NOT EXISTS (SELECT 1 FROM audit_records a \

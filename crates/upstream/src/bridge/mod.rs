@@ -595,7 +595,9 @@ impl Bridge {
             cancel: (view.number == STATELESS_VIEW)
                 .then_some("the client closed the request's stream"),
         };
-        let Some(replay) = view.replay.clone() else {
+        // A request with no deadline (`subscriptions/listen`) is not kept
+        // past its agent's hang-up: nothing would ever end its pump.
+        let Some(replay) = view.replay.clone().filter(|_| deadline.is_some()) else {
             let events = replies.map(move |reply| {
                 let data = reply_data(reply, &mut abandon, &agent_id);
                 Ok::<_, BoxError>(Frame::data(encode_event(&data)))

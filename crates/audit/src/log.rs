@@ -77,6 +77,14 @@ pub trait Store: Send + 'static {
     /// Make everything appended so far durable.
     fn sync(&mut self) -> Result<(), StoreError>;
 
+    /// Whether the store holds enough appended records to want a sync now
+    /// rather than at the next interval (the PostgreSQL store, which
+    /// sends them at the sync). Records reach the store's durable form
+    /// only at a sync, so a rollback can always undo what was appended.
+    fn wants_sync(&self) -> bool {
+        false
+    }
+
     /// After a failed `append` or `sync`: return to what the last
     /// successful `sync` left (a store that cannot tell does nothing).
     fn rollback(&mut self) -> Result<(), StoreError>;
@@ -578,14 +586,18 @@ impl Writer {
             })
             .collect();
         mark.head = self.chain.head().clone();
+        let mut synced = must_sync;
         let result = if batch.is_empty() {
             Ok(())
         } else {
             self.store.append(&batch)
         }
-        .and_then(|()| if must_sync { self.store.sync() } else { Ok(()) });
+        .and_then(|()| {
+            synced = synced || self.store.wants_sync();
+            if synced { self.store.sync() } else { Ok(()) }
+        });
         match result {
-            Ok(()) => self.committed(batch, mark, must_sync),
+            Ok(()) => self.committed(batch, mark, synced),
             Err(err) => self.failed(&err),
         }
     }

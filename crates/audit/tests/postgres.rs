@@ -656,6 +656,31 @@ fn a_batch_sent_again_is_skipped_and_one_that_conflicts_is_refused_whole() {
 }
 
 #[test]
+fn a_delivery_s_worth_of_records_is_synced_without_waiting_for_the_interval() {
+    // Records nobody waits for are held until a sync; the store asks for
+    // one once 2000 wait, so they reach the table (as a sync of the
+    // writer, which a rollback then never has to take back) long before
+    // the hour this writer would otherwise wait.
+    let schema = Schema::new();
+    let spool = tempfile::tempdir().expect("dir");
+    let store = PostgresStore::open(&schema.options(&schema.url(), spool.path())).expect("open");
+    let mut options = writer_options("w1");
+    options.sync_interval = Duration::from_secs(3600);
+    options.checkpoint_every = u64::MAX;
+    options.checkpoint_interval = Duration::from_secs(3600);
+    let log = AuditLog::start(store, Vec::new(), options).expect("start");
+    for n in 0..2500 {
+        assert!(log.record(call(&log, n)), "queued");
+    }
+    wait_for("2000 rows", Duration::from_secs(20), || {
+        schema.count("SELECT count(*) FROM audit_records") >= 2000
+    });
+    assert!(log.stats().syncs.load(Ordering::Relaxed) >= 1);
+    log.close();
+    assert_eq!(schema.verify(), vec![("w1".to_owned(), 2501)]);
+}
+
+#[test]
 fn the_store_refuses_a_spool_past_its_bound_with_spool_full() {
     let schema = Schema::new();
     let proxy = Proxy::start();

@@ -4,7 +4,8 @@
 //!
 //! [`PostgresStore`] is a [`Store`]: the audit writer thread calls it, so it
 //! is synchronous and owns a current-thread tokio runtime it blocks on.
-//! `append` holds records until `sync` (or until `DELIVER_ROWS`, 2000, wait),
+//! `append` holds records until `sync` (made early by the writer once
+//! `DELIVER_ROWS`, 2000, wait),
 //! which sends them as one multi-row `INSERT ... ON CONFLICT (chain, seq)
 //! DO NOTHING` in one transaction. The server commits once per sync (per
 //! group of durable intents, or per `sync_interval` for records nobody
@@ -133,7 +134,7 @@ const DRAIN_BYTES: u64 = 4 << 20;
 /// One drain holds the writer at most this long before it goes on.
 const DRAIN_BUDGET: Duration = Duration::from_millis(200);
 const HEAD_FILE: &str = "head";
-/// Appended records delivered before the next sync once this many wait.
+/// The store asks for a sync once this many appended records wait.
 const DELIVER_ROWS: usize = 2000;
 
 #[derive(Serialize, Deserialize)]
@@ -588,14 +589,17 @@ impl Store for PostgresStore {
     }
 
     fn append(&mut self, batch: &[Sealed]) -> Result<(), StoreError> {
-        // Held until `sync` (or until a delivery's worth has gathered):
-        // one transaction, and one commit on the server, for every record
-        // appended between two syncs.
+        // Held until `sync` (which the writer makes early once a
+        // delivery's worth has gathered, see `wants_sync`): one
+        // transaction, and one commit on the server, for every record
+        // appended between two syncs, and nothing committed that a
+        // rollback would have to take back.
         self.pending.extend_from_slice(batch);
-        if self.pending.len() >= DELIVER_ROWS {
-            self.put_pending()?;
-        }
         Ok(())
+    }
+
+    fn wants_sync(&self) -> bool {
+        self.pending.len() >= DELIVER_ROWS
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {

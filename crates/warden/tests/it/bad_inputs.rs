@@ -288,16 +288,8 @@ async fn unknown_paths_methods_and_origins() {
         Some("GET, POST, DELETE")
     );
 
-    let mut request = agent
-        .post_request("")
-        .body(Full::new(Bytes::from(
-            json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string(),
-        )))
-        .expect("request");
-    request
-        .headers_mut()
-        .insert("origin", "https://evil.example".parse().expect("origin"));
-    let message = assert_error(&agent.send(request).await, StatusCode::FORBIDDEN, -32600);
+    let refused = ping_with(&agent, "origin", "https://evil.example").await;
+    let message = assert_error(&refused, StatusCode::FORBIDDEN, -32600);
     assert!(
         message.contains("Origin https://evil.example is not allowed"),
         "{message}"
@@ -324,8 +316,8 @@ async fn a_listed_origin_is_allowed() {
     assert_eq!(agent.send(request).await.status, StatusCode::OK);
 }
 
-/// A ping with `host` as its `Host` header.
-async fn ping_with_host(agent: &Agent, host: &str) -> Reply {
+/// A ping with `value` as its `name` header (set, not added).
+async fn ping_with(agent: &Agent, name: &'static str, value: &str) -> Reply {
     let mut request = agent
         .post_request("")
         .body(Full::new(Bytes::from(
@@ -334,8 +326,12 @@ async fn ping_with_host(agent: &Agent, host: &str) -> Reply {
         .expect("request");
     request
         .headers_mut()
-        .insert("host", host.parse().expect("host"));
+        .insert(name, value.parse().expect("header value"));
     agent.send(request).await
+}
+
+async fn ping_with_host(agent: &Agent, host: &str) -> Reply {
+    ping_with(agent, "host", host).await
 }
 
 #[tokio::test]

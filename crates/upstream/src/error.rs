@@ -131,11 +131,15 @@ pub enum EdgeError {
         /// Which header, and how.
         detail: String,
     },
-    /// A stateless request names a revision Warden does not serve.
+    /// A request names a revision Warden does not serve (a stateless one),
+    /// or one its session cannot use (to a bridged upstream).
     #[error("unsupported protocol version {requested}")]
     UnsupportedVersion {
         /// What the request named.
         requested: String,
+        /// Whether the request was in a session (which can use only the
+        /// stateful revisions), not stateless.
+        in_session: bool,
     },
     /// A stateless request lacks a required `params._meta` member.
     #[error("params._meta must carry {key}")]
@@ -330,12 +334,20 @@ impl EdgeError {
         match self {
             // The spec's UnsupportedProtocolVersion names what is served,
             // so a client can pick one and retry.
-            EdgeError::UnsupportedVersion { requested } => {
+            EdgeError::UnsupportedVersion {
+                requested,
+                in_session,
+            } => {
+                let stateless: &[&str] = if *in_session {
+                    &[]
+                } else {
+                    &mcp::STATELESS_REVISIONS
+                };
                 let error = serde_json::json!({
                     "code": self.code(),
                     "message": message,
                     "data": {
-                        "supported": mcp::STATELESS_REVISIONS
+                        "supported": stateless
                             .iter()
                             .chain(mcp::STATEFUL_REVISIONS.iter().rev())
                             .collect::<Vec<_>>(),

@@ -94,6 +94,7 @@ fn check_protocol_version(headers: &HeaderMap) -> Result<(), EdgeError> {
         Ok(version) if mcp::STATEFUL_REVISIONS.contains(&version) => Ok(()),
         other => Err(EdgeError::UnsupportedVersion {
             requested: other.unwrap_or("(not text)").to_owned(),
+            in_session: true,
         }),
     }
 }

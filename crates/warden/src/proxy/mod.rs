@@ -410,15 +410,30 @@ fn check_host(check: &HostCheck, headers: &HeaderMap) -> Result<(), EdgeError> {
     let Ok(host) = value.to_str() else {
         return Err(forbidden(&String::from_utf8_lossy(value.as_bytes())));
     };
-    let host = host.trim().to_ascii_lowercase();
-    let name = match host.parse::<http::uri::Authority>() {
-        Ok(authority) => authority.host().to_owned(),
-        Err(_) => return Err(forbidden(&host)),
-    };
-    if allowed.iter().any(|a| *a == host || *a == name) {
+    let host = host.trim();
+    if allowed
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(host) || a.eq_ignore_ascii_case(host_name(host)))
+    {
         Ok(())
     } else {
-        Err(forbidden(&host))
+        Err(forbidden(host))
+    }
+}
+
+/// The name in a `Host` value, without its port (`[::1]:8080` → `[::1]`).
+/// Anything else is compared as it is, so a malformed value (user info,
+/// spaces, an empty one) matches no entry the config accepted.
+fn host_name(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((name, port))
+            if !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && (!name.contains(':') || (name.starts_with('[') && name.ends_with(']'))) =>
+        {
+            name
+        }
+        _ => host,
     }
 }
 
@@ -503,6 +518,9 @@ mod tests {
             "127.0.0.1.nip.io",
             "",
             "a b",
+            "x@localhost",
+            "evil.example@127.0.0.1:8080",
+            "localhost:",
         ] {
             let mut map = HeaderMap::new();
             map.insert("host", HeaderValue::from_str(bad).expect("value"));

@@ -75,6 +75,7 @@ fn check(headers: &HeaderMap, message: &Envelope) -> Result<(), EdgeError> {
             return match fields.version() {
                 Some(version) if !is_served(version) => Err(EdgeError::UnsupportedVersion {
                     requested: version.to_owned(),
+                    in_session: false,
                 }),
                 _ => Ok(()),
             };
@@ -108,6 +109,7 @@ fn check(headers: &HeaderMap, message: &Envelope) -> Result<(), EdgeError> {
     if !is_served(version) {
         return Err(EdgeError::UnsupportedVersion {
             requested: version.to_owned(),
+            in_session: false,
         });
     }
     if !fields.has_capabilities() {

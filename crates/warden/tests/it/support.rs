@@ -541,6 +541,11 @@ pub async fn assert_protocol_version_is_checked(agent: &Agent) {
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}: {reply:?}");
         let error = &reply.json()["error"];
         assert_eq!(error["data"]["requested"], bad, "{error}");
+        assert_eq!(
+            error["data"]["supported"],
+            json!(["2025-11-25", "2025-06-18", "2025-03-26"]),
+            "a session can use only the stateful revisions: {error}"
+        );
     }
     for good in ["2025-03-26", "2025-06-18", "2025-11-25"] {
         let mut right = agent.clone();

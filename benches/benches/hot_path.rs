@@ -36,14 +36,30 @@ fn decide(c: &mut Criterion) {
     let mutating = ToolFacts {
         read_only_hint: false,
     };
+    let caller = warden_policy::Caller {
+        agent: "bench-agent",
+        groups: &[],
+    };
     c.bench_function("Policy::decide read-only tool (default rule)", |b| {
-        b.iter(|| policy.decide(black_box("echo"), black_box(Some(&read_only))))
+        b.iter(|| policy.decide(black_box("echo"), black_box(Some(&read_only)), &caller))
     });
     c.bench_function("Policy::decide named write tool", |b| {
-        b.iter(|| policy.decide(black_box("create_note"), black_box(Some(&mutating))))
+        b.iter(|| {
+            policy.decide(
+                black_box("create_note"),
+                black_box(Some(&mutating)),
+                &caller,
+            )
+        })
     });
     c.bench_function("Policy::decide refused tool", |b| {
-        b.iter(|| policy.decide(black_box("send_invoice"), black_box(Some(&mutating))))
+        b.iter(|| {
+            policy.decide(
+                black_box("send_invoice"),
+                black_box(Some(&mutating)),
+                &caller,
+            )
+        })
     });
 }
 

@@ -160,7 +160,11 @@ where
         let ready = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready);
         let policy = settings.policy.load();
-        let decision = policy.decide(&call.tool, call.facts.as_ref());
+        let decision = policy.decide(
+            &call.tool,
+            call.facts.as_ref(),
+            &crate::caller_of(&call.principal),
+        );
         let durable = matches!(decision, Decision::Allow { tier } if tier != Tier::Read);
         let in_force = settings.in_force(&policy);
         drop(policy);

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use serde_json::Value;
-use warden_policy::{Policy, ToolFacts};
+use warden_policy::{Caller, Policy, ToolFacts};
 
 /// Why a `tools/list` reply could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -85,11 +85,15 @@ pub fn read_page(message: &[u8]) -> Result<Option<ListedPage>, CatalogueError> {
     inspect(&mut value, |_, _| true).map(|inspected| inspected.map(|(page, _)| page))
 }
 
-/// Read a `tools/list` response message and hide what `policy` refuses.
-pub fn filter_tools_list(message: &[u8], policy: &Policy) -> Result<ListReply, CatalogueError> {
+/// Read a `tools/list` response message and hide what `policy` refuses `caller`.
+pub fn filter_tools_list(
+    message: &[u8],
+    policy: &Policy,
+    caller: &Caller<'_>,
+) -> Result<ListReply, CatalogueError> {
     let mut value: Value = serde_json::from_slice(message)?;
     let Some((page, hidden)) = inspect(&mut value, |name, facts| {
-        policy.decide(name, Some(facts)).is_allowed()
+        policy.decide(name, Some(facts), caller).is_allowed()
     })?
     else {
         return Ok(ListReply::Error);
@@ -149,6 +153,10 @@ fn inspect(
 
 #[cfg(test)]
 mod tests {
+    const ANYONE: Caller<'static> = Caller {
+        agent: "anonymous",
+        groups: &[],
+    };
     use warden_policy::Tier;
 
     use super::*;
@@ -174,7 +182,7 @@ mod tests {
     fn hides_what_the_policy_refuses_and_records_everything() {
         let policy = Policy::default().with_rule("create_note", Tier::Write);
         let ListReply::Page { page, filtered } =
-            filter_tools_list(LIST.as_bytes(), &policy).expect("parses")
+            filter_tools_list(LIST.as_bytes(), &policy, &ANYONE).expect("parses")
         else {
             panic!("expected a page");
         };
@@ -206,7 +214,7 @@ mod tests {
         let policy = Policy::with_default(warden_policy::DefaultRule::Allow);
         let list = r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"a"}]}}"#;
         let ListReply::Page { filtered, .. } =
-            filter_tools_list(list.as_bytes(), &policy).expect("parses")
+            filter_tools_list(list.as_bytes(), &policy, &ANYONE).expect("parses")
         else {
             panic!("expected a page");
         };
@@ -219,16 +227,17 @@ mod tests {
         assert!(matches!(
             filter_tools_list(
                 br#"{"jsonrpc":"2.0","id":2,"error":{"code":-1,"message":"x"}}"#,
-                &policy
+                &policy,
+                &ANYONE
             ),
             Ok(ListReply::Error)
         ));
         assert!(matches!(
-            filter_tools_list(b"<html>", &policy),
+            filter_tools_list(b"<html>", &policy, &ANYONE),
             Err(CatalogueError::Json(_))
         ));
         assert!(matches!(
-            filter_tools_list(br#"{"jsonrpc":"2.0","id":2,"result":{}}"#, &policy),
+            filter_tools_list(br#"{"jsonrpc":"2.0","id":2,"result":{}}"#, &policy, &ANYONE),
             Err(CatalogueError::NotAToolList)
         ));
     }
@@ -237,7 +246,8 @@ mod tests {
     fn a_result_beside_a_null_error_is_still_filtered() {
         let policy = Policy::default();
         let sneaky = br#"{"jsonrpc":"2.0","id":2,"error":null,"result":{"tools":[{"name":"send_invoice"}]}}"#;
-        let Ok(ListReply::Page { filtered, .. }) = filter_tools_list(sneaky, &policy) else {
+        let Ok(ListReply::Page { filtered, .. }) = filter_tools_list(sneaky, &policy, &ANYONE)
+        else {
             panic!("a result with error:null must be read as a page");
         };
         assert_eq!(names(&filtered.expect("rewritten")), Vec::<String>::new());

@@ -31,7 +31,6 @@
 //! is unknown.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -67,16 +66,7 @@ pub mod keys {
     pub const BAGGAGE: &str = "baggage";
 }
 
-/// Who makes a call: the agent and the user on whose behalf it acts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    /// The calling agent's identity (`anonymous` until authentication).
-    pub agent: Arc<str>,
-    /// The user the agent acts for, when known.
-    pub on_behalf_of: Option<Arc<str>>,
-    /// Groups the caller belongs to.
-    pub groups: Vec<Arc<str>>,
-}
+pub use warden_identity::Principal;
 
 /// A `_meta` claim that must be valid text where it is given at all: a
 /// claim of the wrong type (or too long to be valid) is kept as such, to be
@@ -167,23 +157,6 @@ impl<'h> FactHeaders<'h> {
     pub fn get(&self, name: &str) -> Option<&'h str> {
         let index = FACT_HEADERS.iter().position(|fact| *fact == name)?;
         self.values[index]
-    }
-}
-
-// === impl Principal ===
-
-impl Principal {
-    /// The caller when nothing authenticates it (one shared value: naming
-    /// it costs a reference count, not an allocation per call).
-    pub fn anonymous() -> Arc<Principal> {
-        static ANONYMOUS: std::sync::LazyLock<Arc<Principal>> = std::sync::LazyLock::new(|| {
-            Arc::new(Principal {
-                agent: "anonymous".into(),
-                on_behalf_of: None,
-                groups: Vec::new(),
-            })
-        });
-        ANONYMOUS.clone()
     }
 }
 

@@ -38,3 +38,11 @@ pub use facts::{CallMeta, FactHeaders, MetaText, Principal};
 pub use policy_gate::{PolicyGate, PolicyGateLayer, SharedPolicy};
 pub use stack::{Pipeline, build};
 pub use tap::{Answer, ReplySummary, ReplyTap, ReplyWatch};
+
+/// How policy rules see `principal`.
+pub fn caller_of(principal: &Principal) -> warden_policy::Caller<'_> {
+    warden_policy::Caller {
+        agent: &principal.agent,
+        groups: &principal.groups,
+    }
+}

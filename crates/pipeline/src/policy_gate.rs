@@ -65,10 +65,15 @@ where
     }
 
     fn call(&mut self, call: ToolCall<C>) -> Self::Future {
-        match self.policy.load().decide(&call.tool, call.facts.as_ref()) {
+        let caller = crate::caller_of(&call.principal);
+        match self
+            .policy
+            .load()
+            .decide(&call.tool, call.facts.as_ref(), &caller)
+        {
             Decision::Allow { .. } => Either::Left(self.inner.call(call)),
             Decision::Deny { reason } => {
-                tracing::info!(tool = %call.tool, session = %call.session, reason = reason.code(), "Call refused by policy.");
+                tracing::info!(tool = %call.tool, session = %call.session, agent = %call.principal.agent, reason = reason.code(), "Call refused by policy.");
                 Either::Right(ready(Ok(ToolOutcome::Refused(Refusal::denied(
                     &call.tool, reason,
                 )))))

@@ -12,15 +12,16 @@
 //!   loader) are built on.
 //!
 //! ```
-//! use warden_policy::{Policy, ToolFacts, Decision};
+//! use warden_policy::{Caller, Policy, ToolFacts, Decision};
 //!
 //! let policy = Policy::from_yaml_str("version: 1\ntools:\n  create_note: write\n", "inline")
 //!     .expect("valid policy");
 //! let read_only = ToolFacts { read_only_hint: true };
 //! let mutating = ToolFacts { read_only_hint: false };
-//! assert!(matches!(policy.decide("search", Some(&read_only)), Decision::Allow { .. }));
-//! assert!(matches!(policy.decide("create_note", Some(&mutating)), Decision::Allow { .. }));
-//! assert!(matches!(policy.decide("send_invoice", Some(&mutating)), Decision::Deny { .. }));
+//! let caller = Caller { agent: "notes-bot", groups: &[] };
+//! assert!(matches!(policy.decide("search", Some(&read_only), &caller), Decision::Allow { .. }));
+//! assert!(matches!(policy.decide("create_note", Some(&mutating), &caller), Decision::Allow { .. }));
+//! assert!(matches!(policy.decide("send_invoice", Some(&mutating), &caller), Decision::Deny { .. }));
 //! ```
 
 pub mod load;
@@ -30,7 +31,9 @@ pub mod redact;
 
 pub use load::PolicyError;
 pub use located::{Diagnostic, Diagnostics};
-pub use model::{Decision, DefaultRule, DenyReason, Policy, Tier, ToolFacts};
+pub use model::{
+    Caller, Callers, Decision, DefaultRule, DenyReason, Policy, Rule, Tier, ToolFacts,
+};
 pub use redact::{
     Detector, JsonPointer, PathRule, PointerError, RedactAction, RedactionRules, Segment, Target,
     ToolRedactionRules,

@@ -8,6 +8,10 @@
 //!   search_customers: read
 //!   create_note: write
 //!   send_invoice: deny
+//!   # Only these callers (by agent name or group) get the tier; others are refused.
+//!   delete_note:
+//!     tier: write
+//!     callers: { agents: [notes-bot], groups: [editors] }
 //! # What the audit trail must not keep as written (see `crate::redact`).
 //! redact:
 //!   detectors: [email, api-key]
@@ -23,7 +27,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::located::{self, Collector, Diagnostic, Diagnostics, Spanned};
-use crate::model::{DefaultRule, Policy, Tier};
+use crate::model::{Callers, DefaultRule, Policy, Rule, Tier};
 use crate::redact::RawRedaction;
 
 /// The only policy file version this build reads.
@@ -55,12 +59,62 @@ struct RawPolicy {
     /// What to do with a tool no rule names.
     #[serde(default)]
     default: Option<Spanned<String>>,
-    /// Per-tool tiers: `read`, `write` or `deny`.
+    /// Per-tool rules: a tier (`read`, `write` or `deny`), or a tier and
+    /// the callers it is for.
     #[serde(default)]
-    tools: HashMap<Spanned<String>, Spanned<String>>,
+    tools: HashMap<Spanned<String>, Spanned<RawRule>>,
     /// What the audit trail redacts: detectors and per-tool path rules.
     #[serde(default)]
     redact: Option<RawRedaction>,
+}
+
+/// One tool's rule as written: a tier alone, or a tier with its callers.
+/// (Read by hand, not `untagged`: that would buffer the value and lose
+/// the line and column of everything inside it.)
+#[derive(Debug)]
+enum RawRule {
+    Tier(String),
+    Scoped(RawScopedRule),
+}
+
+impl<'de> Deserialize<'de> for RawRule {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<RawRule, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawRule;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a tier (read, write or deny) or a mapping with tier and callers")
+            }
+            fn visit_str<E: serde::de::Error>(self, tier: &str) -> Result<RawRule, E> {
+                Ok(RawRule::Tier(tier.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawRule, A::Error> {
+                RawScopedRule::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawRule::Scoped)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScopedRule {
+    /// `read`, `write` or `deny`.
+    tier: Spanned<String>,
+    /// Who gets the tier.
+    callers: Spanned<RawCallers>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCallers {
+    /// Agent names.
+    #[serde(default)]
+    agents: Vec<Spanned<String>>,
+    /// Group names.
+    #[serde(default)]
+    groups: Vec<Spanned<String>>,
 }
 
 impl Policy {
@@ -106,21 +160,54 @@ impl RawPolicy {
             }),
         };
         let mut tools = HashMap::with_capacity(self.tools.len());
-        for (name, tier) in &self.tools {
+        for (name, rule) in &self.tools {
             if name.value.trim().is_empty() {
                 errors.push(Diagnostic::at(name, "a tool name must not be empty"));
             }
-            match Tier::parse(&tier.value) {
-                Some(parsed) => {
-                    tools.insert(name.value.clone(), parsed);
+            let (tier, callers) = match &rule.value {
+                RawRule::Tier(tier) => ((tier.as_str(), Diagnostic::at(rule, "")), None),
+                RawRule::Scoped(scoped) => (
+                    (scoped.tier.value.as_str(), Diagnostic::at(&scoped.tier, "")),
+                    Some(&scoped.callers),
+                ),
+            };
+            let callers = callers.map(|raw| {
+                let names = |list: &[Spanned<String>], errors: &mut Collector| {
+                    for entry in list.iter().filter(|e| e.value.trim().is_empty()) {
+                        errors.push(Diagnostic::at(entry, "a caller name must not be empty"));
+                    }
+                    list.iter().map(|e| e.value.clone()).collect::<Vec<_>>()
+                };
+                let callers = Callers {
+                    agents: names(&raw.value.agents, &mut errors),
+                    groups: names(&raw.value.groups, &mut errors),
+                };
+                if callers.agents.is_empty() && callers.groups.is_empty() {
+                    errors.push(Diagnostic::at(
+                        raw,
+                        "callers must list at least one agent or group",
+                    ));
                 }
-                None => errors.push(Diagnostic::at(
-                    tier,
-                    format!(
-                        "unknown tier \"{}\" for tool \"{}\" (expected read, write or deny)",
-                        tier.value, name.value
-                    ),
-                )),
+                callers
+            });
+            let (tier, mut at) = tier;
+            match Tier::parse(tier) {
+                Some(parsed) => {
+                    tools.insert(
+                        name.value.clone(),
+                        Rule {
+                            tier: parsed,
+                            callers,
+                        },
+                    );
+                }
+                None => {
+                    at.message = format!(
+                        "unknown tier \"{tier}\" for tool \"{}\" (expected read, write or deny)",
+                        name.value
+                    );
+                    errors.push(at);
+                }
             }
         }
         let redaction = self
@@ -199,6 +286,34 @@ mod tests {
             d.items[0].message.starts_with("expected a mapping here"),
             "{d}"
         );
+    }
+
+    #[test]
+    fn a_rule_can_name_its_callers() {
+        let policy = Policy::from_yaml_str(
+            "version: 1\ntools:\n  note:\n    tier: write\n    callers: { agents: [bot], groups: [editors] }\n",
+            "p.yaml",
+        )
+        .expect("valid");
+        let rule = policy.full_rule("note").expect("rule");
+        assert_eq!(rule.tier, Tier::Write);
+        assert_eq!(
+            rule.callers,
+            Some(Callers {
+                agents: vec!["bot".into()],
+                groups: vec!["editors".into()]
+            })
+        );
+        let d = diagnostics("version: 1\ntools:\n  note:\n    tier: write\n    callers: {}\n");
+        assert_eq!(d.items[0].line, 5, "{d}");
+        assert!(
+            d.items[0].message.contains("at least one agent or group"),
+            "{d}"
+        );
+        let d = diagnostics(
+            "version: 1\ntools:\n  note:\n    tier: wrote\n    callers: { agents: [bot] }\n",
+        );
+        assert!(d.items[0].message.contains("unknown tier \"wrote\""), "{d}");
     }
 
     #[test]

@@ -83,6 +83,35 @@ pub struct ToolFacts {
     pub read_only_hint: bool,
 }
 
+/// The caller of a call, as rules see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// The agent's name.
+    pub agent: &'a str,
+    /// Its groups.
+    pub groups: &'a [std::sync::Arc<str>],
+}
+
+/// Which callers a rule grants its tool to (any listed agent, or any
+/// member of a listed group).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Callers {
+    /// Agents, by name.
+    pub agents: Vec<String>,
+    /// Groups.
+    pub groups: Vec<String>,
+}
+
+/// One tool's rule: its tier and, optionally, who it is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// The tier.
+    pub tier: Tier,
+    /// Only these callers get the tier; others are refused the tool
+    /// (`None`: every caller).
+    pub callers: Option<Callers>,
+}
+
 /// Why a call was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DenyReason {
@@ -94,6 +123,8 @@ pub enum DenyReason {
     DeniedByDefault,
     /// The upstream does not list a tool by this name.
     UnknownTool,
+    /// A rule grants the tool to other callers only.
+    NotForCaller,
 }
 
 impl DenyReason {
@@ -104,6 +135,7 @@ impl DenyReason {
             DenyReason::NotReadOnly => "not-read-only",
             DenyReason::DeniedByDefault => "denied-by-default",
             DenyReason::UnknownTool => "unknown-tool",
+            DenyReason::NotForCaller => "not-for-caller",
         }
     }
 
@@ -126,6 +158,10 @@ impl DenyReason {
             DenyReason::UnknownTool => format!(
                 "Warden refused the call to '{tool}': the server offers no tool by this name. \
                  Call tools/list to see the tools available."
+            ),
+            DenyReason::NotForCaller => format!(
+                "Warden refused the call to '{tool}': the policy grants this tool to other \
+                 callers only. Retrying will not help; an operator must grant it to you."
             ),
         }
     }
@@ -158,7 +194,7 @@ impl Decision {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Policy {
     pub(crate) default: DefaultRule,
-    pub(crate) tools: HashMap<String, Tier>,
+    pub(crate) tools: HashMap<String, Rule>,
     pub(crate) redaction: RedactionRules,
 }
 
@@ -183,9 +219,32 @@ impl Policy {
         &self.redaction
     }
 
-    /// Add or replace the rule for one tool.
+    /// Add or replace the rule for one tool, for every caller.
     pub fn with_rule(mut self, tool: impl Into<String>, tier: Tier) -> Policy {
-        self.tools.insert(tool.into(), tier);
+        self.tools.insert(
+            tool.into(),
+            Rule {
+                tier,
+                callers: None,
+            },
+        );
+        self
+    }
+
+    /// Add or replace the rule for one tool, for `callers` only.
+    pub fn with_rule_for(
+        mut self,
+        tool: impl Into<String>,
+        tier: Tier,
+        callers: Callers,
+    ) -> Policy {
+        self.tools.insert(
+            tool.into(),
+            Rule {
+                tier,
+                callers: Some(callers),
+            },
+        );
         self
     }
 
@@ -194,9 +253,14 @@ impl Policy {
         self.default
     }
 
-    /// The rule for a tool, if the policy names it.
+    /// The tier of a tool's rule, if the policy names it.
     pub fn rule(&self, tool: &str) -> Option<Tier> {
-        self.tools.get(tool).copied()
+        self.tools.get(tool).map(|rule| rule.tier)
+    }
+
+    /// A tool's whole rule, if the policy names it.
+    pub fn full_rule(&self, tool: &str) -> Option<&Rule> {
+        self.tools.get(tool)
     }
 
     /// SHA-256 (lower-case hex) of the policy's canonical form: the same
@@ -204,7 +268,7 @@ impl Policy {
     /// key order. Audit records name the policy in force by it.
     pub fn content_hash(&self) -> String {
         use sha2::{Digest, Sha256};
-        let mut names: Vec<(&String, &Tier)> = self.tools.iter().collect();
+        let mut names: Vec<(&String, &Rule)> = self.tools.iter().collect();
         names.sort_by(|a, b| a.0.cmp(b.0));
         let mut hasher = Sha256::new();
         hasher.update(b"warden-policy/v1\ndefault=");
@@ -213,9 +277,21 @@ impl Policy {
         let mut put = |label: &str, text: &str| {
             hasher.update(format!("\n{label} {}:{text}", text.len()).as_bytes());
         };
-        for (name, tier) in names {
+        for (name, rule) in names {
             put("tool", name);
-            put("tier", tier.as_str());
+            put("tier", rule.tier.as_str());
+            if let Some(callers) = &rule.callers {
+                let mut agents: Vec<&String> = callers.agents.iter().collect();
+                let mut groups: Vec<&String> = callers.groups.iter().collect();
+                agents.sort();
+                groups.sort();
+                for agent in agents {
+                    put("agent", agent);
+                }
+                for group in groups {
+                    put("group", group);
+                }
+            }
         }
         for detector in self.redaction.detectors() {
             put("detector", detector.as_str());
@@ -239,18 +315,30 @@ impl Policy {
             .collect()
     }
 
-    /// Decide whether a call to `tool` may go through.
+    /// Decide whether `caller` may call `tool`.
     ///
     /// `facts` is what the upstream's catalogue says about the tool; `None`
     /// means the upstream does not list it, which refuses the call whatever
     /// the rules say: Warden only forwards calls to tools that exist.
-    pub fn decide(&self, tool: &str, facts: Option<&ToolFacts>) -> Decision {
+    pub fn decide(&self, tool: &str, facts: Option<&ToolFacts>, caller: &Caller<'_>) -> Decision {
         let Some(facts) = facts else {
             return Decision::Deny {
                 reason: DenyReason::UnknownTool,
             };
         };
-        match (self.rule(tool), self.default) {
+        let rule = self.tools.get(tool);
+        if let Some(Rule {
+            tier,
+            callers: Some(callers),
+        }) = rule
+            && *tier != Tier::Deny
+            && !callers.admit(caller)
+        {
+            return Decision::Deny {
+                reason: DenyReason::NotForCaller,
+            };
+        }
+        match (rule.map(|r| r.tier), self.default) {
             (Some(Tier::Deny), _) => Decision::Deny {
                 reason: DenyReason::DeniedByRule,
             },
@@ -275,9 +363,27 @@ impl Policy {
     }
 }
 
+// === impl Callers ===
+
+impl Callers {
+    /// Whether the rule is for `caller`.
+    pub fn admit(&self, caller: &Caller<'_>) -> bool {
+        self.agents.iter().any(|a| a == caller.agent)
+            || self
+                .groups
+                .iter()
+                .any(|g| caller.groups.iter().any(|c| **c == **g))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ANYONE: Caller<'static> = Caller {
+        agent: "anonymous",
+        groups: &[],
+    };
 
     const READ_ONLY: ToolFacts = ToolFacts {
         read_only_hint: true,
@@ -290,11 +396,11 @@ mod tests {
     fn read_only_first_by_default() {
         let policy = Policy::default();
         assert_eq!(
-            policy.decide("search", Some(&READ_ONLY)),
+            policy.decide("search", Some(&READ_ONLY), &ANYONE),
             Decision::Allow { tier: Tier::Read }
         );
         assert_eq!(
-            policy.decide("create_note", Some(&MUTATING)),
+            policy.decide("create_note", Some(&MUTATING), &ANYONE),
             Decision::Deny {
                 reason: DenyReason::NotReadOnly
             }
@@ -307,17 +413,17 @@ mod tests {
             .with_rule("create_note", Tier::Write)
             .with_rule("search", Tier::Deny);
         assert_eq!(
-            policy.decide("create_note", Some(&MUTATING)),
+            policy.decide("create_note", Some(&MUTATING), &ANYONE),
             Decision::Allow { tier: Tier::Write }
         );
         assert_eq!(
-            policy.decide("search", Some(&READ_ONLY)),
+            policy.decide("search", Some(&READ_ONLY), &ANYONE),
             Decision::Deny {
                 reason: DenyReason::DeniedByRule
             }
         );
         assert_eq!(
-            policy.decide("send_invoice", Some(&MUTATING)),
+            policy.decide("send_invoice", Some(&MUTATING), &ANYONE),
             Decision::Deny {
                 reason: DenyReason::NotReadOnly
             }
@@ -328,13 +434,13 @@ mod tests {
     fn unknown_tools_are_refused_even_with_a_rule_or_allow_all() {
         let policy = Policy::with_default(DefaultRule::Allow).with_rule("ghost", Tier::Write);
         assert_eq!(
-            policy.decide("ghost", None),
+            policy.decide("ghost", None, &ANYONE),
             Decision::Deny {
                 reason: DenyReason::UnknownTool
             }
         );
         assert_eq!(
-            policy.decide("other", None),
+            policy.decide("other", None, &ANYONE),
             Decision::Deny {
                 reason: DenyReason::UnknownTool
             }
@@ -345,12 +451,12 @@ mod tests {
     fn defaults_allow_and_deny() {
         let allow = Policy::with_default(DefaultRule::Allow);
         assert_eq!(
-            allow.decide("x", Some(&MUTATING)),
+            allow.decide("x", Some(&MUTATING), &ANYONE),
             Decision::Allow { tier: Tier::Write }
         );
         let deny = Policy::with_default(DefaultRule::Deny);
         assert_eq!(
-            deny.decide("x", Some(&READ_ONLY)),
+            deny.decide("x", Some(&READ_ONLY), &ANYONE),
             Decision::Deny {
                 reason: DenyReason::DeniedByDefault
             }
@@ -358,8 +464,57 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_for_some_callers_refuses_the_others() {
+        let notes_bot = Caller {
+            agent: "notes-bot",
+            groups: &[],
+        };
+        let editors: [std::sync::Arc<str>; 1] = ["editors".into()];
+        let editor = Caller {
+            agent: "someone",
+            groups: &editors,
+        };
+        let policy = Policy::default().with_rule_for(
+            "create_note",
+            Tier::Write,
+            Callers {
+                agents: vec!["notes-bot".into()],
+                groups: vec!["editors".into()],
+            },
+        );
+        for caller in [notes_bot, editor] {
+            assert_eq!(
+                policy.decide("create_note", Some(&MUTATING), &caller),
+                Decision::Allow { tier: Tier::Write }
+            );
+        }
+        assert_eq!(
+            policy.decide("create_note", Some(&MUTATING), &ANYONE),
+            Decision::Deny {
+                reason: DenyReason::NotForCaller
+            }
+        );
+        // Other tools are untouched: the others still read.
+        assert_eq!(
+            policy.decide("search", Some(&READ_ONLY), &ANYONE),
+            Decision::Allow { tier: Tier::Read }
+        );
+        let hash = policy.content_hash();
+        let wider = Policy::default().with_rule_for(
+            "create_note",
+            Tier::Write,
+            Callers {
+                agents: vec!["notes-bot".into(), "other".into()],
+                groups: vec!["editors".into()],
+            },
+        );
+        assert_ne!(hash, wider.content_hash());
+    }
+
+    #[test]
     fn every_refusal_names_the_tool_and_says_whether_to_retry() {
         for reason in [
+            DenyReason::NotForCaller,
             DenyReason::DeniedByRule,
             DenyReason::NotReadOnly,
             DenyReason::DeniedByDefault,

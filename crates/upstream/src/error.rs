@@ -8,6 +8,7 @@
 
 use bytes::Bytes;
 use http::StatusCode;
+use warden_identity::AuthError;
 use warden_protocol::jsonrpc::{self, INTERNAL_ERROR, INVALID_REQUEST};
 use warden_protocol::{ParseError, mcp};
 
@@ -153,6 +154,12 @@ pub enum EdgeError {
         /// What is wrong.
         detail: &'static str,
     },
+    /// The caller could not be authenticated (or named a user it may not act for).
+    #[error("{0}")]
+    Unauthenticated(#[from] AuthError),
+    /// The session was opened by another caller: its id alone lets no one in.
+    #[error("this session belongs to another caller; initialize a session of your own")]
+    SessionOfAnotherCaller,
     /// Warden failed in a way it should not.
     #[error("internal error: {what}")]
     Internal {
@@ -226,6 +233,12 @@ impl EdgeError {
             | EdgeError::StatelessInvalid { .. }
             | EdgeError::MissingSession => StatusCode::BAD_REQUEST,
             EdgeError::UnknownSession => StatusCode::NOT_FOUND,
+            EdgeError::Unauthenticated(AuthError::OnBehalfOfNotAllowed)
+            | EdgeError::SessionOfAnotherCaller => StatusCode::FORBIDDEN,
+            EdgeError::Unauthenticated(AuthError::KeysUnavailable) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            EdgeError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             EdgeError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             EdgeError::UpstreamUnavailable { .. }
             | EdgeError::UpstreamDown { .. }
@@ -253,6 +266,8 @@ impl EdgeError {
             | EdgeError::InitializeInBatch
             | EdgeError::MissingSession
             | EdgeError::StatelessInvalid { .. }
+            | EdgeError::Unauthenticated(_)
+            | EdgeError::SessionOfAnotherCaller
             | EdgeError::UnknownSession => INVALID_REQUEST,
             EdgeError::HeaderMismatch { .. } => mcp::ERROR_HEADER_MISMATCH,
             EdgeError::UnsupportedVersion { .. } => mcp::ERROR_UNSUPPORTED_PROTOCOL_VERSION,
@@ -285,6 +300,8 @@ impl EdgeError {
             EdgeError::InitializeInBatch => "initialize-in-batch",
             EdgeError::MissingSession => "missing-session",
             EdgeError::UnknownSession => "unknown-session",
+            EdgeError::Unauthenticated(err) => err.reason(),
+            EdgeError::SessionOfAnotherCaller => "session-of-another-caller",
             EdgeError::HeaderMismatch { .. } => "header-mismatch",
             EdgeError::UnsupportedVersion { .. } => "unsupported-version",
             EdgeError::MetaMissing { .. } => "meta-missing",
@@ -319,7 +336,10 @@ impl EdgeError {
             | EdgeError::UnsupportedVersion { .. }
             | EdgeError::MetaMissing { .. }
             | EdgeError::StatelessInvalid { .. }
+            | EdgeError::SessionOfAnotherCaller
             | EdgeError::UnknownSession => Culprit::Client,
+            EdgeError::Unauthenticated(AuthError::KeysUnavailable) => Culprit::Upstream,
+            EdgeError::Unauthenticated(_) => Culprit::Client,
             EdgeError::Internal { .. } | EdgeError::UpstreamBusy { .. } => Culprit::Warden,
             EdgeError::UpstreamUnavailable { .. }
             | EdgeError::UpstreamDown { .. }

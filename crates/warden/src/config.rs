@@ -144,6 +144,8 @@ pub struct RouteConfig {
     /// allows any port). `None`: the loopback names when the listener is
     /// on loopback, anything otherwise.
     pub allowed_hosts: Option<Vec<String>>,
+    /// Who may call this route (`None`: anyone, as `anonymous`).
+    pub auth: Option<crate::auth::AuthConfig>,
 }
 
 // === raw ===
@@ -209,6 +211,9 @@ struct RawRoute {
     /// Allowed `Host` header values.
     #[serde(default)]
     allowed_hosts: Option<Vec<Spanned<String>>>,
+    /// Who may call the route.
+    #[serde(default)]
+    auth: Option<crate::auth::RawAuth>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -619,6 +624,10 @@ impl RawRoute {
             ));
         }
         let upstream = self.upstream.validate(&self.path, base, errors);
+        let auth = self
+            .auth
+            .as_ref()
+            .map(|auth| auth.validate(&self.path, base, errors));
         for origin in &self.allowed_origins {
             if origin
                 .value
@@ -688,6 +697,7 @@ impl RawRoute {
                 .allowed_hosts
                 .as_ref()
                 .map(|hosts| hosts.iter().map(|h| h.value.to_ascii_lowercase()).collect()),
+            auth,
         })
     }
 }

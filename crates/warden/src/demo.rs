@@ -91,6 +91,7 @@ pub async fn start(
             policy_file: None,
             allowed_origins: Vec::new(),
             allowed_hosts: None,
+            auth: None,
         }],
         audit: Some(audit.clone()),
     };

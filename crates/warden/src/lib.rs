@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod env;
@@ -59,6 +60,15 @@ pub enum StartError {
     /// The audit trail could not start.
     #[error("audit trail")]
     Audit(#[from] audit::AuditStartError),
+    /// A route's authenticator could not be built (a JWKS file, a CA bundle).
+    #[error("route {route}: auth")]
+    Auth {
+        /// The route.
+        route: String,
+        /// The failure.
+        #[source]
+        source: warden_identity::SetupError,
+    },
     /// A route's upstream client could not be built.
     #[error("route {route}")]
     Upstream {
@@ -94,6 +104,20 @@ pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
             source,
         })?;
         let upstream = Arc::new(upstream);
+        let auth = match &route.auth {
+            Some(auth) => Some(Arc::new(auth.build().map_err(|source| {
+                StartError::Auth {
+                    route: route.path.clone(),
+                    source,
+                }
+            })?)),
+            None => {
+                if !config.listen.ip().is_loopback() {
+                    tracing::warn!(route = %route.path, "The route has no auth section: every caller is anonymous.");
+                }
+                None
+            }
+        };
         let upstream_name: Arc<str> = route.upstream.describe().into();
         let policy = Arc::new(ArcSwap::from_pointee(route.policy.clone()));
         let audit_layer = match &trail {
@@ -126,7 +150,11 @@ pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
             pipeline,
             allowed_origins: route.allowed_origins.clone(),
             allowed_hosts: proxy::HostCheck::new(route.allowed_hosts.as_deref(), config.listen),
-            stateless: sessions.detached(index, warden_protocol::mcp::STATELESS_REVISIONS[0]),
+            stateless: session::StatelessSessions::new(
+                index,
+                warden_protocol::mcp::STATELESS_REVISIONS[0],
+            ),
+            auth,
             counters: metrics.route_counters(&route.path),
         });
     }

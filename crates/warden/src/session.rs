@@ -14,7 +14,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use http::HeaderValue;
 use tokio::time::Instant;
-use warden_pipeline::{Catalogue, ListedPage};
+use warden_pipeline::{Catalogue, ListedPage, Principal};
 use warden_policy::ToolFacts;
 
 use crate::error::EdgeError;
@@ -27,6 +27,10 @@ pub struct Session {
     pub route: usize,
     /// The upstream's session id, if the upstream issued one.
     pub upstream_id: Option<HeaderValue>,
+    /// Who opened it: only the same caller may use it.
+    pub principal: Arc<Principal>,
+    /// Not in the table: one caller's stateless (2026-07-28) requests.
+    detached: bool,
     tools: Mutex<ToolKnowledge>,
     /// The revision the upstream chose in its `initialize` result.
     negotiated: std::sync::OnceLock<String>,
@@ -46,6 +50,66 @@ pub struct StreamGuard(Arc<AtomicUsize>);
 impl Drop for StreamGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A route's stateless (2026-07-28) catalogues, one per calling agent, so
+/// no caller's requests decide on what another caller's fetched. Bounded:
+/// past [`MAX_STATELESS_CALLERS`], the least recently used goes.
+pub struct StatelessSessions {
+    route: usize,
+    version: &'static str,
+    by_agent: DashMap<Arc<str>, Arc<Session>>,
+}
+
+/// Most callers whose stateless catalogues a route keeps.
+pub const MAX_STATELESS_CALLERS: usize = 4096;
+
+impl StatelessSessions {
+    /// No catalogue yet, for `route`, speaking `version`.
+    pub fn new(route: usize, version: &'static str) -> StatelessSessions {
+        StatelessSessions {
+            route,
+            version,
+            by_agent: DashMap::new(),
+        }
+    }
+
+    /// The catalogue `principal`'s stateless requests share.
+    pub fn of(&self, store: &SessionStore, principal: &Arc<Principal>) -> Arc<Session> {
+        if let Some(session) = self.by_agent.get(&principal.agent) {
+            session
+                .last_used_ms
+                .store(session.now_ms(), Ordering::Relaxed);
+            return session.clone();
+        }
+        while self.by_agent.len() >= MAX_STATELESS_CALLERS {
+            let oldest = self
+                .by_agent
+                .iter()
+                .min_by_key(|s| s.last_used_ms.load(Ordering::Relaxed))
+                .map(|s| s.key().clone());
+            match oldest {
+                Some(agent) => {
+                    self.by_agent.remove(&agent);
+                }
+                None => break,
+            }
+        }
+        self.by_agent
+            .entry(principal.agent.clone())
+            .or_insert_with(|| store.detached(self.route, self.version, principal.clone()))
+            .clone()
+    }
+
+    /// How many callers have a catalogue.
+    pub fn len(&self) -> usize {
+        self.by_agent.len()
+    }
+
+    /// Whether no caller has one.
+    pub fn is_empty(&self) -> bool {
+        self.by_agent.is_empty()
     }
 }
 
@@ -74,6 +138,11 @@ pub enum Lookup {
 }
 
 impl Session {
+    /// Whether this is a caller's stateless catalogue, not an MCP session.
+    pub fn is_detached(&self) -> bool {
+        self.detached
+    }
+
     /// The revision the upstream chose at `initialize`, once Warden has seen it.
     pub fn negotiated_version(&self) -> Option<&str> {
         self.negotiated.get().map(String::as_str)
@@ -185,6 +254,7 @@ impl SessionStore {
         &self,
         route: usize,
         upstream_id: Option<HeaderValue>,
+        principal: Arc<Principal>,
     ) -> Result<(Arc<Session>, Option<Arc<Session>>), EdgeError> {
         let mut evicted = None;
         // A loop, not an `if`: concurrent opens may pick the same victim.
@@ -202,6 +272,8 @@ impl SessionStore {
             id: id.into(),
             route,
             upstream_id,
+            principal,
+            detached: false,
             tools: Mutex::new(ToolKnowledge {
                 refreshed_ms: self.now_ms(),
                 ..ToolKnowledge::default()
@@ -216,14 +288,16 @@ impl SessionStore {
         Ok((session, evicted))
     }
 
-    /// A session that is not in the table: what a route's stateless
-    /// requests share (the upstream's catalogue, with its TTL and change
-    /// notices). It is never swept, evicted or listed.
-    pub fn detached(&self, route: usize, version: &str) -> Arc<Session> {
+    /// A session that is not in the table: what one caller's stateless
+    /// requests on a route share (the upstream's catalogue, with its TTL
+    /// and change notices). It is never swept, evicted or listed.
+    pub fn detached(&self, route: usize, version: &str, principal: Arc<Principal>) -> Arc<Session> {
         let session = Session {
             id: "stateless".into(),
             route,
             upstream_id: None,
+            principal,
+            detached: true,
             tools: Mutex::new(ToolKnowledge::default()),
             negotiated: std::sync::OnceLock::new(),
             fetch_lock: tokio::sync::Mutex::new(()),
@@ -327,8 +401,8 @@ mod tests {
     #[test]
     fn ids_are_unguessable_and_distinct() {
         let store = SessionStore::new(10, Duration::from_secs(60));
-        let (a, _) = store.open(0, None).expect("opens");
-        let (b, _) = store.open(0, None).expect("opens");
+        let (a, _) = store.open(0, None, Principal::anonymous()).expect("opens");
+        let (b, _) = store.open(0, None, Principal::anonymous()).expect("opens");
         assert_eq!(a.id.len(), 32);
         assert!(a.id.chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a.id, b.id);
@@ -337,16 +411,16 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn at_the_limit_the_least_recently_used_session_makes_room() {
         let store = SessionStore::new(2, Duration::from_secs(600));
-        let (old, _) = store.open(0, None).expect("first");
+        let (old, _) = store.open(0, None, Principal::anonymous()).expect("first");
         tokio::time::advance(Duration::from_secs(1)).await;
-        let (busy, _) = store.open(0, None).expect("second");
+        let (busy, _) = store.open(0, None, Principal::anonymous()).expect("second");
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(
             store.get(&old.id, 0).is_some(),
             "used again: now the freshest"
         );
         tokio::time::advance(Duration::from_secs(1)).await;
-        let (_third, evicted) = store.open(0, None).expect("third");
+        let (_third, evicted) = store.open(0, None, Principal::anonymous()).expect("third");
         assert_eq!(evicted.map(|s| s.id.clone()), Some(busy.id.clone()));
         assert_eq!(store.len(), 2);
         assert!(store.get(&busy.id, 0).is_none());
@@ -356,7 +430,7 @@ mod tests {
     #[test]
     fn sessions_belong_to_their_route() {
         let store = SessionStore::new(2, Duration::from_secs(60));
-        let (session, _) = store.open(1, None).expect("opens");
+        let (session, _) = store.open(1, None, Principal::anonymous()).expect("opens");
         assert!(store.get(&session.id, 1).is_some());
         assert!(store.get(&session.id, 0).is_none());
     }
@@ -364,8 +438,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn idle_sessions_are_swept_and_used_ones_kept() {
         let store = SessionStore::new(10, Duration::from_secs(60));
-        let (idle, _) = store.open(0, None).expect("opens");
-        let (busy, _) = store.open(0, None).expect("opens");
+        let (idle, _) = store.open(0, None, Principal::anonymous()).expect("opens");
+        let (busy, _) = store.open(0, None, Principal::anonymous()).expect("opens");
         tokio::time::advance(Duration::from_secs(45)).await;
         assert!(store.get(&busy.id, 0).is_some());
         tokio::time::advance(Duration::from_secs(30)).await;
@@ -381,7 +455,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn lookups_know_listed_unlisted_and_unsure() {
         let store = SessionStore::new(10, Duration::from_secs(60));
-        let (session, _) = store.open(0, None).expect("opens");
+        let (session, _) = store.open(0, None, Principal::anonymous()).expect("opens");
         assert_eq!(session.lookup("search", TTL), Lookup::Unsure);
         session.merge_page(&page("search"), session.begin_fetch());
         assert_eq!(session.lookup("search", TTL), Lookup::Known(READ_ONLY));
@@ -398,7 +472,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn knowledge_older_than_the_ttl_is_not_trusted() {
         let store = SessionStore::new(10, Duration::from_secs(60));
-        let (session, _) = store.open(0, None).expect("opens");
+        let (session, _) = store.open(0, None, Principal::anonymous()).expect("opens");
         let generation = session.begin_fetch();
         session.finish_fetch(catalogue("search"), generation);
         tokio::time::advance(TTL).await;
@@ -411,7 +485,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_change_during_a_fetch_voids_the_fetch() {
         let store = SessionStore::new(10, Duration::from_secs(60));
-        let (session, _) = store.open(0, None).expect("opens");
+        let (session, _) = store.open(0, None, Principal::anonymous()).expect("opens");
         let generation = session.begin_fetch();
         session.invalidate_catalogue();
         session.finish_fetch(catalogue("search"), generation);
@@ -421,7 +495,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_list_changed_notification_forgets_the_catalogue() {
         let store = SessionStore::new(10, Duration::from_secs(60));
-        let (session, _) = store.open(0, None).expect("opens");
+        let (session, _) = store.open(0, None, Principal::anonymous()).expect("opens");
         let generation = session.begin_fetch();
         session.finish_fetch(catalogue("search"), generation);
         session.invalidate_catalogue();

@@ -263,6 +263,7 @@ pub async fn warden_in_front_of(upstream: &str, policy: &str) -> warden::Running
             policy_file: None,
             allowed_origins: Vec::new(),
             allowed_hosts: None,
+            auth: None,
         }],
         audit: None,
     };

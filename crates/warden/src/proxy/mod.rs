@@ -2,7 +2,7 @@
 //! listener.
 //!
 //! ```text
-//! request ─▶ route (path) ─▶ Origin check ─▶ method
+//! request ─▶ route (path) ─▶ Host and Origin checks ─▶ authentication ─▶ method
 //!   POST   ─▶ headers ─▶ body (limit, timeout) ─▶ strict parse ─▶ session
 //!            ├─ initialize ─▶ upstream ─▶ mint Warden's session id
 //!            ├─ tools/call ─▶ catalogue facts ─▶ pipeline ─▶ upstream | refusal
@@ -11,26 +11,32 @@
 //!            └─ anything else ─▶ upstream, bytes untouched
 //!   GET    ─▶ session ─▶ upstream's SSE stream, relayed (Last-Event-ID passes)
 //!   DELETE ─▶ session ─▶ upstream ─▶ session ended
+//! GET /.well-known/oauth-protected-resource/… ─▶ the route's RFC 9728 metadata
 //! ```
+//!
+//! A session is bound to the caller that opened it: a request naming it
+//! must authenticate as the same agent (acting for the same user).
 
 mod post;
 pub mod relay;
 mod stateless;
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use futures_util::StreamExt;
 
 use http::header::{self, HeaderMap};
 use http::{Method, Request, Response, StatusCode, Uri};
-use warden_pipeline::{Pipeline, SharedPolicy};
+use warden_identity::Authenticator;
+use warden_pipeline::{Pipeline, Principal, SharedPolicy};
 use warden_protocol::mcp;
 
 use crate::config::Limits;
 use crate::error::EdgeError;
 use crate::forward::Forward;
 use crate::metrics::{ErrorLabels, Metrics, RequestLabels};
-use crate::session::{Session, SessionStore};
+use crate::session::{Session, SessionStore, StatelessSessions};
 use crate::upstream::Upstream;
 use relay::{Body, json, relay};
 
@@ -64,9 +70,11 @@ pub struct Route {
     pub allowed_origins: Vec<String>,
     /// Allowed `Host` values.
     pub allowed_hosts: HostCheck,
-    /// What the route's stateless (2026-07-28) requests share: the
+    /// What each caller's stateless (2026-07-28) requests share: the
     /// upstream's catalogue, as a session outside the session table.
-    pub stateless: Arc<Session>,
+    pub stateless: StatelessSessions,
+    /// Who may call the route (`None`: anyone, as `anonymous`).
+    pub auth: Option<Arc<Authenticator>>,
     /// This route's most frequent counters, resolved once.
     pub counters: crate::metrics::RouteCounters,
 }
@@ -120,6 +128,13 @@ impl Warden {
         B: AgentBody,
     {
         let method = request.method().clone();
+        if request
+            .uri()
+            .path()
+            .starts_with(warden_identity::METADATA_PATH)
+        {
+            return self.resource_metadata(request.uri().path(), &method);
+        }
         let Some(route) = self
             .routes
             .iter()
@@ -134,12 +149,16 @@ impl Warden {
             None => check_host(&route.allowed_hosts, request.headers()),
         };
         let checked = host.and_then(|()| check_origin(&route.allowed_origins, request.headers()));
-        let result = match checked {
+        let caller = match checked {
+            Err(err) => Err(err),
+            Ok(()) => authenticate(route, request.headers()).await,
+        };
+        let result = match caller {
             Err(err) => Err(Failure::from(err)),
-            Ok(()) => match method {
-                Method::POST => post::handle(&self, route, request).await,
-                Method::GET => self.get(route, request).await,
-                Method::DELETE => self.delete(route, request).await,
+            Ok(principal) => match method {
+                Method::POST => post::handle(&self, route, request, principal).await,
+                Method::GET => self.get(route, request, &principal).await,
+                Method::DELETE => self.delete(route, request, &principal).await,
                 _ => Err(Failure::from(EdgeError::MethodNotAllowed {
                     method: method.to_string(),
                 })),
@@ -176,6 +195,14 @@ impl Warden {
                 http::HeaderValue::from_static("GET, POST, DELETE"),
             );
         }
+        if let (EdgeError::Unauthenticated(refusal), Some(auth)) =
+            (&error, route.and_then(|r| r.auth.as_ref()))
+            && let Ok(challenge) = http::HeaderValue::from_str(&auth.challenge(refusal))
+        {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
+        }
         if let Some(route) = route {
             self.count_request(route, method, status);
         }
@@ -202,16 +229,73 @@ impl Warden {
             .inc();
     }
 
-    /// The live session named by the request's `Mcp-Session-Id`.
-    fn session(&self, route: &Route, headers: &HeaderMap) -> Result<Arc<Session>, EdgeError> {
+    /// The live session named by the request's `Mcp-Session-Id`, which
+    /// must have been opened by the same caller.
+    fn session(
+        &self,
+        route: &Route,
+        headers: &HeaderMap,
+        principal: &Principal,
+    ) -> Result<Arc<Session>, EdgeError> {
         let id = headers
             .get(mcp::HEADER_SESSION_ID)
             .ok_or(EdgeError::MissingSession)?
             .to_str()
             .map_err(|_| EdgeError::UnknownSession)?;
-        self.sessions
+        let session = self
+            .sessions
             .get(id, route.index)
-            .ok_or(EdgeError::UnknownSession)
+            .ok_or(EdgeError::UnknownSession)?;
+        if !session.principal.same_caller(principal) {
+            tracing::warn!(session = %session.id, agent = %principal.agent, owner = %session.principal.agent, "A caller named another caller's session.");
+            return Err(EdgeError::SessionOfAnotherCaller);
+        }
+        Ok(session)
+    }
+
+    /// GET on the well-known path: the RFC 9728 metadata of the route whose
+    /// resource it names (or, at the bare path, of the only route that
+    /// publishes any).
+    fn resource_metadata(&self, path: &str, method: &Method) -> Response<Body> {
+        let published: Vec<&warden_identity::ProtectedResource> = self
+            .routes
+            .iter()
+            .filter_map(|r| r.auth.as_ref().and_then(|a| a.resource()))
+            .collect();
+        let found =
+            published
+                .iter()
+                .find(|r| r.metadata_path() == path)
+                .or(match published.as_slice() {
+                    [only] if path == warden_identity::METADATA_PATH => Some(only),
+                    _ => None,
+                });
+        let Some(resource) = found else {
+            let path = path.to_owned();
+            return self.fail(None, Failure::from(EdgeError::NoRoute { path }), method);
+        };
+        if *method != Method::GET {
+            let method_text = method.to_string();
+            return self.fail(
+                None,
+                Failure::from(EdgeError::MethodNotAllowed {
+                    method: method_text,
+                }),
+                method,
+            );
+        }
+        let mut response = Response::new(relay::full(bytes::Bytes::from(resource.document())));
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        // Public metadata: browser-based clients must be able to read it.
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            http::HeaderValue::from_static("*"),
+        );
+        response
     }
 
     /// The upstream no longer knows the session: end it here too, so the
@@ -247,6 +331,7 @@ impl Warden {
         &self,
         route: &Route,
         request: Request<impl AgentBody>,
+        principal: &Principal,
     ) -> Result<Response<Body>, Failure> {
         if !accepts(request.headers(), "text/event-stream") {
             return Err(EdgeError::NotAcceptable {
@@ -254,7 +339,7 @@ impl Warden {
             }
             .into());
         }
-        let session = self.session(route, request.headers())?;
+        let session = self.session(route, request.headers(), principal)?;
         let response = route
             .upstream
             .send(
@@ -281,8 +366,9 @@ impl Warden {
         &self,
         route: &Route,
         request: Request<impl AgentBody>,
+        principal: &Principal,
     ) -> Result<Response<Body>, Failure> {
-        let session = self.session(route, request.headers())?;
+        let session = self.session(route, request.headers(), principal)?;
         let response = route
             .upstream
             .send(
@@ -360,6 +446,14 @@ impl Warden {
                 )
                 .await;
         }
+    }
+}
+
+/// Who sent a request on `route`: `anonymous` on a route without `auth`.
+async fn authenticate(route: &Route, headers: &HeaderMap) -> Result<Arc<Principal>, EdgeError> {
+    match &route.auth {
+        None => Ok(Principal::anonymous()),
+        Some(auth) => Ok(auth.authenticate(headers, SystemTime::now()).await?),
     }
 }
 

@@ -40,6 +40,7 @@ pub(super) async fn handle(
     warden: &Arc<Warden>,
     route: &Route,
     request: Request<impl super::AgentBody>,
+    principal: Arc<Principal>,
 ) -> Result<Response<Body>, Failure> {
     let (parts, body) = request.into_parts();
     check_headers(&parts.headers)?;
@@ -48,19 +49,19 @@ pub(super) async fn handle(
     let headers = Arc::new(parts.headers);
     match warden_protocol::Incoming::parse(&body).map_err(EdgeError::from)? {
         warden_protocol::Incoming::Single(message) if message.is_initialize() => {
-            initialize(warden, route, &headers, message).await
+            initialize(warden, route, &headers, message, principal).await
         }
         warden_protocol::Incoming::Single(message)
             if !headers.contains_key(mcp::HEADER_SESSION_ID)
                 && stateless::is_stateless(&headers, &message) =>
         {
-            stateless::handle(warden, route, &headers, message).await
+            stateless::handle(warden, route, &headers, message, &principal).await
         }
         warden_protocol::Incoming::Single(message) => {
             let session = warden
-                .session(route, &headers)
+                .session(route, &headers, &principal)
                 .map_err(|err| Failure::with_id(err, message.id_json().into()))?;
-            one(warden, route, &session, &headers, message).await
+            one(warden, route, &session, &headers, message, &principal).await
         }
         warden_protocol::Incoming::Batch(_) if stateless::names_stateless_revision(&headers) => {
             Err(EdgeError::StatelessInvalid {
@@ -69,7 +70,7 @@ pub(super) async fn handle(
             .into())
         }
         warden_protocol::Incoming::Batch(messages) => {
-            batch(warden, route, &headers, messages).await
+            batch(warden, route, &headers, messages, &principal).await
         }
     }
 }
@@ -187,6 +188,7 @@ async fn initialize(
     route: &Route,
     headers: &HeaderMap,
     message: Envelope,
+    principal: Arc<Principal>,
 ) -> Result<Response<Body>, Failure> {
     let id: Arc<str> = message.id_json().into();
     let response = route
@@ -200,7 +202,7 @@ async fn initialize(
     let upstream_id = response.headers().get(mcp::HEADER_SESSION_ID).cloned();
     let (session, evicted) = warden
         .sessions
-        .open(route.index, upstream_id)
+        .open(route.index, upstream_id, principal)
         .map_err(|err| Failure::with_id(err, id.clone()))?;
     if let Some(evicted) = evicted {
         warden.metrics.sessions_evicted.inc();
@@ -210,7 +212,7 @@ async fn initialize(
     }
     warden.metrics.sessions.set(warden.sessions.len() as i64);
     warden.record_session(warden_audit::Kind::SessionStarted, &session, "initialize");
-    tracing::debug!(session = %session.id, route = %route.path, "Session opened.");
+    tracing::debug!(session = %session.id, route = %route.path, agent = %session.principal.agent, "Session opened.");
     let mut response = if is_event_stream(response.headers()) {
         // The SSE tap records the negotiated revision as the result passes.
         relay::relay(response, Some(&session))
@@ -238,9 +240,10 @@ pub(super) async fn one(
     session: &Arc<Session>,
     headers: &Arc<HeaderMap>,
     message: Envelope,
+    principal: &Arc<Principal>,
 ) -> Result<Response<Body>, Failure> {
     if message.tool_call.is_some() {
-        return tool_call(warden, route, session, headers, message).await;
+        return tool_call(warden, route, session, headers, message, principal).await;
     }
     let is_list = message.kind == MessageKind::Request
         && message.method.as_deref() == Some(mcp::METHOD_TOOLS_LIST);
@@ -251,7 +254,7 @@ pub(super) async fn one(
     // response headers: the stream after them is the agent's to read.
     let span = (warden.telemetry.is_enabled() && message.kind == MessageKind::Request).then(|| {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let is_stateless = Arc::ptr_eq(session, &route.stateless);
+        let is_stateless = session.is_detached();
         warden.telemetry.request_span(RequestSpan {
             method: message.method.as_deref().unwrap_or_default(),
             tool: None,
@@ -290,7 +293,7 @@ pub(super) async fn one(
     let response = sent.map_err(|err| Failure::with_id(err, id.clone()))?;
     warden.end_if_gone(session, response.status());
     if is_list && response.status().is_success() {
-        return tools_list(route, session, response, &id, generation)
+        return tools_list(route, session, principal, response, &id, generation)
             .await
             .map_err(|err| Failure::with_id(err, id));
     }
@@ -304,6 +307,7 @@ async fn tool_call(
     session: &Arc<Session>,
     headers: &Arc<HeaderMap>,
     message: Envelope,
+    principal: &Arc<Principal>,
 ) -> Result<Response<Body>, Failure> {
     let id: Arc<str> = message.id_json().into();
     let (tool, arguments, meta) = match message.tool_call {
@@ -318,9 +322,9 @@ async fn tool_call(
         let picked = FactHeaders::pick(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
         CallMeta::read(meta.as_deref(), |name| picked.get(name))
     };
-    let principal = Principal::anonymous();
+    let principal = principal.clone();
     let mut tap = ReplyTap::default();
-    let is_stateless = Arc::ptr_eq(session, &route.stateless);
+    let is_stateless = session.is_detached();
     // The request's span (a no-op without OTLP): ended by the reply's
     // summary when forwarded, at once when refused.
     let span = warden.telemetry.is_enabled().then(|| {
@@ -548,6 +552,7 @@ async fn facts_for(
 async fn tools_list(
     route: &Route,
     session: &Arc<Session>,
+    principal: &Arc<Principal>,
     response: Response<Body>,
     id: &Arc<str>,
     generation: u64,
@@ -561,6 +566,7 @@ async fn tools_list(
             body,
             policy,
             session.clone(),
+            principal.clone(),
             (id.clone(), generation),
             route.path.clone(),
         );
@@ -571,7 +577,10 @@ async fn tools_list(
         detail,
     };
     let bytes = read_whole(route, body, "tools/list").await?;
-    let out = match filter_tools_list(&bytes, &policy).map_err(|err| invalid(err.to_string()))? {
+    let caller = warden_pipeline::caller_of(principal);
+    let out = match filter_tools_list(&bytes, &policy, &caller)
+        .map_err(|err| invalid(err.to_string()))?
+    {
         ListReply::Page { page, filtered } => {
             session.merge_page(&page, generation);
             filtered.unwrap_or(bytes)
@@ -605,6 +614,7 @@ async fn batch(
     route: &Route,
     headers: &Arc<HeaderMap>,
     messages: Vec<Envelope>,
+    principal: &Arc<Principal>,
 ) -> Result<Response<Body>, Failure> {
     if messages.len() > MAX_BATCH {
         return Err(EdgeError::BatchTooLarge {
@@ -616,7 +626,7 @@ async fn batch(
     if messages.iter().any(Envelope::is_initialize) {
         return Err(EdgeError::InitializeInBatch.into());
     }
-    let session = warden.session(route, headers)?;
+    let session = warden.session(route, headers, principal)?;
     // The revision the upstream chose, not one the agent claims per request.
     let revision = session
         .negotiated_version()
@@ -635,7 +645,7 @@ async fn batch(
         .map(|message| {
             let session = session.clone();
             async move {
-                match one(warden, route, &session, headers, message).await {
+                match one(warden, route, &session, headers, message, principal).await {
                     Ok(response) => response,
                     Err(failure) => warden.fail(Some(route), failure, &Method::POST),
                 }

@@ -18,7 +18,7 @@ use http::header::{HeaderMap, HeaderValue};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::{BodyExt, StreamBody};
 use pin_project_lite::pin_project;
-use warden_pipeline::{ListReply, filter_tools_list};
+use warden_pipeline::{ListReply, Principal, filter_tools_list};
 use warden_policy::Policy;
 use warden_protocol::mcp;
 use warden_protocol::sse::{SseEvent, SseParser};
@@ -162,6 +162,7 @@ fn screen(
     data: &str,
     policy: &Policy,
     session: &Session,
+    caller: &Principal,
     reply_to: Option<(&str, u64)>,
     route: &str,
 ) -> Screened {
@@ -223,7 +224,7 @@ fn screen(
         // Some other replayed reply: nothing to hide in it.
         return Screened::Keep;
     }
-    match filter_tools_list(data.as_bytes(), policy) {
+    match filter_tools_list(data.as_bytes(), policy, &warden_pipeline::caller_of(caller)) {
         Ok(ListReply::Page { page, filtered }) => {
             if let Some((_, generation)) = reply_to {
                 session.merge_page(&page, generation);
@@ -238,7 +239,7 @@ fn screen(
 }
 
 /// Re-encode an SSE `tools/list` reply, filtering the response event with
-/// `policy` and recording its page in the session's catalogue. Every other
+/// `policy` for `caller` and recording its page in the session's catalogue. Every other
 /// event (progress, logging, server requests) passes with its fields intact.
 /// A response event Warden cannot read is replaced by a JSON-RPC error for
 /// `id_json`: an unreadable list is never shown unfiltered.
@@ -246,6 +247,7 @@ pub fn filtered_list_stream(
     body: Body,
     policy: Arc<Policy>,
     session: Arc<Session>,
+    caller: Arc<Principal>,
     reply_to: (Arc<str>, u64),
     route: Arc<str>,
 ) -> impl Stream<Item = Result<Bytes, BoxError>> + Send {
@@ -253,7 +255,7 @@ pub fn filtered_list_stream(
         let mut event = event?;
         if let Some(data) = &event.data {
             let reply = Some((&*reply_to.0, reply_to.1));
-            match screen(data, &policy, &session, reply, &route) {
+            match screen(data, &policy, &session, &caller, reply, &route) {
                 Screened::Keep | Screened::Drop => {}
                 Screened::Replace(message) => event.data = Some(message),
             }
@@ -280,7 +282,7 @@ pub fn filtered_get_stream(
             Err(err) => Some(Err(err)),
             Ok(mut event) => {
                 let verdict = match &event.data {
-                    Some(data) => screen(data, &policy, &session, None, &route),
+                    Some(data) => screen(data, &policy, &session, &session.principal, None, &route),
                     None => Screened::Keep,
                 };
                 match verdict {

@@ -52,10 +52,12 @@ pub(super) async fn handle(
     route: &Route,
     headers: &Arc<HeaderMap>,
     message: Envelope,
+    principal: &Arc<warden_pipeline::Principal>,
 ) -> Result<Response<Body>, Failure> {
     let id: Arc<str> = message.id_json().into();
     check(headers, &message).map_err(|err| Failure::with_id(err, id))?;
-    super::post::one(warden, route, &route.stateless, headers, message).await
+    let session = route.stateless.of(&warden.sessions, principal);
+    super::post::one(warden, route, &session, headers, message, principal).await
 }
 
 /// The stateless rules a request must keep before Warden acts on it.

@@ -146,6 +146,7 @@ async fn a_postgres_that_refuses_at_first_start_is_a_clear_error_without_the_pas
             policy_file: None,
             allowed_origins: Vec::new(),
             allowed_hosts: None,
+            auth: None,
         }],
         audit: Some(audit),
     };

@@ -135,6 +135,7 @@ fn route(path: &str, upstream: &str, policy: Policy) -> RouteConfig {
         policy_file: None,
         allowed_origins: Vec::new(),
         allowed_hosts: None,
+        auth: None,
     }
 }
 

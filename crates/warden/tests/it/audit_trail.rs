@@ -27,7 +27,7 @@ const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
 /// Every record in `dir`'s trail files, in chain order (one chain: the
 /// file names sort by first seq).
-fn records(dir: &Path) -> Vec<Record> {
+pub(crate) fn records(dir: &Path) -> Vec<Record> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("audit dir {}: {e}", dir.display()))
         .filter_map(|entry| entry.ok().map(|e| e.path()))

@@ -3,6 +3,7 @@
 
 mod audit_postgres;
 mod audit_trail;
+mod auth;
 mod bad_inputs;
 mod cli;
 mod legacy_sse;

@@ -95,6 +95,12 @@ impl WardenBuilder {
         self
     }
 
+    /// Who may call the first route.
+    pub fn auth(mut self, auth: warden::auth::AuthConfig) -> WardenBuilder {
+        self.routes[0].auth = Some(auth);
+        self
+    }
+
     pub fn allowed_hosts(mut self, hosts: &[&str]) -> WardenBuilder {
         self.routes[0].allowed_hosts = Some(hosts.iter().map(|h| (*h).to_owned()).collect());
         self
@@ -320,6 +326,8 @@ pub struct Agent {
     pub url: String,
     pub session: Option<String>,
     pub protocol_version: String,
+    /// Sent with every request (e.g. `authorization`).
+    pub headers: Vec<(String, String)>,
 }
 
 pub const ACCEPT_BOTH: &str = "application/json, text/event-stream";
@@ -331,7 +339,24 @@ impl Agent {
             url: url.to_owned(),
             session: None,
             protocol_version: "2025-11-25".into(),
+            headers: Vec::new(),
         }
+    }
+
+    /// An agent sending `Authorization: Bearer <token>`.
+    pub fn with_bearer(url: &str, token: &str) -> Agent {
+        let mut agent = Agent::new(url);
+        agent
+            .headers
+            .push(("authorization".into(), format!("Bearer {token}")));
+        agent
+    }
+
+    fn with_own_headers(&self, mut builder: http::request::Builder) -> http::request::Builder {
+        for (name, value) in &self.headers {
+            builder = builder.header(name, value);
+        }
+        builder
     }
 
     /// Send a request exactly as built.
@@ -364,7 +389,7 @@ impl Agent {
                 .header("mcp-protocol-version", &self.protocol_version);
         }
         let _ = body;
-        builder
+        self.with_own_headers(builder)
     }
 
     pub async fn post_raw(&self, body: impl Into<Bytes>) -> Reply {
@@ -383,7 +408,8 @@ impl Agent {
     /// GET the session's stream resuming after `last_event_id`, read to
     /// its end.
     pub async fn resume(&self, last_event_id: &str) -> Reply {
-        let get = Request::get(&self.url)
+        let get = self
+            .with_own_headers(Request::get(&self.url))
             .header("accept", "text/event-stream")
             .header("mcp-session-id", self.session.clone().expect("session"))
             .header("mcp-protocol-version", &self.protocol_version)
@@ -395,7 +421,8 @@ impl Agent {
 
     /// Open the session's GET stream (status checked), left unread.
     pub async fn open_get_stream(&self) -> Incoming {
-        let get = Request::get(&self.url)
+        let get = self
+            .with_own_headers(Request::get(&self.url))
             .header("accept", "text/event-stream")
             .header("mcp-session-id", self.session.clone().expect("session"))
             .body(Full::new(Bytes::new()))

@@ -813,6 +813,51 @@ mod tests {
     }
 
     #[test]
+    fn an_auth_section_is_read_and_its_mistakes_are_reported_where_they_are() {
+        let dir = temp_dir("auth");
+        write(&dir, "p.yaml", "version: 1\n");
+        write(&dir, "jwks.json", "{\"keys\": []}");
+        let head = "version: 1\nlisten: 127.0.0.1:0\nroutes:\n  - path: /mcp\n    upstream:\n      url: http://127.0.0.1:1/mcp\n    policy: p.yaml\n    auth:\n";
+        let good = format!(
+            "{head}      methods:\n        - api_key:\n            keys:\n              - agent: bot\n                sha256: {}\n                groups: [editors]\n        - jwt:\n            issuer: https://auth.example.com\n            jwks_file: jwks.json\n            algorithms: [ES256]\n            claims: {{ agent: client_id, user: sub }}\n      delegates: {{ groups: [gateways] }}\n      oauth:\n        resource: https://warden.example.com/mcp\n        authorization_servers: [https://auth.example.com]\n",
+            "ab".repeat(32)
+        );
+        let config = Config::from_yaml_str(&good, "w.yaml", &dir).expect("valid");
+        let auth = config.routes[0].auth.as_ref().expect("auth");
+        assert_eq!(auth.methods.len(), 2);
+        assert!(!auth.anonymous);
+        assert_eq!(auth.delegates.groups, vec!["gateways".to_owned()]);
+        let crate::auth::MethodConfig::Jwt(jwt) = &auth.methods[1] else {
+            panic!("jwt second");
+        };
+        // The audience defaults to the resource Warden publishes.
+        assert_eq!(
+            jwt.settings.audiences,
+            vec!["https://warden.example.com/mcp".to_owned()]
+        );
+        assert_eq!(jwt.settings.claims.agent, "client_id");
+        auth.build().expect("the JWKS file is read");
+
+        let bad = format!(
+            "{head}      methods:\n        - api_key:\n            keys:\n              - agent: bot\n                sha256: wdn_the-key-itself\n        - jwt:\n            issuer: https://auth.example.com\n            jwks_url: http://auth.example.com/jwks.json\n            algorithms: [HS256, none]\n"
+        );
+        let d = diagnostics(&bad, &dir);
+        let found: Vec<(u64, &str)> = lines_and_messages(&d);
+        assert_eq!(
+            found.iter().map(|(line, _)| *line).collect::<Vec<_>>(),
+            vec![13, 15, 16, 17, 17],
+            "{d}"
+        );
+        assert!(found[0].1.contains("never the key itself"), "{d}");
+        assert!(found[1].1.contains("needs an audience"), "{d}");
+        assert!(found[2].1.contains("https"), "{d}");
+        assert!(found[3].1.contains("never none or HS*"), "{d}");
+        let none = format!("{head}      anonymous: false\n");
+        let d = diagnostics(&none, &dir);
+        assert!(d.items[0].message.contains("at least one method"), "{d}");
+    }
+
+    #[test]
     fn zero_timeouts_are_refused() {
         let dir = temp_dir("zero");
         write(&dir, "p.yaml", "version: 1\n");

@@ -65,6 +65,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// API keys for a route's `auth` section.
+    Auth {
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
     /// Validate a config file and every policy it names.
     Check {
         /// The config file (YAML), as an argument or with `--config`.
@@ -74,6 +79,20 @@ enum Command {
         #[arg(long = "config", env = WARDEN_CONFIG, conflicts_with = "config")]
         config_flag: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum AuthCommand {
+    /// Make a new API key: prints the key (give it to the agent, once) and
+    /// the `sha256` line for the config (which never holds the key).
+    NewKey {
+        /// The agent the key is for (named in the printed config entry).
+        #[arg(long, default_value = "my-agent")]
+        agent: String,
+    },
+    /// Print the SHA-256 of a key read from standard input (not from the
+    /// command line, where other users could see it).
+    HashKey,
 }
 
 #[derive(Subcommand)]
@@ -179,6 +198,46 @@ enum QueryFormat {
     Jsonl,
 }
 
+/// `warden check`: the config, every policy, and every route's auth (its
+/// JWKS files are read).
+fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = Config::from_file(path)?;
+    for route in &config.routes {
+        if let Some(auth) = &route.auth {
+            auth.build()
+                .with_context(|| format!("route {}: auth", route.path))?;
+        }
+    }
+    println!("{}: ok ({} route(s))", path.display(), config.routes.len());
+    Ok(())
+}
+
+fn auth(command: AuthCommand) -> anyhow::Result<()> {
+    use warden_identity::api_key;
+    match command {
+        AuthCommand::NewKey { agent } => {
+            let key = api_key::new_key().context("the system's random source")?;
+            println!("API key (give it to the agent; Warden keeps only its hash):\n  {key}\n");
+            println!("Config entry, under auth.methods[].api_key.keys:");
+            println!(
+                "  - agent: {agent}\n    sha256: {}",
+                api_key::digest_hex(&key)
+            );
+            Ok(())
+        }
+        AuthCommand::HashKey => {
+            let mut key = String::new();
+            std::io::stdin()
+                .read_line(&mut key)
+                .context("reading the key from standard input")?;
+            let key = key.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(!key.is_empty(), "no key on standard input");
+            println!("{}", api_key::digest_hex(key));
+            Ok(())
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo's showcase is the output; keep routine log lines out of it.
@@ -192,14 +251,13 @@ fn main() -> ExitCode {
             command: PolicyCommand::Check { files },
         } => return check_policies(&files),
         Command::Audit { command } => return audit(command),
+        Command::Auth { command } => auth(command),
         Command::Check {
             config,
             config_flag,
         } => {
             let config = config.or(config_flag).unwrap_or_default();
-            Config::from_file(&config)
-                .map(|c| println!("{}: ok ({} route(s))", config.display(), c.routes.len()))
-                .map_err(anyhow::Error::from)
+            check_config(&config)
         }
         Command::Run { config } => runtime().and_then(|rt| rt.block_on(run(config))),
         Command::Stdio { config, route } => {

@@ -175,3 +175,47 @@ async fn python_stdio_to_warden_to_stdio_upstream() {
 async fn python_stdio_to_warden_to_legacy_sse_upstream() {
     sdk_through_warden(Sdk::Python, Agent::Stdio, UpstreamKind::LegacySse).await;
 }
+
+/// A port free right now on loopback (for a peer that must be told its
+/// address before it starts, and for a resource URL Warden must publish).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// MCP's authorization flow through Warden as the resource server: the
+/// TypeScript SDK's client is refused with 401, reads Warden's RFC 9728
+/// metadata, registers with and is authorized by a small authorization
+/// server, gets a token for Warden's resource, and then lists and calls
+/// tools; Warden checks the token against the AS's JWKS.
+#[tokio::test]
+async fn the_typescript_sdk_authorizes_through_warden_as_the_resource_server() {
+    let peers = e2e_dir().join("peers");
+    require_installed(&peers.join("node_modules"), "npm packages");
+    let everything = everything_upstream("peers", UpstreamKind::StreamableHttp);
+    let dir = TempDir::new("warden-e2e-oauth");
+    std::fs::write(dir.0.join("policy.yaml"), POLICY).expect("policy");
+    let (as_port, warden_port) = (free_port(), free_port());
+    let issuer = format!("http://127.0.0.1:{as_port}");
+    let resource = format!("http://127.0.0.1:{warden_port}/mcp");
+    let config = dir.0.join("warden.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1\nlisten: 127.0.0.1:{warden_port}\nroutes:\n  - path: /mcp\n    upstream:\n{}    policy: policy.yaml\n    auth:\n      methods:\n        - jwt:\n            issuer: {issuer}\n            jwks_url: {issuer}/jwks.json\n            algorithms: [ES256]\n            claims: {{ agent: client_id, user: sub, groups: scope }}\n      oauth:\n        resource: {resource}\n        authorization_servers: [{issuer}]\n        scopes_supported: [mcp]\n",
+            everything.yaml
+        ),
+    )
+    .expect("config");
+    let _warden = warden_from_file(&config).await;
+    let mut client = Command::new("node");
+    client
+        .current_dir(&peers)
+        .arg("oauth-flow.mjs")
+        .args(["--as-port", &as_port.to_string(), "--url", &resource]);
+    let output = run_peer(client, Duration::from_secs(90)).await;
+    let passed = assert_all_passed(&output, "TypeScript SDK OAuth flow");
+    assert!(passed >= 10, "only {passed} checks ran");
+}

@@ -211,10 +211,12 @@ async fn the_typescript_sdk_authorizes_through_warden_as_the_resource_server() {
     .expect("config");
     let _warden = warden_from_file(&config).await;
     let mut client = Command::new("node");
-    client
-        .current_dir(&peers)
-        .arg("oauth-flow.mjs")
-        .args(["--as-port", &as_port.to_string(), "--url", &resource]);
+    client.current_dir(&peers).arg("oauth-flow.mjs").args([
+        "--as-port",
+        &as_port.to_string(),
+        "--url",
+        &resource,
+    ]);
     let output = run_peer(client, Duration::from_secs(90)).await;
     let passed = assert_all_passed(&output, "TypeScript SDK OAuth flow");
     assert!(passed >= 10, "only {passed} checks ran");

@@ -64,6 +64,10 @@ pub struct RequestSpan<'a> {
     pub tool: Option<&'a str>,
     /// `mcp.session.id`: Warden's MCP session id.
     pub session: Option<&'a str>,
+    /// `warden.principal.agent`: the authenticated caller.
+    pub agent: Option<&'a str>,
+    /// `warden.principal.user`: the user it acts for.
+    pub user: Option<&'a str>,
     /// `mcp.protocol.version`.
     pub protocol_version: Option<&'a str>,
     /// `jsonrpc.request.id` as text (`None` for a notification or a null id).
@@ -155,6 +159,8 @@ struct Live {
     method: String,
     tool: Option<String>,
     session: Option<String>,
+    agent: Option<String>,
+    user: Option<String>,
     protocol_version: Option<String>,
     request_id: Option<String>,
     transport: Transport,
@@ -321,6 +327,8 @@ impl Telemetry {
                 method: request.method.to_owned(),
                 tool: request.tool.map(str::to_owned),
                 session: request.session.map(str::to_owned),
+                agent: request.agent.map(str::to_owned),
+                user: request.user.map(str::to_owned),
                 protocol_version: request.protocol_version.map(str::to_owned),
                 request_id: request.request_id.map(str::to_owned),
                 transport: request.transport,
@@ -459,6 +467,8 @@ impl Live {
         }
         let optional = [
             ("mcp.session.id", self.session.as_deref()),
+            ("warden.principal.agent", self.agent.as_deref()),
+            ("warden.principal.user", self.user.as_deref()),
             ("mcp.protocol.version", self.protocol_version.as_deref()),
             ("jsonrpc.request.id", self.request_id.as_deref()),
             ("error.type", outcome.error_type),
@@ -728,6 +738,8 @@ mod tests {
             method: "tools/call",
             tool: Some("search"),
             session: None,
+            agent: None,
+            user: None,
             protocol_version: None,
             request_id: Some("1"),
             transport: Transport::Tcp,

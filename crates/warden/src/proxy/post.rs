@@ -259,6 +259,8 @@ pub(super) async fn one(
             method: message.method.as_deref().unwrap_or_default(),
             tool: None,
             session: (!is_stateless).then_some(&*session.id),
+            agent: Some(&principal.agent),
+            user: principal.on_behalf_of.as_deref(),
             protocol_version: session
                 .negotiated_version()
                 .or_else(|| header(mcp::HEADER_PROTOCOL_VERSION)),
@@ -332,6 +334,8 @@ async fn tool_call(
             method: "tools/call",
             tool: Some(&tool),
             session: (!is_stateless).then_some(&*session.id),
+            agent: Some(&principal.agent),
+            user: principal.on_behalf_of.as_deref(),
             protocol_version: session.negotiated_version().or_else(|| {
                 headers
                     .get(mcp::HEADER_PROTOCOL_VERSION)

@@ -180,7 +180,10 @@ async fn audit_records_and_request_spans_reach_a_real_otlp_receiver() {
     );
     assert_eq!(allowed["attributes"]["mcp.method.name"], "tools/call");
     assert_eq!(allowed["attributes"]["warden.decision"], "allow");
+    // The caller (a route without auth: anonymous) is on every span.
+    assert_eq!(allowed["attributes"]["warden.principal.agent"], "anonymous");
     let refused = span("tools/call create_note");
+    assert_eq!(refused["attributes"]["warden.principal.agent"], "anonymous");
     assert_eq!(refused["attributes"]["warden.decision"], "deny");
     assert_eq!(refused["attributes"]["warden.reason"], "not-read-only");
     assert_eq!(refused["attributes"]["error.type"], "tool_error");

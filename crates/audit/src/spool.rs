@@ -252,19 +252,20 @@ impl Spool {
             fs::remove_file(&path).map_err(|source| self.io_error(&path, source))?;
             self.segments.pop_back();
         }
-        if let Some(last) = self.segments.back_mut() {
-            if last.number == self.synced.segment && last.len > self.synced.offset {
-                let path = self.dir.join(segment_name(last.number));
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .and_then(|f| f.set_len(self.synced.offset).map(|()| f));
-                file.map_err(|source| StoreError::Io {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-                last.len = self.synced.offset;
-            }
+        if let Some(last) = self.segments.back_mut()
+            && last.number == self.synced.segment
+            && last.len > self.synced.offset
+        {
+            let path = self.dir.join(segment_name(last.number));
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_len(self.synced.offset).map(|()| f));
+            file.map_err(|source| StoreError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            last.len = self.synced.offset;
         }
         self.dirty = false;
         self.bytes = self.segments.iter().map(|s| s.len).sum::<u64>() - self.read.offset;
@@ -382,13 +383,13 @@ impl Spool {
             let path = self.segment_path(first.number);
             fs::remove_file(&path).map_err(|source| self.io_error(&path, source))?;
             self.segments.pop_front();
-            if let Some(next) = self.segments.front() {
-                if self.read.segment <= first.number {
-                    self.read = Position {
-                        segment: next.number,
-                        offset: 0,
-                    };
-                }
+            if let Some(next) = self.segments.front()
+                && self.read.segment <= first.number
+            {
+                self.read = Position {
+                    segment: next.number,
+                    offset: 0,
+                };
             }
         }
         Ok(())

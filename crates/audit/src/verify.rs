@@ -816,10 +816,10 @@ fn first_position(path: &Path) -> Result<Option<(String, u64)>, VerifyError> {
         {
             return Ok(None);
         }
-        if let Ok(first) = serde_json::from_slice::<First<'_>>(buf.trim_ascii_end()) {
-            if !first.chain.is_empty() {
-                return Ok(Some((first.chain.into_owned(), first.seq)));
-            }
+        if let Ok(first) = serde_json::from_slice::<First<'_>>(buf.trim_ascii_end())
+            && !first.chain.is_empty()
+        {
+            return Ok(Some((first.chain.into_owned(), first.seq)));
         }
     }
 }

@@ -44,8 +44,15 @@ fn writer(checkpoint_every: u64) -> WriterOptions {
 fn call(log: &AuditLog, i: usize) -> Record {
     let mut record = log.new_record(Kind::ToolCall);
     record.route = Some("/mcp".into());
-    record.tool = Some(if i % 3 == 0 { "delete" } else { "search" }.into());
-    record.decision = Some(if i % 3 == 0 { "deny" } else { "allow" }.into());
+    record.tool = Some(
+        if i.is_multiple_of(3) {
+            "delete"
+        } else {
+            "search"
+        }
+        .into(),
+    );
+    record.decision = Some(if i.is_multiple_of(3) { "deny" } else { "allow" }.into());
     record.agent_session = Some(format!("session-{}", i % 4).into());
     record.principal = Some(PrincipalField {
         agent: "bot".into(),

@@ -75,6 +75,7 @@ pub struct JwtVerifier {
     settings: JwtSettings,
     keys: KeySet,
     verified: Mutex<HashMap<[u8; 32], Verified>>,
+    remembers: bool,
 }
 
 #[derive(Clone)]
@@ -109,7 +110,15 @@ impl JwtVerifier {
             settings,
             keys,
             verified: Mutex::new(HashMap::new()),
+            remembers: true,
         }
+    }
+
+    /// Check every token's signature every time, keeping no verdicts
+    /// (to measure what the cache saves).
+    pub fn without_verdict_cache(mut self) -> JwtVerifier {
+        self.remembers = false;
+        self
     }
 
     /// Who `token` stands for, at `now`.
@@ -237,6 +246,9 @@ impl JwtVerifier {
     }
 
     fn cached(&self, digest: &[u8; 32]) -> Option<Verified> {
+        if !self.remembers {
+            return None;
+        }
         let generation = self.keys.generation();
         let verified = self.lock().get(digest).cloned()?;
         // Keys changed since: check again (the key may have been withdrawn).
@@ -244,6 +256,9 @@ impl JwtVerifier {
     }
 
     fn remember(&self, digest: [u8; 32], verified: Verified, now: u64) {
+        if !self.remembers {
+            return;
+        }
         let leeway = self.settings.leeway.as_secs();
         let mut cache = self.lock();
         if cache.len() >= MAX_CACHED {

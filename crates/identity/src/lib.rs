@@ -59,7 +59,7 @@ pub enum Method {
     /// A configured API key, sent as `Authorization: Bearer <key>`.
     ApiKeys(ApiKeys),
     /// A JWT bearer token.
-    Jwt(JwtVerifier),
+    Jwt(Box<JwtVerifier>),
 }
 
 /// Callers trusted to name the user they act for (`Warden-On-Behalf-Of`).
@@ -114,14 +114,6 @@ impl Authenticator {
     /// The OAuth protected-resource metadata, when configured.
     pub fn resource(&self) -> Option<&ProtectedResource> {
         self.resource.as_ref()
-    }
-
-    /// The key sets of the JWT methods (to fetch them at start).
-    pub fn key_sets(&self) -> impl Iterator<Item = &JwtVerifier> {
-        self.methods.iter().filter_map(|m| match m {
-            Method::Jwt(verifier) => Some(verifier),
-            Method::ApiKeys(_) => None,
-        })
     }
 
     /// Who sent a request with `headers`, at `now`.

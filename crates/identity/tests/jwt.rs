@@ -122,7 +122,10 @@ fn jwks_file(name: &str, signers: &[&Signer]) -> PathBuf {
 }
 
 fn authenticator(keys: KeySet) -> Authenticator {
-    Authenticator::new(vec![Method::Jwt(JwtVerifier::new(settings(), keys))])
+    Authenticator::new(vec![Method::Jwt(Box::new(JwtVerifier::new(
+        settings(),
+        keys,
+    )))])
 }
 
 fn file_authenticator(name: &str, signers: &[&Signer]) -> Authenticator {

@@ -117,6 +117,14 @@ struct RawCallers {
     groups: Vec<Spanned<String>>,
 }
 
+/// The `callers` of a scoped rule.
+fn raw_callers(rule: &Spanned<RawRule>) -> Option<&Spanned<RawCallers>> {
+    match &rule.value {
+        RawRule::Scoped(scoped) => Some(&scoped.callers),
+        RawRule::Tier(_) => None,
+    }
+}
+
 impl Policy {
     /// Load and validate a policy file.
     pub fn from_file(path: &Path) -> Result<Policy, PolicyError> {
@@ -191,6 +199,14 @@ impl RawPolicy {
                 callers
             });
             let (tier, mut at) = tier;
+            if Tier::parse(tier) == Some(Tier::Deny)
+                && let Some(raw) = raw_callers(rule)
+            {
+                errors.push(Diagnostic::at(
+                    raw,
+                    "a deny rule applies to every caller: drop `callers`, or give the tier others are refused",
+                ));
+            }
             match Tier::parse(tier) {
                 Some(parsed) => {
                     tools.insert(

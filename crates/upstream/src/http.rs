@@ -41,7 +41,7 @@ pub struct HttpUpstream {
 /// ones Warden sets itself. Warden states the body's type itself: it has
 /// checked the body is UTF-8 JSON, and a charset or encoding parameter it
 /// forwarded could make the upstream decode different bytes than it judged.
-const STRIPPED_REQUEST_HEADERS: [HeaderName; 16] = [
+const STRIPPED_REQUEST_HEADERS: [HeaderName; 17] = [
     header::CONTENT_TYPE,
     header::CONTENT_ENCODING,
     // Warden reads replies (tools/list, SSE taps): they must come uncompressed.
@@ -59,6 +59,8 @@ const STRIPPED_REQUEST_HEADERS: [HeaderName; 16] = [
     header::COOKIE,
     header::EXPECT,
     HeaderName::from_static(mcp::HEADER_SESSION_ID),
+    // Who the caller acts for is Warden's to judge, never the upstream's to read.
+    HeaderName::from_static(warden_identity::ON_BEHALF_OF_HEADER),
 ];
 
 impl HttpUpstream {
@@ -180,36 +182,16 @@ fn copy_request_headers(from: &HeaderMap, to: &mut HeaderMap) {
 }
 
 fn tls_config(config: &HttpEndpoint) -> Result<rustls::ClientConfig, UpstreamSetupError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        // A malformed system certificate is skipped, as browsers do.
-        let _ = roots.add(cert);
-    }
-    if let Some(path) = &config.ca_file {
-        use rustls_pki_types::pem::PemObject;
-        let ca_error = |detail: String| UpstreamSetupError::CaFile {
-            path: path.display().to_string(),
-            detail,
-        };
-        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
-            .map_err(|err| ca_error(err.to_string()))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|err| ca_error(err.to_string()))?;
-        if certs.is_empty() {
-            return Err(ca_error("no PEM certificate in the file".to_owned()));
-        }
-        for cert in certs {
-            roots.add(cert).map_err(|err| ca_error(err.to_string()))?;
-        }
-    }
+    use warden_identity::{SetupError, tls};
+    let setup = |err: SetupError| match err {
+        SetupError::CaFile { path, detail } => UpstreamSetupError::CaFile { path, detail },
+        SetupError::NoRoots | SetupError::Jwks { .. } => UpstreamSetupError::NoRoots,
+    };
+    let roots = tls::trust_roots(config.ca_file.as_deref()).map_err(setup)?;
     if roots.is_empty() && config.url.scheme_str() == Some("https") {
         return Err(UpstreamSetupError::NoRoots);
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|_| UpstreamSetupError::NoRoots)?;
-    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+    tls::client_config_with(roots).map_err(setup)
 }
 
 #[cfg(test)]
@@ -234,6 +216,7 @@ mod tests {
             ("content-type", "application/json; charset = utf-7"),
             ("content-encoding", "identity"),
             ("accept-encoding", "gzip, br"),
+            ("warden-on-behalf-of", "ada@example.com"),
         ] {
             agent.append(name, HeaderValue::from_static(value));
         }

@@ -9,7 +9,7 @@
 //!         - api_key:
 //!             keys:
 //!               - agent: notes-bot      # the principal this key stands for
-//!                 sha256: 5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8
+//!                 sha256: 3f1c9a7e0b52d84e6a19c0f7d23b8e45a6d1f09c7b2e48a53d6f1c08e9a7b241
 //!                 groups: [editors]
 //!         - jwt:
 //!             issuer: https://auth.example.com
@@ -57,6 +57,8 @@ pub struct AuthConfig {
 }
 
 /// One validated method.
+// Read once at start: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum MethodConfig {
     /// API keys, by digest, each with its principal.
@@ -97,6 +99,7 @@ pub(crate) struct RawAuth {
     oauth: Option<RawOauth>,
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 enum RawMethod {
@@ -337,10 +340,10 @@ impl RawJwt {
             .as_ref()
             .and_then(|l| located::duration(l, errors))
             .unwrap_or(DEFAULT_LEEWAY);
-        if leeway > MAX_LEEWAY {
-            if let Some(at) = &self.leeway {
-                errors.push(Diagnostic::at(at, "leeway must be at most 5m"));
-            }
+        if leeway > MAX_LEEWAY
+            && let Some(at) = &self.leeway
+        {
+            errors.push(Diagnostic::at(at, "leeway must be at most 5m"));
         }
         let defaults = JwksRefresh::default();
         let positive = |value: &Option<Spanned<String>>, default: Duration, errors: &mut Errors| {
@@ -353,6 +356,17 @@ impl RawJwt {
             max_age: positive(&self.refresh, defaults.max_age, errors),
             min_interval: positive(&self.refresh_min_interval, defaults.min_interval, errors),
         };
+        // Zero would let tokens naming made-up keys trigger a fetch each.
+        for (value, got) in [
+            (&self.refresh, refresh.max_age),
+            (&self.refresh_min_interval, refresh.min_interval),
+        ] {
+            if let Some(at) = value
+                && got < Duration::from_secs(1)
+            {
+                errors.push(Diagnostic::at(at, "must be at least 1s"));
+            }
+        }
         Some(MethodConfig::Jwt(JwtConfig {
             settings: JwtSettings {
                 issuer: self.issuer.value.clone(),
@@ -433,10 +447,10 @@ impl AuthConfig {
                         .map(|(digest, principal)| ApiKey::new(*digest, principal.clone()))
                         .collect(),
                 )),
-                MethodConfig::Jwt(jwt) => Method::Jwt(JwtVerifier::new(
+                MethodConfig::Jwt(jwt) => Method::Jwt(Box::new(JwtVerifier::new(
                     jwt.settings.clone(),
                     KeySet::new(jwt.source.clone(), jwt.refresh, jwt.ca_file.as_deref())?,
-                )),
+                ))),
             });
         }
         let mut authenticator = Authenticator::new(methods)

@@ -153,7 +153,7 @@ fn luhn(digits: &[u8]) -> bool {
             d
         };
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 fn is_b64token(b: u8) -> bool {

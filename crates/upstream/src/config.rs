@@ -32,7 +32,11 @@ impl UpstreamConfig {
     /// A Streamable HTTP upstream at `url` with default settings.
     pub fn new(url: Uri) -> UpstreamConfig {
         UpstreamConfig {
-            transport: UpstreamTransport::StreamableHttp(HttpEndpoint { url, ca_file: None }),
+            transport: UpstreamTransport::StreamableHttp(HttpEndpoint {
+                url,
+                ca_file: None,
+                forward_headers: Vec::new(),
+            }),
             timeout: Duration::from_secs(60),
             reply_timeout: DEFAULT_REPLY_TIMEOUT,
             max_links: DEFAULT_MAX_LINKS,
@@ -93,6 +97,9 @@ pub struct HttpEndpoint {
     pub url: Uri,
     /// Extra PEM trust roots for https upstreams.
     pub ca_file: Option<PathBuf>,
+    /// Agent headers passed on besides the built-in allow-list
+    /// ([`crate::FORWARDED_REQUEST_HEADERS`]), lower case.
+    pub forward_headers: Vec<http::HeaderName>,
 }
 
 /// How Warden starts a stdio upstream.

@@ -34,33 +34,29 @@ pub struct HttpUpstream {
     /// One connection pool per worker thread (and one for everything else),
     /// so a request never waits on a connection owned by another thread.
     clients: Vec<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>,
+    /// The endpoint's own `forward_headers`.
+    forward_headers: Arc<[HeaderName]>,
 }
 
-/// Headers never forwarded from agent to upstream: hop-by-hop headers,
-/// the agent's credentials (the agent never holds the upstream's), and the
-/// ones Warden sets itself. Warden states the body's type itself: it has
-/// checked the body is UTF-8 JSON, and a charset or encoding parameter it
-/// forwarded could make the upstream decode different bytes than it judged.
-const STRIPPED_REQUEST_HEADERS: [HeaderName; 17] = [
-    header::CONTENT_TYPE,
-    header::CONTENT_ENCODING,
-    // Warden reads replies (tools/list, SSE taps): they must come uncompressed.
-    header::ACCEPT_ENCODING,
-    header::CONNECTION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHORIZATION,
-    header::PROXY_AUTHENTICATE,
-    header::HOST,
-    header::CONTENT_LENGTH,
-    header::AUTHORIZATION,
-    header::COOKIE,
-    header::EXPECT,
-    HeaderName::from_static(mcp::HEADER_SESSION_ID),
-    // Who the caller acts for is Warden's to judge, never the upstream's to read.
-    HeaderName::from_static(warden_identity::ON_BEHALF_OF_HEADER),
+/// The agent's headers that reach the upstream (besides an endpoint's own
+/// `forward_headers`): what MCP itself needs, the client's name and the
+/// trace context. Everything else stays with Warden: the agent's
+/// credentials (`Authorization`, `Cookie`, `Proxy-Authorization`, API-key
+/// headers of any name), Warden's own `Warden-*` headers, hop-by-hop
+/// headers, and the body's type and encoding, which Warden states itself
+/// (it has checked the body is UTF-8 JSON, and a charset or encoding it
+/// passed on could make the upstream decode other bytes than it judged).
+/// Besides these, every `Mcp-*` header but `Mcp-Session-Id` passes (the
+/// stateless revision's `Mcp-Method`, `Mcp-Name` and their kin).
+pub const FORWARDED_REQUEST_HEADERS: [&str; 8] = [
+    "accept",
+    "mcp-protocol-version",
+    "last-event-id",
+    "origin",
+    "user-agent",
+    "traceparent",
+    "tracestate",
+    "baggage",
 ];
 
 impl HttpUpstream {
@@ -94,6 +90,7 @@ impl HttpUpstream {
             url: config.url.clone(),
             timeout,
             clients,
+            forward_headers: config.forward_headers.clone().into(),
         })
     }
 
@@ -120,7 +117,7 @@ impl HttpUpstream {
         *request.method_mut() = method.clone();
         *request.uri_mut() = self.url.clone();
         let headers = request.headers_mut();
-        copy_request_headers(agent_headers, headers);
+        copy_request_headers(agent_headers, headers, &self.forward_headers);
         if method == Method::POST {
             headers.insert(
                 header::CONTENT_TYPE,
@@ -162,22 +159,17 @@ impl HttpUpstream {
     }
 }
 
-/// Copy the agent's end-to-end headers onto the upstream request.
-fn copy_request_headers(from: &HeaderMap, to: &mut HeaderMap) {
-    let named_in_connection: Vec<String> = from
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|name| name.trim().to_ascii_lowercase()))
-        .collect();
+/// Copy the agent's headers that may pass onto the upstream request:
+/// the allow-list, `Mcp-*` but the session id, and `extra`.
+fn copy_request_headers(from: &HeaderMap, to: &mut HeaderMap, extra: &[HeaderName]) {
     for (name, value) in from {
-        if STRIPPED_REQUEST_HEADERS.contains(name)
-            || name.as_str() == "keep-alive"
-            || named_in_connection.iter().any(|n| n == name.as_str())
-        {
-            continue;
+        let text = name.as_str();
+        let passes = FORWARDED_REQUEST_HEADERS.contains(&text)
+            || (text.starts_with("mcp-") && text != mcp::HEADER_SESSION_ID)
+            || extra.contains(name);
+        if passes {
+            to.append(name.clone(), value.clone());
         }
-        to.append(name.clone(), value.clone());
     }
 }
 
@@ -199,7 +191,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn strips_credentials_hop_by_hop_and_connection_named_headers() {
+    fn only_the_allow_listed_headers_reach_the_upstream() {
         let mut agent = HeaderMap::new();
         for (name, value) in [
             ("authorization", "Bearer agent-secret"),
@@ -220,13 +212,31 @@ mod tests {
         ] {
             agent.append(name, HeaderValue::from_static(value));
         }
+        for (name, value) in [
+            ("x-api-key", "agent-key"),
+            ("proxy-authorization", "Basic eA=="),
+            ("warden-rationale", "why"),
+            ("x-tenant", "acme"),
+            ("mcp-method", "tools/call"),
+            ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        ] {
+            agent.append(name, HeaderValue::from_static(value));
+        }
         let mut out = HeaderMap::new();
-        copy_request_headers(&agent, &mut out);
+        copy_request_headers(&agent, &mut out, &[HeaderName::from_static("x-tenant")]);
         let mut names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
         names.sort_unstable();
         assert_eq!(
             names,
-            vec!["accept", "last-event-id", "mcp-protocol-version", "origin"]
+            vec![
+                "accept",
+                "last-event-id",
+                "mcp-method",
+                "mcp-protocol-version",
+                "origin",
+                "traceparent",
+                "x-tenant"
+            ]
         );
     }
 }

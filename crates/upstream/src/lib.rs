@@ -13,6 +13,7 @@ mod child;
 pub mod config;
 pub mod error;
 mod http;
+pub use http::FORWARDED_REQUEST_HEADERS;
 mod legacy_sse;
 pub mod line_io;
 pub mod worker;

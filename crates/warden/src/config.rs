@@ -246,6 +246,9 @@ struct RawUpstream {
     reply_timeout: Option<Spanned<String>>,
     /// Extra PEM trust roots.
     ca_file: Option<Spanned<String>>,
+    /// Agent headers passed on besides the built-in allow-list.
+    #[serde(default)]
+    forward_headers: Vec<Spanned<String>>,
 }
 
 impl Config {
@@ -420,9 +423,43 @@ impl RawUpstream {
                 format!("ca_file {} does not exist", path.display()),
             ));
         }
+        let mut forward_headers = Vec::new();
+        for name in &self.forward_headers {
+            let lower = name.value.trim().to_ascii_lowercase();
+            let never = matches!(
+                lower.as_str(),
+                "authorization"
+                    | "proxy-authorization"
+                    | "cookie"
+                    | "host"
+                    | "content-type"
+                    | "content-encoding"
+                    | "content-length"
+                    | "transfer-encoding"
+                    | "connection"
+                    | "te"
+                    | "upgrade"
+                    | "mcp-session-id"
+            ) || lower.starts_with("warden-");
+            match http::HeaderName::from_bytes(lower.as_bytes()) {
+                Ok(header) if !never => forward_headers.push(header),
+                Ok(_) => errors.push(Diagnostic::at(
+                    name,
+                    format!(
+                        "header \"{}\" is never forwarded (an agent's credentials and Warden's own headers stay with Warden)",
+                        name.value
+                    ),
+                )),
+                Err(_) => errors.push(Diagnostic::at(
+                    name,
+                    format!("\"{}\" is not a header name", name.value),
+                )),
+            }
+        }
         let endpoint = HttpEndpoint {
             url: parsed?,
             ca_file,
+            forward_headers,
         };
         match self.transport.as_ref().map(|t| t.value.as_str()) {
             None | Some("streamable-http") => Some(UpstreamTransport::StreamableHttp(endpoint)),

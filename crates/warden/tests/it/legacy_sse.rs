@@ -102,6 +102,7 @@ async fn warden_with_reply_timeout(url: &str, reply_timeout: Duration) -> TestWa
         transport: UpstreamTransport::LegacySse(HttpEndpoint {
             url: url.parse().expect("url"),
             ca_file: None,
+            forward_headers: Vec::new(),
         }),
         timeout: Duration::from_secs(5),
         reply_timeout,

@@ -95,6 +95,18 @@ impl WardenBuilder {
         self
     }
 
+    /// Agent headers the first route's HTTP upstream also receives.
+    pub fn forward_headers(mut self, names: &[&str]) -> WardenBuilder {
+        if let UpstreamTransport::StreamableHttp(endpoint) = &mut self.routes[0].upstream.transport
+        {
+            endpoint.forward_headers = names
+                .iter()
+                .map(|n| http::HeaderName::from_bytes(n.as_bytes()).expect("header name"))
+                .collect();
+        }
+        self
+    }
+
     /// Who may call the first route.
     pub fn auth(mut self, auth: warden::auth::AuthConfig) -> WardenBuilder {
         self.routes[0].auth = Some(auth);

@@ -123,7 +123,10 @@ async fn sessions_headers_and_bytes_are_mapped_exactly() {
         }
     })
     .await;
-    let warden = WardenBuilder::new(&upstream).start().await;
+    let warden = WardenBuilder::new(&upstream)
+        .forward_headers(&["x-custom"])
+        .start()
+        .await;
     let mut agent = Agent::new(&warden.url);
     let init = agent.initialize().await;
     let session = init.session().expect("Warden issued a session");
@@ -145,6 +148,16 @@ async fn sessions_headers_and_bytes_are_mapped_exactly() {
     request
         .headers_mut()
         .insert("x-custom", "kept".parse().expect("header"));
+    for (name, value) in [
+        ("x-api-key", "agent-key"),
+        ("cookie", "sid=agent"),
+        ("proxy-authorization", "Basic YWdlbnQ6c2VjcmV0"),
+        ("x-unlisted", "dropped"),
+    ] {
+        request
+            .headers_mut()
+            .insert(name, value.parse().expect("header"));
+    }
     let reply = agent.send(request).await;
     // The upstream's error, data and the big integer id arrive unchanged.
     assert_eq!(
@@ -172,10 +185,18 @@ async fn sessions_headers_and_bytes_are_mapped_exactly() {
     assert_eq!(parts.headers["origin"], "http://localhost:6274");
     assert_eq!(parts.headers["x-custom"], "kept");
     assert_eq!(parts.headers["mcp-protocol-version"], "2025-11-25");
-    assert!(
-        parts.headers.get("authorization").is_none(),
-        "the agent's credential is stripped"
-    );
+    for name in [
+        "authorization",
+        "x-api-key",
+        "cookie",
+        "proxy-authorization",
+        "x-unlisted",
+    ] {
+        assert!(
+            parts.headers.get(name).is_none(),
+            "{name}: only the allow-listed headers reach the upstream"
+        );
+    }
 
     // Notifications and responses from the agent: 202 relayed.
     let answer = agent

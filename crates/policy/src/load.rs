@@ -12,6 +12,8 @@
 //!   delete_note:
 //!     tier: write
 //!     callers: { agents: [notes-bot], groups: [editors] }
+//!     # The route credential (Warden's config) the tool's calls carry upstream.
+//!     credential: notes-writer
 //! # What the audit trail must not keep as written (see `crate::redact`).
 //! redact:
 //!   detectors: [email, api-key]
@@ -103,7 +105,11 @@ struct RawScopedRule {
     /// `read`, `write` or `deny`.
     tier: Spanned<String>,
     /// Who gets the tier.
-    callers: Spanned<RawCallers>,
+    #[serde(default)]
+    callers: Option<Spanned<RawCallers>>,
+    /// The route credential the tool's calls carry.
+    #[serde(default)]
+    credential: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,7 +126,7 @@ struct RawCallers {
 /// The `callers` of a scoped rule.
 fn raw_callers(rule: &Spanned<RawRule>) -> Option<&Spanned<RawCallers>> {
     match &rule.value {
-        RawRule::Scoped(scoped) => Some(&scoped.callers),
+        RawRule::Scoped(scoped) => scoped.callers.as_ref(),
         RawRule::Tier(_) => None,
     }
 }
@@ -176,7 +182,7 @@ impl RawPolicy {
                 RawRule::Tier(tier) => ((tier.as_str(), Diagnostic::at(rule, "")), None),
                 RawRule::Scoped(scoped) => (
                     (scoped.tier.value.as_str(), Diagnostic::at(&scoped.tier, "")),
-                    Some(&scoped.callers),
+                    scoped.callers.as_ref(),
                 ),
             };
             let callers = callers.map(|raw| {
@@ -209,11 +215,27 @@ impl RawPolicy {
             }
             match Tier::parse(tier) {
                 Some(parsed) => {
+                    let credential = match &rule.value {
+                        RawRule::Scoped(RawScopedRule {
+                            credential: Some(credential),
+                            ..
+                        }) => {
+                            if credential.value.trim().is_empty() {
+                                errors.push(Diagnostic::at(
+                                    credential,
+                                    "a credential name must not be empty",
+                                ));
+                            }
+                            Some(credential.value.clone())
+                        }
+                        _ => None,
+                    };
                     tools.insert(
                         name.value.clone(),
                         Rule {
                             tier: parsed,
                             callers,
+                            credential,
                         },
                     );
                 }
@@ -319,6 +341,19 @@ mod tests {
                 agents: vec!["bot".into()],
                 groups: vec!["editors".into()]
             })
+        );
+        let with_credential = Policy::from_yaml_str(
+            "version: 1\ntools:\n  note:\n    tier: write\n    credential: notes-writer\n",
+            "p.yaml",
+        )
+        .expect("valid");
+        assert_eq!(with_credential.credential_of("note"), Some("notes-writer"));
+        assert_eq!(with_credential.rule("note"), Some(Tier::Write));
+        assert_ne!(
+            with_credential.content_hash(),
+            Policy::from_yaml_str("version: 1\ntools:\n  note: write\n", "p.yaml")
+                .expect("valid")
+                .content_hash()
         );
         let d = diagnostics("version: 1\ntools:\n  note:\n    tier: write\n    callers: {}\n");
         assert_eq!(d.items[0].line, 5, "{d}");

@@ -110,6 +110,9 @@ pub struct Rule {
     /// Only these callers get the tier; others are refused the tool
     /// (`None`: every caller).
     pub callers: Option<Callers>,
+    /// The route credential the tool's calls carry to the upstream
+    /// (`None`: no credential).
+    pub credential: Option<String>,
 }
 
 /// Why a call was refused.
@@ -226,6 +229,7 @@ impl Policy {
             Rule {
                 tier,
                 callers: None,
+                credential: None,
             },
         );
         self
@@ -243,6 +247,7 @@ impl Policy {
             Rule {
                 tier,
                 callers: Some(callers),
+                credential: None,
             },
         );
         self
@@ -263,6 +268,24 @@ impl Policy {
         self.tools.get(tool)
     }
 
+    /// Give `tool`'s calls the route credential `credential`.
+    pub fn with_credential(mut self, tool: &str, credential: impl Into<String>) -> Policy {
+        if let Some(rule) = self.tools.get_mut(tool) {
+            rule.credential = Some(credential.into());
+        }
+        self
+    }
+
+    /// The credential `tool`'s calls carry, if its rule names one.
+    pub fn credential_of(&self, tool: &str) -> Option<&str> {
+        self.tools.get(tool)?.credential.as_deref()
+    }
+
+    /// Every credential the rules name (to check each is defined).
+    pub fn credentials_named(&self) -> impl Iterator<Item = &str> {
+        self.tools.values().filter_map(|r| r.credential.as_deref())
+    }
+
     /// SHA-256 (lower-case hex) of the policy's canonical form: the same
     /// rules give the same hash whatever the file's layout, comments or
     /// key order. Audit records name the policy in force by it.
@@ -280,6 +303,9 @@ impl Policy {
         for (name, rule) in names {
             put("tool", name);
             put("tier", rule.tier.as_str());
+            if let Some(credential) = &rule.credential {
+                put("credential", credential);
+            }
             if let Some(callers) = &rule.callers {
                 let mut agents: Vec<&String> = callers.agents.iter().collect();
                 let mut groups: Vec<&String> = callers.groups.iter().collect();
@@ -330,6 +356,7 @@ impl Policy {
         if let Some(Rule {
             tier,
             callers: Some(callers),
+            ..
         }) = rule
             && *tier != Tier::Deny
             && !callers.admit(caller)

@@ -50,6 +50,15 @@ pub(super) fn spawn(route: &Arc<str>, command: &StdioCommand) -> Result<Link, St
     if let Some(dir) = &command.cwd {
         process.current_dir(dir);
     }
+    // This lane's credentials, read now (a rotated file reaches new children).
+    for credential in &command.secrets {
+        if let Some((name, value)) = credential
+            .env_pair()
+            .map_err(|err| format!("could not be started ({err})"))?
+        {
+            process.env(name, value.expose());
+        }
+    }
     let mut child = process
         .spawn()
         .map_err(|err| format!("could not be started ({}: {err})", command.display()))?;

@@ -115,6 +115,9 @@ pub struct StdioCommand {
     pub cwd: Option<PathBuf>,
     /// One child per agent session, or one for all.
     pub sharing: ChildSharing,
+    /// The credentials of the lane these children serve, given to each
+    /// child as environment variables when it starts.
+    pub secrets: Vec<std::sync::Arc<crate::credential::Credential>>,
 }
 
 impl StdioCommand {

@@ -160,6 +160,17 @@ pub enum EdgeError {
     /// The session was opened by another caller: its id alone lets no one in.
     #[error("this session belongs to another caller; initialize a session of your own")]
     SessionOfAnotherCaller,
+    /// The credential a request must carry cannot be had now (a file gone,
+    /// a token endpoint down).
+    #[error(
+        "the credential {credential} for the upstream of {route} is unavailable; see Warden's log"
+    )]
+    CredentialUnavailable {
+        /// The route.
+        route: String,
+        /// The credential's name (never its value).
+        credential: String,
+    },
     /// Warden failed in a way it should not.
     #[error("internal error: {what}")]
     Internal {
@@ -239,6 +250,7 @@ impl EdgeError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             EdgeError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            EdgeError::CredentialUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             EdgeError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             EdgeError::UpstreamUnavailable { .. }
             | EdgeError::UpstreamDown { .. }
@@ -272,7 +284,7 @@ impl EdgeError {
             EdgeError::HeaderMismatch { .. } => mcp::ERROR_HEADER_MISMATCH,
             EdgeError::UnsupportedVersion { .. } => mcp::ERROR_UNSUPPORTED_PROTOCOL_VERSION,
             EdgeError::MetaMissing { .. } => jsonrpc::INVALID_PARAMS,
-            EdgeError::Internal { .. } => INTERNAL_ERROR,
+            EdgeError::Internal { .. } | EdgeError::CredentialUnavailable { .. } => INTERNAL_ERROR,
             EdgeError::UpstreamUnavailable { .. }
             | EdgeError::UpstreamDown { .. }
             | EdgeError::UpstreamBusy { .. } => UPSTREAM_UNAVAILABLE,
@@ -302,6 +314,7 @@ impl EdgeError {
             EdgeError::UnknownSession => "unknown-session",
             EdgeError::Unauthenticated(err) => err.reason(),
             EdgeError::SessionOfAnotherCaller => "session-of-another-caller",
+            EdgeError::CredentialUnavailable { .. } => "credential-unavailable",
             EdgeError::HeaderMismatch { .. } => "header-mismatch",
             EdgeError::UnsupportedVersion { .. } => "unsupported-version",
             EdgeError::MetaMissing { .. } => "meta-missing",
@@ -340,7 +353,9 @@ impl EdgeError {
             | EdgeError::UnknownSession => Culprit::Client,
             EdgeError::Unauthenticated(AuthError::KeysUnavailable) => Culprit::Upstream,
             EdgeError::Unauthenticated(_) => Culprit::Client,
-            EdgeError::Internal { .. } | EdgeError::UpstreamBusy { .. } => Culprit::Warden,
+            EdgeError::Internal { .. }
+            | EdgeError::UpstreamBusy { .. }
+            | EdgeError::CredentialUnavailable { .. } => Culprit::Warden,
             EdgeError::UpstreamUnavailable { .. }
             | EdgeError::UpstreamDown { .. }
             | EdgeError::UpstreamTimeout { .. }

@@ -36,6 +36,8 @@ pub struct HttpUpstream {
     clients: Vec<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>,
     /// The endpoint's own `forward_headers`.
     forward_headers: Arc<[HeaderName]>,
+    /// The credential this lane's requests carry.
+    credential: Option<Arc<crate::credential::Credential>>,
 }
 
 /// The agent's headers that reach the upstream (besides an endpoint's own
@@ -91,12 +93,22 @@ impl HttpUpstream {
             timeout,
             clients,
             forward_headers: config.forward_headers.clone().into(),
+            credential: None,
         })
     }
 
     /// The upstream's time limit (response head; also whole replies Warden reads).
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// Send `credential` with every request of this client (one lane).
+    pub fn with_credential(
+        mut self,
+        credential: Option<Arc<crate::credential::Credential>>,
+    ) -> HttpUpstream {
+        self.credential = credential;
+        self
     }
 
     fn client(&self) -> &Client<HttpsConnector<HttpConnector>, Full<Bytes>> {
@@ -126,6 +138,21 @@ impl HttpUpstream {
         }
         if let Some(session) = session {
             headers.insert(mcp::HEADER_SESSION_ID, session.clone());
+        }
+        if let Some(credential) = &self.credential {
+            let value = credential
+                .header_value(std::time::SystemTime::now())
+                .await
+                .map_err(|err| {
+                    tracing::warn!(route = %self.route, error = %err, "A credential is unavailable.");
+                    EdgeError::CredentialUnavailable {
+                        route: self.route.to_string(),
+                        credential: credential.name.to_string(),
+                    }
+                })?;
+            request
+                .headers_mut()
+                .insert(credential.header.clone(), value);
         }
         self.request(request).await
     }
@@ -218,7 +245,10 @@ mod tests {
             ("warden-rationale", "why"),
             ("x-tenant", "acme"),
             ("mcp-method", "tools/call"),
-            ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
         ] {
             agent.append(name, HeaderValue::from_static(value));
         }

@@ -11,6 +11,7 @@ pub mod body;
 mod bridge;
 mod child;
 pub mod config;
+pub mod credential;
 pub mod error;
 mod http;
 pub use http::FORWARDED_REQUEST_HEADERS;
@@ -110,19 +111,24 @@ fn bridge_limits(config: &UpstreamConfig) -> BridgeLimits {
 }
 
 impl Upstream {
-    /// Build the client for one route's upstream.
+    /// Build the client for one lane of a route's upstream: its requests
+    /// carry `credential` (a header over HTTP, an environment variable of
+    /// the children of a stdio server), or none.
     pub fn new(
         route: &str,
         config: &UpstreamConfig,
         workers: usize,
         link_metrics: impl FnOnce() -> LinkMetrics,
+        credential: Option<std::sync::Arc<credential::Credential>>,
     ) -> Result<Upstream, UpstreamSetupError> {
         Ok(match &config.transport {
-            UpstreamTransport::StreamableHttp(endpoint) => {
-                Upstream::Http(HttpUpstream::new(route, endpoint, config.timeout, workers)?)
-            }
+            UpstreamTransport::StreamableHttp(endpoint) => Upstream::Http(
+                HttpUpstream::new(route, endpoint, config.timeout, workers)?
+                    .with_credential(credential),
+            ),
             UpstreamTransport::LegacySse(endpoint) => {
-                let client = HttpUpstream::new(route, endpoint, config.timeout, 0)?;
+                let client = HttpUpstream::new(route, endpoint, config.timeout, 0)?
+                    .with_credential(credential);
                 Upstream::Bridged(Bridge::legacy_sse(
                     route,
                     client,
@@ -130,12 +136,16 @@ impl Upstream {
                     link_metrics(),
                 )?)
             }
-            UpstreamTransport::Stdio(command) => Upstream::Bridged(Bridge::stdio(
-                route,
-                command.clone(),
-                bridge_limits(config),
-                link_metrics(),
-            )?),
+            UpstreamTransport::Stdio(command) => {
+                let mut command = command.clone();
+                command.secrets.extend(credential);
+                Upstream::Bridged(Bridge::stdio(
+                    route,
+                    command,
+                    bridge_limits(config),
+                    link_metrics(),
+                )?)
+            }
         })
     }
 

@@ -146,6 +146,10 @@ pub struct RouteConfig {
     pub allowed_hosts: Option<Vec<String>>,
     /// Who may call this route (`None`: anyone, as `anonymous`).
     pub auth: Option<crate::auth::AuthConfig>,
+    /// The credentials the policy can give tools' calls, by name.
+    pub credentials: Vec<crate::credentials::CredentialConfig>,
+    /// The credential of requests that are not tool calls.
+    pub base_credential: Option<String>,
 }
 
 // === raw ===
@@ -214,6 +218,12 @@ struct RawRoute {
     /// Who may call the route.
     #[serde(default)]
     auth: Option<crate::auth::RawAuth>,
+    /// Credentials the policy gives tools' calls.
+    #[serde(default)]
+    credentials: std::collections::HashMap<Spanned<String>, crate::credentials::RawCredential>,
+    /// The credential of requests that are not tool calls.
+    #[serde(default)]
+    base_credential: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -537,6 +547,7 @@ impl RawUpstream {
             env,
             cwd,
             sharing,
+            secrets: Vec::new(),
         }))
     }
 }
@@ -661,6 +672,20 @@ impl RawRoute {
             ));
         }
         let upstream = self.upstream.validate(&self.path, base, errors);
+        let stdio = self.upstream.command.is_some();
+        let credentials = crate::credentials::validate(&self.credentials, stdio, base, errors);
+        let defined = |name: &str| self.credentials.keys().any(|k| k.value == name);
+        if let Some(name) = &self.base_credential
+            && !defined(&name.value)
+        {
+            errors.push(Diagnostic::at(
+                name,
+                format!(
+                    "base_credential \"{}\" is not one of this route's credentials",
+                    name.value
+                ),
+            ));
+        }
         let auth = self
             .auth
             .as_ref()
@@ -703,7 +728,20 @@ impl RawRoute {
                 ));
                 None
             }
-            Ok(policy) => Some(policy),
+            Ok(policy) => {
+                for name in policy.credentials_named() {
+                    if !defined(name) {
+                        errors.push(Diagnostic::at(
+                            &self.policy,
+                            format!(
+                                "the policy {} gives a tool the credential \"{name}\", which this route does not define under credentials",
+                                policy_path.display()
+                            ),
+                        ));
+                    }
+                }
+                Some(policy)
+            }
             Err(PolicyError::Io { source, .. }) => {
                 errors.push(Diagnostic::at(
                     &self.policy,
@@ -735,6 +773,8 @@ impl RawRoute {
                 .as_ref()
                 .map(|hosts| hosts.iter().map(|h| h.value.to_ascii_lowercase()).collect()),
             auth,
+            credentials,
+            base_credential: self.base_credential.as_ref().map(|b| b.value.clone()),
         })
     }
 }

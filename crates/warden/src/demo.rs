@@ -92,6 +92,8 @@ pub async fn start(
             allowed_origins: Vec::new(),
             allowed_hosts: None,
             auth: None,
+            credentials: Vec::new(),
+            base_credential: None,
         }],
         audit: Some(audit.clone()),
     };

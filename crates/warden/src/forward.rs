@@ -28,12 +28,23 @@ use crate::proxy::relay::{Body, BoxError};
 use crate::upstream::{MAX_INSPECTED_REPLY, Upstream, is_event_stream};
 
 /// What the forwarder needs beyond the call itself.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Forward {
     /// The agent's request headers (filtered again when sent).
     pub headers: Arc<HeaderMap>,
-    /// The upstream's session id for this agent session.
+    /// The upstream's session id for this agent session (in the call's lane).
     pub upstream_session: Option<HeaderValue>,
+    /// The call's lane, when not the route's base one.
+    pub lane: Option<Arc<Upstream>>,
+}
+
+impl std::fmt::Debug for Forward {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forward")
+            .field("upstream_session", &self.upstream_session)
+            .field("lane", &self.lane.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Sends allowed calls to one route's upstream.
@@ -61,7 +72,11 @@ impl Service<ToolCall<Forward>> for Forwarder {
     }
 
     fn call(&mut self, mut call: ToolCall<Forward>) -> Self::Future {
-        let upstream = self.upstream.clone();
+        let upstream = call
+            .context
+            .lane
+            .clone()
+            .unwrap_or_else(|| self.upstream.clone());
         let watch = std::mem::take(&mut call.tap).start(call.id.clone(), now());
         Box::pin(async move {
             let context = call.context;

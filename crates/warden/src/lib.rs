@@ -11,6 +11,7 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod credentials;
 pub mod demo;
 pub mod env;
 pub mod forward;
@@ -60,6 +61,15 @@ pub enum StartError {
     /// The audit trail could not start.
     #[error("audit trail")]
     Audit(#[from] audit::AuditStartError),
+    /// A route's credential could not be read at start.
+    #[error("route {route}: credentials")]
+    Credential {
+        /// The route.
+        route: String,
+        /// The failure.
+        #[source]
+        source: credentials::CredentialSetupError,
+    },
     /// A route's authenticator could not be built (a JWKS file, a CA bundle).
     #[error("route {route}: auth")]
     Auth {
@@ -96,14 +106,45 @@ pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
     let mut routes = Vec::with_capacity(config.routes.len());
     let mut unrecorded = Vec::new();
     for (index, route) in config.routes.iter().enumerate() {
-        let upstream = Upstream::new(&route.path, &route.upstream, config.workers, || {
-            metrics.link_metrics(&route.path)
-        })
-        .map_err(|source| StartError::Upstream {
-            route: route.path.clone(),
-            source,
-        })?;
-        let upstream = Arc::new(upstream);
+        // One lane per credential (and one with none): each its own
+        // upstream client, so a request with one credential never shares
+        // an upstream session, a connection or a child with another.
+        let mut lanes = Vec::with_capacity(route.credentials.len() + 1);
+        let no_credential = std::iter::once(None);
+        for credential in no_credential.chain(route.credentials.iter().map(Some)) {
+            let built = match credential {
+                Some(config) => Some(config.build().map_err(|source| StartError::Credential {
+                    route: route.path.clone(),
+                    source,
+                })?),
+                None => None,
+            };
+            let upstream = Upstream::new(
+                &route.path,
+                &route.upstream,
+                config.workers,
+                || metrics.link_metrics(&route.path),
+                built,
+            )
+            .map_err(|source| StartError::Upstream {
+                route: route.path.clone(),
+                source,
+            })?;
+            lanes.push(proxy::Lane {
+                credential: credential.map(|c| Arc::from(c.name.as_str())),
+                upstream: Arc::new(upstream),
+            });
+        }
+        let base_lane = route
+            .base_credential
+            .as_deref()
+            .and_then(|name| {
+                lanes
+                    .iter()
+                    .position(|l| l.credential.as_deref() == Some(name))
+            })
+            .unwrap_or(0);
+        let upstream = lanes[base_lane].upstream.clone();
         let auth = match &route.auth {
             Some(auth) => Some(Arc::new(auth.build().map_err(|source| {
                 StartError::Auth {
@@ -155,6 +196,8 @@ pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
                 warden_protocol::mcp::STATELESS_REVISIONS[0],
             ),
             auth,
+            lanes,
+            base_lane,
             counters: metrics.route_counters(&route.path),
         });
     }
@@ -273,6 +316,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                     .audit
                     .as_ref()
                     .is_some_and(|a| a.redaction_key_file.is_some()),
+                credentials: route.credentials.iter().map(|c| c.name.clone()).collect(),
             })
         })
         .collect();

@@ -35,6 +35,8 @@ pub struct WatchedPolicy {
     pub audit: Option<warden_audit::AuditLog>,
     /// Whether `hash` redaction rules can be applied (a key is configured).
     pub redaction_key: bool,
+    /// The credentials the route defines (a policy may name only these).
+    pub credentials: Vec<String>,
 }
 
 /// Counters of reload outcomes.
@@ -124,6 +126,14 @@ fn apply(watched: &WatchedPolicy, now: &Seen, counters: &ReloadCounters) {
         Some(Ok(policy)) if policy.redaction().uses_hash() && !watched.redaction_key => {
             counters.rejected.inc();
             tracing::error!(route = %watched.route, file = %watched.file.display(), "Policy file changed but has `hash` redaction rules and no audit.redaction_key_file is configured; the last good policy stays in force.");
+        }
+        Some(Ok(policy))
+            if policy
+                .credentials_named()
+                .any(|name| !watched.credentials.iter().any(|c| c == name)) =>
+        {
+            counters.rejected.inc();
+            tracing::error!(route = %watched.route, file = %watched.file.display(), "Policy file changed but gives a tool a credential the route does not define; the last good policy stays in force.");
         }
         Some(Ok(policy)) => {
             if let Some(audit) = &watched.audit {

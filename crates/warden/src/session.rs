@@ -31,6 +31,12 @@ pub struct Session {
     pub principal: Arc<Principal>,
     /// Not in the table: one caller's stateless (2026-07-28) requests.
     detached: bool,
+    /// The agent's `initialize` message: other lanes' upstream sessions
+    /// are opened with it, on first use.
+    initialize: bytes::Bytes,
+    /// The upstream sessions of lanes other than the base one (lane index
+    /// → the upstream's id, `None` if it issued none).
+    pub lanes: tokio::sync::Mutex<std::collections::HashMap<usize, Option<HeaderValue>>>,
     tools: Mutex<ToolKnowledge>,
     /// The revision the upstream chose in its `initialize` result.
     negotiated: std::sync::OnceLock<String>,
@@ -138,6 +144,11 @@ pub enum Lookup {
 }
 
 impl Session {
+    /// The agent's `initialize` message (empty for a detached session).
+    pub fn initialize_message(&self) -> bytes::Bytes {
+        self.initialize.clone()
+    }
+
     /// Whether this is a caller's stateless catalogue, not an MCP session.
     pub fn is_detached(&self) -> bool {
         self.detached
@@ -255,6 +266,7 @@ impl SessionStore {
         route: usize,
         upstream_id: Option<HeaderValue>,
         principal: Arc<Principal>,
+        initialize: bytes::Bytes,
     ) -> Result<(Arc<Session>, Option<Arc<Session>>), EdgeError> {
         let mut evicted = None;
         // A loop, not an `if`: concurrent opens may pick the same victim.
@@ -274,6 +286,8 @@ impl SessionStore {
             upstream_id,
             principal,
             detached: false,
+            initialize,
+            lanes: tokio::sync::Mutex::default(),
             tools: Mutex::new(ToolKnowledge {
                 refreshed_ms: self.now_ms(),
                 ..ToolKnowledge::default()
@@ -298,6 +312,8 @@ impl SessionStore {
             upstream_id: None,
             principal,
             detached: true,
+            initialize: bytes::Bytes::new(),
+            lanes: tokio::sync::Mutex::default(),
             tools: Mutex::new(ToolKnowledge::default()),
             negotiated: std::sync::OnceLock::new(),
             fetch_lock: tokio::sync::Mutex::new(()),
@@ -401,8 +417,12 @@ mod tests {
     #[test]
     fn ids_are_unguessable_and_distinct() {
         let store = SessionStore::new(10, Duration::from_secs(60));
-        let (a, _) = store.open(0, None, Principal::anonymous()).expect("opens");
-        let (b, _) = store.open(0, None, Principal::anonymous()).expect("opens");
+        let (a, _) = store
+            .open(0, None, Principal::anonymous(), bytes::Bytes::new())
+            .expect("opens");
+        let (b, _) = store
+            .open(0, None, Principal::anonymous(), bytes::Bytes::new())
+            .expect("opens");
         assert_eq!(a.id.len(), 32);
         assert!(a.id.chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a.id, b.id);
@@ -411,16 +431,22 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn at_the_limit_the_least_recently_used_session_makes_room() {
         let store = SessionStore::new(2, Duration::from_secs(600));
-        let (old, _) = store.open(0, None, Principal::anonymous()).expect("first");
+        let (old, _) = store
+            .open(0, None, Principal::anonymous(), bytes::Bytes::new())
+            .expect("first");
         tokio::time::advance(Duration::from_secs(1)).await;
-        let (busy, _) = store.open(0, None, Principal::anonymous()).expect("second");
+        let (busy, _) = store
+            .open(0, None, Principal::anonymous(), bytes::Bytes::new())
+            .expect("second");
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(
             store.get(&old.id, 0).is_some(),
             "used again: now the freshest"
         );
         tokio::time::advance(Duration::from_secs(1)).await;
-        let (_third, evicted) = store.open(0, None, Principal::anonymous()).expect("third");
+        let (_third, evicted) = store
+            .open(0, None, Principal::anonymous(), bytes::Bytes::new())
+            .expect("third");
         assert_eq!(evicted.map(|s| s.id.clone()), Some(busy.id.clone()));
         assert_eq!(store.len(), 2);
         assert!(store.get(&busy.id, 0).is_none());
@@ -430,7 +456,9 @@ mod tests {
     #[test]
     fn sessions_belong_to_their_route() {
         let store = SessionStore::new(2, Duration::from_secs(60));
-        let (session, _) = store.open(1, None, Principal::anonymous()).expect("opens");
+        let (session, _) = store
+            .open(1, None, Principal::anonymous(), bytes::Bytes::new())
+            .expect("opens");
         assert!(store.get(&session.id, 1).is_some());
         assert!(store.get(&session.id, 0).is_none());
     }
@@ -438,8 +466,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn idle_sessions_are_swept_and_used_ones_kept() {
         let store = SessionStore::new(10, Duration::from_secs(60));
-        let (idle, _) = store.open(0, None, Principal::anonymous()).expect("opens");
-        let (busy, _) = store.open(0, None, Principal::anonymous()).expect("opens");
+        let (idle, _) = store
+            .open(0, None, Principal::anonymous(), bytes::Bytes::new())
+            .expect("opens");
+        let (busy, _) = store
+            .open(0, None, Principal::anonymous(), bytes::Bytes::new())
+            .expect("opens");
         tokio::time::advance(Duration::from_secs(45)).await;
         assert!(store.get(&busy.id, 0).is_some());
         tokio::time::advance(Duration::from_secs(30)).await;
@@ -455,7 +487,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn lookups_know_listed_unlisted_and_unsure() {
         let store = SessionStore::new(10, Duration::from_secs(60));
-        let (session, _) = store.open(0, None, Principal::anonymous()).expect("opens");
+        let (session, _) = store
+            .open(0, None, Principal::anonymous(), bytes::Bytes::new())
+            .expect("opens");
         assert_eq!(session.lookup("search", TTL), Lookup::Unsure);
         session.merge_page(&page("search"), session.begin_fetch());
         assert_eq!(session.lookup("search", TTL), Lookup::Known(READ_ONLY));
@@ -472,7 +506,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn knowledge_older_than_the_ttl_is_not_trusted() {
         let store = SessionStore::new(10, Duration::from_secs(60));
-        let (session, _) = store.open(0, None, Principal::anonymous()).expect("opens");
+        let (session, _) = store
+            .open(0, None, Principal::anonymous(), bytes::Bytes::new())
+            .expect("opens");
         let generation = session.begin_fetch();
         session.finish_fetch(catalogue("search"), generation);
         tokio::time::advance(TTL).await;
@@ -485,7 +521,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_change_during_a_fetch_voids_the_fetch() {
         let store = SessionStore::new(10, Duration::from_secs(60));
-        let (session, _) = store.open(0, None, Principal::anonymous()).expect("opens");
+        let (session, _) = store
+            .open(0, None, Principal::anonymous(), bytes::Bytes::new())
+            .expect("opens");
         let generation = session.begin_fetch();
         session.invalidate_catalogue();
         session.finish_fetch(catalogue("search"), generation);
@@ -495,7 +533,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_list_changed_notification_forgets_the_catalogue() {
         let store = SessionStore::new(10, Duration::from_secs(60));
-        let (session, _) = store.open(0, None, Principal::anonymous()).expect("opens");
+        let (session, _) = store
+            .open(0, None, Principal::anonymous(), bytes::Bytes::new())
+            .expect("opens");
         let generation = session.begin_fetch();
         session.finish_fetch(catalogue("search"), generation);
         session.invalidate_catalogue();

@@ -264,6 +264,8 @@ pub async fn warden_in_front_of(upstream: &str, policy: &str) -> warden::Running
             allowed_origins: Vec::new(),
             allowed_hosts: None,
             auth: None,
+            credentials: Vec::new(),
+            base_credential: None,
         }],
         audit: None,
     };

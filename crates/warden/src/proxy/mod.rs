@@ -26,7 +26,7 @@ use std::time::SystemTime;
 
 use futures_util::StreamExt;
 
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use warden_identity::Authenticator;
 use warden_pipeline::{Pipeline, Principal, SharedPolicy};
@@ -75,8 +75,35 @@ pub struct Route {
     pub stateless: StatelessSessions,
     /// Who may call the route (`None`: anyone, as `anonymous`).
     pub auth: Option<Arc<Authenticator>>,
+    /// The upstream once per credential: lane 0 carries none, then one per
+    /// route credential. `upstream` is the base lane's.
+    pub lanes: Vec<Lane>,
+    /// The lane of requests that are not tool calls (`base_credential`).
+    pub base_lane: usize,
     /// This route's most frequent counters, resolved once.
     pub counters: crate::metrics::RouteCounters,
+}
+
+/// One credential's way to the upstream.
+pub struct Lane {
+    /// The credential its requests carry (`None`: none).
+    pub credential: Option<Arc<str>>,
+    /// Its own upstream client (connections, children, sessions).
+    pub upstream: Arc<Upstream>,
+}
+
+impl Route {
+    /// The lane of a call to `tool`: its rule's credential, else none.
+    pub fn lane_of_tool(&self, policy: &warden_policy::Policy, tool: &str) -> usize {
+        policy
+            .credential_of(tool)
+            .and_then(|name| {
+                self.lanes
+                    .iter()
+                    .position(|lane| lane.credential.as_deref() == Some(name))
+            })
+            .unwrap_or(0)
+    }
 }
 
 /// Everything the handler shares across requests.
@@ -383,6 +410,7 @@ impl Warden {
             if self.sessions.remove(&session.id).is_some() {
                 self.record_session(warden_audit::Kind::SessionEnded, &session, "agent");
             }
+            end_lanes(route, &session).await;
             self.metrics.sessions.set(self.sessions.len() as i64);
             tracing::debug!(session = %session.id, "Session ended by the agent.");
         }
@@ -392,8 +420,8 @@ impl Warden {
     /// Stop every route's stdio children and legacy SSE streams, and wait
     /// until they are gone (after in-flight calls have drained).
     pub async fn shutdown_upstreams(&self) {
-        for route in &self.routes {
-            route.upstream.shutdown().await;
+        for lane in self.routes.iter().flat_map(|r| &r.lanes) {
+            lane.upstream.shutdown().await;
         }
     }
 
@@ -435,6 +463,7 @@ impl Warden {
         let Some(route) = self.routes.get(session.route) else {
             return;
         };
+        end_lanes(route, session).await;
         if session.upstream_id.is_some() {
             let _ = route
                 .upstream
@@ -442,6 +471,30 @@ impl Warden {
                     Method::DELETE,
                     &HeaderMap::new(),
                     session.upstream_id.as_ref(),
+                    Default::default(),
+                )
+                .await;
+        }
+    }
+}
+
+/// End the upstream sessions a session opened in lanes other than its base one.
+async fn end_lanes(route: &Route, session: &Session) {
+    let opened: Vec<(usize, HeaderValue)> = session
+        .lanes
+        .lock()
+        .await
+        .drain()
+        .filter_map(|(lane, id)| id.map(|id| (lane, id)))
+        .collect();
+    for (lane, id) in opened {
+        if let Some(lane) = route.lanes.get(lane) {
+            let _ = lane
+                .upstream
+                .send(
+                    Method::DELETE,
+                    &HeaderMap::new(),
+                    Some(&id),
                     Default::default(),
                 )
                 .await;

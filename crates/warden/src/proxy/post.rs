@@ -191,6 +191,7 @@ async fn initialize(
     principal: Arc<Principal>,
 ) -> Result<Response<Body>, Failure> {
     let id: Arc<str> = message.id_json().into();
+    let initialize_message = message.raw.clone();
     let response = route
         .upstream
         .send(Method::POST, headers, None, message.raw)
@@ -202,7 +203,7 @@ async fn initialize(
     let upstream_id = response.headers().get(mcp::HEADER_SESSION_ID).cloned();
     let (session, evicted) = warden
         .sessions
-        .open(route.index, upstream_id, principal)
+        .open(route.index, upstream_id, principal, initialize_message)
         .map_err(|err| Failure::with_id(err, id.clone()))?;
     if let Some(evicted) = evicted {
         warden.metrics.sessions_evicted.inc();
@@ -325,6 +326,22 @@ async fn tool_call(
         CallMeta::read(meta.as_deref(), |name| picked.get(name))
     };
     let principal = principal.clone();
+    // The call's lane: its credential's own upstream session (opened on
+    // first use), so it is never answered in a session another credential opened.
+    let lane_index = route.lane_of_tool(&route.policy.load(), &tool);
+    let (upstream_session, lane) = if lane_index == route.base_lane {
+        (session.upstream_id.clone(), None)
+    } else {
+        let lane = route.lanes[lane_index].upstream.clone();
+        let upstream_session = if session.is_detached() {
+            None
+        } else {
+            open_lane(route, session, lane_index)
+                .await
+                .map_err(|err| Failure::with_id(err, id.clone()))?
+        };
+        (upstream_session, Some(lane))
+    };
     let mut tap = ReplyTap::default();
     let is_stateless = session.is_detached();
     // The request's span (a no-op without OTLP): ended by the reply's
@@ -434,7 +451,8 @@ async fn tool_call(
         message: forwarded,
         context: Forward {
             headers: Arc::clone(headers),
-            upstream_session: session.upstream_id.clone(),
+            upstream_session,
+            lane,
         },
     };
     let count = |decision: &str, reason: &str| {
@@ -550,6 +568,56 @@ async fn facts_for(
     // Decided on what the upstream just said, even if a change notice
     // arrived meanwhile (the next call will fetch again).
     Ok(facts)
+}
+
+/// The upstream session of `lane` for `session`, opened now if it is the
+/// lane's first call: the agent's own `initialize`, then
+/// `notifications/initialized`, through the lane (with its credential).
+async fn open_lane(
+    route: &Route,
+    session: &Session,
+    lane: usize,
+) -> Result<Option<HeaderValue>, EdgeError> {
+    let mut lanes = session.lanes.lock().await;
+    if let Some(id) = lanes.get(&lane) {
+        return Ok(id.clone());
+    }
+    let upstream = &route.lanes[lane].upstream;
+    let name = route.lanes[lane].credential.as_deref().unwrap_or("(none)");
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::ACCEPT,
+        HeaderValue::from_static("application/json, text/event-stream"),
+    );
+    let response = upstream
+        .send(Method::POST, &headers, None, session.initialize_message())
+        .await?;
+    let status = response.status();
+    let id = response.headers().get(mcp::HEADER_SESSION_ID).cloned();
+    read_whole(route, response.into_body(), "initialize").await?;
+    if !status.is_success() {
+        return Err(EdgeError::UpstreamInvalid {
+            route: route.path.to_string(),
+            detail: format!(
+                "the initialize of credential {name}'s session was answered HTTP {status}"
+            ),
+        });
+    }
+    if let Some(version) = session
+        .negotiated_version()
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        headers.insert(mcp::HEADER_PROTOCOL_VERSION, version);
+    }
+    let initialized =
+        Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let response = upstream
+        .send(Method::POST, &headers, id.as_ref(), initialized)
+        .await?;
+    read_whole(route, response.into_body(), "notifications/initialized").await?;
+    tracing::debug!(session = %session.id, credential = %name, "Lane session opened.");
+    lanes.insert(lane, id.clone());
+    Ok(id)
 }
 
 /// A successful `tools/list` reply: recorded in the catalogue, filtered.

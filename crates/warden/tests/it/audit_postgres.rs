@@ -147,6 +147,8 @@ async fn a_postgres_that_refuses_at_first_start_is_a_clear_error_without_the_pas
             allowed_origins: Vec::new(),
             allowed_hosts: None,
             auth: None,
+            credentials: Vec::new(),
+            base_credential: None,
         }],
         audit: Some(audit),
     };

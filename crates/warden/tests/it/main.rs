@@ -6,6 +6,7 @@ mod audit_trail;
 mod auth;
 mod bad_inputs;
 mod cli;
+mod credentials;
 mod legacy_sse;
 mod lifecycle;
 mod otlp;

@@ -95,6 +95,17 @@ impl WardenBuilder {
         self
     }
 
+    /// The first route's credentials (the policy gives them to tools).
+    pub fn credentials(
+        mut self,
+        credentials: Vec<warden::credentials::CredentialConfig>,
+        base: Option<&str>,
+    ) -> WardenBuilder {
+        self.routes[0].credentials = credentials;
+        self.routes[0].base_credential = base.map(str::to_owned);
+        self
+    }
+
     /// Agent headers the first route's HTTP upstream also receives.
     pub fn forward_headers(mut self, names: &[&str]) -> WardenBuilder {
         if let UpstreamTransport::StreamableHttp(endpoint) = &mut self.routes[0].upstream.transport
@@ -154,6 +165,8 @@ fn route(path: &str, upstream: &str, policy: Policy) -> RouteConfig {
         allowed_origins: Vec::new(),
         allowed_hosts: None,
         auth: None,
+        credentials: Vec::new(),
+        base_credential: None,
     }
 }
 
@@ -184,6 +197,7 @@ pub fn stdio_fixture(args: &[&str]) -> StdioCommand {
         ],
         cwd: None,
         sharing: ChildSharing::PerSession,
+        secrets: Vec::new(),
     }
 }
 

@@ -1,0 +1,342 @@
+//! Credential lanes: each tool's calls carry its own credential, in an
+//! upstream session of their own; the agent's credentials never reach the
+//! upstream; a rotated file is read again; stdio children get only their
+//! lane's secret.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{HeaderName, StatusCode};
+use serde_json::{Value, json};
+use warden::credentials::{CredentialConfig, SourceConfig};
+use warden::upstream::credential::Secret;
+
+use crate::support::*;
+
+const POLICY: &str = "version: 1\ntools:\n  search_customers:\n    tier: read\n    credential: crm-read\n  create_note:\n    tier: write\n    credential: notes-writer\n";
+
+/// What the upstream saw of one request.
+#[derive(Debug, Clone)]
+struct Seen {
+    http_method: http::Method,
+    method: String,
+    tool: Option<String>,
+    session: Option<String>,
+    authorization: Option<String>,
+    api_key: Option<String>,
+}
+
+fn credential(
+    name: &str,
+    source: SourceConfig,
+    header: &str,
+    scheme: Option<&str>,
+) -> CredentialConfig {
+    CredentialConfig {
+        name: name.into(),
+        source,
+        header: HeaderName::from_bytes(header.as_bytes()).expect("header"),
+        scheme: scheme.map(str::to_owned),
+        env_var: None,
+    }
+}
+
+/// An MCP server that opens a new session per `initialize` and records
+/// every request's credential headers.
+async fn recording_upstream() -> (String, Arc<Mutex<Vec<Seen>>>) {
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let sessions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let record = seen.clone();
+    let (url, _) = upstream_fn(move |parts, body: Bytes| {
+        let record = record.clone();
+        let sessions = sessions.clone();
+        async move {
+            let message: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let header = |name: &str| {
+                parts
+                    .headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let method = message["method"].as_str().unwrap_or_default().to_owned();
+            record.lock().expect("lock").push(Seen {
+                http_method: parts.method.clone(),
+                method: method.clone(),
+                tool: message["params"]["name"].as_str().map(str::to_owned),
+                session: header("mcp-session-id"),
+                authorization: header("authorization"),
+                api_key: header("x-api-key"),
+            });
+            let id = message["id"].clone();
+            match method.as_str() {
+                "initialize" => {
+                    let n = sessions.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    let mut response = json_response(&json!({"jsonrpc": "2.0", "id": id, "result": {
+                        "protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
+                        "serverInfo": {"name": "recording", "version": "1"}}}));
+                    response.headers_mut().insert(
+                        "mcp-session-id",
+                        format!("up-{n}").parse().expect("header"),
+                    );
+                    response
+                }
+                "tools/list" => json_response(&json!({"jsonrpc": "2.0", "id": id, "result": {"tools": [
+                    {"name": "search_customers", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}},
+                    {"name": "create_note", "inputSchema": {"type": "object"}},
+                    {"name": "echo", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}}]}})),
+                "tools/call" => json_response(&json!({"jsonrpc": "2.0", "id": id, "result": {
+                    "content": [{"type": "text", "text": "done"}]}})),
+                _ if id.is_null() => http::Response::builder()
+                    .status(202)
+                    .body(full_body(""))
+                    .expect("response"),
+                _ => json_response(&json!({"jsonrpc": "2.0", "id": id, "result": {}})),
+            }
+        }
+    })
+    .await;
+    (url, seen)
+}
+
+fn calls_of<'a>(seen: &'a [Seen], tool: &str) -> Vec<&'a Seen> {
+    seen.iter()
+        .filter(|s| s.method == "tools/call" && s.tool.as_deref() == Some(tool))
+        .collect()
+}
+
+#[tokio::test]
+async fn each_tool_carries_its_own_credential_in_its_own_upstream_session() {
+    let (upstream, seen) = recording_upstream().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let crm_file = dir.path().join("crm-token");
+    std::fs::write(&crm_file, "crm-token-1\n").expect("secret");
+    let warden = WardenBuilder::new(&upstream)
+        .policy(POLICY)
+        .credentials(
+            vec![
+                credential(
+                    "crm-read",
+                    SourceConfig::File(crm_file.clone()),
+                    "authorization",
+                    Some("Bearer"),
+                ),
+                credential(
+                    "notes-writer",
+                    SourceConfig::Inline(Secret::new("notes-secret-9")),
+                    "x-api-key",
+                    None,
+                ),
+            ],
+            Some("crm-read"),
+        )
+        .start()
+        .await;
+    let mut agent = Agent::with_bearer(&warden.url, "agent-own-token");
+    agent
+        .headers
+        .push(("x-api-key".into(), "agent-own-key".into()));
+    agent.headers.push(("cookie".into(), "sid=agent".into()));
+    agent.initialize().await;
+
+    // tools/list looks like one server: every tool, from the base lane.
+    let listed: Vec<String> = agent.list(1).await.json()["result"]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(listed, ["search_customers", "create_note", "echo"]);
+
+    for (id, tool) in [
+        (2, "search_customers"),
+        (3, "create_note"),
+        (4, "echo"),
+        (5, "create_note"),
+    ] {
+        let reply = agent.call(id, tool, json!({})).await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        assert_eq!(
+            reply.json()["result"]["content"][0]["text"],
+            "done",
+            "{tool}: {reply:?}"
+        );
+    }
+    // The base credential's file is rotated: the next call carries the new one.
+    std::fs::write(&crm_file, "crm-token-2-rotated\n").expect("rotate");
+    let reply = agent.call(6, "search_customers", json!({})).await;
+    assert_eq!(reply.json()["result"]["content"][0]["text"], "done");
+
+    let recorded = seen.clone();
+    let seen = seen.lock().expect("lock").clone();
+    // Nothing the agent sent as a credential reached the upstream.
+    for request in &seen {
+        assert_ne!(
+            request.authorization.as_deref(),
+            Some("Bearer agent-own-token"),
+            "{request:?}"
+        );
+        assert_ne!(
+            request.api_key.as_deref(),
+            Some("agent-own-key"),
+            "{request:?}"
+        );
+    }
+    // The agent's initialize and list went through the base lane.
+    let base_session = seen[0].session.clone();
+    assert_eq!(seen[0].method, "initialize");
+    assert_eq!(seen[0].authorization.as_deref(), Some("Bearer crm-token-1"));
+    // search_customers: the base lane's credential and session.
+    let search = calls_of(&seen, "search_customers");
+    assert_eq!(
+        search[0].authorization.as_deref(),
+        Some("Bearer crm-token-1")
+    );
+    assert_eq!(search[0].session.as_deref(), Some("up-1"));
+    assert_eq!(
+        search[1].authorization.as_deref(),
+        Some("Bearer crm-token-2-rotated")
+    );
+    assert!(base_session.is_none(), "initialize carries no session");
+    // create_note: its own credential, in a session opened with it, once.
+    let notes = calls_of(&seen, "create_note");
+    assert_eq!(notes.len(), 2);
+    for call in &notes {
+        assert_eq!(call.api_key.as_deref(), Some("notes-secret-9"), "{call:?}");
+        assert_eq!(call.authorization, None, "{call:?}");
+        assert_eq!(call.session.as_deref(), Some("up-2"), "{call:?}");
+    }
+    let opened: Vec<&Seen> = seen.iter().filter(|s| s.method == "initialize").collect();
+    assert_eq!(
+        opened.len(),
+        3,
+        "base, notes-writer and no-credential lanes: {opened:?}"
+    );
+    assert_eq!(opened[1].api_key.as_deref(), Some("notes-secret-9"));
+    assert!(
+        seen.iter().any(
+            |s| s.method == "notifications/initialized" && s.session.as_deref() == Some("up-2")
+        ),
+        "the lane's session was initialized: {seen:?}"
+    );
+    // echo names no credential: it gets none, in a session of its own.
+    let echo = calls_of(&seen, "echo");
+    assert_eq!(echo[0].authorization, None);
+    assert_eq!(echo[0].api_key, None);
+    assert_eq!(echo[0].session.as_deref(), Some("up-3"));
+
+    // Ending the agent's session ends every lane's upstream session.
+    let delete = http::Request::delete(&warden.url)
+        .header("mcp-session-id", agent.session.clone().expect("session"))
+        .header("authorization", "Bearer agent-own-token")
+        .body(http_body_util::Full::new(Bytes::new()))
+        .expect("request");
+    assert!(agent.send(delete).await.status.is_success());
+    let seen = recorded.lock().expect("lock").clone();
+    let mut ended: Vec<String> = seen
+        .iter()
+        .filter(|s| s.http_method == http::Method::DELETE)
+        .filter_map(|s| s.session.clone())
+        .collect();
+    ended.sort();
+    assert_eq!(ended, ["up-1", "up-2", "up-3"]);
+}
+
+#[tokio::test]
+async fn a_credential_that_cannot_be_read_refuses_the_call_without_saying_the_secret() {
+    let (upstream, seen) = recording_upstream().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let notes_file = dir.path().join("notes-token");
+    std::fs::write(&notes_file, "notes-file-secret").expect("secret");
+    let warden = WardenBuilder::new(&upstream)
+        .policy(POLICY)
+        .credentials(
+            vec![
+                credential(
+                    "crm-read",
+                    SourceConfig::Inline(Secret::new("crm-x")),
+                    "authorization",
+                    Some("Bearer"),
+                ),
+                credential(
+                    "notes-writer",
+                    SourceConfig::File(notes_file.clone()),
+                    "authorization",
+                    Some("Bearer"),
+                ),
+            ],
+            None,
+        )
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    std::fs::remove_file(&notes_file).expect("remove");
+    let reply = agent.call(1, "create_note", json!({})).await;
+    let message = assert_error(&reply, StatusCode::SERVICE_UNAVAILABLE, -32603);
+    assert!(message.contains("notes-writer"), "{message}");
+    assert!(!message.contains("notes-file-secret"), "{message}");
+    assert!(calls_of(&seen.lock().expect("lock"), "create_note").is_empty());
+    // Other lanes are unaffected.
+    let read = agent.call(2, "search_customers", json!({})).await;
+    assert_eq!(read.json()["result"]["content"][0]["text"], "done");
+}
+
+#[tokio::test]
+async fn stdio_children_hold_only_their_own_lanes_secret() {
+    let mut command = stdio_fixture(&[]);
+    command.sharing = warden::config::ChildSharing::PerSession;
+    let warden = WardenBuilder::with_upstream(warden::config::UpstreamConfig {
+        transport: warden::config::UpstreamTransport::Stdio(command),
+        timeout: std::time::Duration::from_secs(10),
+        reply_timeout: std::time::Duration::from_secs(10),
+        max_links: 8,
+    })
+    .policy("version: 1\ntools:\n  environ:\n    tier: read\n    credential: crm\n  pid:\n    tier: read\n    credential: notes\n")
+    .credentials(
+        vec![
+            CredentialConfig {
+                env_var: Some("CRM_TOKEN".into()),
+                ..credential("crm", SourceConfig::Inline(Secret::new("crm-child-secret")), "authorization", None)
+            },
+            CredentialConfig {
+                env_var: Some("NOTES_TOKEN".into()),
+                ..credential("notes", SourceConfig::Inline(Secret::new("notes-child-secret")), "authorization", None)
+            },
+        ],
+        None,
+    )
+    .start()
+    .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    let text = |reply: &Reply| {
+        reply.response()["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let environ: HashMap<String, String> =
+        serde_json::from_str(&text(&agent.call(1, "environ", json!({})).await)).expect("environ");
+    assert_eq!(
+        environ.get("CRM_TOKEN").map(String::as_str),
+        Some("crm-child-secret")
+    );
+    assert!(!environ.contains_key("NOTES_TOKEN"), "{environ:?}");
+    assert!(
+        !environ.values().any(|v| v.contains("notes-child-secret")),
+        "the crm child holds no trace of the notes secret"
+    );
+    // The notes lane and the no-credential lane work through children of their own.
+    let notes_pid = text(&agent.call(2, "pid", json!({})).await);
+    assert!(notes_pid.parse::<u32>().is_ok(), "{notes_pid}");
+    let echo = agent.call(3, "echo", json!({"text": "hi"})).await;
+    assert_eq!(text(&echo), "hi");
+    let environ_again: HashMap<String, String> =
+        serde_json::from_str(&text(&agent.call(4, "environ", json!({})).await)).expect("environ");
+    assert_eq!(
+        environ_again, environ,
+        "the same child serves the lane again"
+    );
+}

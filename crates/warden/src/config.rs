@@ -935,6 +935,71 @@ mod tests {
     }
 
     #[test]
+    fn credentials_are_read_and_every_name_the_policy_gives_must_be_defined() {
+        let dir = temp_dir("credentials");
+        write(
+            &dir,
+            "p.yaml",
+            "version: 1\ntools:\n  note:\n    tier: write\n    credential: notes\n",
+        );
+        write(&dir, "token", "t0ken\n");
+        let head = "version: 1\nlisten: 127.0.0.1:0\nroutes:\n  - path: /mcp\n    upstream:\n      url: http://127.0.0.1:1/mcp\n    policy: p.yaml\n";
+        let good = format!(
+            "{head}    credentials:\n      notes:\n        file: token\n        header: x-api-key\n      crm:\n        env: PATH\n    base_credential: crm\n"
+        );
+        let config = Config::from_yaml_str(&good, "w.yaml", &dir).expect("valid");
+        let route = &config.routes[0];
+        let names: Vec<&str> = route.credentials.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["crm", "notes"]);
+        assert_eq!(route.base_credential.as_deref(), Some("crm"));
+        assert_eq!(route.credentials[0].scheme.as_deref(), Some("Bearer"));
+        assert_eq!(
+            route.credentials[1].scheme, None,
+            "no scheme on a custom header"
+        );
+        for credential in &route.credentials {
+            credential.build().expect("readable");
+        }
+        let bad = format!(
+            "{head}    credentials:\n      crm:\n        env: A\n        file: b\n      other:\n        oauth:\n          token_url: ftp://x\n          client_id: c\n    base_credential: missing\n"
+        );
+        let d = diagnostics(&bad, &dir);
+        let found = lines_and_messages(&d);
+        assert!(
+            found
+                .iter()
+                .any(|(l, m)| *l == 9 && m.contains("exactly one of env, file")),
+            "{d}"
+        );
+        assert!(
+            found.iter().any(|(l, m)| *l == 14 && m.contains("https")),
+            "{d}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|(l, m)| *l == 16 && m.contains("base_credential")),
+            "{d}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|(l, m)| *l == 7 && m.contains("credential \"notes\"")),
+            "{d}"
+        );
+        let missing_env = format!(
+            "{head}    credentials:\n      notes:\n        env: WARDEN_TEST_SURELY_UNSET_VARIABLE\n"
+        );
+        let config = Config::from_yaml_str(&missing_env, "w.yaml", &dir).expect("valid");
+        let err = config.routes[0].credentials[0].build().expect_err("unset");
+        assert!(
+            err.to_string()
+                .contains("WARDEN_TEST_SURELY_UNSET_VARIABLE is not set"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn zero_timeouts_are_refused() {
         let dir = temp_dir("zero");
         write(&dir, "p.yaml", "version: 1\n");

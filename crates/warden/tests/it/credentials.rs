@@ -340,3 +340,140 @@ async fn stdio_children_hold_only_their_own_lanes_secret() {
         "the same child serves the lane again"
     );
 }
+
+/// A token endpoint issuing `tok-N`, valid for `lifetime` seconds, and
+/// what it was asked.
+async fn token_endpoint(lifetime: u64) -> (String, Arc<Mutex<Vec<String>>>) {
+    let asked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = asked.clone();
+    let (url, _) = upstream_fn(move |_parts, body: Bytes| {
+        let record = record.clone();
+        async move {
+            let form = String::from_utf8_lossy(&body).into_owned();
+            let n = {
+                let mut asked = record.lock().expect("lock");
+                asked.push(form.clone());
+                asked.len()
+            };
+            if !form.contains("client_secret=billing-client-secret") {
+                return http::Response::builder()
+                    .status(401)
+                    .body(full_body(r#"{"error":"invalid_client"}"#))
+                    .expect("response");
+            }
+            json_response(
+                &json!({"access_token": format!("tok-{n}"), "token_type": "Bearer",
+                "expires_in": lifetime}),
+            )
+        }
+    })
+    .await;
+    (url.replace("/mcp", "/oauth/token"), asked)
+}
+
+fn oauth(token_url: &str, secret_file: &std::path::Path) -> CredentialConfig {
+    credential(
+        "notes-writer",
+        SourceConfig::OAuth {
+            token_url: token_url.parse().expect("url"),
+            client_id: "warden-notes".into(),
+            client_secret: Box::new(SourceConfig::File(secret_file.to_path_buf())),
+            scope: Some("notes.write".into()),
+            resource: None,
+            ca_file: None,
+        },
+        "authorization",
+        Some("Bearer"),
+    )
+}
+
+#[tokio::test]
+async fn an_oauth_token_is_cached_until_shortly_before_it_expires() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("client-secret");
+    std::fs::write(&secret, "billing-client-secret\n").expect("secret");
+    for (lifetime, expected_fetches) in [(3600, 1), (10, 4)] {
+        let (upstream, seen) = recording_upstream().await;
+        let (token_url, asked) = token_endpoint(lifetime).await;
+        let warden = WardenBuilder::new(&upstream)
+            .policy(POLICY)
+            .credentials(
+                vec![
+                    credential(
+                        "crm-read",
+                        SourceConfig::Inline(Secret::new("crm-x")),
+                        "authorization",
+                        Some("Bearer"),
+                    ),
+                    oauth(&token_url, &secret),
+                ],
+                None,
+            )
+            .start()
+            .await;
+        let mut agent = Agent::new(&warden.url);
+        agent.initialize().await;
+        for id in 1..=2 {
+            let reply = agent.call(id, "create_note", json!({})).await;
+            assert_eq!(
+                reply.json()["result"]["content"][0]["text"],
+                "done",
+                "{reply:?}"
+            );
+        }
+        let asked = asked.lock().expect("lock").clone();
+        // The lane's initialize, its initialized notice and two calls: one
+        // token while it is valid; a new one each time once it is within
+        // the margin of expiring.
+        assert_eq!(asked.len(), expected_fetches, "{asked:?}");
+        assert!(
+            asked[0].contains("grant_type=client_credentials"),
+            "{asked:?}"
+        );
+        assert!(asked[0].contains("client_id=warden-notes"), "{asked:?}");
+        assert!(asked[0].contains("scope=notes.write"), "{asked:?}");
+        let seen = seen.lock().expect("lock").clone();
+        let calls = calls_of(&seen, "create_note");
+        assert_eq!(calls.len(), 2);
+        if lifetime >= 30 {
+            assert!(
+                calls
+                    .iter()
+                    .all(|c| c.authorization.as_deref() == Some("Bearer tok-1"))
+            );
+        } else {
+            assert_ne!(calls[0].authorization, calls[1].authorization, "{calls:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_token_endpoint_that_refuses_is_an_unavailable_credential() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("client-secret");
+    std::fs::write(&secret, "a-wrong-client-secret").expect("secret");
+    let (upstream, _seen) = recording_upstream().await;
+    let (token_url, _asked) = token_endpoint(3600).await;
+    let warden = WardenBuilder::new(&upstream)
+        .policy(POLICY)
+        .credentials(
+            vec![
+                credential(
+                    "crm-read",
+                    SourceConfig::Inline(Secret::new("crm-x")),
+                    "authorization",
+                    Some("Bearer"),
+                ),
+                oauth(&token_url, &secret),
+            ],
+            None,
+        )
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    let reply = agent.call(1, "create_note", json!({})).await;
+    let message = assert_error(&reply, StatusCode::SERVICE_UNAVAILABLE, -32603);
+    assert!(message.contains("notes-writer"), "{message}");
+    assert!(!message.contains("a-wrong-client-secret"), "{message}");
+}

@@ -88,7 +88,7 @@ fn authenticate(c: &mut Criterion) {
         b.iter(|| {
             block(
                 &runtime,
-                anonymous.authenticate(black_box(&HeaderMap::new()), now),
+                anonymous.authenticate(black_box(&HeaderMap::new()), None, now),
             )
         })
     });
@@ -113,7 +113,7 @@ fn authenticate(c: &mut Criterion) {
         keys.into_iter().map(|(_, k)| k).collect(),
     ))]);
     c.bench_function("authenticate: API key (4 keys configured)", |b| {
-        b.iter(|| block(&runtime, api.authenticate(black_box(&headers), now)).expect("known"))
+        b.iter(|| block(&runtime, api.authenticate(black_box(&headers), None, now)).expect("known"))
     });
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -123,7 +123,7 @@ fn authenticate(c: &mut Criterion) {
         "authenticate: ES256 JWT seen before (verdict cached)",
         |b| {
             b.iter(|| {
-                block(&runtime, cached.authenticate(black_box(&headers), now)).expect("valid")
+                block(&runtime, cached.authenticate(black_box(&headers), None, now)).expect("valid")
             })
         },
     );
@@ -133,7 +133,7 @@ fn authenticate(c: &mut Criterion) {
         "authenticate: ES256 JWT, signature checked (JWKS key cached)",
         |b| {
             b.iter(|| {
-                block(&runtime, checked.authenticate(black_box(&headers), now)).expect("valid")
+                block(&runtime, checked.authenticate(black_box(&headers), None, now)).expect("valid")
             })
         },
     );

@@ -30,6 +30,9 @@ pub enum AuthError {
     /// The keys to check the JWT with cannot be fetched now.
     #[error("the keys to check the bearer token cannot be fetched now; try again shortly")]
     KeysUnavailable,
+    /// The client certificate does not carry the name the route reads.
+    #[error("the client certificate does not carry the name this route reads")]
+    CertificateNotMapped,
     /// The caller named a user it acts for without being trusted to.
     #[error("this caller may not name the user it acts for (Warden-On-Behalf-Of)")]
     OnBehalfOfNotAllowed,
@@ -112,6 +115,7 @@ impl AuthError {
             AuthError::UnknownKey => "auth-unknown-key",
             AuthError::Token(rejection) => rejection.reason(),
             AuthError::KeysUnavailable => "auth-keys-unavailable",
+            AuthError::CertificateNotMapped => "auth-certificate-not-mapped",
             AuthError::OnBehalfOfNotAllowed => "on-behalf-of-not-allowed",
         }
     }
@@ -122,9 +126,10 @@ impl AuthError {
         match self {
             AuthError::Missing => None,
             AuthError::Malformed { .. } | AuthError::TooLarge { .. } => Some("invalid_request"),
-            AuthError::UnknownKey | AuthError::Token(_) | AuthError::KeysUnavailable => {
-                Some("invalid_token")
-            }
+            AuthError::UnknownKey
+            | AuthError::Token(_)
+            | AuthError::KeysUnavailable
+            | AuthError::CertificateNotMapped => Some("invalid_token"),
             AuthError::OnBehalfOfNotAllowed => Some("insufficient_scope"),
         }
     }

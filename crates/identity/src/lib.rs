@@ -23,7 +23,7 @@
 //! let mut headers = http::HeaderMap::new();
 //! headers.insert("authorization", format!("Bearer {key}").parse().unwrap());
 //! let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-//! let principal = runtime.block_on(auth.authenticate(&headers, std::time::SystemTime::now())).unwrap();
+//! let principal = runtime.block_on(auth.authenticate(&headers, None, std::time::SystemTime::now())).unwrap();
 //! assert_eq!(&*principal.agent, "notes-bot");
 //! ```
 
@@ -32,6 +32,7 @@ mod error;
 pub mod jwks;
 pub mod jwt;
 mod metadata;
+pub mod mtls;
 mod principal;
 pub mod tls;
 
@@ -46,6 +47,7 @@ pub use jsonwebtoken::Algorithm;
 pub use jwks::{JwksRefresh, JwksSource, KeySet};
 pub use jwt::{ClaimNames, JwtSettings, JwtVerifier};
 pub use metadata::{METADATA_PATH, ProtectedResource};
+pub use mtls::{CertificateName, ClientCertificate, MtlsMapping};
 pub use principal::{AuthMethod, Principal};
 
 /// The longest credential read (the largest JWTs in use are a few KiB).
@@ -60,6 +62,8 @@ pub enum Method {
     ApiKeys(ApiKeys),
     /// A JWT bearer token.
     Jwt(Box<JwtVerifier>),
+    /// A client certificate the TLS listener verified.
+    Mtls(MtlsMapping),
 }
 
 /// Callers trusted to name the user they act for (`Warden-On-Behalf-Of`).
@@ -116,27 +120,40 @@ impl Authenticator {
         self.resource.as_ref()
     }
 
-    /// Who sent a request with `headers`, at `now`.
+    /// Who sent a request with `headers` (over a connection whose client
+    /// presented `certificate`, verified by the TLS listener), at `now`.
     pub async fn authenticate(
         &self,
         headers: &HeaderMap,
+        certificate: Option<&ClientCertificate>,
         now: SystemTime,
     ) -> Result<Arc<Principal>, AuthError> {
-        let principal = match bearer(headers)? {
-            None if self.anonymous => Principal::anonymous(),
-            None => return Err(AuthError::Missing),
-            Some(token) => self.check(token, now).await?,
-        };
+        let token = bearer(headers)?;
+        let principal = self.check(token, certificate, now).await?;
         self.on_behalf_of(principal, headers)
     }
 
-    async fn check(&self, token: &str, now: SystemTime) -> Result<Arc<Principal>, AuthError> {
-        let is_jwt = jwt::looks_like_jwt(token);
+    /// The methods in order: the first that accepts the credential it
+    /// reads wins; a credential sent and refused is never taken for none.
+    async fn check(
+        &self,
+        token: Option<&str>,
+        certificate: Option<&ClientCertificate>,
+        now: SystemTime,
+    ) -> Result<Arc<Principal>, AuthError> {
+        let is_jwt = token.is_some_and(jwt::looks_like_jwt);
         let mut refusal = None;
         for method in &self.methods {
-            let checked = match method {
-                Method::ApiKeys(keys) if !is_jwt => keys.check(token).ok_or(AuthError::UnknownKey),
-                Method::Jwt(verifier) if is_jwt => verifier.verify(token, now).await,
+            let checked = match (method, token, certificate) {
+                (Method::Mtls(mapping), _, Some(certificate)) => mapping
+                    .principal(certificate)
+                    .ok_or(AuthError::CertificateNotMapped),
+                (Method::ApiKeys(keys), Some(token), _) if !is_jwt => {
+                    keys.check(token).ok_or(AuthError::UnknownKey)
+                }
+                (Method::Jwt(verifier), Some(token), _) if is_jwt => {
+                    verifier.verify(token, now).await
+                }
                 _ => continue,
             };
             match checked {
@@ -146,11 +163,13 @@ impl Authenticator {
                 }
             }
         }
-        Err(refusal.unwrap_or(if is_jwt {
-            AuthError::Token(TokenRejection::UnknownKey)
-        } else {
-            AuthError::UnknownKey
-        }))
+        match (refusal, token) {
+            (Some(refusal), _) => Err(refusal),
+            (None, Some(_)) if is_jwt => Err(AuthError::Token(TokenRejection::UnknownKey)),
+            (None, Some(_)) => Err(AuthError::UnknownKey),
+            (None, None) if self.anonymous => Ok(Principal::anonymous()),
+            (None, None) => Err(AuthError::Missing),
+        }
     }
 
     /// Apply `Warden-On-Behalf-Of`, which only a trusted caller may send.
@@ -299,7 +318,7 @@ mod tests {
                 groups: vec!["gateways".into()],
             });
         let now = SystemTime::now();
-        let check = |pairs: &[(&str, &str)]| block(auth.authenticate(&headers(pairs), now));
+        let check = |pairs: &[(&str, &str)]| block(auth.authenticate(&headers(pairs), None, now));
         let bearer = |key: &str| format!("Bearer {key}");
         assert_eq!(
             &*check(&[("authorization", &bearer(&bot_key))])
@@ -351,7 +370,7 @@ mod tests {
             None,
         ));
         let missing =
-            block(auth.authenticate(&HeaderMap::new(), SystemTime::now())).expect_err("refused");
+            block(auth.authenticate(&HeaderMap::new(), None, SystemTime::now())).expect_err("refused");
         assert_eq!(missing, AuthError::Missing);
         assert_eq!(
             auth.challenge(&missing),

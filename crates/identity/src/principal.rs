@@ -11,6 +11,8 @@ pub enum AuthMethod {
     ApiKey,
     /// A JWT bearer token checked against a JWKS.
     Jwt,
+    /// A client certificate verified by the TLS listener.
+    Mtls,
 }
 
 /// Who makes a call: the agent, the user on whose behalf it acts, its
@@ -36,6 +38,7 @@ impl AuthMethod {
             AuthMethod::Anonymous => "anonymous",
             AuthMethod::ApiKey => "api-key",
             AuthMethod::Jwt => "jwt",
+            AuthMethod::Mtls => "mtls",
         }
     }
 }

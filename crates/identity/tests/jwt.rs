@@ -146,7 +146,7 @@ async fn check(
     auth: &Authenticator,
     token: &str,
 ) -> Result<Arc<warden_identity::Principal>, AuthError> {
-    auth.authenticate(&bearer(token), SystemTime::now()).await
+    auth.authenticate(&bearer(token), None, SystemTime::now()).await
 }
 
 async fn check_at(
@@ -154,7 +154,7 @@ async fn check_at(
     token: &str,
     at: SystemTime,
 ) -> Result<Arc<warden_identity::Principal>, AuthError> {
-    auth.authenticate(&bearer(token), at).await
+    auth.authenticate(&bearer(token), None, at).await
 }
 
 fn with(changes: &[(&str, Value)]) -> Value {
@@ -305,7 +305,7 @@ async fn malformed_missing_and_oversized_credentials_are_told_apart() {
     let auth = file_authenticator("headers", &[&rsa]);
     let now = SystemTime::now();
     assert_eq!(
-        auth.authenticate(&HeaderMap::new(), now).await,
+        auth.authenticate(&HeaderMap::new(), None, now).await,
         Err(AuthError::Missing)
     );
     for value in [
@@ -319,7 +319,7 @@ async fn malformed_missing_and_oversized_credentials_are_told_apart() {
         headers.insert("authorization", value.parse().expect("value"));
         assert!(
             matches!(
-                auth.authenticate(&headers, now).await,
+                auth.authenticate(&headers, None, now).await,
                 Err(AuthError::Malformed { .. })
             ),
             "{value}"
@@ -328,7 +328,7 @@ async fn malformed_missing_and_oversized_credentials_are_told_apart() {
     let mut twice = bearer(&rsa.sign(&claims()));
     twice.append("authorization", "Bearer x".parse().expect("value"));
     assert!(matches!(
-        auth.authenticate(&twice, now).await,
+        auth.authenticate(&twice, None, now).await,
         Err(AuthError::Malformed { .. })
     ));
     let huge = format!("eyJ{}.a.b", "A".repeat(warden_identity::MAX_CREDENTIAL));

@@ -36,6 +36,7 @@ impl UpstreamConfig {
                 url,
                 ca_file: None,
                 forward_headers: Vec::new(),
+                client_cert: None,
             }),
             timeout: Duration::from_secs(60),
             reply_timeout: DEFAULT_REPLY_TIMEOUT,
@@ -100,6 +101,9 @@ pub struct HttpEndpoint {
     /// Agent headers passed on besides the built-in allow-list
     /// ([`crate::FORWARDED_REQUEST_HEADERS`]), lower case.
     pub forward_headers: Vec<http::HeaderName>,
+    /// The certificate chain and key Warden presents to an https upstream
+    /// that asks for one (upstream mTLS), PEM files.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// How Warden starts a stdio upstream.

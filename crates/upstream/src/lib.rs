@@ -49,8 +49,8 @@ const CATALOGUE_ID_PREFIX: &str = "warden-catalogue-";
 /// Why an upstream client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamSetupError {
-    /// The CA bundle could not be read or holds no certificate.
-    #[error("cannot use ca_file {path}: {detail}")]
+    /// A CA bundle or client certificate file could not be used.
+    #[error("cannot use {path}: {detail}")]
     CaFile {
         /// The file.
         path: String,

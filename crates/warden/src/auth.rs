@@ -18,6 +18,9 @@
 //!             algorithms: [RS256, ES256]                 # default: every asymmetric one
 //!             leeway: 30s
 //!             claims: { agent: sub, user: act_for, groups: groups }
+//!         - mtls:                       # needs the listener's tls.client_ca_file
+//!             name_from: san_uri        # or san_dns, san_email, subject_cn
+//!             groups: [internal]
 //!       anonymous: false                # let callers with no credential in
 //!       delegates: { groups: [gateways] }   # may send Warden-On-Behalf-Of
 //!       oauth:                          # RFC 9728 protected-resource metadata
@@ -65,6 +68,8 @@ pub enum MethodConfig {
     ApiKeys(Vec<([u8; 32], Principal)>),
     /// JWT bearer tokens.
     Jwt(JwtConfig),
+    /// Client certificates verified by the TLS listener.
+    Mtls(warden_identity::MtlsMapping),
 }
 
 /// A validated `jwt` method.
@@ -107,6 +112,18 @@ enum RawMethod {
     ApiKey(RawApiKeys),
     /// JWT bearer tokens.
     Jwt(RawJwt),
+    /// Client certificates (mutual TLS).
+    Mtls(RawMtls),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMtls {
+    /// `san_uri` (default), `san_dns`, `san_email` or `subject_cn`.
+    name_from: Option<Spanned<String>>,
+    /// Groups of every certificate-authenticated caller.
+    #[serde(default)]
+    groups: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -209,6 +226,7 @@ impl RawAuth {
         &self,
         route: &Spanned<String>,
         base: &Path,
+        client_ca: bool,
         errors: &mut Errors,
     ) -> AuthConfig {
         let oauth = self.oauth.as_ref().and_then(|o| o.validate(errors));
@@ -224,6 +242,15 @@ impl RawAuth {
             .filter_map(|method| match &method.value {
                 RawMethod::ApiKey(keys) => keys.validate(method, errors),
                 RawMethod::Jwt(jwt) => jwt.validate(oauth.as_ref(), base, errors),
+                RawMethod::Mtls(mtls) => {
+                    if !client_ca {
+                        errors.push(Diagnostic::at(
+                            method,
+                            "mtls needs the listener's tls.client_ca_file (client certificates are verified by the TLS listener)",
+                        ));
+                    }
+                    mtls.validate(errors)
+                }
             })
             .collect();
         AuthConfig {
@@ -273,6 +300,33 @@ impl RawApiKeys {
             ));
         }
         Some(MethodConfig::ApiKeys(keys))
+    }
+}
+
+impl RawMtls {
+    fn validate(&self, errors: &mut Errors) -> Option<MethodConfig> {
+        use warden_identity::CertificateName;
+        let name_from = match self.name_from.as_ref().map(|n| n.value.as_str()) {
+            None | Some("san_uri") => CertificateName::SanUri,
+            Some("san_dns") => CertificateName::SanDns,
+            Some("san_email") => CertificateName::SanEmail,
+            Some("subject_cn") => CertificateName::SubjectCn,
+            Some(other) => {
+                if let Some(at) = &self.name_from {
+                    errors.push(Diagnostic::at(
+                        at,
+                        format!(
+                            "unknown name_from \"{other}\" (write san_uri, san_dns, san_email or subject_cn)"
+                        ),
+                    ));
+                }
+                return None;
+            }
+        };
+        Some(MethodConfig::Mtls(warden_identity::MtlsMapping {
+            name_from,
+            groups: self.groups.clone(),
+        }))
     }
 }
 
@@ -447,6 +501,7 @@ impl AuthConfig {
                         .map(|(digest, principal)| ApiKey::new(*digest, principal.clone()))
                         .collect(),
                 )),
+                MethodConfig::Mtls(mapping) => Method::Mtls(mapping.clone()),
                 MethodConfig::Jwt(jwt) => Method::Jwt(Box::new(JwtVerifier::new(
                     jwt.settings.clone(),
                     KeySet::new(jwt.source.clone(), jwt.refresh, jwt.ca_file.as_deref())?,

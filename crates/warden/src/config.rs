@@ -82,6 +82,10 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// The audit trail, when configured.
     pub audit: Option<crate::audit::AuditConfig>,
+    /// TLS on the MCP listener.
+    pub tls: Option<crate::tls::ListenerTls>,
+    /// TLS on the admin listener.
+    pub admin_tls: Option<crate::tls::ListenerTls>,
 }
 
 /// Limits that protect the listener and the sessions table.
@@ -175,6 +179,12 @@ struct RawConfig {
     /// The audit trail.
     #[serde(default)]
     audit: Option<crate::audit::RawAudit>,
+    /// TLS on the MCP listener.
+    #[serde(default)]
+    tls: Option<crate::tls::RawTls>,
+    /// TLS on the admin listener.
+    #[serde(default)]
+    admin_tls: Option<crate::tls::RawTls>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -259,6 +269,10 @@ struct RawUpstream {
     /// Agent headers passed on besides the built-in allow-list.
     #[serde(default)]
     forward_headers: Vec<Spanned<String>>,
+    /// The certificate Warden presents to an https upstream (mTLS).
+    client_cert_file: Option<Spanned<String>>,
+    /// Its key.
+    client_key_file: Option<Spanned<String>>,
 }
 
 impl Config {
@@ -289,6 +303,8 @@ impl Config {
         let admin = raw.admin.as_ref().and_then(|a| address(a, &mut errors));
         let limits = raw.limits.validate(&mut errors);
         let audit = raw.audit.as_ref().map(|a| a.validate(base, &mut errors));
+        let tls = raw.tls.as_ref().map(|t| t.validate(base, &mut errors));
+        let admin_tls = raw.admin_tls.as_ref().map(|t| t.validate(base, &mut errors));
         let workers = match &raw.workers {
             Some(n) if n.value == 0 || n.value > 1024 => {
                 errors.push(Diagnostic::at(n, "workers must be between 1 and 1024"));
@@ -303,12 +319,13 @@ impl Config {
         let mut paths = HashSet::new();
         let mut routes = Vec::new();
         let mut policy_errors = Vec::new();
+        let client_ca = tls.as_ref().is_some_and(|t| t.client_ca_file.is_some());
         for route in &raw.routes.value {
             let has_key = audit
                 .as_ref()
                 .is_some_and(|a| a.redaction_key_file.is_some());
             if let Some(route) =
-                route.validate(base, &mut errors, &mut paths, &mut policy_errors, has_key)
+                route.validate(base, &mut errors, &mut paths, &mut policy_errors, has_key, client_ca)
             {
                 routes.push(route);
             }
@@ -324,6 +341,8 @@ impl Config {
             limits,
             routes,
             audit,
+            tls,
+            admin_tls,
         })
     }
 }
@@ -466,10 +485,30 @@ impl RawUpstream {
                 )),
             }
         }
+        let client_cert = match (&self.client_cert_file, &self.client_key_file) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                let (cert_path, key_path) = (base.join(&cert.value), base.join(&key.value));
+                for (at, path) in [(cert, &cert_path), (key, &key_path)] {
+                    if !path.is_file() {
+                        errors.push(Diagnostic::at(at, format!("{} does not exist", path.display())));
+                    }
+                }
+                Some((cert_path, key_path))
+            }
+            (Some(at), None) | (None, Some(at)) => {
+                errors.push(Diagnostic::at(
+                    at,
+                    "client_cert_file and client_key_file go together",
+                ));
+                None
+            }
+        };
         let endpoint = HttpEndpoint {
             url: parsed?,
             ca_file,
             forward_headers,
+            client_cert,
         };
         match self.transport.as_ref().map(|t| t.value.as_str()) {
             None | Some("streamable-http") => Some(UpstreamTransport::StreamableHttp(endpoint)),
@@ -658,6 +697,7 @@ impl RawRoute {
         paths: &mut HashSet<String>,
         policy_errors: &mut Vec<PolicyError>,
         redaction_key: bool,
+        client_ca: bool,
     ) -> Option<RouteConfig> {
         let path = &self.path.value;
         if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
@@ -689,7 +729,7 @@ impl RawRoute {
         let auth = self
             .auth
             .as_ref()
-            .map(|auth| auth.validate(&self.path, base, errors));
+            .map(|auth| auth.validate(&self.path, base, client_ca, errors));
         for origin in &self.allowed_origins {
             if origin
                 .value

@@ -96,6 +96,8 @@ pub async fn start(
             base_credential: None,
         }],
         audit: Some(audit.clone()),
+        tls: None,
+        admin_tls: None,
     };
     let warden = crate::start(&config).await?;
     Ok(RunningDemo {

@@ -21,6 +21,7 @@ pub mod reload;
 pub mod server;
 pub mod session;
 pub mod stdio;
+pub mod tls;
 
 pub use warden_upstream as upstream;
 pub use warden_upstream::{error, line_io};
@@ -61,6 +62,9 @@ pub enum StartError {
     /// The audit trail could not start.
     #[error("audit trail")]
     Audit(#[from] audit::AuditStartError),
+    /// A listener's TLS certificate, key or client CA cannot be used.
+    #[error("tls")]
+    Tls(#[source] tls::TlsSetupError),
     /// A route's credential could not be read at start.
     #[error("route {route}: credentials")]
     Credential {
@@ -278,9 +282,21 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         source,
     })?;
     let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+    let tls = |settings: &Option<tls::ListenerTls>| {
+        settings
+            .as_ref()
+            .map(|settings| tls::acceptor(settings, config.limits.reload_interval))
+            .transpose()
+            .map_err(StartError::Tls)
+    };
     let limits = ListenerLimits {
         header_timeout: config.limits.header_timeout,
         shutdown_grace: config.limits.shutdown_grace,
+        tls: tls(&config.tls)?,
+    };
+    let admin_limits = ListenerLimits {
+        tls: tls(&config.admin_tls)?,
+        ..limits.clone()
     };
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -297,7 +313,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         let state = warden.clone();
         tasks.push(tokio::spawn(server::serve(
             admin,
-            limits,
+            admin_limits,
             move |request| admin::handle(state.clone(), request),
             stopped.clone(),
         )));

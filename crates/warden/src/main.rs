@@ -202,6 +202,12 @@ enum QueryFormat {
 /// JWKS files are read).
 fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::from_file(path)?;
+    for (what, settings) in [("tls", &config.tls), ("admin_tls", &config.admin_tls)] {
+        if let Some(settings) = settings {
+            warden::tls::acceptor(settings, config.limits.reload_interval)
+                .with_context(|| what.to_owned())?;
+        }
+    }
     for route in &config.routes {
         if let Some(auth) = &route.auth {
             auth.build()

@@ -38,12 +38,85 @@ use crate::error::internal_error_body;
 use crate::proxy::relay::{Body, json};
 
 /// Per-connection settings of a listener.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct ListenerLimits {
-    /// Time to receive request headers (and keep-alive idle limit).
+    /// Time to receive request headers (and keep-alive idle limit); also
+    /// the time a TLS client has to finish its handshake.
     pub header_timeout: Duration,
     /// Time in-flight requests get to finish after shutdown starts.
     pub shutdown_grace: Duration,
+    /// TLS termination, when configured.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// A connection's socket, plain or TLS.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for Conn {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Conn {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => std::pin::Pin::new(s).poll_write_vectored(cx, bufs),
+            Conn::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Conn::Plain(s) => s.is_write_vectored(),
+            Conn::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 pub use warden_upstream::worker::worker_index;
@@ -90,6 +163,7 @@ where
         senders.push(sender);
         let handler = handler.clone();
         let stop = stop.clone();
+        let limits = limits.clone();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -253,7 +327,7 @@ pin_project_lite::pin_project! {
     /// Reads do not count: headers trickled in must not keep a connection.
     struct WriteTouch {
         #[pin]
-        inner: TokioIo<TcpStream>,
+        inner: TokioIo<Conn>,
         activity: Arc<Activity>,
     }
 }
@@ -366,7 +440,44 @@ async fn serve_connections<H, F>(
         });
         let handler = handler.clone();
         let requests = activity.clone();
-        let service = service_fn(move |request: Request<Incoming>| {
+        let mut draining = draining.subscribe();
+        let header_timeout = limits.header_timeout;
+        let tls = limits.tls.clone();
+        live.fetch_add(1, Ordering::Relaxed);
+        let (live, all_closed) = (live.clone(), all_closed.clone());
+        tokio::spawn(async move {
+            let _live = LiveGuard { live, all_closed };
+            // TLS first, within the header time limit; the client's
+            // verified certificate (mTLS) rides on each of its requests.
+            let (conn, certificate) = match tls {
+                None => (Conn::Plain(stream), None),
+                Some(acceptor) => {
+                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let certificate = tls
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|chain| chain.first())
+                                .and_then(|leaf| warden_identity::ClientCertificate::from_der(leaf))
+                                .map(Arc::new);
+                            (Conn::Tls(Box::new(tls)), certificate)
+                        }
+                        Ok(Err(err)) => {
+                            tracing::debug!(error = %err, "TLS handshake failed.");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake not finished in time.");
+                            return;
+                        }
+                    }
+                }
+            };
+        let service = service_fn(move |mut request: Request<Incoming>| {
+            if let Some(certificate) = &certificate {
+                request.extensions_mut().insert(certificate.clone());
+            }
             let busy = Busy::start(&requests);
             let answer = AssertUnwindSafe(handler(request)).catch_unwind();
             async move {
@@ -378,18 +489,12 @@ async fn serve_connections<H, F>(
             }
         });
         let io = WriteTouch {
-            inner: TokioIo::new(stream),
+            inner: TokioIo::new(conn),
             activity: activity.clone(),
         };
         let connection = http1::Builder::new()
             .keep_alive(true)
             .serve_connection(io, service);
-        let mut draining = draining.subscribe();
-        let header_timeout = limits.header_timeout;
-        live.fetch_add(1, Ordering::Relaxed);
-        let (live, all_closed) = (live.clone(), all_closed.clone());
-        tokio::spawn(async move {
-            let _live = LiveGuard { live, all_closed };
             let mut connection = std::pin::pin!(connection);
             let mut closing = false;
             loop {

@@ -268,6 +268,8 @@ pub async fn warden_in_front_of(upstream: &str, policy: &str) -> warden::Running
             base_credential: None,
         }],
         audit: None,
+        tls: None,
+        admin_tls: None,
     };
     warden::start(&config).await.expect("warden starts")
 }

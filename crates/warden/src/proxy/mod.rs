@@ -178,7 +178,13 @@ impl Warden {
         let checked = host.and_then(|()| check_origin(&route.allowed_origins, request.headers()));
         let caller = match checked {
             Err(err) => Err(err),
-            Ok(()) => authenticate(route, request.headers()).await,
+            Ok(()) => {
+                let certificate = request
+                    .extensions()
+                    .get::<Arc<warden_identity::ClientCertificate>>()
+                    .map(Arc::as_ref);
+                authenticate(route, request.headers(), certificate).await
+            }
         };
         let result = match caller {
             Err(err) => Err(Failure::from(err)),
@@ -503,10 +509,16 @@ async fn end_lanes(route: &Route, session: &Session) {
 }
 
 /// Who sent a request on `route`: `anonymous` on a route without `auth`.
-async fn authenticate(route: &Route, headers: &HeaderMap) -> Result<Arc<Principal>, EdgeError> {
+async fn authenticate(
+    route: &Route,
+    headers: &HeaderMap,
+    certificate: Option<&warden_identity::ClientCertificate>,
+) -> Result<Arc<Principal>, EdgeError> {
     match &route.auth {
         None => Ok(Principal::anonymous()),
-        Some(auth) => Ok(auth.authenticate(headers, SystemTime::now()).await?),
+        Some(auth) => Ok(auth
+            .authenticate(headers, certificate, SystemTime::now())
+            .await?),
     }
 }
 

@@ -103,6 +103,7 @@ async fn warden_with_reply_timeout(url: &str, reply_timeout: Duration) -> TestWa
             url: url.parse().expect("url"),
             ca_file: None,
             forward_headers: Vec::new(),
+            client_cert: None,
         }),
         timeout: Duration::from_secs(5),
         reply_timeout,

@@ -16,5 +16,6 @@ mod stateless;
 mod stdio;
 mod stdio_upstream;
 mod support;
+mod tls;
 mod transparency;
 mod upstream_failures;

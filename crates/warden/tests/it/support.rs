@@ -36,6 +36,7 @@ pub struct WardenBuilder {
     routes: Vec<RouteConfig>,
     limits: Limits,
     audit: Option<warden::audit::AuditConfig>,
+    tls: Option<warden::tls::ListenerTls>,
 }
 
 impl WardenBuilder {
@@ -44,7 +45,23 @@ impl WardenBuilder {
             routes: vec![route("/mcp", upstream, Policy::default())],
             limits: Limits::default(),
             audit: None,
+            tls: None,
         }
+    }
+
+    /// TLS on the MCP listener.
+    pub fn tls(mut self, tls: warden::tls::ListenerTls) -> WardenBuilder {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Upstream mTLS: the certificate the first route presents.
+    pub fn upstream_client_cert(mut self, cert: &std::path::Path, key: &std::path::Path) -> WardenBuilder {
+        if let UpstreamTransport::StreamableHttp(endpoint) = &mut self.routes[0].upstream.transport
+        {
+            endpoint.client_cert = Some((cert.to_path_buf(), key.to_path_buf()));
+        }
+        self
     }
 
     /// A Warden in front of any upstream (stdio, legacy SSE).
@@ -148,6 +165,8 @@ impl WardenBuilder {
             limits: self.limits,
             routes: self.routes,
             audit: self.audit,
+            tls: self.tls,
+            admin_tls: None,
         };
         let running = warden::start(&config).await.expect("warden starts");
         let url = format!("http://{}/mcp", running.mcp_addr);

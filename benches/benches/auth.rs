@@ -123,7 +123,11 @@ fn authenticate(c: &mut Criterion) {
         "authenticate: ES256 JWT seen before (verdict cached)",
         |b| {
             b.iter(|| {
-                block(&runtime, cached.authenticate(black_box(&headers), None, now)).expect("valid")
+                block(
+                    &runtime,
+                    cached.authenticate(black_box(&headers), None, now),
+                )
+                .expect("valid")
             })
         },
     );
@@ -133,7 +137,11 @@ fn authenticate(c: &mut Criterion) {
         "authenticate: ES256 JWT, signature checked (JWKS key cached)",
         |b| {
             b.iter(|| {
-                block(&runtime, checked.authenticate(black_box(&headers), None, now)).expect("valid")
+                block(
+                    &runtime,
+                    checked.authenticate(black_box(&headers), None, now),
+                )
+                .expect("valid")
             })
         },
     );

@@ -187,6 +187,11 @@ impl KeySet {
         Ok(set)
     }
 
+    /// How long fetched keys are trusted before they are fetched again.
+    pub fn max_age(&self) -> Duration {
+        self.refresh.max_age
+    }
+
     /// Changes whenever the keys do (cached verdicts older than it are dropped).
     pub fn generation(&self) -> u64 {
         self.read().generation

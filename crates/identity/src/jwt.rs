@@ -84,6 +84,9 @@ struct Verified {
     expires: u64,
     not_before: Option<u64>,
     generation: u64,
+    /// When the signature was checked (s since the epoch): a verdict is
+    /// not trusted longer than the keys it was checked with (`max_age`).
+    checked: u64,
 }
 
 #[derive(serde::Deserialize)]
@@ -139,7 +142,7 @@ impl JwtVerifier {
             .filter(|a| self.settings.algorithms.contains(a))
             .ok_or(TokenRejection::AlgorithmNotAllowed)?;
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(verified) = self.cached(&digest) {
+        if let Some(verified) = self.cached(&digest, now) {
             self.check_times(verified.expires, verified.not_before, now)?;
             return Ok(verified.principal);
         }
@@ -186,6 +189,7 @@ impl JwtVerifier {
                 expires,
                 not_before,
                 generation,
+                checked: now,
             },
             now,
         );
@@ -245,14 +249,16 @@ impl JwtVerifier {
         })
     }
 
-    fn cached(&self, digest: &[u8; 32]) -> Option<Verified> {
+    fn cached(&self, digest: &[u8; 32], now: u64) -> Option<Verified> {
         if !self.remembers {
             return None;
         }
         let generation = self.keys.generation();
         let verified = self.lock().get(digest).cloned()?;
-        // Keys changed since: check again (the key may have been withdrawn).
-        (verified.generation == generation).then_some(verified)
+        // Keys changed since, or the verdict is older than the keys may
+        // be kept: check again (the key may have been withdrawn).
+        let fresh = now.saturating_sub(verified.checked) < self.keys.max_age().as_secs();
+        (verified.generation == generation && fresh).then_some(verified)
     }
 
     fn remember(&self, digest: [u8; 32], verified: Verified, now: u64) {

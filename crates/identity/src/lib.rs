@@ -369,8 +369,8 @@ mod tests {
             vec!["mcp".into()],
             None,
         ));
-        let missing =
-            block(auth.authenticate(&HeaderMap::new(), None, SystemTime::now())).expect_err("refused");
+        let missing = block(auth.authenticate(&HeaderMap::new(), None, SystemTime::now()))
+            .expect_err("refused");
         assert_eq!(missing, AuthError::Missing);
         assert_eq!(
             auth.challenge(&missing),

@@ -100,13 +100,15 @@ mod tests {
 
     #[test]
     fn names_are_read_from_the_part_the_mapping_says() {
-        let mut params = rcgen::CertificateParams::new(vec!["bot.agents.example".to_owned()])
-            .expect("params");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["bot.agents.example".to_owned()]).expect("params");
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, "notes-bot");
         params.subject_alt_names.push(rcgen::SanType::URI(
-            "spiffe://example.org/agent/notes-bot".try_into().expect("uri"),
+            "spiffe://example.org/agent/notes-bot"
+                .try_into()
+                .expect("uri"),
         ));
         let key = rcgen::KeyPair::generate().expect("key");
         let cert = params.self_signed(&key).expect("cert");
@@ -116,7 +118,10 @@ mod tests {
         assert_eq!(read.uris, ["spiffe://example.org/agent/notes-bot"]);
         for (from, agent) in [
             (CertificateName::SubjectCn, Some("notes-bot")),
-            (CertificateName::SanUri, Some("spiffe://example.org/agent/notes-bot")),
+            (
+                CertificateName::SanUri,
+                Some("spiffe://example.org/agent/notes-bot"),
+            ),
             (CertificateName::SanDns, Some("bot.agents.example")),
             (CertificateName::SanEmail, None),
         ] {

@@ -65,9 +65,13 @@ impl Principal {
         self.groups.iter().any(|g| &**g == group)
     }
 
-    /// Whether `other` is the same caller acting for the same user (what a
-    /// session is bound to: its id alone must not let another caller in).
+    /// Whether `other` is the same caller, authenticated the same way,
+    /// acting for the same user (what a session is bound to: its id alone
+    /// must not let another caller in, nor a JWT whose subject happens to
+    /// equal an API key's agent name).
     pub fn same_caller(&self, other: &Principal) -> bool {
-        self.agent == other.agent && self.on_behalf_of == other.on_behalf_of
+        self.agent == other.agent
+            && self.method == other.method
+            && self.on_behalf_of == other.on_behalf_of
     }
 }

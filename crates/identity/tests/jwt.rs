@@ -146,7 +146,8 @@ async fn check(
     auth: &Authenticator,
     token: &str,
 ) -> Result<Arc<warden_identity::Principal>, AuthError> {
-    auth.authenticate(&bearer(token), None, SystemTime::now()).await
+    auth.authenticate(&bearer(token), None, SystemTime::now())
+        .await
 }
 
 async fn check_at(
@@ -447,17 +448,41 @@ async fn a_rotated_key_is_fetched_when_a_token_names_it() {
     let (old, new) = (Signer::rsa("2026-11"), Signer::ec("2026-12"));
     let server = jwks_server(vec![old.jwk.clone()]).await;
     let auth = authenticator(url_keys(&server, Duration::ZERO));
-    check(&auth, &old.sign(&claims())).await.expect("old key");
+    let old_token = old.sign(&claims());
+    check(&auth, &old_token).await.expect("old key");
     *server.keys.lock().expect("keys") = vec![new.jwk.clone()];
     check(&auth, &new.sign(&claims()))
         .await
         .expect("new key fetched");
     assert_eq!(server.fetches.load(Ordering::SeqCst), 2);
-    // The old key is withdrawn: its verdicts are not kept past the change.
+    // The old key is withdrawn: the very token verified before is not kept
+    // past the change.
     assert_eq!(
-        check(&auth, &old.sign(&claims())).await,
+        check(&auth, &old_token).await,
         Err(AuthError::Token(TokenRejection::UnknownKey))
     );
+}
+
+#[tokio::test]
+async fn a_verdict_is_not_kept_longer_than_the_keys_it_was_checked_with() {
+    let key = Signer::rsa("k1");
+    let server = jwks_server(vec![key.jwk.clone()]).await;
+    let auth = authenticator(url_keys(&server, Duration::from_secs(60)));
+    let token = key.sign(&with(&[("exp", json!(now() + 7200))]));
+    let start = SystemTime::now();
+    check_at(&auth, &token, start).await.expect("valid");
+    // The issuer withdraws the key; nothing else arrives to trigger a fetch.
+    server.keys.lock().expect("keys").clear();
+    check_at(&auth, &token, start + Duration::from_secs(30))
+        .await
+        .expect("within max_age the verdict stands");
+    assert_eq!(server.fetches.load(Ordering::SeqCst), 1);
+    // Past max_age (1h here), the same token makes Warden look again.
+    assert_eq!(
+        check_at(&auth, &token, start + Duration::from_secs(3700)).await,
+        Err(AuthError::Token(TokenRejection::UnknownKey))
+    );
+    assert_eq!(server.fetches.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]

@@ -25,8 +25,11 @@ use hyper_util::rt::TokioExecutor;
 
 /// Largest secret file or token response read.
 const MAX_SECRET: usize = 64 << 10;
-/// A token is fetched again this long before it expires.
+/// A token is fetched again this long before it expires (or half its
+/// lifetime before, for short-lived tokens).
 const EXPIRY_MARGIN: Duration = Duration::from_secs(30);
+/// The longest a token is kept, whatever `expires_in` says.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Time limit of one token request.
 const TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -101,7 +104,7 @@ pub struct ClientCredentials {
 impl std::fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientCredentials")
-            .field("token_url", &self.token_url)
+            .field("token_url", &self.token_url.path())
             .field("client_id", &self.client_id)
             .finish_non_exhaustive()
     }
@@ -195,10 +198,14 @@ impl Source {
                 {
                     return Ok(value.clone());
                 }
-                if meta.len() > MAX_SECRET as u64 {
+                use std::io::Read;
+                let mut text = String::new();
+                std::fs::File::open(path)
+                    .and_then(|file| file.take(MAX_SECRET as u64 + 1).read_to_string(&mut text))
+                    .map_err(|e| error(e.to_string()))?;
+                if text.len() > MAX_SECRET {
                     return Err(error(format!("larger than {MAX_SECRET} bytes")));
                 }
-                let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
                 // Secret mounts often end the value with a line break.
                 let value = Secret::new(text.trim_end_matches(['\r', '\n']));
                 if value.expose().is_empty() {
@@ -258,13 +265,20 @@ impl ClientCredentials {
     /// request at a time: callers waiting meanwhile get its token.
     async fn token(&self, name: &str, now: SystemTime) -> Result<Secret, CredentialError> {
         let mut token = self.token.lock().await;
-        if let Some((value, expires)) = &*token
-            && now + EXPIRY_MARGIN < *expires
+        if let Some((value, refresh_at)) = &*token
+            && now < *refresh_at
         {
             return Ok(value.clone());
         }
         let (value, lifetime) = self.request(name).await?;
-        *token = Some((value.clone(), now + lifetime));
+        if HeaderValue::from_str(value.expose()).is_err() {
+            return Err(CredentialError::Unusable {
+                name: name.to_owned(),
+            });
+        }
+        let lifetime = lifetime.min(MAX_TOKEN_LIFETIME);
+        let margin = EXPIRY_MARGIN.min(lifetime / 2);
+        *token = Some((value.clone(), now + (lifetime - margin)));
         Ok(value)
     }
 

@@ -171,6 +171,16 @@ pub enum EdgeError {
         /// The credential's name (never its value).
         credential: String,
     },
+    /// The upstream refused the credential Warden sent (or wanted one and
+    /// got none): its challenge is never passed on, so an agent's SDK does
+    /// not start an authorization flow against the upstream's server.
+    #[error(
+        "the upstream MCP server for {route} refused Warden's credential (HTTP 401); see Warden's config"
+    )]
+    UpstreamAuthFailed {
+        /// The route.
+        route: String,
+    },
     /// Warden failed in a way it should not.
     #[error("internal error: {what}")]
     Internal {
@@ -251,6 +261,7 @@ impl EdgeError {
             }
             EdgeError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             EdgeError::CredentialUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            EdgeError::UpstreamAuthFailed { .. } => StatusCode::BAD_GATEWAY,
             EdgeError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             EdgeError::UpstreamUnavailable { .. }
             | EdgeError::UpstreamDown { .. }
@@ -289,7 +300,9 @@ impl EdgeError {
             | EdgeError::UpstreamDown { .. }
             | EdgeError::UpstreamBusy { .. } => UPSTREAM_UNAVAILABLE,
             EdgeError::UpstreamTimeout { .. } => UPSTREAM_TIMEOUT,
-            EdgeError::UpstreamInvalid { .. } => UPSTREAM_INVALID,
+            EdgeError::UpstreamInvalid { .. } | EdgeError::UpstreamAuthFailed { .. } => {
+                UPSTREAM_INVALID
+            }
         }
     }
 
@@ -315,6 +328,7 @@ impl EdgeError {
             EdgeError::Unauthenticated(err) => err.reason(),
             EdgeError::SessionOfAnotherCaller => "session-of-another-caller",
             EdgeError::CredentialUnavailable { .. } => "credential-unavailable",
+            EdgeError::UpstreamAuthFailed { .. } => "upstream-auth-failed",
             EdgeError::HeaderMismatch { .. } => "header-mismatch",
             EdgeError::UnsupportedVersion { .. } => "unsupported-version",
             EdgeError::MetaMissing { .. } => "meta-missing",
@@ -359,6 +373,7 @@ impl EdgeError {
             EdgeError::UpstreamUnavailable { .. }
             | EdgeError::UpstreamDown { .. }
             | EdgeError::UpstreamTimeout { .. }
+            | EdgeError::UpstreamAuthFailed { .. }
             | EdgeError::UpstreamInvalid { .. } => Culprit::Upstream,
         }
     }

@@ -169,6 +169,12 @@ impl HttpUpstream {
         request: Request<Full<Bytes>>,
     ) -> Result<Response<Body>, EdgeError> {
         match tokio::time::timeout(self.timeout, self.client().request(request)).await {
+            Ok(Ok(response)) if response.status() == http::StatusCode::UNAUTHORIZED => {
+                tracing::warn!(route = %self.route, "The upstream refused Warden's credential (HTTP 401).");
+                Err(EdgeError::UpstreamAuthFailed {
+                    route: self.route.to_string(),
+                })
+            }
             Ok(Ok(response)) => {
                 Ok(response.map(|body| body.map_err(BoxError::from).boxed_unsync()))
             }

@@ -476,7 +476,8 @@ impl RawOauth {
     }
 }
 
-fn is_loopback(uri: &Uri) -> bool {
+/// Whether `uri` names a loopback host (where plain http is allowed, for tests).
+pub(crate) fn is_loopback(uri: &Uri) -> bool {
     match uri.host() {
         Some("localhost") => true,
         Some(host) => host

@@ -304,7 +304,10 @@ impl Config {
         let limits = raw.limits.validate(&mut errors);
         let audit = raw.audit.as_ref().map(|a| a.validate(base, &mut errors));
         let tls = raw.tls.as_ref().map(|t| t.validate(base, &mut errors));
-        let admin_tls = raw.admin_tls.as_ref().map(|t| t.validate(base, &mut errors));
+        let admin_tls = raw
+            .admin_tls
+            .as_ref()
+            .map(|t| t.validate(base, &mut errors));
         let workers = match &raw.workers {
             Some(n) if n.value == 0 || n.value > 1024 => {
                 errors.push(Diagnostic::at(n, "workers must be between 1 and 1024"));
@@ -324,9 +327,14 @@ impl Config {
             let has_key = audit
                 .as_ref()
                 .is_some_and(|a| a.redaction_key_file.is_some());
-            if let Some(route) =
-                route.validate(base, &mut errors, &mut paths, &mut policy_errors, has_key, client_ca)
-            {
+            if let Some(route) = route.validate(
+                base,
+                &mut errors,
+                &mut paths,
+                &mut policy_errors,
+                has_key,
+                client_ca,
+            ) {
                 routes.push(route);
             }
         }
@@ -460,6 +468,7 @@ impl RawUpstream {
                 "authorization"
                     | "proxy-authorization"
                     | "cookie"
+                    | "accept-encoding"
                     | "host"
                     | "content-type"
                     | "content-encoding"
@@ -491,7 +500,10 @@ impl RawUpstream {
                 let (cert_path, key_path) = (base.join(&cert.value), base.join(&key.value));
                 for (at, path) in [(cert, &cert_path), (key, &key_path)] {
                     if !path.is_file() {
-                        errors.push(Diagnostic::at(at, format!("{} does not exist", path.display())));
+                        errors.push(Diagnostic::at(
+                            at,
+                            format!("{} does not exist", path.display()),
+                        ));
                     }
                 }
                 Some((cert_path, key_path))
@@ -714,6 +726,15 @@ impl RawRoute {
         let upstream = self.upstream.validate(&self.path, base, errors);
         let stdio = self.upstream.command.is_some();
         let credentials = crate::credentials::validate(&self.credentials, stdio, base, errors);
+        if let Some(transport) = &self.upstream.transport
+            && transport.value == "sse"
+            && let Some((first, _)) = self.credentials.iter().next()
+        {
+            errors.push(Diagnostic::at(
+                first,
+                "credentials are not sent to legacy HTTP+SSE upstreams yet: front a Streamable HTTP or stdio server",
+            ));
+        }
         let defined = |name: &str| self.credentials.keys().any(|k| k.value == name);
         if let Some(name) = &self.base_credential
             && !defined(&name.value)

@@ -78,7 +78,7 @@ impl std::fmt::Debug for SourceConfig {
             SourceConfig::Env(name) => write!(f, "Env({name})"),
             SourceConfig::File(path) => write!(f, "File({})", path.display()),
             SourceConfig::Inline(_) => f.write_str("Inline(..)"),
-            SourceConfig::OAuth { token_url, .. } => write!(f, "OAuth({token_url})"),
+            SourceConfig::OAuth { token_url, .. } => write!(f, "OAuth({})", token_url.path()),
         }
     }
 }
@@ -87,7 +87,7 @@ impl std::fmt::Debug for SourceConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialSetupError {
     /// The environment variable is not set (or not UTF-8).
-    #[error("credential {name}: the environment variable {variable} is not set")]
+    #[error("credential {name}: the environment variable {variable} is not set (or empty)")]
     MissingEnv {
         /// The credential.
         name: String,
@@ -110,7 +110,7 @@ pub enum CredentialSetupError {
 
 // === raw ===
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCredential {
     env: Option<Spanned<String>>,
@@ -120,6 +120,18 @@ pub(crate) struct RawCredential {
     header: Option<Spanned<String>>,
     scheme: Option<String>,
     env_var: Option<Spanned<String>>,
+}
+
+impl std::fmt::Debug for RawCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the inline value.
+        f.debug_struct("RawCredential")
+            .field("env", &self.env)
+            .field("file", &self.file)
+            .field("inline", &self.inline.as_ref().map(|_| ".."))
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,6 +145,21 @@ struct RawOAuth {
     resource: Option<String>,
     ca_file: Option<String>,
 }
+
+/// Headers a credential may not be sent in: framing, routing and session
+/// headers Warden sets itself.
+const NOT_CREDENTIAL_HEADERS: [&str; 10] = [
+    "host",
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "upgrade",
+    "accept",
+    "mcp-session-id",
+];
 
 /// Validate a route's `credentials`; `stdio` says how they are delivered.
 pub(crate) fn validate(
@@ -178,6 +205,12 @@ impl RawCredential {
         } else if let Some(file) = &self.file {
             SourceConfig::File(base.join(&file.value))
         } else if let Some(inline) = &self.inline {
+            if inline.value.is_empty() {
+                errors.push(Diagnostic::at(
+                    inline,
+                    "an inline credential must not be empty",
+                ));
+            }
             SourceConfig::Inline(Secret::new(inline.value.as_str()))
         } else {
             let oauth = self.oauth.as_ref()?;
@@ -188,11 +221,14 @@ impl RawCredential {
                 ));
             }
             let token_url = match oauth.value.token_url.value.parse::<Uri>() {
-                Ok(uri) if matches!(uri.scheme_str(), Some("https" | "http")) => uri,
+                Ok(uri) if uri.scheme_str() == Some("https") && uri.host().is_some() => uri,
+                Ok(uri) if uri.scheme_str() == Some("http") && crate::auth::is_loopback(&uri) => {
+                    uri
+                }
                 _ => {
                     errors.push(Diagnostic::at(
                         &oauth.value.token_url,
-                        "token_url must be an https URL",
+                        "token_url must be an https URL (http only on loopback, for tests): the client secret goes in the request",
                     ));
                     return None;
                 }
@@ -223,6 +259,15 @@ impl RawCredential {
         let header = match &self.header {
             None => http::header::AUTHORIZATION,
             Some(header) => match HeaderName::from_bytes(header.value.trim().as_bytes()) {
+                Ok(parsed) if NOT_CREDENTIAL_HEADERS.contains(&parsed.as_str()) => {
+                    errors.push(Diagnostic::at(
+                        header,
+                        format!(
+                            "a credential cannot be sent in {parsed}, which Warden sets itself"
+                        ),
+                    ));
+                    return None;
+                }
                 Ok(parsed) => parsed,
                 Err(_) => {
                     errors.push(Diagnostic::at(header, "not a header name"));
@@ -280,12 +325,15 @@ fn source(name: &str, config: &SourceConfig) -> Result<Source, CredentialSetupEr
     Ok(match config {
         SourceConfig::Env(variable) => Source::Env {
             name: variable.clone(),
-            value: Secret::new(std::env::var(variable).map_err(|_| {
-                CredentialSetupError::MissingEnv {
-                    name: name.to_owned(),
-                    variable: variable.clone(),
-                }
-            })?),
+            value: Secret::new(
+                std::env::var(variable)
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| CredentialSetupError::MissingEnv {
+                        name: name.to_owned(),
+                        variable: variable.clone(),
+                    })?,
+            ),
         },
         SourceConfig::File(path) => Source::file(name, path.clone())?,
         SourceConfig::Inline(value) => Source::Inline(value.clone()),

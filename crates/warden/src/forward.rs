@@ -35,7 +35,16 @@ pub struct Forward {
     /// The upstream's session id for this agent session (in the call's lane).
     pub upstream_session: Option<HeaderValue>,
     /// The call's lane, when not the route's base one.
-    pub lane: Option<Arc<Upstream>>,
+    pub lane: Option<Lane>,
+}
+
+/// A call's lane other than the base one.
+#[derive(Clone)]
+pub struct Lane {
+    /// The lane's upstream client.
+    pub upstream: Arc<Upstream>,
+    /// The lane's upstream session to find or open (`None`: stateless).
+    pub pending: Option<crate::lanes::PendingLane>,
 }
 
 impl std::fmt::Debug for Forward {
@@ -72,22 +81,34 @@ impl Service<ToolCall<Forward>> for Forwarder {
     }
 
     fn call(&mut self, mut call: ToolCall<Forward>) -> Self::Future {
-        let upstream = call
-            .context
-            .lane
-            .clone()
-            .unwrap_or_else(|| self.upstream.clone());
+        let lane = call.context.lane.take();
+        let upstream = lane
+            .as_ref()
+            .map_or_else(|| self.upstream.clone(), |lane| lane.upstream.clone());
         let watch = std::mem::take(&mut call.tap).start(call.id.clone(), now());
         Box::pin(async move {
             let context = call.context;
-            let sent = upstream
-                .send(
-                    Method::POST,
-                    &context.headers,
-                    context.upstream_session.as_ref(),
-                    call.message,
-                )
-                .await;
+            let mut upstream_session = context.upstream_session;
+            let mut sent = Ok(());
+            if let Some(pending) = lane.as_ref().and_then(|l| l.pending.as_ref()) {
+                match pending.session_id(&upstream).await {
+                    Ok(id) => upstream_session = id,
+                    Err(err) => sent = Err(err),
+                }
+            }
+            let sent = match sent {
+                Ok(()) => {
+                    upstream
+                        .send(
+                            Method::POST,
+                            &context.headers,
+                            upstream_session.as_ref(),
+                            call.message,
+                        )
+                        .await
+                }
+                Err(err) => Err(err),
+            };
             match (sent, watch) {
                 (Ok(response), Some(watch)) => Ok(ToolOutcome::Forwarded(tapped(response, watch))),
                 (Ok(response), None) => Ok(ToolOutcome::Forwarded(response)),

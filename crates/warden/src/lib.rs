@@ -15,6 +15,7 @@ pub mod credentials;
 pub mod demo;
 pub mod env;
 pub mod forward;
+pub mod lanes;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;

@@ -198,8 +198,9 @@ enum QueryFormat {
     Jsonl,
 }
 
-/// `warden check`: the config, every policy, and every route's auth (its
-/// JWKS files are read).
+/// `warden check`: the config, every policy, the TLS files, and every
+/// route's credentials and auth (environment variables, secret files and
+/// JWKS files are read; nothing is printed of them).
 fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::from_file(path)?;
     for (what, settings) in [("tls", &config.tls), ("admin_tls", &config.admin_tls)] {
@@ -209,6 +210,11 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
         }
     }
     for route in &config.routes {
+        for credential in &route.credentials {
+            credential
+                .build()
+                .with_context(|| format!("route {}: credentials", route.path))?;
+        }
         if let Some(auth) = &route.auth {
             auth.build()
                 .with_context(|| format!("route {}: auth", route.path))?;

@@ -133,7 +133,11 @@ fn apply(watched: &WatchedPolicy, now: &Seen, counters: &ReloadCounters) {
                 .any(|name| !watched.credentials.iter().any(|c| c == name)) =>
         {
             counters.rejected.inc();
-            tracing::error!(route = %watched.route, file = %watched.file.display(), "Policy file changed but gives a tool a credential the route does not define; the last good policy stays in force.");
+            let undefined: Vec<&str> = policy
+                .credentials_named()
+                .filter(|name| !watched.credentials.iter().any(|c| c == name))
+                .collect();
+            tracing::error!(route = %watched.route, file = %watched.file.display(), credentials = ?undefined, "Policy file changed but gives a tool a credential the route does not define; the last good policy stays in force.");
         }
         Some(Ok(policy)) => {
             if let Some(audit) = &watched.audit {

@@ -474,27 +474,27 @@ async fn serve_connections<H, F>(
                     }
                 }
             };
-        let service = service_fn(move |mut request: Request<Incoming>| {
-            if let Some(certificate) = &certificate {
-                request.extensions_mut().insert(certificate.clone());
-            }
-            let busy = Busy::start(&requests);
-            let answer = AssertUnwindSafe(handler(request)).catch_unwind();
-            async move {
-                let response = answer.await.unwrap_or_else(|_| {
-                    tracing::error!("A request handler panicked; answered 500.");
-                    json(StatusCode::INTERNAL_SERVER_ERROR, internal_error_body())
-                });
-                Ok::<_, Infallible>(response.map(|inner| BusyBody { inner, busy }))
-            }
-        });
-        let io = WriteTouch {
-            inner: TokioIo::new(conn),
-            activity: activity.clone(),
-        };
-        let connection = http1::Builder::new()
-            .keep_alive(true)
-            .serve_connection(io, service);
+            let service = service_fn(move |mut request: Request<Incoming>| {
+                if let Some(certificate) = &certificate {
+                    request.extensions_mut().insert(certificate.clone());
+                }
+                let busy = Busy::start(&requests);
+                let answer = AssertUnwindSafe(handler(request)).catch_unwind();
+                async move {
+                    let response = answer.await.unwrap_or_else(|_| {
+                        tracing::error!("A request handler panicked; answered 500.");
+                        json(StatusCode::INTERNAL_SERVER_ERROR, internal_error_body())
+                    });
+                    Ok::<_, Infallible>(response.map(|inner| BusyBody { inner, busy }))
+                }
+            });
+            let io = WriteTouch {
+                inner: TokioIo::new(conn),
+                activity: activity.clone(),
+            };
+            let connection = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(io, service);
             let mut connection = std::pin::pin!(connection);
             let mut closing = false;
             loop {

@@ -31,12 +31,12 @@ pub struct Session {
     pub principal: Arc<Principal>,
     /// Not in the table: one caller's stateless (2026-07-28) requests.
     detached: bool,
-    /// The agent's `initialize` message: other lanes' upstream sessions
-    /// are opened with it, on first use.
-    initialize: bytes::Bytes,
-    /// The upstream sessions of lanes other than the base one (lane index
-    /// → the upstream's id, `None` if it issued none).
-    pub lanes: tokio::sync::Mutex<std::collections::HashMap<usize, Option<HeaderValue>>>,
+    /// The agent's `initialize` message, kept (copied, up to
+    /// [`crate::lanes::MAX_KEPT_INITIALIZE`]) only where the route has
+    /// lanes to open with it.
+    initialize: Option<bytes::Bytes>,
+    /// The upstream sessions of lanes other than the base one.
+    pub lanes: tokio::sync::Mutex<crate::lanes::LaneSessions>,
     tools: Mutex<ToolKnowledge>,
     /// The revision the upstream chose in its `initialize` result.
     negotiated: std::sync::OnceLock<String>,
@@ -144,8 +144,8 @@ pub enum Lookup {
 }
 
 impl Session {
-    /// The agent's `initialize` message (empty for a detached session).
-    pub fn initialize_message(&self) -> bytes::Bytes {
+    /// The agent's `initialize` message, if kept.
+    pub fn initialize_message(&self) -> Option<bytes::Bytes> {
         self.initialize.clone()
     }
 
@@ -266,7 +266,7 @@ impl SessionStore {
         route: usize,
         upstream_id: Option<HeaderValue>,
         principal: Arc<Principal>,
-        initialize: bytes::Bytes,
+        initialize: Option<bytes::Bytes>,
     ) -> Result<(Arc<Session>, Option<Arc<Session>>), EdgeError> {
         let mut evicted = None;
         // A loop, not an `if`: concurrent opens may pick the same victim.
@@ -312,7 +312,7 @@ impl SessionStore {
             upstream_id: None,
             principal,
             detached: true,
-            initialize: bytes::Bytes::new(),
+            initialize: None,
             lanes: tokio::sync::Mutex::default(),
             tools: Mutex::new(ToolKnowledge::default()),
             negotiated: std::sync::OnceLock::new(),
@@ -418,10 +418,10 @@ mod tests {
     fn ids_are_unguessable_and_distinct() {
         let store = SessionStore::new(10, Duration::from_secs(60));
         let (a, _) = store
-            .open(0, None, Principal::anonymous(), bytes::Bytes::new())
+            .open(0, None, Principal::anonymous(), None)
             .expect("opens");
         let (b, _) = store
-            .open(0, None, Principal::anonymous(), bytes::Bytes::new())
+            .open(0, None, Principal::anonymous(), None)
             .expect("opens");
         assert_eq!(a.id.len(), 32);
         assert!(a.id.chars().all(|c| c.is_ascii_hexdigit()));
@@ -432,11 +432,11 @@ mod tests {
     async fn at_the_limit_the_least_recently_used_session_makes_room() {
         let store = SessionStore::new(2, Duration::from_secs(600));
         let (old, _) = store
-            .open(0, None, Principal::anonymous(), bytes::Bytes::new())
+            .open(0, None, Principal::anonymous(), None)
             .expect("first");
         tokio::time::advance(Duration::from_secs(1)).await;
         let (busy, _) = store
-            .open(0, None, Principal::anonymous(), bytes::Bytes::new())
+            .open(0, None, Principal::anonymous(), None)
             .expect("second");
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(
@@ -445,7 +445,7 @@ mod tests {
         );
         tokio::time::advance(Duration::from_secs(1)).await;
         let (_third, evicted) = store
-            .open(0, None, Principal::anonymous(), bytes::Bytes::new())
+            .open(0, None, Principal::anonymous(), None)
             .expect("third");
         assert_eq!(evicted.map(|s| s.id.clone()), Some(busy.id.clone()));
         assert_eq!(store.len(), 2);
@@ -457,7 +457,7 @@ mod tests {
     fn sessions_belong_to_their_route() {
         let store = SessionStore::new(2, Duration::from_secs(60));
         let (session, _) = store
-            .open(1, None, Principal::anonymous(), bytes::Bytes::new())
+            .open(1, None, Principal::anonymous(), None)
             .expect("opens");
         assert!(store.get(&session.id, 1).is_some());
         assert!(store.get(&session.id, 0).is_none());
@@ -467,10 +467,10 @@ mod tests {
     async fn idle_sessions_are_swept_and_used_ones_kept() {
         let store = SessionStore::new(10, Duration::from_secs(60));
         let (idle, _) = store
-            .open(0, None, Principal::anonymous(), bytes::Bytes::new())
+            .open(0, None, Principal::anonymous(), None)
             .expect("opens");
         let (busy, _) = store
-            .open(0, None, Principal::anonymous(), bytes::Bytes::new())
+            .open(0, None, Principal::anonymous(), None)
             .expect("opens");
         tokio::time::advance(Duration::from_secs(45)).await;
         assert!(store.get(&busy.id, 0).is_some());
@@ -488,7 +488,7 @@ mod tests {
     async fn lookups_know_listed_unlisted_and_unsure() {
         let store = SessionStore::new(10, Duration::from_secs(60));
         let (session, _) = store
-            .open(0, None, Principal::anonymous(), bytes::Bytes::new())
+            .open(0, None, Principal::anonymous(), None)
             .expect("opens");
         assert_eq!(session.lookup("search", TTL), Lookup::Unsure);
         session.merge_page(&page("search"), session.begin_fetch());
@@ -507,7 +507,7 @@ mod tests {
     async fn knowledge_older_than_the_ttl_is_not_trusted() {
         let store = SessionStore::new(10, Duration::from_secs(60));
         let (session, _) = store
-            .open(0, None, Principal::anonymous(), bytes::Bytes::new())
+            .open(0, None, Principal::anonymous(), None)
             .expect("opens");
         let generation = session.begin_fetch();
         session.finish_fetch(catalogue("search"), generation);
@@ -522,7 +522,7 @@ mod tests {
     async fn a_change_during_a_fetch_voids_the_fetch() {
         let store = SessionStore::new(10, Duration::from_secs(60));
         let (session, _) = store
-            .open(0, None, Principal::anonymous(), bytes::Bytes::new())
+            .open(0, None, Principal::anonymous(), None)
             .expect("opens");
         let generation = session.begin_fetch();
         session.invalidate_catalogue();
@@ -534,7 +534,7 @@ mod tests {
     async fn a_list_changed_notification_forgets_the_catalogue() {
         let store = SessionStore::new(10, Duration::from_secs(60));
         let (session, _) = store
-            .open(0, None, Principal::anonymous(), bytes::Bytes::new())
+            .open(0, None, Principal::anonymous(), None)
             .expect("opens");
         let generation = session.begin_fetch();
         session.finish_fetch(catalogue("search"), generation);

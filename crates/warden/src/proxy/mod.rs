@@ -26,7 +26,7 @@ use std::time::SystemTime;
 
 use futures_util::StreamExt;
 
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap};
 use http::{Method, Request, Response, StatusCode, Uri};
 use warden_identity::Authenticator;
 use warden_pipeline::{Pipeline, Principal, SharedPolicy};
@@ -333,10 +333,15 @@ impl Warden {
 
     /// The upstream no longer knows the session: end it here too, so the
     /// agent's next request gets Warden's 404 and re-initializes.
-    fn end_if_gone(&self, session: &Session, status: StatusCode) {
+    async fn end_if_gone(&self, route: &Route, session: &Session, status: StatusCode) {
         if status == StatusCode::NOT_FOUND && self.sessions.remove(&session.id).is_some() {
             self.metrics.sessions.set(self.sessions.len() as i64);
             self.record_session(warden_audit::Kind::SessionEnded, session, "upstream-gone");
+            crate::lanes::end_all(&route.lanes, session).await;
+            if route.base_lane != 0 || session.upstream_id.is_some() {
+                // The 404 may have come from a lane: the base session goes too.
+                self.end_upstream_session(session).await;
+            }
         }
     }
 
@@ -382,7 +387,7 @@ impl Warden {
                 Default::default(),
             )
             .await?;
-        self.end_if_gone(&session, response.status());
+        self.end_if_gone(route, &session, response.status()).await;
         if !crate::upstream::is_event_stream(response.headers()) {
             return Ok(relay(response, Some(&session)));
         }
@@ -416,7 +421,7 @@ impl Warden {
             if self.sessions.remove(&session.id).is_some() {
                 self.record_session(warden_audit::Kind::SessionEnded, &session, "agent");
             }
-            end_lanes(route, &session).await;
+            crate::lanes::end_all(&route.lanes, &session).await;
             self.metrics.sessions.set(self.sessions.len() as i64);
             tracing::debug!(session = %session.id, "Session ended by the agent.");
         }
@@ -469,7 +474,7 @@ impl Warden {
         let Some(route) = self.routes.get(session.route) else {
             return;
         };
-        end_lanes(route, session).await;
+        crate::lanes::end_all(&route.lanes, session).await;
         if session.upstream_id.is_some() {
             let _ = route
                 .upstream
@@ -477,30 +482,6 @@ impl Warden {
                     Method::DELETE,
                     &HeaderMap::new(),
                     session.upstream_id.as_ref(),
-                    Default::default(),
-                )
-                .await;
-        }
-    }
-}
-
-/// End the upstream sessions a session opened in lanes other than its base one.
-async fn end_lanes(route: &Route, session: &Session) {
-    let opened: Vec<(usize, HeaderValue)> = session
-        .lanes
-        .lock()
-        .await
-        .drain()
-        .filter_map(|(lane, id)| id.map(|id| (lane, id)))
-        .collect();
-    for (lane, id) in opened {
-        if let Some(lane) = route.lanes.get(lane) {
-            let _ = lane
-                .upstream
-                .send(
-                    Method::DELETE,
-                    &HeaderMap::new(),
-                    Some(&id),
                     Default::default(),
                 )
                 .await;

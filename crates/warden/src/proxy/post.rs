@@ -191,7 +191,11 @@ async fn initialize(
     principal: Arc<Principal>,
 ) -> Result<Response<Body>, Failure> {
     let id: Arc<str> = message.id_json().into();
-    let initialize_message = message.raw.clone();
+    // Kept only to open other lanes with, and copied: a slice would pin the
+    // whole request body for the session's life.
+    let initialize_message = (route.lanes.len() > 1
+        && message.raw.len() <= crate::lanes::MAX_KEPT_INITIALIZE)
+        .then(|| Bytes::copy_from_slice(&message.raw));
     let response = route
         .upstream
         .send(Method::POST, headers, None, message.raw)
@@ -294,7 +298,7 @@ pub(super) async fn one(
         });
     }
     let response = sent.map_err(|err| Failure::with_id(err, id.clone()))?;
-    warden.end_if_gone(session, response.status());
+    warden.end_if_gone(route, session, response.status()).await;
     if is_list && response.status().is_success() {
         return tools_list(route, session, principal, response, &id, generation)
             .await
@@ -326,21 +330,25 @@ async fn tool_call(
         CallMeta::read(meta.as_deref(), |name| picked.get(name))
     };
     let principal = principal.clone();
-    // The call's lane: its credential's own upstream session (opened on
-    // first use), so it is never answered in a session another credential opened.
+    // The call's lane: its credential's own upstream session, opened by
+    // the forwarder (after the policy allowed the call), so it is never
+    // answered in a session another credential opened.
     let lane_index = route.lane_of_tool(&route.policy.load(), &tool);
-    let (upstream_session, lane) = if lane_index == route.base_lane {
-        (session.upstream_id.clone(), None)
-    } else {
-        let lane = route.lanes[lane_index].upstream.clone();
-        let upstream_session = if session.is_detached() {
-            None
-        } else {
-            open_lane(route, session, lane_index)
-                .await
-                .map_err(|err| Failure::with_id(err, id.clone()))?
-        };
-        (upstream_session, Some(lane))
+    let lane = (lane_index != route.base_lane).then(|| crate::forward::Lane {
+        upstream: route.lanes[lane_index].upstream.clone(),
+        pending: (!session.is_detached()).then(|| crate::lanes::PendingLane {
+            session: session.clone(),
+            index: lane_index,
+            credential: route.lanes[lane_index]
+                .credential
+                .clone()
+                .unwrap_or_else(|| "(none)".into()),
+            route: route.path.clone(),
+        }),
+    });
+    let upstream_session = match &lane {
+        None => session.upstream_id.clone(),
+        Some(_) => None,
     };
     let mut tap = ReplyTap::default();
     let is_stateless = session.is_detached();
@@ -469,7 +477,7 @@ async fn tool_call(
     match route.pipeline.clone().oneshot(call).await {
         Ok(ToolOutcome::Forwarded(response)) => {
             route.counters.allowed.inc();
-            warden.end_if_gone(session, response.status());
+            warden.end_if_gone(route, session, response.status()).await;
             Ok(relay::relay(response, Some(session)))
         }
         Ok(ToolOutcome::Refused(refusal)) => {
@@ -568,56 +576,6 @@ async fn facts_for(
     // Decided on what the upstream just said, even if a change notice
     // arrived meanwhile (the next call will fetch again).
     Ok(facts)
-}
-
-/// The upstream session of `lane` for `session`, opened now if it is the
-/// lane's first call: the agent's own `initialize`, then
-/// `notifications/initialized`, through the lane (with its credential).
-async fn open_lane(
-    route: &Route,
-    session: &Session,
-    lane: usize,
-) -> Result<Option<HeaderValue>, EdgeError> {
-    let mut lanes = session.lanes.lock().await;
-    if let Some(id) = lanes.get(&lane) {
-        return Ok(id.clone());
-    }
-    let upstream = &route.lanes[lane].upstream;
-    let name = route.lanes[lane].credential.as_deref().unwrap_or("(none)");
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::ACCEPT,
-        HeaderValue::from_static("application/json, text/event-stream"),
-    );
-    let response = upstream
-        .send(Method::POST, &headers, None, session.initialize_message())
-        .await?;
-    let status = response.status();
-    let id = response.headers().get(mcp::HEADER_SESSION_ID).cloned();
-    read_whole(route, response.into_body(), "initialize").await?;
-    if !status.is_success() {
-        return Err(EdgeError::UpstreamInvalid {
-            route: route.path.to_string(),
-            detail: format!(
-                "the initialize of credential {name}'s session was answered HTTP {status}"
-            ),
-        });
-    }
-    if let Some(version) = session
-        .negotiated_version()
-        .and_then(|v| HeaderValue::from_str(v).ok())
-    {
-        headers.insert(mcp::HEADER_PROTOCOL_VERSION, version);
-    }
-    let initialized =
-        Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
-    let response = upstream
-        .send(Method::POST, &headers, id.as_ref(), initialized)
-        .await?;
-    read_whole(route, response.into_body(), "notifications/initialized").await?;
-    tracing::debug!(session = %session.id, credential = %name, "Lane session opened.");
-    lanes.insert(lane, id.clone());
-    Ok(id)
 }
 
 /// A successful `tools/list` reply: recorded in the catalogue, filtered.

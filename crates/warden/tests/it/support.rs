@@ -56,7 +56,11 @@ impl WardenBuilder {
     }
 
     /// Upstream mTLS: the certificate the first route presents.
-    pub fn upstream_client_cert(mut self, cert: &std::path::Path, key: &std::path::Path) -> WardenBuilder {
+    pub fn upstream_client_cert(
+        mut self,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> WardenBuilder {
         if let UpstreamTransport::StreamableHttp(endpoint) = &mut self.routes[0].upstream.transport
         {
             endpoint.client_cert = Some((cert.to_path_buf(), key.to_path_buf()));

@@ -40,7 +40,9 @@ impl Pki {
         let key = rcgen::KeyPair::generate().expect("ca key");
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
         let ca = params.self_signed(&key).expect("ca");
         Pki {
             ca_pem: ca.pem(),
@@ -57,11 +59,21 @@ impl Pki {
 
     /// A certificate for `names` (DNS or IP), with `cn`, maybe a URI SAN,
     /// maybe long expired, written as `<file>.crt` and `<file>.key`.
-    fn issue(&self, file: &str, names: &[&str], cn: &str, uri: Option<&str>, expired: bool) -> Issued {
-        let mut params =
-            rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
-                .expect("params");
-        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    fn issue(
+        &self,
+        file: &str,
+        names: &[&str],
+        cn: &str,
+        uri: Option<&str>,
+        expired: bool,
+    ) -> Issued {
+        let mut params = rcgen::CertificateParams::new(
+            names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
+        )
+        .expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
         if let Some(uri) = uri {
             params
                 .subject_alt_names
@@ -106,14 +118,20 @@ async fn tls_request(
                 rustls_pki_types::CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes())
                     .collect::<Result<Vec<_>, _>>()
                     .expect("chain"),
-                rustls_pki_types::PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).expect("key"),
+                rustls_pki_types::PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes())
+                    .expect("key"),
             )
             .expect("client auth"),
     };
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
     let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
-    let tls = connector.connect(name, tcp).await.map_err(|e| e.to_string())?;
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
     let served = tls
         .get_ref()
         .1
@@ -172,7 +190,9 @@ async fn the_listener_terminates_tls_and_reloads_its_certificate_when_the_files_
         .start()
         .await;
     let addr = warden.running.mcp_addr;
-    let (status, _, served) = tls_request(addr, &pki.ca_pem, None, &initialize()).await.expect("tls");
+    let (status, _, served) = tls_request(addr, &pki.ca_pem, None, &initialize())
+        .await
+        .expect("tls");
     assert_eq!(status, StatusCode::OK);
     assert_eq!(served, "first");
 
@@ -193,18 +213,27 @@ async fn the_listener_terminates_tls_and_reloads_its_certificate_when_the_files_
     assert!(sent.is_err(), "{sent:?}");
 
     // A new certificate written in place is served to new connections.
-    std::fs::write(&server.cert, pki.issue("next", &["localhost"], "rotated", None, false).cert_pem)
-        .expect("rotate cert");
+    std::fs::write(
+        &server.cert,
+        pki.issue("next", &["localhost"], "rotated", None, false)
+            .cert_pem,
+    )
+    .expect("rotate cert");
     let next_key = std::fs::read(pki.dir.path().join("next.key")).expect("key");
     std::fs::write(&server.key, next_key).expect("rotate key");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let (status, _, served) = tls_request(addr, &pki.ca_pem, None, &initialize()).await.expect("tls");
+        let (status, _, served) = tls_request(addr, &pki.ca_pem, None, &initialize())
+            .await
+            .expect("tls");
         assert_eq!(status, StatusCode::OK);
         if served == "rotated" {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "still serving {served}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still serving {served}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -215,9 +244,22 @@ async fn mtls_refuses_clients_without_a_certificate_and_names_those_with_one() {
     let pki = Pki::new("listener CA");
     let clients = Pki::new("clients CA");
     let server = pki.issue("server", &["localhost"], "server", None, false);
-    let notes_bot = clients.issue("notes", &[], "notes-bot", Some("spiffe://test/agent/notes-bot"), false);
-    let reader = clients.issue("reader", &[], "reader", Some("spiffe://test/agent/reader"), false);
-    let stranger = Pki::new("another CA").issue("x", &[], "x", Some("spiffe://test/agent/notes-bot"), false);
+    let notes_bot = clients.issue(
+        "notes",
+        &[],
+        "notes-bot",
+        Some("spiffe://test/agent/notes-bot"),
+        false,
+    );
+    let reader = clients.issue(
+        "reader",
+        &[],
+        "reader",
+        Some("spiffe://test/agent/reader"),
+        false,
+    );
+    let stranger =
+        Pki::new("another CA").issue("x", &[], "x", Some("spiffe://test/agent/notes-bot"), false);
     let warden = WardenBuilder::new(&upstream)
         .policy("version: 1\ntools:\n  create_note:\n    tier: write\n    callers: { agents: [\"spiffe://test/agent/notes-bot\"] }\n")
         .tls(listener(&server, Some(clients.ca_file())))
@@ -233,15 +275,22 @@ async fn mtls_refuses_clients_without_a_certificate_and_names_those_with_one() {
         .start()
         .await;
     let addr = warden.running.mcp_addr;
-    for (who, client) in [("no certificate", None), ("another CA's certificate", Some(&stranger))] {
+    for (who, client) in [
+        ("no certificate", None),
+        ("another CA's certificate", Some(&stranger)),
+    ] {
         let refused = tls_request(addr, &pki.ca_pem, client, &initialize()).await;
         assert!(refused.is_err(), "{who}: {refused:?}");
     }
     // The caller is who its certificate says: the policy grants by it.
-    let call = |id: u64| json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-        "params": {"name": "create_note", "arguments": {"customer_id": 1, "text": "mtls"}}});
+    let call = |id: u64| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": "create_note", "arguments": {"customer_id": 1, "text": "mtls"}}})
+    };
     for (client, allowed) in [(&notes_bot, true), (&reader, false)] {
-        let (status, body, _) = tls_request(addr, &pki.ca_pem, Some(client), &initialize()).await.expect("tls");
+        let (status, body, _) = tls_request(addr, &pki.ca_pem, Some(client), &initialize())
+            .await
+            .expect("tls");
         assert_eq!(status, StatusCode::OK, "{body:?}");
         // Sessions need the id; a stateless-style check is enough here:
         // initialize passed, so the caller was authenticated by its certificate.
@@ -261,7 +310,8 @@ async fn tls_upstream(server: &Issued, client_ca: Option<&str>) -> String {
     let certs = rustls_pki_types::CertificateDer::pem_slice_iter(server.cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .expect("chain");
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes()).expect("key");
+    let key =
+        rustls_pki_types::PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes()).expect("key");
     let builder = rustls::ServerConfig::builder();
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
@@ -280,15 +330,23 @@ async fn tls_upstream(server: &Issued, client_ca: Option<&str>) -> String {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(
         builder.with_single_cert(certs, key).expect("server config"),
     ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let (acceptor, plain_addr) = (acceptor.clone(), plain_addr.clone());
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(stream).await else { return };
-                let Ok(mut plain) = tokio::net::TcpStream::connect(plain_addr).await else { return };
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(plain_addr).await else {
+                    return;
+                };
                 let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
             });
         }
@@ -314,7 +372,12 @@ async fn upstream_certificates_are_verified_and_warden_presents_its_own_where_as
     ] {
         let url = tls_upstream(server, None).await;
         let warden = WardenBuilder::new(&url).ca_file(&ca_file).start().await;
-        assert_eq!(initialize_through(&warden).await, expected, "{}", server.cert.display());
+        assert_eq!(
+            initialize_through(&warden).await,
+            expected,
+            "{}",
+            server.cert.display()
+        );
     }
     // An upstream that asks for a client certificate: Warden presents its own.
     let clients = Pki::new("upstream clients CA");

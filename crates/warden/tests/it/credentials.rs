@@ -18,13 +18,13 @@ const POLICY: &str = "version: 1\ntools:\n  search_customers:\n    tier: read\n 
 
 /// What the upstream saw of one request.
 #[derive(Debug, Clone)]
-struct Seen {
+pub(crate) struct Seen {
     http_method: http::Method,
     method: String,
     tool: Option<String>,
     session: Option<String>,
-    authorization: Option<String>,
-    api_key: Option<String>,
+    pub(crate) authorization: Option<String>,
+    pub(crate) api_key: Option<String>,
     cookie: Option<String>,
 }
 
@@ -45,7 +45,7 @@ fn credential(
 
 /// An MCP server that opens a new session per `initialize` and records
 /// every request's credential headers.
-async fn recording_upstream() -> (String, Arc<Mutex<Vec<Seen>>>) {
+pub(crate) async fn recording_upstream() -> (String, Arc<Mutex<Vec<Seen>>>) {
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let sessions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let record = seen.clone();
@@ -87,7 +87,12 @@ async fn recording_upstream() -> (String, Arc<Mutex<Vec<Seen>>>) {
                 "tools/list" => json_response(&json!({"jsonrpc": "2.0", "id": id, "result": {"tools": [
                     {"name": "search_customers", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}},
                     {"name": "create_note", "inputSchema": {"type": "object"}},
-                    {"name": "echo", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}}]}})),
+                    {"name": "echo", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}},
+                    {"name": "explode", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}}]}})),
+                "tools/call" if message["params"]["name"] == "explode" => http::Response::builder()
+                    .status(500)
+                    .body(full_body("upstream exploded"))
+                    .expect("response"),
                 "tools/call" => json_response(&json!({"jsonrpc": "2.0", "id": id, "result": {
                     "content": [{"type": "text", "text": "done"}]}})),
                 _ if id.is_null() => http::Response::builder()
@@ -149,7 +154,10 @@ async fn each_tool_carries_its_own_credential_in_its_own_upstream_session() {
         .iter()
         .filter_map(|t| t["name"].as_str().map(str::to_owned))
         .collect();
-    assert_eq!(listed, ["search_customers", "create_note", "echo"]);
+    assert_eq!(
+        listed,
+        ["search_customers", "create_note", "echo", "explode"]
+    );
 
     for (id, tool) in [
         (2, "search_customers"),

@@ -302,7 +302,7 @@ async fn a_policy_file_rewritten_in_place_is_never_applied_half_written() {
 }
 
 /// A child process killed when dropped, so a failing test leaves none.
-struct KillOnDrop(std::process::Child);
+pub(crate) struct KillOnDrop(pub(crate) std::process::Child);
 
 impl std::ops::Deref for KillOnDrop {
     type Target = std::process::Child;
@@ -379,7 +379,7 @@ async fn run_binary(
 }
 
 /// Send `signal` (e.g. `-HUP`) to a child process.
-fn signal(child: &std::process::Child, signal: &str) {
+pub(crate) fn signal(child: &std::process::Child, signal: &str) {
     let sent = Command::new("kill")
         .args([signal, &child.id().to_string()])
         .status()

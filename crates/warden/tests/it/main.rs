@@ -12,6 +12,7 @@ mod lifecycle;
 mod otlp;
 mod policy;
 mod reply_tap;
+mod secrets;
 mod stateless;
 mod stdio;
 mod stdio_upstream;

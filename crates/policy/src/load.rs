@@ -76,7 +76,7 @@ struct RawPolicy {
 #[derive(Debug)]
 enum RawRule {
     Tier(String),
-    Scoped(RawScopedRule),
+    Scoped(Box<RawScopedRule>),
 }
 
 impl<'de> Deserialize<'de> for RawRule {
@@ -92,7 +92,7 @@ impl<'de> Deserialize<'de> for RawRule {
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawRule, A::Error> {
                 RawScopedRule::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-                    .map(RawRule::Scoped)
+                    .map(|scoped| RawRule::Scoped(Box::new(scoped)))
             }
         }
         deserializer.deserialize_any(Visitor)
@@ -215,11 +215,12 @@ impl RawPolicy {
             }
             match Tier::parse(tier) {
                 Some(parsed) => {
-                    let credential = match &rule.value {
-                        RawRule::Scoped(RawScopedRule {
-                            credential: Some(credential),
-                            ..
-                        }) => {
+                    let named = match &rule.value {
+                        RawRule::Scoped(scoped) => scoped.credential.as_ref(),
+                        RawRule::Tier(_) => None,
+                    };
+                    let credential = match named {
+                        Some(credential) => {
                             if credential.value.trim().is_empty() {
                                 errors.push(Diagnostic::at(
                                     credential,
@@ -228,7 +229,7 @@ impl RawPolicy {
                             }
                             Some(credential.value.clone())
                         }
-                        _ => None,
+                        None => None,
                     };
                     tools.insert(
                         name.value.clone(),

@@ -21,16 +21,23 @@ pub enum Target {
     WardenAudit,
     /// Through Warden with the audit trail in PostgreSQL (a fresh schema).
     WardenAuditPg,
+    /// Through Warden (no audit trail) on a route whose callers send an API key.
+    WardenApiKey,
+    /// Through Warden (no audit trail) on a route whose callers send an
+    /// ES256 JWT (the same token per session: its verdict is cached).
+    WardenJwt,
 }
 
 impl Target {
     /// Every target, in report order.
-    pub const ALL: [Target; 5] = [
+    pub const ALL: [Target; 7] = [
         Target::Direct,
         Target::Nginx,
         Target::Warden,
         Target::WardenAudit,
         Target::WardenAuditPg,
+        Target::WardenApiKey,
+        Target::WardenJwt,
     ];
 
     /// Lower-case name.
@@ -41,6 +48,8 @@ impl Target {
             Target::Warden => "warden",
             Target::WardenAudit => "warden-audit",
             Target::WardenAuditPg => "warden-audit-pg",
+            Target::WardenApiKey => "warden-api-key",
+            Target::WardenJwt => "warden-jwt",
         }
     }
 
@@ -48,7 +57,11 @@ impl Target {
     pub fn is_warden(self) -> bool {
         matches!(
             self,
-            Target::Warden | Target::WardenAudit | Target::WardenAuditPg
+            Target::Warden
+                | Target::WardenAudit
+                | Target::WardenAuditPg
+                | Target::WardenApiKey
+                | Target::WardenJwt
         )
     }
 

@@ -338,6 +338,8 @@ struct Setup {
     nginx: Option<(u32, u16)>,
     /// Warden targets: pid and port.
     wardens: HashMap<Target, (u32, u16)>,
+    /// The `Authorization` each auth target's clients send.
+    credentials: HashMap<Target, HeaderValue>,
 }
 
 async fn bench(args: &Args, children: &mut Children, schema: &PgSchema) -> anyhow::Result<bool> {
@@ -600,6 +602,7 @@ fn start_everything(
     };
 
     let mut wardens = HashMap::new();
+    let mut credentials = HashMap::new();
     let warden_targets: Vec<Target> = Target::ALL
         .into_iter()
         .filter(|&t| t.is_warden() && want(t))
@@ -631,6 +634,26 @@ fn start_everything(
         };
         for target in warden_targets {
             let (port, admin) = (free_port()?, free_port()?);
+            let auth = match target {
+                Target::WardenApiKey => {
+                    let key = warden_identity::api_key::new_key()
+                        .map_err(|e| anyhow!("random source: {e}"))?;
+                    credentials.insert(target, HeaderValue::from_str(&format!("Bearer {key}"))?);
+                    format!(
+                        "    auth:\n      methods:\n        - api_key:\n            keys:\n              - agent: bench\n                sha256: {}\n",
+                        warden_identity::api_key::digest_hex(&key)
+                    )
+                }
+                Target::WardenJwt => {
+                    let (jwks, token) = bench_jwt(dir)?;
+                    credentials.insert(target, HeaderValue::from_str(&format!("Bearer {token}"))?);
+                    format!(
+                        "    auth:\n      methods:\n        - jwt:\n            issuer: https://auth.bench\n            audience: https://warden.bench/mcp\n            jwks_file: {}\n            algorithms: [ES256]\n",
+                        jwks.display()
+                    )
+                }
+                _ => String::new(),
+            };
             let audit = match target {
                 Target::WardenAudit => format!(
                     "audit:\n  dir: {}\n  instance: bench-file\n",
@@ -648,7 +671,7 @@ fn start_everything(
             fs::write(
                 &conf,
                 format!(
-                    "version: 1\nlisten: 127.0.0.1:{port}\nadmin: 127.0.0.1:{admin}\nroutes:\n  - path: /mcp\n    upstream:\n      url: http://127.0.0.1:{demo_port}/mcp\n    policy: {}\n{audit}",
+                    "version: 1\nlisten: 127.0.0.1:{port}\nadmin: 127.0.0.1:{admin}\nroutes:\n  - path: /mcp\n    upstream:\n      url: http://127.0.0.1:{demo_port}/mcp\n    policy: {}\n{auth}{audit}",
                     policy.display()
                 ),
             )?;
@@ -669,7 +692,29 @@ fn start_everything(
         demo_port,
         nginx,
         wardens,
+        credentials,
     })
+}
+
+/// A JWKS file with one fresh ES256 key in `dir`, and a token signed with
+/// it that stays valid for a day.
+fn bench_jwt(dir: &Path) -> anyhow::Result<(PathBuf, String)> {
+    use jsonwebtoken::jwk::{Jwk, JwkSet};
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes())?;
+    let mut jwk = Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::ES256)?;
+    jwk.common.key_id = Some("bench".into());
+    let jwks = dir.join("bench-jwks.json");
+    fs::write(&jwks, serde_json::to_vec(&JwkSet { keys: vec![jwk] })?)?;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        + 86_400;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("bench".into());
+    let claims = serde_json::json!({"iss": "https://auth.bench", "aud": "https://warden.bench/mcp",
+        "sub": "bench", "exp": exp});
+    Ok((jwks, jsonwebtoken::encode(&header, &claims, &key)?))
 }
 
 /// `program`, prefixed with `taskset -c CPUS` when pinning (so the affinity is
@@ -889,8 +934,18 @@ async fn run_one(
     };
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let host = HeaderValue::from_str(&format!("127.0.0.1:{port}"))?;
+    let authorization = setup.credentials.get(&target).cloned();
     let clients: Vec<_> = (0..concurrency)
-        .map(|_| tokio::spawn(client(addr, host.clone(), kind, window, args.call_timeout)))
+        .map(|_| {
+            tokio::spawn(client(
+                addr,
+                host.clone(),
+                authorization.clone(),
+                kind,
+                window,
+                args.call_timeout,
+            ))
+        })
         .collect();
 
     tokio::time::sleep_until(window.start.into()).await;
@@ -952,6 +1007,7 @@ async fn run_one(
 async fn client(
     addr: SocketAddr,
     host: HeaderValue,
+    authorization: Option<HeaderValue>,
     kind: Calls,
     window: Window,
     call_timeout: Duration,
@@ -967,7 +1023,7 @@ async fn client(
         outcome.errors += 1;
         outcome.first_error.get_or_insert(err);
     };
-    let mut conn = match Conn::open(addr, host, call_timeout).await {
+    let mut conn = match Conn::open(addr, host, authorization, call_timeout).await {
         Ok(c) => c,
         Err(err) => {
             fail(&mut outcome, format!("session set-up: {err:#}"));
@@ -1003,6 +1059,7 @@ async fn client(
 struct Conn {
     sender: SendRequest<Full<Bytes>>,
     host: HeaderValue,
+    authorization: Option<HeaderValue>,
     session: Option<HeaderValue>,
     timeout: Duration,
 }
@@ -1024,7 +1081,12 @@ impl Reply {
 }
 
 impl Conn {
-    async fn open(addr: SocketAddr, host: HeaderValue, timeout: Duration) -> anyhow::Result<Conn> {
+    async fn open(
+        addr: SocketAddr,
+        host: HeaderValue,
+        authorization: Option<HeaderValue>,
+        timeout: Duration,
+    ) -> anyhow::Result<Conn> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let (sender, connection) =
@@ -1033,6 +1095,7 @@ impl Conn {
         let mut conn = Conn {
             sender,
             host,
+            authorization,
             session: None,
             timeout,
         };
@@ -1093,6 +1156,9 @@ impl Conn {
             req = req
                 .header("mcp-session-id", session.clone())
                 .header("mcp-protocol-version", workload::PROTOCOL_VERSION);
+        }
+        if let Some(authorization) = &self.authorization {
+            req = req.header(http::header::AUTHORIZATION, authorization.clone());
         }
         let req = req.body(Full::new(body))?;
         let exchange = async {

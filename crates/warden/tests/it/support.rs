@@ -37,6 +37,7 @@ pub struct WardenBuilder {
     limits: Limits,
     audit: Option<warden::audit::AuditConfig>,
     tls: Option<warden::tls::ListenerTls>,
+    admin_tls: Option<warden::tls::ListenerTls>,
 }
 
 impl WardenBuilder {
@@ -46,7 +47,14 @@ impl WardenBuilder {
             limits: Limits::default(),
             audit: None,
             tls: None,
+            admin_tls: None,
         }
+    }
+
+    /// TLS on the admin listener.
+    pub fn admin_tls(mut self, tls: warden::tls::ListenerTls) -> WardenBuilder {
+        self.admin_tls = Some(tls);
+        self
     }
 
     /// TLS on the MCP listener.
@@ -170,7 +178,7 @@ impl WardenBuilder {
             routes: self.routes,
             audit: self.audit,
             tls: self.tls,
-            admin_tls: None,
+            admin_tls: self.admin_tls,
         };
         let running = warden::start(&config).await.expect("warden starts");
         let url = format!("http://{}/mcp", running.mcp_addr);

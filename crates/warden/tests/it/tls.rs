@@ -105,6 +105,20 @@ async fn tls_request(
     client: Option<&Issued>,
     body: &Value,
 ) -> Result<(StatusCode, Bytes, String), String> {
+    tls_exchange(addr, ca, client, Some(body), "/mcp", None)
+        .await
+        .map(|(status, body, served, _)| (status, body, served))
+}
+
+/// A TLS GET (`body: None`) or POST of `body` to `path`.
+async fn tls_exchange(
+    addr: std::net::SocketAddr,
+    ca: &str,
+    client: Option<&Issued>,
+    body: Option<&Value>,
+    path: &str,
+    session: Option<&str>,
+) -> Result<(StatusCode, Bytes, String, Option<String>), String> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca.as_bytes()) {
@@ -144,24 +158,43 @@ async fn tls_request(
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(connection);
-    let request = Request::post(format!("https://localhost:{}/mcp", addr.port()))
-        .header("host", "localhost")
-        .header("content-type", "application/json")
-        .header("accept", ACCEPT_BOTH)
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("request");
+    let uri = format!("https://localhost:{}{path}", addr.port());
+    let request = match body {
+        Some(body) => Request::post(uri)
+            .header("content-type", "application/json")
+            .header("accept", ACCEPT_BOTH)
+            .body(Full::new(Bytes::from(body.to_string()))),
+        None => Request::get(uri).body(Full::new(Bytes::new())),
+    };
+    let mut request = request.expect("request");
+    request
+        .headers_mut()
+        .insert("host", http::HeaderValue::from_static("localhost"));
+    if let Some(session) = session {
+        let headers = request.headers_mut();
+        headers.insert("mcp-session-id", session.parse().expect("session"));
+        headers.insert(
+            "mcp-protocol-version",
+            http::HeaderValue::from_static("2025-11-25"),
+        );
+    }
     let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
         .await
         .map_err(|_| "timed out".to_owned())?
         .map_err(|e| e.to_string())?;
     let status = response.status();
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let body = response
         .into_body()
         .collect()
         .await
         .map_err(|e| e.to_string())?
         .to_bytes();
-    Ok((status, body, served))
+    Ok((status, body, served, session))
 }
 
 fn initialize() -> Value {
@@ -236,6 +269,26 @@ async fn the_listener_terminates_tls_and_reloads_its_certificate_when_the_files_
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn the_admin_listener_terminates_tls_too() {
+    let (upstream, _demo) = demo_upstream().await;
+    let pki = Pki::new("admin CA");
+    let server = pki.issue("admin", &["localhost"], "admin", None, false);
+    let warden = WardenBuilder::new(&upstream)
+        .admin_tls(listener(&server, None))
+        .start()
+        .await;
+    let admin = warden.running.admin_addr.expect("admin listener");
+    let (status, body, served, _) = tls_exchange(admin, &pki.ca_pem, None, None, "/healthz", None)
+        .await
+        .expect("tls");
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    assert_eq!(served, "admin");
+    // The MCP listener, without a tls section, still speaks plain HTTP.
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
 }
 
 #[tokio::test]

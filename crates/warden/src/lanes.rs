@@ -111,7 +111,7 @@ impl PendingLane {
             }
             return Err(err);
         }
-        tracing::debug!(session = %self.session.id, credential = %self.credential, "Lane session opened.");
+        tracing::debug!(session = %self.session.id, agent = %self.session.principal.agent, credential = %self.credential, "Lane session opened.");
         lanes.open.insert(self.index, id.clone());
         Ok(id)
     }

@@ -423,7 +423,7 @@ impl Warden {
             }
             crate::lanes::end_all(&route.lanes, &session).await;
             self.metrics.sessions.set(self.sessions.len() as i64);
-            tracing::debug!(session = %session.id, "Session ended by the agent.");
+            tracing::debug!(session = %session.id, agent = %session.principal.agent, "Session ended by the agent.");
         }
         Ok(relay(response, None))
     }
@@ -461,7 +461,7 @@ impl Warden {
         self.metrics.sessions.set(self.sessions.len() as i64);
         futures_util::stream::iter(expired)
             .for_each_concurrent(8, |session| async move {
-                tracing::info!(session = %session.id, "Idle session ended.");
+                tracing::info!(session = %session.id, agent = %session.principal.agent, "Idle session ended.");
                 self.record_session(warden_audit::Kind::SessionEnded, &session, "idle");
                 self.end_upstream_session(&session).await;
             })

@@ -211,7 +211,7 @@ async fn initialize(
         .map_err(|err| Failure::with_id(err, id.clone()))?;
     if let Some(evicted) = evicted {
         warden.metrics.sessions_evicted.inc();
-        tracing::warn!(session = %evicted.id, "Session limit reached; least recently used session ended.");
+        tracing::warn!(session = %evicted.id, agent = %evicted.principal.agent, "Session limit reached; least recently used session ended.");
         warden.record_session(warden_audit::Kind::SessionEnded, &evicted, "evicted");
         warden.end_upstream_session(&evicted).await;
     }

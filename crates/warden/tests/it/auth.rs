@@ -367,3 +367,133 @@ async fn a_jwt_route_publishes_its_metadata_challenges_and_never_forwards_the_to
         seen[0]
     );
 }
+
+#[tokio::test]
+async fn every_bad_bearer_token_is_a_401_that_says_why_and_repeats_nothing() {
+    use base64::Engine;
+    let (upstream, _demo) = demo_upstream().await;
+    let issuer = Issuer::new();
+    let warden = WardenBuilder::new(&upstream)
+        .auth(issuer.auth())
+        .start()
+        .await;
+    let b64 = |v: &Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(v).expect("json"))
+    };
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let sign = |claims: Value, kid: &str| {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(kid.into());
+        jsonwebtoken::encode(&header, &claims, &issuer.key).expect("sign")
+    };
+    let good = |changes: &[(&str, Value)]| {
+        let mut claims = json!({"iss": "https://auth.test", "aud": RESOURCE, "sub": "agent-7",
+            "exp": now + 300});
+        for (name, value) in changes {
+            claims[*name] = value.clone();
+        }
+        claims
+    };
+    let stranger = Issuer::new();
+    let mut forged = Header::new(Algorithm::ES256);
+    forged.kid = Some("k1".into());
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "bad signature",
+            jsonwebtoken::encode(&forged, &good(&[]), &stranger.key).expect("sign"),
+            "signature is not valid",
+        ),
+        (
+            "wrong issuer",
+            sign(good(&[("iss", json!("https://evil.test"))]), "k1"),
+            "another issuer",
+        ),
+        (
+            "wrong audience",
+            sign(good(&[("aud", json!("https://other.test/mcp"))]), "k1"),
+            "not issued for this resource",
+        ),
+        (
+            "expired",
+            sign(good(&[("exp", json!(now - 120))]), "k1"),
+            "expired",
+        ),
+        (
+            "not yet valid",
+            sign(good(&[("nbf", json!(now + 600))]), "k1"),
+            "not valid yet",
+        ),
+        (
+            "unknown kid",
+            sign(good(&[]), "k9"),
+            "signing key the issuer does not publish",
+        ),
+        (
+            "alg none",
+            format!(
+                "{}.{}.",
+                b64(&json!({"alg": "none", "kid": "k1"})),
+                b64(&good(&[]))
+            ),
+            "algorithm is not accepted",
+        ),
+        (
+            "HS256",
+            {
+                let mut header = Header::new(Algorithm::HS256);
+                header.kid = Some("k1".into());
+                jsonwebtoken::encode(
+                    &header,
+                    &good(&[]),
+                    &EncodingKey::from_secret(b"guess").expect("hs"),
+                )
+                .expect("sign")
+            },
+            "algorithm is not accepted",
+        ),
+        (
+            "malformed",
+            "eyJub3QiOiJqc29u.e30.c2ln".to_owned(),
+            "not a well-formed JWT",
+        ),
+        (
+            "oversized",
+            format!("eyJ{}.e30.c2ln", "A".repeat(9000)),
+            "longer than",
+        ),
+    ];
+    let initialize = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {}});
+    for (case, token, why) in cases {
+        let reply = Agent::with_bearer(&warden.url, &token)
+            .post(&initialize)
+            .await;
+        let message = assert_error(&reply, StatusCode::UNAUTHORIZED, -32600);
+        assert!(message.contains(why), "{case}: {message}");
+        let tail = &token[token.len().saturating_sub(12)..];
+        assert!(
+            !message.contains(tail) && !challenge(&reply).contains(tail),
+            "{case}: {message}"
+        );
+        assert!(
+            challenge(&reply).starts_with("Bearer realm=\"warden\""),
+            "{case}"
+        );
+    }
+    for (case, header) in [
+        ("missing", None),
+        ("not Bearer", Some("Basic YTpi")),
+        ("no token", Some("Bearer ")),
+    ] {
+        let mut agent = Agent::new(&warden.url);
+        if let Some(value) = header {
+            agent.headers.push(("authorization".into(), value.into()));
+        }
+        let reply = agent.post(&initialize).await;
+        assert_error(&reply, StatusCode::UNAUTHORIZED, -32600);
+        assert!(!challenge(&reply).is_empty(), "{case}");
+    }
+}

@@ -17,6 +17,8 @@ pub const METHOD_SUBSCRIPTIONS_LISTEN: &str = "subscriptions/listen";
 pub const NOTIFICATION_INITIALIZED: &str = "notifications/initialized";
 /// Sent by a server when its tool catalogue changed.
 pub const NOTIFICATION_TOOLS_LIST_CHANGED: &str = "notifications/tools/list_changed";
+/// Notification: the sender cancels a request it sent (`params.requestId`).
+pub const NOTIFICATION_CANCELLED: &str = "notifications/cancelled";
 
 /// The session header of the stateful revisions.
 pub const HEADER_SESSION_ID: &str = "mcp-session-id";

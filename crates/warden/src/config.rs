@@ -1048,6 +1048,36 @@ mod tests {
                 .any(|(l, m)| *l == 7 && m.contains("credential \"notes\"")),
             "{d}"
         );
+        let refused = format!(
+            "{head}    credentials:\n      notes:\n        inline: \"\"\n        header: host\n      crm:\n        oauth:\n          token_url: http://auth.example.com/token\n          client_id: c\n          client_secret_env: S\n"
+        );
+        let d = diagnostics(&refused, &dir);
+        let found = lines_and_messages(&d);
+        assert!(
+            found
+                .iter()
+                .any(|(l, m)| *l == 14 && m.contains("http only on loopback")),
+            "{d}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|(l, m)| *l == 10 && m.contains("must not be empty")),
+            "{d}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|(l, m)| *l == 11 && m.contains("Warden sets itself")),
+            "{d}"
+        );
+        let sse = "version: 1\nlisten: 127.0.0.1:0\nroutes:\n  - path: /mcp\n    upstream:\n      url: http://127.0.0.1:1/sse\n      transport: sse\n    policy: p.yaml\n    credentials:\n      notes:\n        file: token\n";
+        let d = diagnostics(sse, &dir);
+        assert!(
+            d.to_string()
+                .contains("not sent to legacy HTTP+SSE upstreams"),
+            "{d}"
+        );
         let missing_env = format!(
             "{head}    credentials:\n      notes:\n        env: WARDEN_TEST_SURELY_UNSET_VARIABLE\n"
         );

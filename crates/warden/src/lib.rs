@@ -64,8 +64,14 @@ pub enum StartError {
     #[error("audit trail")]
     Audit(#[from] audit::AuditStartError),
     /// A listener's TLS certificate, key or client CA cannot be used.
-    #[error("tls")]
-    Tls(#[source] tls::TlsSetupError),
+    #[error("{listener}")]
+    Tls {
+        /// `tls` (the MCP listener) or `admin_tls`.
+        listener: &'static str,
+        /// The failure.
+        #[source]
+        source: tls::TlsSetupError,
+    },
     /// A route's credential could not be read at start.
     #[error("route {route}: credentials")]
     Credential {
@@ -283,20 +289,20 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         source,
     })?;
     let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
-    let tls = |settings: &Option<tls::ListenerTls>| {
+    let tls = |settings: &Option<tls::ListenerTls>, listener: &'static str| {
         settings
             .as_ref()
             .map(|settings| tls::acceptor(settings, config.limits.reload_interval))
             .transpose()
-            .map_err(StartError::Tls)
+            .map_err(|source| StartError::Tls { listener, source })
     };
     let limits = ListenerLimits {
         header_timeout: config.limits.header_timeout,
         shutdown_grace: config.limits.shutdown_grace,
-        tls: tls(&config.tls)?,
+        tls: tls(&config.tls, "tls")?,
     };
     let admin_limits = ListenerLimits {
-        tls: tls(&config.admin_tls)?,
+        tls: tls(&config.admin_tls, "admin_tls")?,
         ..limits.clone()
     };
     let (stop, stopped) = watch::channel(false);

@@ -7,6 +7,7 @@
 //! The table is bounded (`limits.max_sessions`) and swept: a session unused
 //! for `limits.session_idle` is ended, upstream included.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,6 +38,10 @@ pub struct Session {
     initialize: Option<bytes::Bytes>,
     /// The upstream sessions of lanes other than the base one.
     pub lanes: tokio::sync::Mutex<crate::lanes::LaneSessions>,
+    /// Which lane a JSON-RPC id belongs to: the agent's calls in a lane
+    /// (their cancellations go there) and the server's requests seen on a
+    /// lane's streams (the agent's answers go there).
+    message_lanes: Mutex<HashMap<Box<str>, usize>>,
     tools: Mutex<ToolKnowledge>,
     /// The revision the upstream chose in its `initialize` result.
     negotiated: std::sync::OnceLock<String>,
@@ -143,7 +148,51 @@ pub enum Lookup {
     Unsure,
 }
 
+/// Whose request an id numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// A request the agent sent (a tool call).
+    Agent,
+    /// A request the upstream sent (sampling, elicitation, roots).
+    Server,
+}
+
+impl Side {
+    fn prefix(self) -> &'static str {
+        match self {
+            Side::Agent => "a:",
+            Side::Server => "s:",
+        }
+    }
+}
+
+/// Most ids a session remembers the lane of (the oldest are forgotten).
+const MAX_MESSAGE_LANES: usize = 256;
+
 impl Session {
+    /// Remember that JSON-RPC id `id` (as JSON text) of `side` belongs to
+    /// `lane` (the agent's and the server's ids are apart: each side
+    /// numbers its own requests).
+    pub fn note_lane(&self, side: Side, id: &str, lane: usize) {
+        let mut lanes = self
+            .message_lanes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if lanes.len() >= MAX_MESSAGE_LANES {
+            lanes.clear();
+        }
+        lanes.insert(format!("{}{id}", side.prefix()).into(), lane);
+    }
+
+    /// The lane `side`'s JSON-RPC id `id` belongs to, if one was noted.
+    pub fn lane_of(&self, side: Side, id: &str) -> Option<usize> {
+        self.message_lanes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(format!("{}{id}", side.prefix()).as_str())
+            .copied()
+    }
+
     /// The agent's `initialize` message, if kept.
     pub fn initialize_message(&self) -> Option<bytes::Bytes> {
         self.initialize.clone()
@@ -288,6 +337,7 @@ impl SessionStore {
             detached: false,
             initialize,
             lanes: tokio::sync::Mutex::default(),
+            message_lanes: Mutex::default(),
             tools: Mutex::new(ToolKnowledge {
                 refreshed_ms: self.now_ms(),
                 ..ToolKnowledge::default()
@@ -314,6 +364,7 @@ impl SessionStore {
             detached: true,
             initialize: None,
             lanes: tokio::sync::Mutex::default(),
+            message_lanes: Mutex::default(),
             tools: Mutex::new(ToolKnowledge::default()),
             negotiated: std::sync::OnceLock::new(),
             fetch_lock: tokio::sync::Mutex::new(()),

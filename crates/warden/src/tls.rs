@@ -51,7 +51,7 @@ pub enum TlsSetupError {
         detail: String,
     },
     /// rustls refused the settings (e.g. the key does not match the certificate).
-    #[error("TLS settings: {0}")]
+    #[error("rustls refused the TLS settings")]
     Rustls(#[from] rustls::Error),
     /// The client verifier could not be built.
     #[error("client_ca_file: {0}")]

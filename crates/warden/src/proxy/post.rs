@@ -276,15 +276,41 @@ pub(super) async fn one(
         })
     });
     let started = std::time::Instant::now();
-    let sent = route
-        .upstream
-        .send(
-            Method::POST,
-            headers,
-            session.upstream_id.as_ref(),
-            message.raw,
-        )
-        .await;
+    let sent = match message_lane(route, session, &message) {
+        // The agent's answer to a lane's request, or a cancellation of a
+        // call running in a lane: to that lane's upstream session.
+        Some(lane) => {
+            let pending = crate::lanes::PendingLane {
+                session: session.clone(),
+                index: lane,
+                credential: route.lanes[lane]
+                    .credential
+                    .clone()
+                    .unwrap_or_else(|| "(none)".into()),
+                route: route.path.clone(),
+            };
+            let upstream = &route.lanes[lane].upstream;
+            match pending.session_id(upstream).await {
+                Ok(id) => {
+                    upstream
+                        .send(Method::POST, headers, id.as_ref(), message.raw)
+                        .await
+                }
+                Err(err) => Err(err),
+            }
+        }
+        None => {
+            route
+                .upstream
+                .send(
+                    Method::POST,
+                    headers,
+                    session.upstream_id.as_ref(),
+                    message.raw,
+                )
+                .await
+        }
+    };
     if let Some(span) = span {
         let error_type = match &sent {
             Ok(response) if response.status().is_success() => None,
@@ -305,6 +331,29 @@ pub(super) async fn one(
             .map_err(|err| Failure::with_id(err, id));
     }
     Ok(relay::relay(response, Some(session)))
+}
+
+/// The lane other than the base one a message belongs to: the agent's
+/// response to a request a lane's server sent, or its cancellation of a
+/// call that runs in a lane.
+fn message_lane(route: &Route, session: &Session, message: &Envelope) -> Option<usize> {
+    if route.lanes.len() < 2 || session.is_detached() {
+        return None;
+    }
+    use crate::session::Side;
+    let (side, id) = match message.kind {
+        MessageKind::Response => (Side::Server, message.id_json().to_owned()),
+        MessageKind::Notification
+            if message.method.as_deref() == Some(mcp::NOTIFICATION_CANCELLED) =>
+        {
+            let value: serde_json::Value = serde_json::from_slice(&message.raw).ok()?;
+            (Side::Agent, value.pointer("/params/requestId")?.to_string())
+        }
+        _ => return None,
+    };
+    session
+        .lane_of(side, &id)
+        .filter(|lane| *lane != route.base_lane)
 }
 
 /// `tools/call`: decided by the route's pipeline on the tool's catalogue facts.
@@ -350,6 +399,13 @@ async fn tool_call(
         None => session.upstream_id.clone(),
         Some(_) => None,
     };
+    let reply_lane = lane.as_ref().map(|_| lane_index);
+    if let Some(lane_index) = reply_lane
+        && !session.is_detached()
+    {
+        // Its cancellation must reach the lane that runs it.
+        session.note_lane(crate::session::Side::Agent, &id, lane_index);
+    }
     let mut tap = ReplyTap::default();
     let is_stateless = session.is_detached();
     // The request's span (a no-op without OTLP): ended by the reply's
@@ -478,7 +534,7 @@ async fn tool_call(
         Ok(ToolOutcome::Forwarded(response)) => {
             route.counters.allowed.inc();
             warden.end_if_gone(route, session, response.status()).await;
-            Ok(relay::relay(response, Some(session)))
+            Ok(relay::relay_in_lane(response, Some(session), reply_lane))
         }
         Ok(ToolOutcome::Refused(refusal)) => {
             count(refusal.decision, refusal.reason);

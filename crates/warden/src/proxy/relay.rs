@@ -57,6 +57,16 @@ pub fn clean_headers(headers: &mut HeaderMap, session: Option<&Session>) {
 
 /// Relay an upstream reply, tapping SSE streams for catalogue changes.
 pub fn relay(response: Response<Body>, session: Option<&Arc<Session>>) -> Response<Body> {
+    relay_in_lane(response, session, None)
+}
+
+/// Relay a reply from a credential lane: the server's requests on it are
+/// noted, so the agent's answers go back to the same lane.
+pub fn relay_in_lane(
+    response: Response<Body>,
+    session: Option<&Arc<Session>>,
+    lane: Option<usize>,
+) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     clean_headers(&mut parts.headers, session.map(Arc::as_ref));
     let body = match session {
@@ -65,6 +75,7 @@ pub fn relay(response: Response<Body>, session: Option<&Arc<Session>>) -> Respon
             parser: Some(SseParser::new(MAX_SSE_LINE)),
             events: Vec::new(),
             session: session.clone(),
+            lane,
         }
         .boxed_unsync(),
         _ => body,
@@ -81,6 +92,7 @@ pin_project! {
         parser: Option<SseParser>,
         events: Vec<SseEvent>,
         session: Arc<Session>,
+        lane: Option<usize>,
     }
 }
 
@@ -111,6 +123,12 @@ impl HttpBody for TapBody {
                 } else if this.session.negotiated_version().is_none() {
                     record_negotiated_version(this.session, data.as_bytes());
                 }
+                if let Some(lane) = *this.lane
+                    && let Some(id) = server_request_id(data)
+                {
+                    this.session
+                        .note_lane(crate::session::Side::Server, &id, lane);
+                }
             }
         }
         Poll::Ready(frame)
@@ -123,6 +141,16 @@ impl HttpBody for TapBody {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// The id (JSON text) of a server-to-client request, if `data` is one.
+fn server_request_id(data: &str) -> Option<String> {
+    if !data.contains("\"method\"") {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_str(data).ok()?;
+    value.get("method")?;
+    value.get("id").map(serde_json::Value::to_string)
 }
 
 /// Record the revision from an `initialize` result message, if it is one.

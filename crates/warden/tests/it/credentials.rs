@@ -21,6 +21,7 @@ const POLICY: &str = "version: 1\ntools:\n  search_customers:\n    tier: read\n 
 pub(crate) struct Seen {
     http_method: http::Method,
     method: String,
+    body: String,
     tool: Option<String>,
     session: Option<String>,
     pub(crate) authorization: Option<String>,
@@ -65,6 +66,7 @@ pub(crate) async fn recording_upstream() -> (String, Arc<Mutex<Vec<Seen>>>) {
             record.lock().expect("lock").push(Seen {
                 http_method: parts.method.clone(),
                 method: method.clone(),
+                body: String::from_utf8_lossy(&body).into_owned(),
                 tool: message["params"]["name"].as_str().map(str::to_owned),
                 session: header("mcp-session-id"),
                 authorization: header("authorization"),
@@ -88,7 +90,14 @@ pub(crate) async fn recording_upstream() -> (String, Arc<Mutex<Vec<Seen>>>) {
                     {"name": "search_customers", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}},
                     {"name": "create_note", "inputSchema": {"type": "object"}},
                     {"name": "echo", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}},
-                    {"name": "explode", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}}]}})),
+                    {"name": "explode", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}},
+                    {"name": "ask_user", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}}]}})),
+                "tools/call" if message["params"]["name"] == "ask_user" => http::Response::builder()
+                    .header("content-type", "text/event-stream")
+                    .body(full_body(
+                        "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"srv-1\",\"method\":\"elicitation/create\",\"params\":{\"message\":\"Sure?\",\"requestedSchema\":{\"type\":\"object\"}}}\n\n",
+                    ))
+                    .expect("response"),
                 "tools/call" if message["params"]["name"] == "explode" => http::Response::builder()
                     .status(500)
                     .body(full_body("upstream exploded"))
@@ -156,7 +165,13 @@ async fn each_tool_carries_its_own_credential_in_its_own_upstream_session() {
         .collect();
     assert_eq!(
         listed,
-        ["search_customers", "create_note", "echo", "explode"]
+        [
+            "search_customers",
+            "create_note",
+            "echo",
+            "explode",
+            "ask_user"
+        ]
     );
 
     for (id, tool) in [
@@ -252,6 +267,67 @@ async fn each_tool_carries_its_own_credential_in_its_own_upstream_session() {
         .collect();
     ended.sort();
     assert_eq!(ended, ["up-1", "up-2", "up-3"]);
+}
+
+#[tokio::test]
+async fn answers_and_cancellations_go_to_the_lane_their_request_came_from() {
+    let (upstream, seen) = recording_upstream().await;
+    let warden = WardenBuilder::new(&upstream)
+        .policy("version: 1\ntools:\n  ask_user:\n    tier: read\n    credential: notes-writer\n")
+        .credentials(
+            vec![credential(
+                "notes-writer",
+                SourceConfig::Inline(Secret::new("notes-secret-9")),
+                "x-api-key",
+                None,
+            )],
+            None,
+        )
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    // The lane's server asks the agent something while the call runs.
+    let asked = agent.call(7, "ask_user", json!({})).await;
+    let request = asked.sse_messages();
+    assert_eq!(request[0]["method"], "elicitation/create", "{asked:?}");
+    // The agent's answer, its cancellation of the call, and an answer to
+    // a request no lane made.
+    for message in [
+        json!({"jsonrpc": "2.0", "id": "srv-1", "result": {"action": "accept", "content": {}}}),
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7}}),
+        json!({"jsonrpc": "2.0", "id": "unknown", "result": {}}),
+    ] {
+        assert!(agent.post(&message).await.status.is_success());
+    }
+    let seen = seen.lock().expect("lock").clone();
+    let lane_session = calls_of(&seen, "ask_user")[0].session.clone();
+    assert_eq!(lane_session.as_deref(), Some("up-2"));
+    let posted = |pick: &dyn Fn(&Seen) -> bool| {
+        seen.iter()
+            .find(|s| pick(s))
+            .and_then(|s| s.session.clone())
+    };
+    assert_eq!(
+        posted(&|s| s.body.contains("srv-1")),
+        lane_session,
+        "the answer goes to the lane that asked"
+    );
+    assert_eq!(
+        posted(&|s| s.method == "notifications/cancelled"),
+        lane_session,
+        "the cancellation goes to the lane running the call"
+    );
+    assert_eq!(
+        posted(&|s| s.body.contains("\"unknown\"")).as_deref(),
+        Some("up-1"),
+        "anything else goes to the base lane"
+    );
+    let answer = seen
+        .iter()
+        .find(|s| s.body.contains("srv-1"))
+        .expect("answer");
+    assert_eq!(answer.api_key.as_deref(), Some("notes-secret-9"));
 }
 
 #[tokio::test]
@@ -500,4 +576,35 @@ async fn a_token_endpoint_that_refuses_is_an_unavailable_credential() {
     let message = assert_error(&reply, StatusCode::SERVICE_UNAVAILABLE, -32603);
     assert!(message.contains("notes-writer"), "{message}");
     assert!(!message.contains("a-wrong-client-secret"), "{message}");
+}
+
+#[tokio::test]
+async fn an_upstream_refusing_the_credential_is_a_502_without_its_challenge() {
+    let (upstream, _) = upstream_fn(|_parts, body: Bytes| async move {
+        if let Some(reply) = handshake(&body) {
+            return reply;
+        }
+        http::Response::builder()
+            .status(401)
+            .header(
+                "www-authenticate",
+                "Bearer resource_metadata=\"https://upstream.example/.well-known/oauth-protected-resource\"",
+            )
+            .body(full_body(r#"{"error":"invalid_token"}"#))
+            .expect("response")
+    })
+    .await;
+    let warden = WardenBuilder::new(&upstream)
+        .policy("version: 1\ndefault: allow\n")
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    let reply = agent.call(1, "anything", json!({})).await;
+    let message = assert_error(&reply, StatusCode::BAD_GATEWAY, -32003);
+    assert!(message.contains("refused Warden's credential"), "{message}");
+    assert!(
+        reply.headers.get("www-authenticate").is_none(),
+        "the upstream's challenge never reaches the agent"
+    );
 }

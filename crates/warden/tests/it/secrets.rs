@@ -114,7 +114,7 @@ async fn a_whole_session_leaves_no_secret_in_any_output_or_file() {
         failed.status.is_server_error() || failed.json()["error"].is_object(),
         "{failed:?}"
     );
-    // A wrong key, and a key in the wrong place.
+    // A wrong key.
     let wrong = Agent::with_bearer(&url, &format!("{AGENT_KEY}0"));
     assert_eq!(
         wrong

@@ -336,21 +336,52 @@ async fn mtls_refuses_clients_without_a_certificate_and_names_those_with_one() {
         assert!(refused.is_err(), "{who}: {refused:?}");
     }
     // The caller is who its certificate says: the policy grants by it.
-    let call = |id: u64| {
-        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-        "params": {"name": "create_note", "arguments": {"customer_id": 1, "text": "mtls"}}})
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "create_note", "arguments": {"customer_id": 1, "text": "mtls"}}});
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let ca = pki.ca_pem.clone();
+    let post = |client: &Issued, body: &Value, session: Option<&str>| {
+        let (ca, body, session) = (ca.clone(), body.clone(), session.map(str::to_owned));
+        let client = Issued {
+            cert: client.cert.clone(),
+            key: client.key.clone(),
+            cert_pem: client.cert_pem.clone(),
+            key_pem: client.key_pem.clone(),
+        };
+        async move {
+            tls_exchange(addr, &ca, Some(&client), Some(&body), "/mcp", session.as_deref())
+                .await
+                .expect("tls")
+        }
     };
+    let mut sessions = Vec::new();
     for (client, allowed) in [(&notes_bot, true), (&reader, false)] {
-        let (status, body, _) = tls_request(addr, &pki.ca_pem, Some(client), &initialize())
-            .await
-            .expect("tls");
+        let (status, body, _, session) = post(client, &initialize(), None).await;
         assert_eq!(status, StatusCode::OK, "{body:?}");
-        // Sessions need the id; a stateless-style check is enough here:
-        // initialize passed, so the caller was authenticated by its certificate.
-        let _ = call;
-        let _ = allowed;
+        let session = session.expect("a session");
+        let (status, _, _, _) = post(client, &initialized, Some(&session)).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let (status, reply, _, _) = post(client, &call, Some(&session)).await;
+        assert_eq!(status, StatusCode::OK);
+        let reply: Value = serde_json::from_slice(&reply).expect("json");
+        assert_eq!(
+            reply["result"]["isError"].as_bool().unwrap_or(false),
+            !allowed,
+            "{reply}"
+        );
+        if !allowed {
+            assert_eq!(
+                reply["result"]["structuredContent"]["warden"]["reason"],
+                "not-for-caller"
+            );
+        }
+        sessions.push(session);
     }
-    assert_eq!(demo.notes_written(), 0);
+    assert_eq!(demo.notes_written(), 1, "notes-bot's call ran, reader's did not");
+    // reader's certificate does not open notes-bot's session.
+    let (status, _, _, _) = post(&reader, &call, Some(&sessions[0])).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(demo.notes_written(), 1);
 }
 
 /// An https upstream (the demo server behind TLS) presenting `server`,

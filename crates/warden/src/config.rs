@@ -303,11 +303,14 @@ impl Config {
         let admin = raw.admin.as_ref().and_then(|a| address(a, &mut errors));
         let limits = raw.limits.validate(&mut errors);
         let audit = raw.audit.as_ref().map(|a| a.validate(base, &mut errors));
-        let tls = raw.tls.as_ref().map(|t| t.validate(base, &mut errors));
+        let tls = raw
+            .tls
+            .as_ref()
+            .map(|t| t.validate(base, false, &mut errors));
         let admin_tls = raw
             .admin_tls
             .as_ref()
-            .map(|t| t.validate(base, &mut errors));
+            .map(|t| t.validate(base, true, &mut errors));
         let workers = match &raw.workers {
             Some(n) if n.value == 0 || n.value > 1024 => {
                 errors.push(Diagnostic::at(n, "workers must be between 1 and 1024"));
@@ -1087,6 +1090,39 @@ mod tests {
             err.to_string()
                 .contains("WARDEN_TEST_SURELY_UNSET_VARIABLE is not set"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn tls_sections_are_read_and_admin_tls_takes_no_optional_client_certificates() {
+        let dir = temp_dir("tls");
+        write(&dir, "p.yaml", "version: 1\n");
+        for file in ["c.pem", "k.pem", "ca.pem"] {
+            write(&dir, file, "x");
+        }
+        let text = "version: 1\nlisten: 127.0.0.1:0\nadmin: 127.0.0.1:0\ntls:\n  cert_file: c.pem\n  key_file: k.pem\n  client_ca_file: ca.pem\n  client_auth: optional\nadmin_tls:\n  cert_file: c.pem\n  key_file: missing.pem\n  client_ca_file: ca.pem\n  client_auth: optional\nroutes:\n  - path: /mcp\n    upstream:\n      url: http://127.0.0.1:1/mcp\n    policy: p.yaml\n";
+        let d = diagnostics(text, &dir);
+        let found = lines_and_messages(&d);
+        assert_eq!(found.len(), 2, "{d}");
+        assert!(
+            found[0].0 == 11 && found[0].1.contains("does not exist"),
+            "{d}"
+        );
+        assert!(
+            found[1].0 == 13 && found[1].1.contains("required only"),
+            "{d}"
+        );
+        let good = text
+            .replace("missing.pem", "k.pem")
+            .replace("  client_auth: optional\nroutes", "routes");
+        let config = Config::from_yaml_str(&good, "w.yaml", &dir).expect("valid");
+        let tls = config.tls.expect("tls");
+        assert!(!tls.client_certificate_required);
+        assert!(
+            config
+                .admin_tls
+                .expect("admin tls")
+                .client_certificate_required
         );
     }
 

@@ -91,8 +91,12 @@ impl Service<ToolCall<Forward>> for Forwarder {
             let mut upstream_session = context.upstream_session;
             let mut sent = Ok(());
             if let Some(pending) = lane.as_ref().and_then(|l| l.pending.as_ref()) {
-                match pending.session_id(&upstream).await {
-                    Ok(id) => upstream_session = id,
+                match pending.session_id_in_task(upstream.clone()).await {
+                    Ok(id) => {
+                        upstream_session = id;
+                        // Its cancellation must reach the lane that runs it.
+                        pending.session.note_call_lane(&call.id, pending.index);
+                    }
                     Err(err) => sent = Err(err),
                 }
             }

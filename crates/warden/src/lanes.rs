@@ -116,6 +116,32 @@ impl PendingLane {
         Ok(id)
     }
 
+    /// [`PendingLane::session_id`] in a task of its own: if the agent hangs
+    /// up meanwhile, the lane still ends up open and noted (or ended), not
+    /// half open and forgotten.
+    pub async fn session_id_in_task(
+        &self,
+        upstream: Arc<Upstream>,
+    ) -> Result<Option<HeaderValue>, EdgeError> {
+        let pending = self.clone();
+        tokio::spawn(async move { pending.session_id(&upstream).await })
+            .await
+            .unwrap_or(Err(EdgeError::Internal {
+                what: "opening a credential lane's session failed",
+            }))
+    }
+
+    /// The lane's upstream session for this agent session if it is open
+    /// (never opens one: a message that is not an allowed call must not
+    /// make Warden use the lane's credential).
+    pub async fn open_session_id(&self) -> Option<Option<HeaderValue>> {
+        let lanes = self.session.lanes.lock().await;
+        if lanes.closed {
+            return None;
+        }
+        lanes.open.get(&self.index).cloned()
+    }
+
     async fn read(&self, upstream: &Upstream, body: Body, what: &str) -> Result<Bytes, EdgeError> {
         let timeout = upstream.timeout();
         match tokio::time::timeout(timeout, relay::collect_capped(body, MAX_INSPECTED_REPLY)).await
@@ -144,10 +170,17 @@ pub async fn end_all(lanes: &[crate::proxy::Lane], session: &Session) {
             .filter_map(|(lane, id)| id.map(|id| (lane, id)))
             .collect()
     };
-    for (index, id) in opened {
-        if let Some(lane) = lanes.get(index) {
-            end(&lane.upstream, &id).await;
-        }
+    // Told apart from the request that ends the session: a client that
+    // hangs up right after its DELETE must not leave lanes open.
+    let ends: Vec<_> = opened
+        .into_iter()
+        .filter_map(|(index, id)| {
+            let upstream = lanes.get(index)?.upstream.clone();
+            Some(tokio::spawn(async move { end(&upstream, &id).await }))
+        })
+        .collect();
+    for handle in ends {
+        let _ = handle.await;
     }
 }
 

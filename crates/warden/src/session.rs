@@ -41,7 +41,7 @@ pub struct Session {
     /// Which lane a JSON-RPC id belongs to: the agent's calls in a lane
     /// (their cancellations go there) and the server's requests seen on a
     /// lane's streams (the agent's answers go there).
-    message_lanes: Mutex<HashMap<Box<str>, usize>>,
+    message_lanes: Mutex<MessageLanes>,
     tools: Mutex<ToolKnowledge>,
     /// The revision the upstream chose in its `initialize` result.
     negotiated: std::sync::OnceLock<String>,
@@ -86,9 +86,12 @@ impl StatelessSessions {
         }
     }
 
-    /// The catalogue `principal`'s stateless requests share.
+    /// The catalogue `principal`'s stateless requests share (keyed by how
+    /// it authenticated too: an API key's agent and a certificate naming
+    /// the same agent are not one caller).
     pub fn of(&self, store: &SessionStore, principal: &Arc<Principal>) -> Arc<Session> {
-        if let Some(session) = self.by_agent.get(&principal.agent) {
+        let key: Arc<str> = format!("{}:{}", principal.method.as_str(), principal.agent).into();
+        if let Some(session) = self.by_agent.get(&key) {
             session
                 .last_used_ms
                 .store(session.now_ms(), Ordering::Relaxed);
@@ -108,7 +111,7 @@ impl StatelessSessions {
             }
         }
         self.by_agent
-            .entry(principal.agent.clone())
+            .entry(key)
             .or_insert_with(|| store.detached(self.route, self.version, principal.clone()))
             .clone()
     }
@@ -148,49 +151,77 @@ pub enum Lookup {
     Unsure,
 }
 
-/// Whose request an id numbers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    /// A request the agent sent (a tool call).
-    Agent,
-    /// A request the upstream sent (sampling, elicitation, roots).
-    Server,
+/// Which lane the JSON-RPC ids of a session's messages belong to, on a
+/// route with credential lanes: the agent's calls (their cancellations go
+/// to the lane that runs them) and the requests lanes' servers sent (the
+/// agent's answers go back to the lane that asked).
+#[derive(Debug, Default)]
+pub struct MessageLanes {
+    /// The agent's call id (JSON text) → lane, oldest first in `order`.
+    calls: HashMap<Box<str>, usize>,
+    order: std::collections::VecDeque<Box<str>>,
+    /// The id Warden gave a lane server's request → (lane, its own id as
+    /// JSON text). Each lane's server numbers its own requests, so the
+    /// agent sees Warden's id (`warden-lane-N`), never two alike.
+    requests: HashMap<u64, (usize, Box<str>)>,
+    next: u64,
 }
 
-impl Side {
-    fn prefix(self) -> &'static str {
-        match self {
-            Side::Agent => "a:",
-            Side::Server => "s:",
-        }
-    }
-}
-
-/// Most ids a session remembers the lane of (the oldest are forgotten).
+/// Most ids a session remembers of each kind (the oldest are forgotten).
 const MAX_MESSAGE_LANES: usize = 256;
+/// How the ids Warden gives lane servers' requests begin.
+pub const LANE_REQUEST_PREFIX: &str = "warden-lane-";
 
 impl Session {
-    /// Remember that JSON-RPC id `id` (as JSON text) of `side` belongs to
-    /// `lane` (the agent's and the server's ids are apart: each side
-    /// numbers its own requests).
-    pub fn note_lane(&self, side: Side, id: &str, lane: usize) {
-        let mut lanes = self
-            .message_lanes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if lanes.len() >= MAX_MESSAGE_LANES {
-            lanes.clear();
+    /// The agent's call `id` (JSON text) runs in `lane`.
+    pub fn note_call_lane(&self, id: &str, lane: usize) {
+        let mut lanes = self.message_lanes();
+        if lanes.calls.insert(id.into(), lane).is_none() {
+            lanes.order.push_back(id.into());
         }
-        lanes.insert(format!("{}{id}", side.prefix()).into(), lane);
+        while lanes.order.len() > MAX_MESSAGE_LANES {
+            if let Some(oldest) = lanes.order.pop_front() {
+                lanes.calls.remove(&oldest);
+            }
+        }
     }
 
-    /// The lane `side`'s JSON-RPC id `id` belongs to, if one was noted.
-    pub fn lane_of(&self, side: Side, id: &str) -> Option<usize> {
+    /// The lane the agent's call `id` runs in, if noted.
+    pub fn call_lane(&self, id: &str) -> Option<usize> {
+        self.message_lanes().calls.get(id).copied()
+    }
+
+    /// A request `lane`'s server sent with `id` (JSON text): the id the
+    /// agent sees instead.
+    pub fn lane_request_id(&self, lane: usize, id: &str) -> String {
+        let mut lanes = self.message_lanes();
+        lanes.next += 1;
+        let n = lanes.next;
+        if lanes.requests.len() >= MAX_MESSAGE_LANES
+            && let Some(oldest) = lanes.requests.keys().min().copied()
+        {
+            lanes.requests.remove(&oldest);
+        }
+        lanes.requests.insert(n, (lane, id.into()));
+        format!("{LANE_REQUEST_PREFIX}{n}")
+    }
+
+    /// The lane and original id of the request the agent answers with
+    /// `id` (JSON text), forgotten once asked.
+    pub fn take_lane_request(&self, id: &str) -> Option<(usize, Box<str>)> {
+        let n = id
+            .strip_prefix('"')?
+            .strip_suffix('"')?
+            .strip_prefix(LANE_REQUEST_PREFIX)?
+            .parse::<u64>()
+            .ok()?;
+        self.message_lanes().requests.remove(&n)
+    }
+
+    fn message_lanes(&self) -> std::sync::MutexGuard<'_, MessageLanes> {
         self.message_lanes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(format!("{}{id}", side.prefix()).as_str())
-            .copied()
     }
 
     /// The agent's `initialize` message, if kept.

@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
@@ -68,7 +68,9 @@ pub(crate) struct RawTls {
 }
 
 impl RawTls {
-    pub(crate) fn validate(&self, base: &Path, errors: &mut Errors) -> ListenerTls {
+    /// Validate; `admin` for the admin listener, which has no auth methods
+    /// of its own (so a client certificate there is all or nothing).
+    pub(crate) fn validate(&self, base: &Path, admin: bool, errors: &mut Errors) -> ListenerTls {
         let file = |value: &Spanned<String>, errors: &mut Errors| {
             let path = base.join(&value.value);
             if !path.is_file() {
@@ -81,6 +83,15 @@ impl RawTls {
         };
         let required = match self.client_auth.as_ref().map(|c| c.value.as_str()) {
             None | Some("required") => true,
+            Some("optional") if admin => {
+                if let Some(at) = &self.client_auth {
+                    errors.push(Diagnostic::at(
+                        at,
+                        "admin_tls takes client_auth: required only (the admin endpoints have no other authentication)",
+                    ));
+                }
+                true
+            }
             Some("optional") => false,
             Some(other) => {
                 if let Some(at) = &self.client_auth {
@@ -114,10 +125,12 @@ struct ReloadingCertificate {
     key_file: PathBuf,
     current: ArcSwap<CertifiedKey>,
     stamps: Mutex<[Option<(SystemTime, u64)>; 2]>,
-    /// When the files were last looked at (ms since the epoch).
+    /// When the files were last looked at (ms since `epoch`).
     checked_ms: AtomicU64,
     /// How often they are looked at, at most.
     recheck: Duration,
+    /// A monotonic origin (a wall clock stepped back must not stop reloads).
+    epoch: Instant,
     provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
@@ -129,19 +142,13 @@ impl ReloadingCertificate {
     }
 
     fn stamps(&self) -> [Option<(SystemTime, u64)>; 2] {
-        let stamp = |path: &Path| {
-            std::fs::metadata(path)
-                .ok()
-                .and_then(|m| Some((m.modified().ok()?, m.len())))
-        };
-        [stamp(&self.cert_file), stamp(&self.key_file)]
+        [file_stamp(&self.cert_file), file_stamp(&self.key_file)]
     }
 
     /// Reload when a file changed, at most once per `recheck`.
     fn refresh_if_due(&self) {
-        let now_ms = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        // +1: the first check is due at once.
+        let now_ms = self.epoch.elapsed().as_millis() as u64 + self.recheck.as_millis() as u64 + 1;
         let last = self.checked_ms.load(Ordering::Relaxed);
         if now_ms.saturating_sub(last) < self.recheck.as_millis() as u64
             || self
@@ -181,6 +188,13 @@ impl ResolvesServerCert for ReloadingCertificate {
     }
 }
 
+/// What tells a changed file from an unchanged one.
+fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    std::fs::metadata(path)
+        .ok()
+        .and_then(|m| Some((m.modified().ok()?, m.len())))
+}
+
 fn pem_error(path: &Path, detail: impl std::fmt::Display) -> TlsSetupError {
     TlsSetupError::File {
         path: path.display().to_string(),
@@ -214,19 +228,19 @@ pub fn acceptor(
     recheck: Duration,
 ) -> Result<tokio_rustls::TlsAcceptor, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // The files' stamps before they are read: a rotation landing while
+    // they load is seen at the next check.
+    let stamps = [file_stamp(&config.cert_file), file_stamp(&config.key_file)];
     let resolver = ReloadingCertificate {
         cert_file: config.cert_file.clone(),
         key_file: config.key_file.clone(),
         current: ArcSwap::from_pointee(load_pair(&config.cert_file, &config.key_file, &provider)?),
-        stamps: Mutex::new([None, None]),
+        stamps: Mutex::new(stamps),
         checked_ms: AtomicU64::new(0),
         recheck,
+        epoch: Instant::now(),
         provider: provider.clone(),
     };
-    *resolver
-        .stamps
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = resolver.stamps();
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
     let builder = match &config.client_ca_file {
@@ -253,5 +267,11 @@ pub fn acceptor(
     };
     let mut server = builder.with_cert_resolver(Arc::new(resolver));
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if config.client_ca_file.is_some() {
+        // A resumed session skips verification: a client certificate that
+        // has expired or been replaced must be shown (and checked) again.
+        server.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        server.send_tls13_tickets = 0;
+    }
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
 }

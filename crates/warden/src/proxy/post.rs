@@ -276,28 +276,14 @@ pub(super) async fn one(
         })
     });
     let started = std::time::Instant::now();
-    let sent = match message_lane(route, session, &message) {
+    let sent = match message_lane(route, session, &message).await {
         // The agent's answer to a lane's request, or a cancellation of a
         // call running in a lane: to that lane's upstream session.
-        Some(lane) => {
-            let pending = crate::lanes::PendingLane {
-                session: session.clone(),
-                index: lane,
-                credential: route.lanes[lane]
-                    .credential
-                    .clone()
-                    .unwrap_or_else(|| "(none)".into()),
-                route: route.path.clone(),
-            };
-            let upstream = &route.lanes[lane].upstream;
-            match pending.session_id(upstream).await {
-                Ok(id) => {
-                    upstream
-                        .send(Method::POST, headers, id.as_ref(), message.raw)
-                        .await
-                }
-                Err(err) => Err(err),
-            }
+        Some((lane, upstream_session, body)) => {
+            route.lanes[lane]
+                .upstream
+                .send(Method::POST, headers, upstream_session.as_ref(), body)
+                .await
         }
         None => {
             route
@@ -333,27 +319,49 @@ pub(super) async fn one(
     Ok(relay::relay(response, Some(session)))
 }
 
-/// The lane other than the base one a message belongs to: the agent's
-/// response to a request a lane's server sent, or its cancellation of a
-/// call that runs in a lane.
-fn message_lane(route: &Route, session: &Session, message: &Envelope) -> Option<usize> {
+/// Where a message that is not a tool call goes when it belongs to a lane
+/// other than the base one: the agent's answer to a request a lane's
+/// server sent (its id is put back to the server's own), or its
+/// cancellation of a call a lane runs. `None`: the base lane. Only a lane
+/// already open is used.
+async fn message_lane(
+    route: &Route,
+    session: &Arc<Session>,
+    message: &Envelope,
+) -> Option<(usize, Option<HeaderValue>, Bytes)> {
     if route.lanes.len() < 2 || session.is_detached() {
         return None;
     }
-    use crate::session::Side;
-    let (side, id) = match message.kind {
-        MessageKind::Response => (Side::Server, message.id_json().to_owned()),
+    let (lane, body) = match message.kind {
+        MessageKind::Response => {
+            let (lane, original) = session.take_lane_request(message.id_json())?;
+            let mut value: serde_json::Value = serde_json::from_slice(&message.raw).ok()?;
+            value["id"] = serde_json::from_str(&original).ok()?;
+            (lane, Bytes::from(serde_json::to_vec(&value).ok()?))
+        }
         MessageKind::Notification
             if message.method.as_deref() == Some(mcp::NOTIFICATION_CANCELLED) =>
         {
             let value: serde_json::Value = serde_json::from_slice(&message.raw).ok()?;
-            (Side::Agent, value.pointer("/params/requestId")?.to_string())
+            let id = value.pointer("/params/requestId")?.to_string();
+            (session.call_lane(&id)?, message.raw.clone())
         }
         _ => return None,
     };
-    session
-        .lane_of(side, &id)
-        .filter(|lane| *lane != route.base_lane)
+    if lane == route.base_lane {
+        return None;
+    }
+    let pending = crate::lanes::PendingLane {
+        session: session.clone(),
+        index: lane,
+        credential: route.lanes[lane]
+            .credential
+            .clone()
+            .unwrap_or_else(|| "(none)".into()),
+        route: route.path.clone(),
+    };
+    let upstream_session = pending.open_session_id().await?;
+    Some((lane, upstream_session, body))
 }
 
 /// `tools/call`: decided by the route's pipeline on the tool's catalogue facts.
@@ -400,11 +408,11 @@ async fn tool_call(
         Some(_) => None,
     };
     let reply_lane = lane.as_ref().map(|_| lane_index);
-    if let Some(lane_index) = reply_lane
-        && !session.is_detached()
-    {
-        // Its cancellation must reach the lane that runs it.
-        session.note_lane(crate::session::Side::Agent, &id, lane_index);
+    if lane.is_none() && route.lanes.len() > 1 && !session.is_detached() {
+        // A base call may reuse the id of an earlier lane call: its
+        // cancellation must not go to that lane. (A lane call is noted by
+        // the forwarder, once the policy let it through.)
+        session.note_call_lane(&id, route.base_lane);
     }
     let mut tap = ReplyTap::default();
     let is_stateless = session.is_detached();

@@ -57,16 +57,6 @@ pub fn clean_headers(headers: &mut HeaderMap, session: Option<&Session>) {
 
 /// Relay an upstream reply, tapping SSE streams for catalogue changes.
 pub fn relay(response: Response<Body>, session: Option<&Arc<Session>>) -> Response<Body> {
-    relay_in_lane(response, session, None)
-}
-
-/// Relay a reply from a credential lane: the server's requests on it are
-/// noted, so the agent's answers go back to the same lane.
-pub fn relay_in_lane(
-    response: Response<Body>,
-    session: Option<&Arc<Session>>,
-    lane: Option<usize>,
-) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     clean_headers(&mut parts.headers, session.map(Arc::as_ref));
     let body = match session {
@@ -75,12 +65,56 @@ pub fn relay_in_lane(
             parser: Some(SseParser::new(MAX_SSE_LINE)),
             events: Vec::new(),
             session: session.clone(),
-            lane,
         }
         .boxed_unsync(),
         _ => body,
     };
     Response::from_parts(parts, body)
+}
+
+/// Relay a reply from a credential lane (`lane`: not the base one): the
+/// requests its server sends on it get ids of Warden's own, so the agent's
+/// answers go back to the lane that asked and no two pending requests of
+/// different lanes look alike to the agent.
+pub fn relay_in_lane(
+    response: Response<Body>,
+    session: Option<&Arc<Session>>,
+    lane: Option<usize>,
+) -> Response<Body> {
+    let (Some(session), Some(lane)) = (session, lane) else {
+        return relay(response, session);
+    };
+    if session.is_detached() || !crate::upstream::is_event_stream(response.headers()) {
+        return relay(response, Some(session));
+    }
+    let (mut parts, body) = response.into_parts();
+    clean_headers(&mut parts.headers, Some(session));
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    let session = session.clone();
+    let events = sse_events(body).map(move |event| {
+        let mut event = event?;
+        if let Some(data) = &event.data {
+            if is_list_changed(data) {
+                session.invalidate_catalogue();
+            } else if let Some(renamed) = rename_server_request(&session, lane, data) {
+                event.data = Some(renamed);
+            }
+        }
+        Ok(event.encode())
+    });
+    streaming(parts, events)
+}
+
+/// A server-to-client request of `lane`, with the id the agent will see.
+fn rename_server_request(session: &Session, lane: usize, data: &str) -> Option<String> {
+    if !data.contains("\"method\"") {
+        return None;
+    }
+    let mut value: serde_json::Value = serde_json::from_str(data).ok()?;
+    value.get("method")?;
+    let id = value.get("id")?.to_string();
+    value["id"] = serde_json::Value::String(session.lane_request_id(lane, &id));
+    serde_json::to_string(&value).ok()
 }
 
 pin_project! {
@@ -92,7 +126,6 @@ pin_project! {
         parser: Option<SseParser>,
         events: Vec<SseEvent>,
         session: Arc<Session>,
-        lane: Option<usize>,
     }
 }
 
@@ -123,12 +156,6 @@ impl HttpBody for TapBody {
                 } else if this.session.negotiated_version().is_none() {
                     record_negotiated_version(this.session, data.as_bytes());
                 }
-                if let Some(lane) = *this.lane
-                    && let Some(id) = server_request_id(data)
-                {
-                    this.session
-                        .note_lane(crate::session::Side::Server, &id, lane);
-                }
             }
         }
         Poll::Ready(frame)
@@ -141,16 +168,6 @@ impl HttpBody for TapBody {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
-}
-
-/// The id (JSON text) of a server-to-client request, if `data` is one.
-fn server_request_id(data: &str) -> Option<String> {
-    if !data.contains("\"method\"") {
-        return None;
-    }
-    let value: serde_json::Value = serde_json::from_str(data).ok()?;
-    value.get("method")?;
-    value.get("id").map(serde_json::Value::to_string)
 }
 
 /// Record the revision from an `initialize` result message, if it is one.

@@ -91,13 +91,19 @@ pub(crate) async fn recording_upstream() -> (String, Arc<Mutex<Vec<Seen>>>) {
                     {"name": "create_note", "inputSchema": {"type": "object"}},
                     {"name": "echo", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}},
                     {"name": "explode", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}},
-                    {"name": "ask_user", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}}]}})),
-                "tools/call" if message["params"]["name"] == "ask_user" => http::Response::builder()
+                    {"name": "ask_user", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}},
+                    {"name": "ask_base", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}}]}})),
+                "tools/call"
+                    if message["params"]["name"] == "ask_user"
+                        || message["params"]["name"] == "ask_base" =>
+                {
+                    http::Response::builder()
                     .header("content-type", "text/event-stream")
                     .body(full_body(
                         "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"srv-1\",\"method\":\"elicitation/create\",\"params\":{\"message\":\"Sure?\",\"requestedSchema\":{\"type\":\"object\"}}}\n\n",
                     ))
-                    .expect("response"),
+                    .expect("response")
+                }
                 "tools/call" if message["params"]["name"] == "explode" => http::Response::builder()
                     .status(500)
                     .body(full_body("upstream exploded"))
@@ -170,7 +176,8 @@ async fn each_tool_carries_its_own_credential_in_its_own_upstream_session() {
             "create_note",
             "echo",
             "explode",
-            "ask_user"
+            "ask_user",
+            "ask_base"
         ]
     );
 
@@ -273,7 +280,7 @@ async fn each_tool_carries_its_own_credential_in_its_own_upstream_session() {
 async fn answers_and_cancellations_go_to_the_lane_their_request_came_from() {
     let (upstream, seen) = recording_upstream().await;
     let warden = WardenBuilder::new(&upstream)
-        .policy("version: 1\ntools:\n  ask_user:\n    tier: read\n    credential: notes-writer\n")
+        .policy("version: 1\ntools:\n  ask_user:\n    tier: read\n    credential: notes-writer\n  create_note:\n    tier: write\n    credential: notes-writer\n    callers: { agents: [someone-else] }\n")
         .credentials(
             vec![credential(
                 "notes-writer",
@@ -287,47 +294,83 @@ async fn answers_and_cancellations_go_to_the_lane_their_request_came_from() {
         .await;
     let mut agent = Agent::new(&warden.url);
     agent.initialize().await;
-    // The lane's server asks the agent something while the call runs.
-    let asked = agent.call(7, "ask_user", json!({})).await;
-    let request = asked.sse_messages();
-    assert_eq!(request[0]["method"], "elicitation/create", "{asked:?}");
-    // The agent's answer, its cancellation of the call, and an answer to
-    // a request no lane made.
+    // A refused call to a lane's tool, then its cancellation: the lane is
+    // never opened, its credential never used.
+    assert_refused(
+        &agent.call(3, "create_note", json!({})).await,
+        "create_note",
+        "not-for-caller",
+    );
+    let cancel = |id: u64| json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id}});
+    assert!(agent.post(&cancel(3)).await.status.is_success());
+    assert_eq!(
+        seen.lock()
+            .expect("lock")
+            .iter()
+            .filter(|s| s.method == "initialize")
+            .count(),
+        1,
+        "no lane opened for a refused call"
+    );
+    // The lane's server and the base server both ask the agent something,
+    // with the same id of their own.
+    let lane_ask = agent.call(7, "ask_user", json!({})).await.sse_messages();
+    let base_ask = agent.call(8, "ask_base", json!({})).await.sse_messages();
+    assert_eq!(lane_ask[0]["method"], "elicitation/create");
+    assert_eq!(
+        base_ask[0]["id"], "srv-1",
+        "the base server's id passes as it is"
+    );
+    let lane_id = lane_ask[0]["id"].as_str().expect("an id").to_owned();
+    assert_ne!(
+        lane_id, "srv-1",
+        "two pending requests never look alike to the agent"
+    );
+    // Both answers, and the cancellation of the lane's call.
     for message in [
-        json!({"jsonrpc": "2.0", "id": "srv-1", "result": {"action": "accept", "content": {}}}),
-        json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7}}),
-        json!({"jsonrpc": "2.0", "id": "unknown", "result": {}}),
+        json!({"jsonrpc": "2.0", "id": lane_id, "result": {"action": "accept", "content": {"who": "lane"}}}),
+        json!({"jsonrpc": "2.0", "id": "srv-1", "result": {"action": "accept", "content": {"who": "base"}}}),
+        cancel(7),
     ] {
         assert!(agent.post(&message).await.status.is_success());
     }
     let seen = seen.lock().expect("lock").clone();
     let lane_session = calls_of(&seen, "ask_user")[0].session.clone();
     assert_eq!(lane_session.as_deref(), Some("up-2"));
-    let posted = |pick: &dyn Fn(&Seen) -> bool| {
+    let session_of = |pick: &dyn Fn(&Seen) -> bool| {
         seen.iter()
             .find(|s| pick(s))
             .and_then(|s| s.session.clone())
     };
+    let lane_answer = seen
+        .iter()
+        .find(|s| s.body.contains("\"lane\""))
+        .expect("the lane's answer arrived");
     assert_eq!(
-        posted(&|s| s.body.contains("srv-1")),
-        lane_session,
+        lane_answer.session, lane_session,
         "the answer goes to the lane that asked"
     );
-    assert_eq!(
-        posted(&|s| s.method == "notifications/cancelled"),
-        lane_session,
-        "the cancellation goes to the lane running the call"
+    assert!(
+        lane_answer.body.contains("\"srv-1\""),
+        "with the server's own id: {}",
+        lane_answer.body
     );
+    assert_eq!(lane_answer.api_key.as_deref(), Some("notes-secret-9"));
     assert_eq!(
-        posted(&|s| s.body.contains("\"unknown\"")).as_deref(),
+        session_of(&|s| s.body.contains("\"base\"")).as_deref(),
         Some("up-1"),
-        "anything else goes to the base lane"
+        "the base server's answer goes to the base lane"
     );
-    let answer = seen
+    let cancellations: Vec<Option<String>> = seen
         .iter()
-        .find(|s| s.body.contains("srv-1"))
-        .expect("answer");
-    assert_eq!(answer.api_key.as_deref(), Some("notes-secret-9"));
+        .filter(|s| s.method == "notifications/cancelled")
+        .map(|s| s.session.clone())
+        .collect();
+    assert_eq!(
+        cancellations,
+        [Some("up-1".to_owned()), lane_session.clone()],
+        "the refused call's cancellation stays in the base lane; the lane call's goes to its lane"
+    );
 }
 
 #[tokio::test]

@@ -349,9 +349,16 @@ async fn mtls_refuses_clients_without_a_certificate_and_names_those_with_one() {
             key_pem: client.key_pem.clone(),
         };
         async move {
-            tls_exchange(addr, &ca, Some(&client), Some(&body), "/mcp", session.as_deref())
-                .await
-                .expect("tls")
+            tls_exchange(
+                addr,
+                &ca,
+                Some(&client),
+                Some(&body),
+                "/mcp",
+                session.as_deref(),
+            )
+            .await
+            .expect("tls")
         }
     };
     let mut sessions = Vec::new();
@@ -377,7 +384,11 @@ async fn mtls_refuses_clients_without_a_certificate_and_names_those_with_one() {
         }
         sessions.push(session);
     }
-    assert_eq!(demo.notes_written(), 1, "notes-bot's call ran, reader's did not");
+    assert_eq!(
+        demo.notes_written(),
+        1,
+        "notes-bot's call ran, reader's did not"
+    );
     // reader's certificate does not open notes-bot's session.
     let (status, _, _, _) = post(&reader, &call, Some(&sessions[0])).await;
     assert_eq!(status, StatusCode::FORBIDDEN);

@@ -530,6 +530,34 @@ fn oauth(token_url: &str, secret_file: &std::path::Path) -> CredentialConfig {
     )
 }
 
+/// A Warden whose `notes-writer` credential is an OAuth grant against
+/// `token_url`, and an agent with a session through it.
+async fn oauth_warden(
+    upstream: &str,
+    token_url: &str,
+    secret: &std::path::Path,
+) -> (TestWarden, Agent) {
+    let warden = WardenBuilder::new(upstream)
+        .policy(POLICY)
+        .credentials(
+            vec![
+                credential(
+                    "crm-read",
+                    SourceConfig::Inline(Secret::new("crm-x")),
+                    "authorization",
+                    Some("Bearer"),
+                ),
+                oauth(token_url, secret),
+            ],
+            None,
+        )
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    (warden, agent)
+}
+
 #[tokio::test]
 async fn an_oauth_token_is_cached_until_shortly_before_it_expires() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -538,24 +566,7 @@ async fn an_oauth_token_is_cached_until_shortly_before_it_expires() {
     for (lifetime, expected_fetches) in [(3600, 1), (0, 4)] {
         let (upstream, seen) = recording_upstream().await;
         let (token_url, asked) = token_endpoint(lifetime).await;
-        let warden = WardenBuilder::new(&upstream)
-            .policy(POLICY)
-            .credentials(
-                vec![
-                    credential(
-                        "crm-read",
-                        SourceConfig::Inline(Secret::new("crm-x")),
-                        "authorization",
-                        Some("Bearer"),
-                    ),
-                    oauth(&token_url, &secret),
-                ],
-                None,
-            )
-            .start()
-            .await;
-        let mut agent = Agent::new(&warden.url);
-        agent.initialize().await;
+        let (_warden, agent) = oauth_warden(&upstream, &token_url, &secret).await;
         for id in 1..=2 {
             let reply = agent.call(id, "create_note", json!({})).await;
             assert_eq!(
@@ -597,24 +608,7 @@ async fn a_token_endpoint_that_refuses_is_an_unavailable_credential() {
     std::fs::write(&secret, "a-wrong-client-secret").expect("secret");
     let (upstream, _seen) = recording_upstream().await;
     let (token_url, _asked) = token_endpoint(3600).await;
-    let warden = WardenBuilder::new(&upstream)
-        .policy(POLICY)
-        .credentials(
-            vec![
-                credential(
-                    "crm-read",
-                    SourceConfig::Inline(Secret::new("crm-x")),
-                    "authorization",
-                    Some("Bearer"),
-                ),
-                oauth(&token_url, &secret),
-            ],
-            None,
-        )
-        .start()
-        .await;
-    let mut agent = Agent::new(&warden.url);
-    agent.initialize().await;
+    let (_warden, agent) = oauth_warden(&upstream, &token_url, &secret).await;
     let reply = agent.call(1, "create_note", json!({})).await;
     let message = assert_error(&reply, StatusCode::SERVICE_UNAVAILABLE, -32603);
     assert!(message.contains("notes-writer"), "{message}");

@@ -1,4 +1,5 @@
-//! https upstreams, keep-alive idling, and SIGTERM on the real binary.
+//! Keep-alive idling, policy reloads, and SIGTERM on the real binary
+//! (https upstreams are in `tls.rs`).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -8,84 +9,8 @@ use std::time::Duration;
 use http::StatusCode;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 use crate::support::*;
-
-/// An https MCP upstream (the demo server behind TLS) with a fresh CA;
-/// returns its URL and the CA certificate (PEM).
-async fn tls_demo_upstream() -> (String, String) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let ca_key = rcgen::KeyPair::generate().expect("ca key");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "warden test CA");
-    let ca = ca_params.self_signed(&ca_key).expect("ca cert");
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .expect("leaf params")
-        .signed_by(&leaf_key, &issuer)
-        .expect("leaf cert");
-    let server_config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone()],
-            rustls_pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).expect("key der"),
-        )
-        .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
-
-    let (plain_url, _) = demo_upstream().await;
-    let plain_url: http::Uri = plain_url.parse().expect("url");
-    let plain_addr = plain_url.authority().expect("authority").to_string();
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let acceptor = acceptor.clone();
-            let plain_addr = plain_addr.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(stream).await else {
-                    return;
-                };
-                // Terminate TLS and pipe to the plain demo server.
-                let Ok(mut plain) = tokio::net::TcpStream::connect(plain_addr).await else {
-                    return;
-                };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-            });
-        }
-    });
-    (format!("https://localhost:{port}/mcp"), ca.pem())
-}
-
-#[tokio::test]
-async fn https_upstreams_are_verified_against_the_configured_ca() {
-    let (url, ca_pem) = tls_demo_upstream().await;
-    let dir = std::env::temp_dir().join(format!("warden-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let ca_file = dir.join("ca.pem");
-    std::fs::write(&ca_file, ca_pem).expect("write ca");
-
-    let trusted = WardenBuilder::new(&url).ca_file(&ca_file).start().await;
-    let mut agent = Agent::new(&trusted.url);
-    agent.initialize().await;
-    let reply = agent.call(1, "echo", json!({"message": "over tls"})).await;
-    assert_eq!(reply.json()["result"]["content"][0]["text"], "over tls");
-
-    // Without the CA, the upstream's certificate is not trusted.
-    let untrusted = WardenBuilder::new(&url).start().await;
-    let reply = Agent::new(&untrusted.url)
-        .post(&initialize_request(json!(0)))
-        .await;
-    assert_error(&reply, StatusCode::BAD_GATEWAY, -32001);
-}
 
 #[tokio::test]
 async fn idle_keep_alive_connections_are_closed() {
@@ -360,17 +285,7 @@ async fn run_binary(
         .stderr(Stdio::null())
         .spawn()
         .expect("warden starts");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "warden did not start listening"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_listening(port).await;
     (
         KillOnDrop(child),
         format!("http://127.0.0.1:{port}/mcp"),

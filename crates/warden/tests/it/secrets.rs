@@ -73,17 +73,7 @@ async fn a_whole_session_leaves_no_secret_in_any_output_or_file() {
             .spawn()
             .expect("warden starts"),
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "warden did not listen"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_listening(port).await;
     let url = format!("http://127.0.0.1:{port}/mcp");
 
     // Allowed calls through both lanes, a refused one, an upstream failure.

@@ -647,3 +647,18 @@ pub async fn assert_protocol_version_is_checked(agent: &Agent) {
     let reply = agent.send(bare).await;
     assert_eq!(reply.status, StatusCode::OK, "no header means 2025-03-26");
 }
+
+/// Wait (up to 10 s) until something listens on loopback `port`.
+pub async fn wait_listening(port: u16) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing listens on port {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

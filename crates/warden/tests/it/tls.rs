@@ -474,6 +474,11 @@ async fn upstream_certificates_are_verified_and_warden_presents_its_own_where_as
             server.cert.display()
         );
     }
+    // Without the CA, even the valid chain is not trusted.
+    let url = tls_upstream(&valid, None).await;
+    let untrusted = WardenBuilder::new(&url).start().await;
+    let reply = Agent::new(&untrusted.url).post(&initialize()).await;
+    assert_error(&reply, StatusCode::BAD_GATEWAY, -32001);
     // An upstream that asks for a client certificate: Warden presents its own.
     let clients = Pki::new("upstream clients CA");
     let warden_cert = clients.issue("warden", &[], "warden", None, false);

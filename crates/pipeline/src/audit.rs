@@ -165,7 +165,9 @@ where
             call.facts.as_ref(),
             &crate::caller_of(&call.principal),
         );
-        let durable = matches!(decision, Decision::Allow { tier } if tier != Tier::Read);
+        // A dry run runs nothing: no intent, one record of what it showed.
+        let durable = matches!(decision, Decision::Allow { tier } if tier != Tier::Read)
+            && call.dry_run == crate::dry_run::DryRun::No;
         let in_force = settings.in_force(&policy);
         drop(policy);
         let base = settings.record_of(&call, decision, &in_force);
@@ -527,6 +529,8 @@ mod tests {
             }),
             arguments: RawValue::from_string(r#"{"q":"x"}"#.into()).ok(),
             principal: crate::Principal::anonymous(),
+            dry_run: crate::dry_run::DryRun::No,
+            input_schema: None,
             meta: crate::CallMeta::default(),
             tap: crate::ReplyTap::default(),
             message: Bytes::from_static(b"{}"),

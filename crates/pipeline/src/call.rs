@@ -31,6 +31,11 @@ pub struct ToolCall<C> {
     pub arguments: Option<Box<RawValue>>,
     /// Who makes the call.
     pub principal: Arc<Principal>,
+    /// Whether the call asks for a dry run (`dryRun` is already off
+    /// `arguments` and `message`).
+    pub dry_run: crate::dry_run::DryRun,
+    /// The tool's `inputSchema` as the upstream listed it (JSON text).
+    pub input_schema: Option<Arc<str>>,
     /// What the call says about itself (model, conversation, trace...).
     pub meta: CallMeta,
     /// Where layers ask to be told what became of the call once forwarded.
@@ -50,11 +55,12 @@ pub enum ToolOutcome<R> {
     Refused(Refusal),
 }
 
-/// A refusal: the decision, its machine-readable reason and a sentence the
-/// model can act on.
+/// A refusal, or another answer of Warden's own instead of the upstream's
+/// (a dry run): the decision, its machine-readable reason and a sentence
+/// the model can act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    /// The decision that was taken (`deny`, later `rejected`, `rate-limited`…).
+    /// The decision that was taken (`deny`, `dry-run`, later `rejected`…).
     pub decision: &'static str,
     /// A stable reason code, e.g. `not-read-only`.
     pub reason: &'static str,
@@ -62,6 +68,11 @@ pub struct Refusal {
     pub tool: String,
     /// The sentence shown to the model.
     pub message: String,
+    /// Whether the result is an error (`true` for every refusal; a valid
+    /// dry run is not one).
+    pub is_error: bool,
+    /// More for `structuredContent`, beside `warden` (a dry run's payload).
+    pub details: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl Refusal {
@@ -72,6 +83,8 @@ impl Refusal {
             reason: reason.code(),
             tool: tool.to_owned(),
             message: reason.explain(tool),
+            is_error: true,
+            details: None,
         }
     }
 
@@ -87,16 +100,24 @@ impl Refusal {
                  call cannot be recorded and was not run. Retry later; if this persists, \
                  ask an operator to check Warden's audit store."
             ),
+            is_error: true,
+            details: None,
         }
     }
 
     /// The refusal as a JSON-RPC response carrying an `isError` tool result,
     /// shaped for the protocol `revision` the call was made in.
     pub fn to_response(&self, id_json: &str, revision: &str) -> Bytes {
-        mcp::tool_error_response(
+        let mut structured = self.details.clone().unwrap_or_default();
+        structured.insert(
+            "warden".into(),
+            json!({"decision": self.decision, "reason": self.reason, "tool": self.tool}),
+        );
+        mcp::tool_result_response(
             id_json,
             &self.message,
-            json!({"decision": self.decision, "reason": self.reason, "tool": self.tool}),
+            serde_json::Value::Object(structured),
+            self.is_error,
             revision,
         )
     }

@@ -6,12 +6,17 @@
 //! catalogue and is filtered with the policy: a tool the caller may not call
 //! is not shown. When the agent calls a tool Warden has not seen listed,
 //! Warden fetches the catalogue itself before deciding.
+//!
+//! A mutating tool's `inputSchema` gets a boolean `dryRun` property as the
+//! agent sees it (see `crate::dry_run`); each tool's own schema is kept,
+//! interned (many sessions list the same schemas), to validate dry runs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use bytes::Bytes;
 use serde_json::Value;
-use warden_policy::{Caller, Policy, ToolFacts};
+use warden_policy::{Caller, Decision, Policy, Tier, ToolFacts};
 
 /// Why a `tools/list` reply could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +33,7 @@ pub enum CatalogueError {
 #[derive(Debug, Clone, Default)]
 pub struct Catalogue {
     tools: HashMap<String, ToolFacts>,
+    schemas: HashMap<String, Arc<str>>,
 }
 
 impl Catalogue {
@@ -36,10 +42,18 @@ impl Catalogue {
         self.tools.get(tool).copied()
     }
 
+    /// The tool's `inputSchema` as the upstream listed it (JSON text).
+    pub fn input_schema(&self, tool: &str) -> Option<Arc<str>> {
+        self.schemas.get(tool).cloned()
+    }
+
     /// Add one listed page (pages of a paginated list accumulate).
     pub fn merge(&mut self, page: &ListedPage) {
         for (name, facts) in &page.tools {
             self.tools.insert(name.clone(), *facts);
+        }
+        for (name, schema) in &page.schemas {
+            self.schemas.insert(name.clone(), schema.clone());
         }
     }
 
@@ -59,6 +73,8 @@ impl Catalogue {
 pub struct ListedPage {
     /// Every tool on the page with what the upstream says about it.
     pub tools: Vec<(String, ToolFacts)>,
+    /// The tools' `inputSchema`s, as JSON text (interned).
+    pub schemas: Vec<(String, Arc<str>)>,
     /// The cursor of the next page, if any.
     pub next_cursor: Option<String>,
 }
@@ -67,7 +83,8 @@ pub struct ListedPage {
 #[derive(Debug)]
 pub enum ListReply {
     /// A result page; `filtered` is the message to forward when the policy
-    /// hid at least one tool (`None`: forward the original bytes).
+    /// hid a tool or Warden added `dryRun` to one (`None`: forward the
+    /// original bytes).
     Page {
         /// The page as the upstream listed it.
         page: ListedPage,
@@ -82,7 +99,7 @@ pub enum ListReply {
 /// (`None` for a JSON-RPC error).
 pub fn read_page(message: &[u8]) -> Result<Option<ListedPage>, CatalogueError> {
     let mut value: Value = serde_json::from_slice(message)?;
-    inspect(&mut value, |_, _| true).map(|inspected| inspected.map(|(page, _)| page))
+    inspect(&mut value, |_, _| Shown::AsListed).map(|inspected| inspected.map(|(page, _)| page))
 }
 
 /// Read a `tools/list` response message and hide what `policy` refuses `caller`.
@@ -93,7 +110,11 @@ pub fn filter_tools_list(
 ) -> Result<ListReply, CatalogueError> {
     let mut value: Value = serde_json::from_slice(message)?;
     let Some((page, hidden)) = inspect(&mut value, |name, facts| {
-        policy.decide(name, Some(facts), caller).is_allowed()
+        match policy.decide(name, Some(facts), caller) {
+            Decision::Deny { .. } => Shown::Hidden,
+            Decision::Allow { tier: Tier::Read } => Shown::AsListed,
+            Decision::Allow { .. } => Shown::WithDryRun,
+        }
     })?
     else {
         return Ok(ListReply::Error);
@@ -106,11 +127,67 @@ pub fn filter_tools_list(
     Ok(ListReply::Page { page, filtered })
 }
 
-/// Record every tool of a reply and drop those `keep` rejects; `None` for an
-/// error reply, else the page and whether anything was dropped.
+/// How a listed tool is shown to the agent.
+enum Shown {
+    /// Not at all: the caller may not call it.
+    Hidden,
+    /// As the upstream listed it.
+    AsListed,
+    /// With a `dryRun` property added to its `inputSchema` (a mutating tool).
+    WithDryRun,
+}
+
+/// Most distinct schemas interned before the table starts afresh (what
+/// catalogues hold stays alive; only sharing is lost).
+const MAX_INTERNED: usize = 4096;
+
+/// One shared copy of each schema text.
+fn intern(text: String) -> Arc<str> {
+    static INTERNED: LazyLock<Mutex<HashSet<Arc<str>>>> = LazyLock::new(Mutex::default);
+    let mut interned = INTERNED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(found) = interned.get(text.as_str()) {
+        return found.clone();
+    }
+    if interned.len() >= MAX_INTERNED {
+        interned.clear();
+    }
+    let shared: Arc<str> = text.into();
+    interned.insert(shared.clone());
+    shared
+}
+
+/// Give a tool's `inputSchema` a boolean `dryRun` property, unless it has
+/// one; whether anything changed.
+fn add_dry_run(tool: &mut Value) -> bool {
+    let Some(schema) = tool.get_mut("inputSchema").and_then(Value::as_object_mut) else {
+        return false;
+    };
+    let properties = schema
+        .entry("properties")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    let Some(properties) = properties.as_object_mut() else {
+        return false;
+    };
+    if properties.contains_key(crate::dry_run::DRY_RUN_KEY) {
+        return false;
+    }
+    properties.insert(
+        crate::dry_run::DRY_RUN_KEY.into(),
+        serde_json::json!({
+            "type": "boolean",
+            "description": "Preview the call without running it: Warden checks the arguments and shows the exact request it would send."
+        }),
+    );
+    true
+}
+
+/// Record every tool of a reply and show each as `shown` says; `None` for
+/// an error reply, else the page and whether the message changed.
 fn inspect(
     value: &mut Value,
-    mut keep: impl FnMut(&str, &ToolFacts) -> bool,
+    mut shown: impl FnMut(&str, &ToolFacts) -> Shown,
 ) -> Result<Option<(ListedPage, bool)>, CatalogueError> {
     // An error reply has a non-null `error` and no `result`; anything else
     // must be a well-formed list or it is not shown at all.
@@ -130,11 +207,13 @@ fn inspect(
         .ok_or(CatalogueError::NotAToolList)?;
     let mut page = ListedPage {
         tools: Vec::with_capacity(tools.len()),
+        schemas: Vec::with_capacity(tools.len()),
         next_cursor,
     };
     let before = tools.len();
-    tools.retain(|tool| {
-        let Some(name) = tool.get("name").and_then(Value::as_str) else {
+    let mut changed = false;
+    tools.retain_mut(|tool| {
+        let Some(name) = tool.get("name").and_then(Value::as_str).map(str::to_owned) else {
             // A nameless tool cannot be called or judged; the agent need not see it.
             return false;
         };
@@ -144,11 +223,22 @@ fn inspect(
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
         };
-        page.tools.push((name.to_owned(), facts));
-        keep(name, &facts)
+        if let Some(schema) = tool.get("inputSchema") {
+            page.schemas
+                .push((name.clone(), intern(schema.to_string())));
+        }
+        page.tools.push((name.clone(), facts));
+        match shown(&name, &facts) {
+            Shown::Hidden => false,
+            Shown::AsListed => true,
+            Shown::WithDryRun => {
+                changed |= add_dry_run(tool);
+                true
+            }
+        }
     });
-    let hidden = tools.len() != before;
-    Ok(Some((page, hidden)))
+    let changed = changed || tools.len() != before;
+    Ok(Some((page, changed)))
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ pub mod agent_session;
 pub mod audit;
 pub mod call;
 pub mod catalogue;
+pub mod dry_run;
 pub mod facts;
 pub mod policy_gate;
 pub mod stack;
@@ -34,6 +35,7 @@ pub use call::{Refusal, ToolCall, ToolOutcome};
 pub use catalogue::{
     Catalogue, CatalogueError, ListReply, ListedPage, filter_tools_list, read_page,
 };
+pub use dry_run::{DryRun, DryRunLayer};
 pub use facts::{CallMeta, FactHeaders, MetaText, Principal};
 pub use policy_gate::{PolicyGate, PolicyGateLayer, SharedPolicy};
 pub use stack::{Pipeline, build};

@@ -102,6 +102,8 @@ mod tests {
             facts: read_only.map(|read_only_hint| ToolFacts { read_only_hint }),
             arguments: None,
             principal: crate::Principal::anonymous(),
+            dry_run: crate::dry_run::DryRun::No,
+            input_schema: None,
             meta: crate::CallMeta::default(),
             tap: crate::ReplyTap::default(),
             message: Bytes::from_static(b"{}"),

@@ -1,20 +1,20 @@
 //! The `tools/call` pipeline, assembled in one place, outermost first.
 //!
 //! ```text
-//! tools/call ─▶ [ audit ─▶ policy ] ─▶ upstream forwarder
+//! tools/call ─▶ [ audit ─▶ policy ─▶ dry-run ] ─▶ upstream forwarder (credentials)
 //! ```
 //!
 //! Layers still to come slot in at fixed places (see `docs/pipeline.md`):
-//! identity after audit, limits after policy (before approvals: a runaway
-//! loop must not flood the approvers), dry-run, approval, breaker (next to
-//! the upstream, so it measures the upstream and nothing else) and
-//! credentials innermost.
+//! limits after policy (before approvals: a runaway loop must not flood
+//! the approvers), approval after dry-run, and the breaker next to the
+//! upstream, so it measures the upstream and nothing else.
 
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder};
 
 use crate::audit::AuditLayer;
 use crate::call::{ToolCall, ToolOutcome};
+use crate::dry_run::DryRunLayer;
 use crate::policy_gate::{PolicyGateLayer, SharedPolicy};
 
 /// A built pipeline: cheap to clone, one per route.
@@ -24,6 +24,7 @@ pub type Pipeline<C, R, E> = BoxCloneSyncService<ToolCall<C>, ToolOutcome<R>, E>
 pub fn build<S, C, R>(
     audit: AuditLayer,
     policy: SharedPolicy,
+    dry_run: DryRunLayer,
     upstream: S,
 ) -> Pipeline<C, R, S::Error>
 where
@@ -40,6 +41,10 @@ where
         // Policy first among the deciding layers: nothing below should
         // spend effort on a call it refuses.
         .layer(PolicyGateLayer::new(policy))
+        // Dry runs after the policy (a refused tool is refused, preview or
+        // not) and before any hold: a preview needs neither a human nor
+        // the upstream.
+        .layer(dry_run)
         .service(upstream);
     BoxCloneSyncService::new(stack)
 }

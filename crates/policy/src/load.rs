@@ -14,6 +14,8 @@
 //!     callers: { agents: [notes-bot], groups: [editors] }
 //!     # The route credential (Warden's config) the tool's calls carry upstream.
 //!     credential: notes-writer
+//!     # Who answers `dryRun: true`: gateway (Warden previews, default) or upstream.
+//!     dry_run: upstream
 //! # What the audit trail must not keep as written (see `crate::redact`).
 //! redact:
 //!   detectors: [email, api-key]
@@ -29,7 +31,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::located::{self, Collector, Diagnostic, Diagnostics, Spanned};
-use crate::model::{Callers, DefaultRule, Policy, Rule, Tier};
+use crate::model::{Callers, DefaultRule, DryRunMode, Policy, Rule, Tier};
 use crate::redact::RawRedaction;
 
 /// The only policy file version this build reads.
@@ -110,6 +112,9 @@ struct RawScopedRule {
     /// The route credential the tool's calls carry.
     #[serde(default)]
     credential: Option<Spanned<String>>,
+    /// `gateway` (default: Warden previews) or `upstream` (the tool does).
+    #[serde(default)]
+    dry_run: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -231,12 +236,31 @@ impl RawPolicy {
                         }
                         None => None,
                     };
+                    let dry_run = match &rule.value {
+                        RawRule::Scoped(scoped) => match &scoped.dry_run {
+                            None => DryRunMode::Gateway,
+                            Some(mode) if mode.value == "gateway" => DryRunMode::Gateway,
+                            Some(mode) if mode.value == "upstream" => DryRunMode::Upstream,
+                            Some(mode) => {
+                                errors.push(Diagnostic::at(
+                                    mode,
+                                    format!(
+                                        "unknown dry_run \"{}\" (expected gateway or upstream)",
+                                        mode.value
+                                    ),
+                                ));
+                                DryRunMode::Gateway
+                            }
+                        },
+                        RawRule::Tier(_) => DryRunMode::Gateway,
+                    };
                     tools.insert(
                         name.value.clone(),
                         Rule {
                             tier: parsed,
                             callers,
                             credential,
+                            dry_run,
                         },
                     );
                 }

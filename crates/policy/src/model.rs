@@ -113,6 +113,29 @@ pub struct Rule {
     /// The route credential the tool's calls carry to the upstream
     /// (`None`: no credential).
     pub credential: Option<String>,
+    /// Who answers a call with `dryRun: true`.
+    pub dry_run: DryRunMode,
+}
+
+/// Who previews a mutating tool's call made with `dryRun: true`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DryRunMode {
+    /// Warden: it validates the arguments and shows the call it would
+    /// make, without making it (the default).
+    #[default]
+    Gateway,
+    /// The upstream implements dry runs itself: the flag is forwarded.
+    Upstream,
+}
+
+impl DryRunMode {
+    /// The mode's name in policy files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DryRunMode::Gateway => "gateway",
+            DryRunMode::Upstream => "upstream",
+        }
+    }
 }
 
 /// Why a call was refused.
@@ -230,6 +253,7 @@ impl Policy {
                 tier,
                 callers: None,
                 credential: None,
+                dry_run: DryRunMode::Gateway,
             },
         );
         self
@@ -248,6 +272,7 @@ impl Policy {
                 tier,
                 callers: Some(callers),
                 credential: None,
+                dry_run: DryRunMode::Gateway,
             },
         );
         self
@@ -281,6 +306,13 @@ impl Policy {
         self.tools.get(tool)?.credential.as_deref()
     }
 
+    /// Who previews `tool`'s dry runs.
+    pub fn dry_run_of(&self, tool: &str) -> DryRunMode {
+        self.tools
+            .get(tool)
+            .map_or(DryRunMode::Gateway, |rule| rule.dry_run)
+    }
+
     /// Every credential the rules name (to check each is defined).
     pub fn credentials_named(&self) -> impl Iterator<Item = &str> {
         self.tools.values().filter_map(|r| r.credential.as_deref())
@@ -305,6 +337,9 @@ impl Policy {
             put("tier", rule.tier.as_str());
             if let Some(credential) = &rule.credential {
                 put("credential", credential);
+            }
+            if rule.dry_run != DryRunMode::Gateway {
+                put("dry_run", rule.dry_run.as_str());
             }
             if let Some(callers) = &rule.callers {
                 let mut agents: Vec<&String> = callers.agents.iter().collect();

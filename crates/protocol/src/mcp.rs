@@ -67,10 +67,22 @@ pub fn tool_error_response(
     warden: serde_json::Value,
     revision: &str,
 ) -> Bytes {
+    tool_result_response(id_json, text, json!({"warden": warden}), true, revision)
+}
+
+/// A `tools/call` result Warden gives itself (a refusal, a dry run): one
+/// text block, `structured` as `structuredContent`, shaped for `revision`.
+pub fn tool_result_response(
+    id_json: &str,
+    text: &str,
+    structured: serde_json::Value,
+    is_error: bool,
+    revision: &str,
+) -> Bytes {
     let mut result = json!({
         "content": [{"type": "text", "text": text}],
-        "isError": true,
-        "structuredContent": {"warden": warden},
+        "isError": is_error,
+        "structuredContent": structured,
     });
     if is_stateless_revision(revision) {
         result["resultType"] = json!("complete");

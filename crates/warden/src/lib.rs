@@ -191,6 +191,7 @@ pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
         let pipeline = warden_pipeline::build(
             audit_layer,
             policy.clone(),
+            warden_pipeline::DryRunLayer::new(upstream_name.clone()),
             Forwarder::new(upstream.clone()),
         );
         routes.push(Route {

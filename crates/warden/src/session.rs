@@ -248,6 +248,11 @@ impl Session {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// The `inputSchema` the upstream listed for `tool`, if Warden saw it.
+    pub fn input_schema(&self, tool: &str) -> Option<Arc<str>> {
+        self.tools.lock().ok()?.catalogue.input_schema(tool)
+    }
+
     /// What Warden knows about `tool`, trusting nothing older than `ttl`.
     pub fn lookup(&self, tool: &str, ttl: Duration) -> Lookup {
         let now_ms = self.now_ms();
@@ -485,6 +490,7 @@ mod tests {
 
     fn page(tool: &str) -> ListedPage {
         ListedPage {
+            schemas: Vec::new(),
             tools: vec![(tool.into(), READ_ONLY)],
             next_cursor: None,
         }

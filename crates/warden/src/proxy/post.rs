@@ -387,6 +387,30 @@ async fn tool_call(
         CallMeta::read(meta.as_deref(), |name| picked.get(name))
     };
     let principal = principal.clone();
+    // A mutating call's `dryRun` is Warden's (unless its rule says the
+    // upstream previews): read, and taken off what the upstream receives.
+    let mut forwarded = message.raw;
+    let mut arguments = arguments;
+    let mut dry_run = warden_pipeline::DryRun::No;
+    {
+        let policy = route.policy.load();
+        let decided = policy.decide(
+            &tool,
+            facts.as_ref(),
+            &warden_pipeline::caller_of(&principal),
+        );
+        let mutating = matches!(decided, warden_policy::Decision::Allow { tier } if tier != warden_policy::Tier::Read);
+        if mutating
+            && policy.dry_run_of(&tool) == warden_policy::DryRunMode::Gateway
+            && let Some((asked, stripped, edited)) =
+                warden_pipeline::dry_run::take_flag(arguments.as_deref(), &forwarded)
+        {
+            dry_run = asked;
+            arguments = stripped;
+            forwarded = edited;
+        }
+    }
+    let input_schema = session.input_schema(&tool);
     // The call's lane: its credential's own upstream session, opened by
     // the forwarder (after the policy allowed the call), so it is never
     // answered in a session another credential opened.
@@ -438,7 +462,6 @@ async fn tool_call(
     });
     // The upstream continues Warden's span: the one edit of the forwarded
     // message tracing makes (`audit.otlp.propagate`).
-    let mut forwarded = message.raw;
     if warden.telemetry_propagates
         && let Some(parent) = span.as_ref().and_then(|s| s.traceparent())
         && let Some(edited) = with_trace_context(
@@ -518,6 +541,8 @@ async fn tool_call(
         facts,
         arguments,
         principal,
+        dry_run,
+        input_schema,
         meta,
         tap,
         message: forwarded,

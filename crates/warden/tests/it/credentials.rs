@@ -20,8 +20,8 @@ const POLICY: &str = "version: 1\ntools:\n  search_customers:\n    tier: read\n 
 #[derive(Debug, Clone)]
 pub(crate) struct Seen {
     http_method: http::Method,
-    method: String,
-    body: String,
+    pub(crate) method: String,
+    pub(crate) body: String,
     tool: Option<String>,
     session: Option<String>,
     pub(crate) authorization: Option<String>,

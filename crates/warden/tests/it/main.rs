@@ -7,6 +7,7 @@ mod auth;
 mod bad_inputs;
 mod cli;
 mod credentials;
+mod dry_run;
 mod legacy_sse;
 mod lifecycle;
 mod otlp;

@@ -21,6 +21,7 @@
 //! replies with the same policy the stack enforces.
 
 pub mod agent_session;
+pub mod approval;
 pub mod audit;
 pub mod call;
 pub mod catalogue;
@@ -30,6 +31,7 @@ pub mod policy_gate;
 pub mod stack;
 pub mod tap;
 
+pub use approval::{HoldLayer, HoldSettings, Wakeups};
 pub use audit::{AuditLayer, AuditSettings, ReadCalls};
 pub use call::{Refusal, ToolCall, ToolOutcome};
 pub use catalogue::{

@@ -1,17 +1,18 @@
 //! The `tools/call` pipeline, assembled in one place, outermost first.
 //!
 //! ```text
-//! tools/call ─▶ [ audit ─▶ policy ─▶ dry-run ] ─▶ upstream forwarder (credentials)
+//! tools/call ─▶ [ audit ─▶ policy ─▶ dry-run ─▶ approval ] ─▶ upstream forwarder (credentials)
 //! ```
 //!
 //! Layers still to come slot in at fixed places (see `docs/pipeline.md`):
 //! limits after policy (before approvals: a runaway loop must not flood
-//! the approvers), approval after dry-run, and the breaker next to the
-//! upstream, so it measures the upstream and nothing else.
+//! the approvers), and the breaker next to the upstream, so it measures
+//! the upstream and nothing else.
 
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder};
 
+use crate::approval::HoldLayer;
 use crate::audit::AuditLayer;
 use crate::call::{ToolCall, ToolOutcome};
 use crate::dry_run::DryRunLayer;
@@ -25,6 +26,7 @@ pub fn build<S, C, R>(
     audit: AuditLayer,
     policy: SharedPolicy,
     dry_run: DryRunLayer,
+    hold: HoldLayer,
     upstream: S,
 ) -> Pipeline<C, R, S::Error>
 where
@@ -45,6 +47,9 @@ where
         // not) and before any hold: a preview needs neither a human nor
         // the upstream.
         .layer(dry_run)
+        // The human decision after the preview (which needs none) and
+        // before the upstream: a held call runs once, as it was approved.
+        .layer(hold)
         .service(upstream);
     BoxCloneSyncService::new(stack)
 }

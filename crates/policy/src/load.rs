@@ -31,7 +31,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::located::{self, Collector, Diagnostic, Diagnostics, Spanned};
-use crate::model::{Callers, DefaultRule, DryRunMode, Policy, Rule, Tier};
+use crate::model::{Callers, DefaultRule, DryRunMode, Hold, Policy, Rule, Tier};
 use crate::redact::RawRedaction;
 
 /// The only policy file version this build reads.
@@ -115,6 +115,18 @@ struct RawScopedRule {
     /// `gateway` (default: Warden previews) or `upstream` (the tool does).
     #[serde(default)]
     dry_run: Option<Spanned<String>>,
+    /// `approve` tier: how long a held call waits, e.g. `10m`.
+    #[serde(default)]
+    timeout: Option<Spanned<String>>,
+    /// `approve` tier: approvals needed.
+    #[serde(default)]
+    approvals: Option<Spanned<u32>>,
+    /// `approve` tier: who may approve (approver names).
+    #[serde(default)]
+    approvers: Vec<String>,
+    /// `approve` tier: whether the user the call acts for may approve it.
+    #[serde(default)]
+    allow_own: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -254,6 +266,47 @@ impl RawPolicy {
                         },
                         RawRule::Tier(_) => DryRunMode::Gateway,
                     };
+                    let hold = match &rule.value {
+                        RawRule::Scoped(scoped) => {
+                            let mut hold = Hold::default();
+                            let approve_only = [
+                                scoped.timeout.as_ref().map(|t| Diagnostic::at(t, "")),
+                                scoped.approvals.as_ref().map(|a| Diagnostic::at(a, "")),
+                            ];
+                            if parsed != Tier::Approve {
+                                for mut at in approve_only.into_iter().flatten() {
+                                    at.message =
+                                        "timeout and approvals apply to the approve tier only"
+                                            .into();
+                                    errors.push(at);
+                                }
+                            }
+                            if let Some(timeout) = &scoped.timeout
+                                && let Some(parsed) = located::duration(timeout, &mut errors)
+                            {
+                                if parsed.is_zero() {
+                                    errors.push(Diagnostic::at(
+                                        timeout,
+                                        "timeout must be more than 0",
+                                    ));
+                                }
+                                hold.timeout = parsed;
+                            }
+                            if let Some(approvals) = &scoped.approvals {
+                                if approvals.value == 0 || approvals.value > 16 {
+                                    errors.push(Diagnostic::at(
+                                        approvals,
+                                        "approvals must be between 1 and 16",
+                                    ));
+                                }
+                                hold.approvals = approvals.value.clamp(1, 16);
+                            }
+                            hold.approvers = scoped.approvers.clone();
+                            hold.allow_own = scoped.allow_own;
+                            hold
+                        }
+                        RawRule::Tier(_) => Hold::default(),
+                    };
                     tools.insert(
                         name.value.clone(),
                         Rule {
@@ -261,12 +314,13 @@ impl RawPolicy {
                             callers,
                             credential,
                             dry_run,
+                            hold,
                         },
                     );
                 }
                 None => {
                     at.message = format!(
-                        "unknown tier \"{tier}\" for tool \"{}\" (expected read, write or deny)",
+                        "unknown tier \"{tier}\" for tool \"{}\" (expected read, write, approve or deny)",
                         name.value
                     );
                     errors.push(at);

@@ -12,6 +12,8 @@ pub enum Tier {
     Read,
     /// Callable; it changes something.
     Write,
+    /// Callable once a human approves it: the call is held until then.
+    Approve,
     /// Never callable; hidden from `tools/list`.
     Deny,
 }
@@ -22,6 +24,7 @@ impl Tier {
         match self {
             Tier::Read => "read",
             Tier::Write => "write",
+            Tier::Approve => "approve",
             Tier::Deny => "deny",
         }
     }
@@ -31,6 +34,7 @@ impl Tier {
         match name {
             "read" => Some(Tier::Read),
             "write" => Some(Tier::Write),
+            "approve" => Some(Tier::Approve),
             "deny" => Some(Tier::Deny),
             _ => None,
         }
@@ -115,6 +119,32 @@ pub struct Rule {
     pub credential: Option<String>,
     /// Who answers a call with `dryRun: true`.
     pub dry_run: DryRunMode,
+    /// How an `approve`-tier call is held.
+    pub hold: Hold,
+}
+
+/// How an `approve`-tier tool's calls are held for a human.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// How long a held call waits for a decision before it expires.
+    pub timeout: std::time::Duration,
+    /// Approvals needed.
+    pub approvals: u32,
+    /// Who may approve (by approver name; empty: every configured approver).
+    pub approvers: Vec<String>,
+    /// Whether the user the call acts for may approve it (four eyes: no).
+    pub allow_own: bool,
+}
+
+impl Default for Hold {
+    fn default() -> Hold {
+        Hold {
+            timeout: std::time::Duration::from_secs(600),
+            approvals: 1,
+            approvers: Vec::new(),
+            allow_own: false,
+        }
+    }
 }
 
 /// Who previews a mutating tool's call made with `dryRun: true`.
@@ -254,6 +284,7 @@ impl Policy {
                 callers: None,
                 credential: None,
                 dry_run: DryRunMode::Gateway,
+                hold: Hold::default(),
             },
         );
         self
@@ -273,6 +304,7 @@ impl Policy {
                 callers: Some(callers),
                 credential: None,
                 dry_run: DryRunMode::Gateway,
+                hold: Hold::default(),
             },
         );
         self
@@ -304,6 +336,14 @@ impl Policy {
     /// The credential `tool`'s calls carry, if its rule names one.
     pub fn credential_of(&self, tool: &str) -> Option<&str> {
         self.tools.get(tool)?.credential.as_deref()
+    }
+
+    /// How `tool`'s calls are held, if its tier is `approve`.
+    pub fn hold_of(&self, tool: &str) -> Hold {
+        self.tools
+            .get(tool)
+            .map(|rule| rule.hold.clone())
+            .unwrap_or_default()
     }
 
     /// Who previews `tool`'s dry runs.
@@ -340,6 +380,22 @@ impl Policy {
             }
             if rule.dry_run != DryRunMode::Gateway {
                 put("dry_run", rule.dry_run.as_str());
+            }
+            if rule.tier == Tier::Approve {
+                put(
+                    "hold_timeout_ms",
+                    &rule.hold.timeout.as_millis().to_string(),
+                );
+                put("hold_approvals", &rule.hold.approvals.to_string());
+                let mut approvers: Vec<&String> = rule.hold.approvers.iter().collect();
+                approvers.sort();
+                for approver in approvers {
+                    put("approver", approver);
+                }
+                put(
+                    "hold_allow_own",
+                    if rule.hold.allow_own { "yes" } else { "no" },
+                );
             }
             if let Some(callers) = &rule.callers {
                 let mut agents: Vec<&String> = callers.agents.iter().collect();

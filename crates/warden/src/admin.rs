@@ -1,7 +1,14 @@
-//! The admin listener (its own port): `/healthz`, `/readyz`, `/metrics`.
+//! The admin listener (its own port): `/healthz`, `/readyz`, `/metrics`,
+//! and the approvals API.
 //!
 //! Kept off the MCP listener so that an agent can never reach it and an
 //! operator can firewall it separately.
+//!
+//! Approvals (an approver's token as `Authorization: Bearer`):
+//! - `GET /approvals?status=pending` — the queue, newest first (JSON);
+//! - `GET /approvals/{id}` — one approval;
+//! - `POST /approvals/{id}/approve` and `…/reject`, body `{"reason": "…"}`
+//!   (a rejection needs one) — a decision, answered with the approval.
 
 use std::sync::Arc;
 
@@ -13,8 +20,14 @@ use hyper::body::Incoming;
 use crate::proxy::Warden;
 use crate::proxy::relay::{Body, full};
 
+/// Largest approvals request body read.
+const MAX_DECISION_BODY: usize = 16 << 10;
+
 /// Answer one admin request.
 pub async fn handle(warden: Arc<Warden>, request: Request<Incoming>) -> Response<Body> {
+    if request.uri().path() == "/approvals" || request.uri().path().starts_with("/approvals/") {
+        return approvals(&warden, request).await;
+    }
     if request.method() != Method::GET {
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into());
     }
@@ -49,4 +62,217 @@ fn text(status: StatusCode, body: String) -> Response<Body> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+fn json_reply(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(full(Bytes::from(value.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn problem(status: StatusCode, message: impl std::fmt::Display) -> Response<Body> {
+    json_reply(status, &serde_json::json!({"error": message.to_string()}))
+}
+
+/// An approval as the API shows it (the arguments as approvers see them).
+fn shown(approval: &warden_approvals::Approval) -> serde_json::Value {
+    serde_json::json!({
+        "id": approval.id,
+        "status": approval.status.as_str(),
+        "route": approval.call.route,
+        "upstream": approval.call.upstream,
+        "tool": approval.call.tool,
+        "arguments": serde_json::from_str::<serde_json::Value>(&approval.call.arguments_shown)
+            .unwrap_or(serde_json::Value::Null),
+        "arguments_digest": approval.arguments_digest,
+        "rationale": approval.call.rationale,
+        "agent": approval.call.principal_agent,
+        "on_behalf_of": approval.call.principal_user,
+        "agent_session": approval.call.agent_session,
+        "policy_hash": approval.call.policy_hash,
+        "approvals_required": approval.call.required,
+        "created_ms": approval.call.created_ms,
+        "expires_ms": approval.call.expires_ms,
+        "reason": approval.reason,
+        "votes": approval.votes.iter().map(|v| serde_json::json!({
+            "approver": v.approver, "verdict": v.verdict.as_str(), "reason": v.reason, "at_ms": v.at_ms,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+async fn approvals(warden: &Warden, request: Request<Incoming>) -> Response<Body> {
+    use warden_approvals::{ApprovalError, Status, Verdict};
+    let Some(approvals) = &warden.approvals else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "this Warden has no approvals section: no call is ever held",
+        );
+    };
+    // Who asks: an approver's token, compared in constant time.
+    let approver = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|token| approvals.approvers.check(token.trim()));
+    let Some(approver) = approver else {
+        let mut response = problem(
+            StatusCode::UNAUTHORIZED,
+            "send an approver's token: Authorization: Bearer <token>",
+        );
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"warden-approvals\""),
+        );
+        return response;
+    };
+    let path = request.uri().path().to_owned();
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (request.method().clone(), parts.as_slice()) {
+        (Method::GET, ["approvals"]) => {
+            let status = request.uri().query().and_then(|q| {
+                q.split('&')
+                    .find_map(|kv| kv.strip_prefix("status="))
+                    .and_then(Status::parse)
+            });
+            match approvals.store.list(status, 200).await {
+                Ok(list) => json_reply(
+                    StatusCode::OK,
+                    &serde_json::Value::Array(list.iter().map(shown).collect()),
+                ),
+                Err(err) => problem(StatusCode::SERVICE_UNAVAILABLE, err),
+            }
+        }
+        (Method::GET, ["approvals", id]) => match approvals.store.get(id).await {
+            Ok(approval) => json_reply(StatusCode::OK, &shown(&approval)),
+            Err(ApprovalError::NotFound { .. }) => {
+                problem(StatusCode::NOT_FOUND, "no such approval")
+            }
+            Err(err) => problem(StatusCode::SERVICE_UNAVAILABLE, err),
+        },
+        (Method::POST, ["approvals", id, action @ ("approve" | "reject")]) => {
+            let verdict = if *action == "approve" {
+                Verdict::Approve
+            } else {
+                Verdict::Reject
+            };
+            let id = (*id).to_owned();
+            let body = http_body_util::Limited::new(request.into_body(), MAX_DECISION_BODY);
+            let body = match tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                http_body_util::BodyExt::collect(body),
+            )
+            .await
+            {
+                Ok(Ok(body)) => body.to_bytes(),
+                _ => {
+                    return problem(
+                        StatusCode::BAD_REQUEST,
+                        "the body could not be read (at most 16 KiB, within 10 s)",
+                    );
+                }
+            };
+            let reason = if body.is_empty() {
+                None
+            } else {
+                match serde_json::from_slice::<serde_json::Value>(&body) {
+                    Ok(value) => value
+                        .get("reason")
+                        .and_then(|r| r.as_str())
+                        .map(str::to_owned),
+                    Err(_) => {
+                        return problem(
+                            StatusCode::BAD_REQUEST,
+                            "the body must be JSON: {\"reason\": \"…\"}",
+                        );
+                    }
+                }
+            };
+            if verdict == Verdict::Reject && reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    "a rejection needs a reason: {\"reason\": \"…\"}",
+                );
+            }
+            let held = match approvals.store.get(&id).await {
+                Ok(held) => held,
+                Err(ApprovalError::NotFound { .. }) => {
+                    return problem(StatusCode::NOT_FOUND, "no such approval");
+                }
+                Err(err) => return problem(StatusCode::SERVICE_UNAVAILABLE, err),
+            };
+            // The rule in force says who may approve, and whether the user
+            // the call acts for may.
+            let rule = warden
+                .routes
+                .iter()
+                .find(|r| *r.path == held.call.route)
+                .map(|r| r.policy.load().hold_of(&held.call.tool))
+                .unwrap_or_default();
+            if !rule.approvers.is_empty() && !rule.approvers.iter().any(|a| **a == *approver.agent)
+            {
+                return problem(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "{} may not decide calls to {}",
+                        approver.agent, held.call.tool
+                    ),
+                );
+            }
+            match approvals
+                .store
+                .decide(
+                    &id,
+                    &approver.agent,
+                    verdict,
+                    reason.as_deref(),
+                    rule.allow_own,
+                    now_ms(),
+                )
+                .await
+            {
+                Ok(decided) => {
+                    approvals.wakeups.wake(&id);
+                    if let Some(audit) = &warden.audit
+                        && decided.status != Status::Pending
+                    {
+                        let mut record = audit.new_record(warden_audit::Kind::ApprovalDecided);
+                        record.route = Some(decided.call.route.as_str().into());
+                        record.tool = Some(decided.call.tool.clone());
+                        record.decision = Some(decided.status.as_str().to_owned().into());
+                        record.reason = decided.reason.clone().map(Into::into);
+                        record.approval = Some(warden_audit::record::ApprovalField {
+                            id: decided.id.clone(),
+                            approver: Some(approver.agent.to_string()),
+                        });
+                        audit.record(record);
+                    }
+                    tracing::info!(approval = %id, approver = %approver.agent, status = decided.status.as_str(), "Approval decided.");
+                    json_reply(StatusCode::OK, &shown(&decided))
+                }
+                Err(
+                    err @ (ApprovalError::NotPending { .. } | ApprovalError::AlreadyDecided { .. }),
+                ) => problem(StatusCode::CONFLICT, err),
+                Err(err @ ApprovalError::OwnCall { .. }) => problem(StatusCode::FORBIDDEN, err),
+                Err(ApprovalError::NotFound { .. }) => {
+                    problem(StatusCode::NOT_FOUND, "no such approval")
+                }
+                Err(err) => problem(StatusCode::SERVICE_UNAVAILABLE, err),
+            }
+        }
+        _ => problem(
+            StatusCode::NOT_FOUND,
+            "try GET /approvals, GET /approvals/{id}, POST /approvals/{id}/approve or …/reject",
+        ),
+    }
 }

@@ -86,6 +86,8 @@ pub struct Config {
     pub tls: Option<crate::tls::ListenerTls>,
     /// TLS on the admin listener.
     pub admin_tls: Option<crate::tls::ListenerTls>,
+    /// The approval queue, for `approve`-tier tools.
+    pub approvals: Option<crate::approvals::ApprovalsConfig>,
 }
 
 /// Limits that protect the listener and the sessions table.
@@ -185,6 +187,9 @@ struct RawConfig {
     /// TLS on the admin listener.
     #[serde(default)]
     admin_tls: Option<crate::tls::RawTls>,
+    /// The approval queue.
+    #[serde(default)]
+    approvals: Option<crate::approvals::RawApprovals>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -303,6 +308,10 @@ impl Config {
         let admin = raw.admin.as_ref().and_then(|a| address(a, &mut errors));
         let limits = raw.limits.validate(&mut errors);
         let audit = raw.audit.as_ref().map(|a| a.validate(base, &mut errors));
+        let approvals = raw
+            .approvals
+            .as_ref()
+            .map(|a| a.validate(base, &mut errors));
         let tls = raw
             .tls
             .as_ref()
@@ -354,6 +363,7 @@ impl Config {
             audit,
             tls,
             admin_tls,
+            approvals,
         })
     }
 }

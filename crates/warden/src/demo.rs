@@ -98,6 +98,7 @@ pub async fn start(
         audit: Some(audit.clone()),
         tls: None,
         admin_tls: None,
+        approvals: None,
     };
     let warden = crate::start(&config).await?;
     Ok(RunningDemo {

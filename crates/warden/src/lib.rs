@@ -8,6 +8,7 @@
 //! the demo and the integration tests all start Warden through it.
 
 pub mod admin;
+pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod config;
@@ -63,6 +64,9 @@ pub enum StartError {
     /// The audit trail could not start.
     #[error("audit trail")]
     Audit(#[from] audit::AuditStartError),
+    /// The approval queue could not be opened.
+    #[error("approvals")]
+    Approvals(#[from] warden_approvals::ApprovalError),
     /// A listener's TLS certificate, key or client CA cannot be used.
     #[error("{listener}")]
     Tls {
@@ -104,7 +108,7 @@ pub enum StartError {
 /// Build the shared proxy state from a validated config. Call it inside the
 /// Tokio runtime Warden runs on: stdio children and legacy SSE streams are
 /// kept on it.
-pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
+pub async fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
     let mut metrics = Metrics::default();
     let sessions = SessionStore::new(config.limits.max_sessions, config.limits.session_idle);
     let trail = match &config.audit {
@@ -113,6 +117,10 @@ pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
             tracing::warn!("No audit section in the config: calls and decisions are not recorded.");
             None
         }
+    };
+    let approvals = match &config.approvals {
+        Some(approvals) => Some(Arc::new(approvals.open().await?)),
+        None => None,
     };
     let mut routes = Vec::with_capacity(config.routes.len());
     let mut unrecorded = Vec::new();
@@ -188,10 +196,20 @@ pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
             }
             None => AuditLayer::off(),
         };
+        let hold = approvals.as_ref().map(|approvals| {
+            Arc::new(warden_pipeline::HoldSettings {
+                store: approvals.store.clone(),
+                wakeups: approvals.wakeups.clone(),
+                route: route.path.as_str().into(),
+                upstream: upstream_name.clone(),
+                budget: approvals.hold_budget,
+            })
+        });
         let pipeline = warden_pipeline::build(
             audit_layer,
             policy.clone(),
             warden_pipeline::DryRunLayer::new(upstream_name.clone()),
+            warden_pipeline::HoldLayer::new(policy.clone(), hold),
             Forwarder::new(upstream.clone()),
         );
         routes.push(Route {
@@ -230,6 +248,7 @@ pub fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
         None => (None, None, warden_audit::otlp::Telemetry::disabled()),
     };
     Ok(Arc::new(Warden {
+        approvals,
         routes,
         sessions,
         metrics,
@@ -274,7 +293,7 @@ impl Running {
 /// `config.workers` threads, the admin listener and the session sweeper on
 /// the caller's runtime.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
-    let warden = build(config)?;
+    let warden = build(config).await?;
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)
             .await

@@ -532,7 +532,7 @@ async fn stdio(path: PathBuf, route: Option<String>) -> anyhow::Result<()> {
         "no route {route} in {}",
         path.display()
     );
-    let warden = warden::build(&config)?;
+    let warden = warden::build(&config).await?;
     tracing::info!(route = %route, "Serving MCP on stdin/stdout.");
     let served = tokio::select! {
         served = warden::stdio::serve(warden.clone(), &route) => served,

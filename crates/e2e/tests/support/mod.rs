@@ -270,6 +270,7 @@ pub async fn warden_in_front_of(upstream: &str, policy: &str) -> warden::Running
         audit: None,
         tls: None,
         admin_tls: None,
+        approvals: None,
     };
     warden::start(&config).await.expect("warden starts")
 }

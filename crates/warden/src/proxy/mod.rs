@@ -108,6 +108,8 @@ impl Route {
 
 /// Everything the handler shares across requests.
 pub struct Warden {
+    /// The approval queue, when configured.
+    pub approvals: Option<Arc<crate::approvals::Approvals>>,
     /// The routes, in config order.
     pub routes: Vec<Route>,
     /// Live agent sessions.

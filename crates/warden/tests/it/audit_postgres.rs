@@ -153,6 +153,7 @@ async fn a_postgres_that_refuses_at_first_start_is_a_clear_error_without_the_pas
         audit: Some(audit),
         tls: None,
         admin_tls: None,
+        approvals: None,
     };
     let err = match warden::start(&config).await {
         Ok(_) => panic!("Warden started with an audit store it never reached"),

@@ -1,6 +1,7 @@
 //! Warden's integration tests: a real Warden on an ephemeral port in front of
 //! a real (demo or purpose-built) upstream, driven over HTTP.
 
+mod approvals;
 mod audit_postgres;
 mod audit_trail;
 mod auth;

@@ -38,6 +38,7 @@ pub struct WardenBuilder {
     audit: Option<warden::audit::AuditConfig>,
     tls: Option<warden::tls::ListenerTls>,
     admin_tls: Option<warden::tls::ListenerTls>,
+    approvals: Option<warden::approvals::ApprovalsConfig>,
 }
 
 impl WardenBuilder {
@@ -48,7 +49,14 @@ impl WardenBuilder {
             audit: None,
             tls: None,
             admin_tls: None,
+            approvals: None,
         }
+    }
+
+    /// An approval queue for `approve`-tier tools.
+    pub fn approvals(mut self, approvals: warden::approvals::ApprovalsConfig) -> WardenBuilder {
+        self.approvals = Some(approvals);
+        self
     }
 
     /// TLS on the admin listener.
@@ -179,6 +187,7 @@ impl WardenBuilder {
             audit: self.audit,
             tls: self.tls,
             admin_tls: self.admin_tls,
+            approvals: self.approvals,
         };
         let running = warden::start(&config).await.expect("warden starts");
         let url = format!("http://{}/mcp", running.mcp_addr);

@@ -1,0 +1,440 @@
+//! Approval holds: a call to an `approve`-tier tool waits for a human.
+//!
+//! The call is staged in the approval queue (`warden_approvals`), bound to
+//! its exact arguments (the SHA-256 of their canonical form), and the
+//! agent's request waits for a decision, up to the route's hold budget
+//! (default 45 s, under common client timeouts). Then:
+//!
+//! - approved: the call runs, once (the store hands the run to exactly one
+//!   request, whatever the replicas);
+//! - rejected, expired or withdrawn: an `isError` result saying so, naming
+//!   the approver and the reason;
+//! - still pending: an `isError` result with the approval's id; the same
+//!   call again (same agent session, tool and canonical arguments) attaches
+//!   to the same approval, so approvers are never asked twice, and gets the
+//!   outcome once decided.
+//!
+//! A request dropped while it waits (the agent hung up) marks its approval
+//! `abandoned`: it is never run later behind anyone's back. Decisions taken
+//! in this process wake the waiting request at once ([`Wakeups`]); others
+//! (another replica's) are seen by polling the store.
+//!
+//! It sits after dry-run (a preview needs no human) and before the
+//! upstream.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Value, json};
+use tower::{Layer, Service};
+use warden_approvals::{Approval, NewApproval, SqliteStore, Status};
+use warden_policy::{Decision, Tier};
+
+use crate::call::{Refusal, ToolCall, ToolOutcome};
+use crate::policy_gate::SharedPolicy;
+
+/// How often a waiting request looks at the store for a decision taken
+/// elsewhere (another replica).
+const POLL: Duration = Duration::from_millis(500);
+
+/// Wakes the requests waiting on an approval when it is decided here.
+#[derive(Debug, Default)]
+pub struct Wakeups {
+    waiting: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
+}
+
+/// What the hold layer needs.
+pub struct HoldSettings {
+    /// The queue.
+    pub store: SqliteStore,
+    /// Decisions taken in this process.
+    pub wakeups: Arc<Wakeups>,
+    /// The route.
+    pub route: Arc<str>,
+    /// The upstream, as records name it.
+    pub upstream: Arc<str>,
+    /// How long a request waits before it is answered "pending".
+    pub budget: Duration,
+}
+
+/// Builds [`HoldGate`]s.
+#[derive(Clone)]
+pub struct HoldLayer {
+    policy: SharedPolicy,
+    settings: Option<Arc<HoldSettings>>,
+}
+
+/// Holds `approve`-tier calls; passes every other call on.
+#[derive(Clone)]
+pub struct HoldGate<S> {
+    inner: S,
+    policy: SharedPolicy,
+    settings: Option<Arc<HoldSettings>>,
+}
+
+// === impl Wakeups ===
+
+impl Wakeups {
+    /// Wake whoever waits on approval `id`.
+    pub fn wake(&self, id: &str) {
+        if let Some(notify) = self.lock().get(id) {
+            notify.notify_waiters();
+        }
+    }
+
+    fn subscribe(&self, id: &str) -> Arc<tokio::sync::Notify> {
+        self.lock().entry(id.to_owned()).or_default().clone()
+    }
+
+    fn forget(&self, id: &str) {
+        let mut waiting = self.lock();
+        if waiting.get(id).is_some_and(|n| Arc::strong_count(n) <= 1) {
+            waiting.remove(id);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Notify>>> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+// === impl HoldLayer ===
+
+impl HoldLayer {
+    /// Holds the calls `policy` sets to `approve`, with `settings`; with
+    /// none (no approval queue configured) such calls are refused: they
+    /// must never run unapproved.
+    pub fn new(policy: SharedPolicy, settings: Option<Arc<HoldSettings>>) -> HoldLayer {
+        HoldLayer { policy, settings }
+    }
+}
+
+impl<S> Layer<S> for HoldLayer {
+    type Service = HoldGate<S>;
+
+    fn layer(&self, inner: S) -> HoldGate<S> {
+        HoldGate {
+            inner,
+            policy: self.policy.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn answer(
+    tool: &str,
+    decision: &'static str,
+    reason: &'static str,
+    message: String,
+    approval: Option<&Approval>,
+) -> Refusal {
+    let details = approval.map(|a| {
+        let mut details = serde_json::Map::new();
+        details.insert(
+            "approval".into(),
+            json!({
+                "id": a.id,
+                "status": a.status.as_str(),
+                "expires_ms": a.call.expires_ms,
+                "approvers": a.votes.iter().map(|v| v.approver.clone()).collect::<Vec<_>>(),
+            }),
+        );
+        details
+    });
+    Refusal {
+        decision,
+        reason,
+        tool: tool.to_owned(),
+        message,
+        is_error: true,
+        details,
+    }
+}
+
+/// Marks the approval abandoned if the request waiting on it is dropped
+/// before it ends.
+struct AbandonOnDrop {
+    settings: Arc<HoldSettings>,
+    id: Option<String>,
+}
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let settings = self.settings.clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if let Ok(true) = settings.store.end(&id, Status::Abandoned, now_ms()).await {
+                        tracing::info!(approval = %id, "The agent hung up while its call was held; the approval is abandoned.");
+                    }
+                });
+            }
+        }
+    }
+}
+
+// === impl HoldGate ===
+
+impl<S, C, R> Service<ToolCall<C>> for HoldGate<S>
+where
+    S: Service<ToolCall<C>, Response = ToolOutcome<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    C: Send + 'static,
+    R: Send + 'static,
+{
+    type Response = ToolOutcome<R>;
+    type Error = S::Error;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<ToolOutcome<R>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, call: ToolCall<C>) -> Self::Future {
+        // The service that was made ready is the one that must be called.
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let held = is_held(&call, &self.policy);
+        let Some(settings) = self.settings.clone() else {
+            return Box::pin(async move {
+                if held {
+                    let tool = call.tool.clone();
+                    return Ok(ToolOutcome::Refused(answer(
+                        &tool,
+                        "deny",
+                        "no-approval-queue",
+                        format!(
+                            "Warden refused the call to '{tool}': it needs a human's approval and \
+                             this Warden has no approval queue configured. Retrying will not help; \
+                             ask an operator."
+                        ),
+                        None,
+                    )));
+                }
+                inner.call(call).await
+            });
+        };
+        let policy = self.policy.load_full();
+        Box::pin(async move {
+            if !held {
+                return inner.call(call).await;
+            }
+            let asked = Asked::of(&call);
+            match hold(&settings, &policy, &asked).await {
+                Ok(Held::Run) => inner.call(call).await,
+                Ok(Held::Answer(refusal)) => Ok(ToolOutcome::Refused(refusal)),
+                Err(err) => {
+                    tracing::error!(tool = %call.tool, error = %err, "Approval queue failed; the held call is refused.");
+                    let tool = call.tool.clone();
+                    Ok(ToolOutcome::Refused(answer(
+                        &tool,
+                        "deny",
+                        "approval-queue-unavailable",
+                        format!(
+                            "Warden refused the call to '{tool}': it needs a human's approval and \
+                             the approval queue is unavailable, so it was not run. Retry later."
+                        ),
+                        None,
+                    )))
+                }
+            }
+        })
+    }
+}
+
+fn is_held<C>(call: &ToolCall<C>, policy: &SharedPolicy) -> bool {
+    call.dry_run == crate::dry_run::DryRun::No
+        && matches!(
+            policy.load().decide(
+                &call.tool,
+                call.facts.as_ref(),
+                &crate::caller_of(&call.principal)
+            ),
+            Decision::Allow {
+                tier: Tier::Approve
+            }
+        )
+}
+
+enum Held {
+    Run,
+    Answer(Refusal),
+}
+
+/// What the queue needs of a call (owned: a call is not `Sync`).
+struct Asked {
+    tool: String,
+    session: String,
+    arguments: Value,
+    rationale: Option<String>,
+    agent: String,
+    user: Option<String>,
+}
+
+impl Asked {
+    fn of<C>(call: &ToolCall<C>) -> Asked {
+        Asked {
+            tool: call.tool.clone(),
+            session: call.session.to_string(),
+            arguments: call
+                .arguments
+                .as_deref()
+                .and_then(|a| serde_json::from_str(a.get()).ok())
+                .unwrap_or_else(|| Value::Object(serde_json::Map::new())),
+            rationale: call.meta.rationale.clone(),
+            agent: call.principal.agent.to_string(),
+            user: call.principal.on_behalf_of.as_deref().map(str::to_owned),
+        }
+    }
+}
+
+async fn hold(
+    settings: &Arc<HoldSettings>,
+    policy: &warden_policy::Policy,
+    call: &Asked,
+) -> Result<Held, warden_approvals::ApprovalError> {
+    let rule = policy.hold_of(&call.tool);
+    let value = &call.arguments;
+    let digest = warden_approvals::arguments_digest(value);
+    let now = now_ms();
+    let approval = match settings
+        .store
+        .find_same_call(&call.session, &call.tool, &digest)
+        .await?
+    {
+        Some(existing) => existing,
+        None => {
+            let staged = settings
+                .store
+                .create(NewApproval {
+                    route: settings.route.to_string(),
+                    upstream: settings.upstream.to_string(),
+                    tool: call.tool.clone(),
+                    arguments: warden_approvals::canonical(value),
+                    arguments_shown: warden_approvals::canonical(value),
+                    rationale: call.rationale.clone(),
+                    agent_session: call.session.clone(),
+                    principal_agent: call.agent.clone(),
+                    principal_user: call.user.clone(),
+                    policy_hash: policy.content_hash(),
+                    required: rule.approvals,
+                    created_ms: now,
+                    expires_ms: now.saturating_add(
+                        i64::try_from(rule.timeout.as_millis()).unwrap_or(i64::MAX),
+                    ),
+                })
+                .await?;
+            tracing::info!(tool = %call.tool, session = %call.session, agent = %call.agent, approval = %staged.id, "Call held for approval.");
+            staged
+        }
+    };
+    let id = approval.id.clone();
+    let wakeup = settings.wakeups.subscribe(&id);
+    let mut guard = AbandonOnDrop {
+        settings: settings.clone(),
+        id: Some(id.clone()),
+    };
+    let deadline = tokio::time::Instant::now() + settings.budget;
+    let mut current = approval;
+    let outcome = loop {
+        if current.status == Status::Pending && current.call.expires_ms <= now_ms() {
+            settings.store.end(&id, Status::Expired, now_ms()).await?;
+            current = settings.store.get(&id).await?;
+        }
+        if current.status != Status::Pending {
+            break current;
+        }
+        let notified = wakeup.notified();
+        tokio::select! {
+            () = notified => {}
+            () = tokio::time::sleep(POLL) => {}
+            () = tokio::time::sleep_until(deadline) => {
+                current = settings.store.get(&id).await?;
+                if current.status == Status::Pending {
+                    break current;
+                }
+            }
+        }
+        current = settings.store.get(&id).await?;
+    };
+    // Ended by an outcome or the budget, not by a hang-up.
+    guard.id = None;
+    drop(guard);
+    settings.wakeups.forget(&id);
+    let tool = &call.tool;
+    let last = outcome.votes.last();
+    let by = last.map_or_else(|| "an approver".to_owned(), |v| v.approver.clone());
+    Ok(match outcome.status {
+        Status::Approved => {
+            if settings.store.claim_execution(&id, now_ms()).await? {
+                tracing::info!(tool = %tool, approval = %id, approver = %by, "Held call approved; it runs now.");
+                Held::Run
+            } else {
+                Held::Answer(answer(
+                    tool,
+                    "approved",
+                    "already-run",
+                    format!(
+                        "The call to '{tool}' was approved by {by} and has already run (approval {id}); it is not run twice."
+                    ),
+                    Some(&outcome),
+                ))
+            }
+        }
+        Status::Rejected => Held::Answer(answer(
+            tool,
+            "rejected",
+            "rejected-by-approver",
+            format!(
+                "The call to '{tool}' was rejected by {by}{}. Do not retry it as it is; change what was asked for, or ask the user.",
+                outcome
+                    .reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ),
+            Some(&outcome),
+        )),
+        Status::Expired => Held::Answer(answer(
+            tool,
+            "expired",
+            "approval-expired",
+            format!(
+                "The call to '{tool}' needed a human's approval and nobody decided in time (approval {id}); it was not run. Ask the user before trying again."
+            ),
+            Some(&outcome),
+        )),
+        Status::Cancelled | Status::Abandoned => Held::Answer(answer(
+            tool,
+            "cancelled",
+            "approval-cancelled",
+            format!(
+                "The call to '{tool}' was withdrawn before anyone approved it (approval {id}); it was not run."
+            ),
+            Some(&outcome),
+        )),
+        Status::Pending => Held::Answer(answer(
+            tool,
+            "pending",
+            "pending-approval",
+            format!(
+                "The call to '{tool}' is waiting for a human's approval (approval {id}). It has not run. \
+                 Call the tool again with the same arguments to get the decision; approvers are not asked twice."
+            ),
+            Some(&outcome),
+        )),
+    })
+}

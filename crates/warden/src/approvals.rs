@@ -1,0 +1,117 @@
+//! The `approvals` section: the queue held calls wait in, and the people
+//! who may decide them.
+//!
+//! ```yaml
+//! approvals:
+//!   store: ./approvals.db        # SQLite file (default: approvals.db beside this file)
+//!   hold_budget: 45s             # a request waits this long, then answers "pending"
+//!   approvers:                   # tokens for the admin API (SHA-256, as for API keys)
+//!     - name: grace
+//!       sha256: 3f1c9a7e0b52d84e6a19c0f7d23b8e45a6d1f09c7b2e48a53d6f1c08e9a7b241
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use warden_policy::located::{self, Collector as Errors, Diagnostic, Spanned};
+
+/// The validated `approvals` section.
+#[derive(Debug, Clone)]
+pub struct ApprovalsConfig {
+    /// The SQLite queue.
+    pub store: PathBuf,
+    /// How long a held request waits before it answers "pending".
+    pub hold_budget: Duration,
+    /// Approvers: a token's SHA-256 and the approver's name.
+    pub approvers: Vec<([u8; 32], String)>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApprovals {
+    store: Option<Spanned<String>>,
+    hold_budget: Option<Spanned<String>>,
+    #[serde(default)]
+    approvers: Vec<RawApprover>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApprover {
+    name: Spanned<String>,
+    sha256: Spanned<String>,
+}
+
+impl RawApprovals {
+    pub(crate) fn validate(&self, base: &Path, errors: &mut Errors) -> ApprovalsConfig {
+        let hold_budget = self
+            .hold_budget
+            .as_ref()
+            .and_then(|b| located::duration(b, errors))
+            .unwrap_or(Duration::from_secs(45));
+        let mut approvers = Vec::new();
+        for approver in &self.approvers {
+            if approver.name.value.trim().is_empty() {
+                errors.push(Diagnostic::at(&approver.name, "an approver needs a name"));
+            }
+            match warden_identity::api_key::parse_digest(&approver.sha256.value) {
+                Some(digest) => approvers.push((digest, approver.name.value.clone())),
+                None => errors.push(Diagnostic::at(
+                    &approver.sha256,
+                    "sha256 must be 64 hex digits: the SHA-256 of the approver's token (`warden auth new-key` makes one)",
+                )),
+            }
+        }
+        ApprovalsConfig {
+            store: self
+                .store
+                .as_ref()
+                .map_or_else(|| base.join("approvals.db"), |s| base.join(&s.value)),
+            hold_budget,
+            approvers,
+        }
+    }
+}
+
+/// The running queue and who may decide.
+pub struct Approvals {
+    /// The queue.
+    pub store: warden_approvals::SqliteStore,
+    /// Wakes the requests waiting on an approval decided here.
+    pub wakeups: Arc<warden_pipeline::Wakeups>,
+    /// The approvers' tokens, by name.
+    pub approvers: warden_identity::ApiKeys,
+    /// How long a held request waits.
+    pub hold_budget: Duration,
+}
+
+impl ApprovalsConfig {
+    /// Open the queue.
+    pub async fn open(&self) -> Result<Approvals, warden_approvals::ApprovalError> {
+        let store = warden_approvals::SqliteStore::open(&self.store).await?;
+        let approvers = warden_identity::ApiKeys::new(
+            self.approvers
+                .iter()
+                .map(|(digest, name)| {
+                    warden_identity::ApiKey::new(
+                        *digest,
+                        warden_identity::Principal {
+                            agent: name.as_str().into(),
+                            on_behalf_of: None,
+                            groups: Vec::new(),
+                            method: warden_identity::AuthMethod::ApiKey,
+                        },
+                    )
+                })
+                .collect(),
+        );
+        Ok(Approvals {
+            store,
+            wakeups: Arc::default(),
+            approvers,
+            hold_budget: self.hold_budget,
+        })
+    }
+}

@@ -1,0 +1,273 @@
+//! Approval holds through Warden: a held call answers "pending" after the
+//! hold budget, an approver decides through the admin API, the same call
+//! again gets the outcome (run once), a rejection names the approver and
+//! the reason, an undecided call expires, and bad tokens are refused.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use serde_json::{Value, json};
+use warden::approvals::ApprovalsConfig;
+
+use crate::support::*;
+
+const GRACE: &str = "wdn_approver-grace-token-0123456789abcdefghijkl";
+const LINUS: &str = "wdn_approver-linus-token-0123456789abcdefghijkl";
+
+fn approvals(dir: &std::path::Path, budget: Duration) -> ApprovalsConfig {
+    let digest = |token: &str| {
+        warden_identity::api_key::parse_digest(&warden_identity::api_key::digest_hex(token))
+            .expect("hex")
+    };
+    ApprovalsConfig {
+        store: dir.join("approvals.db"),
+        hold_budget: budget,
+        approvers: vec![
+            (digest(GRACE), "grace".into()),
+            (digest(LINUS), "linus".into()),
+        ],
+    }
+}
+
+/// An admin API request as `token`.
+async fn admin(
+    warden: &TestWarden,
+    method: http::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let addr = warden.running.admin_addr.expect("admin listener");
+    let url = format!("http://{addr}{path}");
+    let request = Request::builder()
+        .method(method)
+        .uri(&url)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::new(
+            body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string())),
+        ))
+        .expect("request");
+    let reply = Agent::new(&url).send(request).await;
+    (
+        reply.status,
+        serde_json::from_slice(&reply.body).unwrap_or(Value::Null),
+    )
+}
+
+fn invoice(amount: u64) -> Value {
+    json!({"customer_id": 1, "amount_cents": amount})
+}
+
+fn warden_result(reply: &Reply) -> Value {
+    reply.json()["result"].clone()
+}
+
+#[tokio::test]
+async fn a_held_call_is_pending_then_approved_then_runs_once_when_called_again() {
+    let (upstream, demo) = demo_upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let warden = WardenBuilder::new(&upstream)
+        .policy("version: 1\ntools:\n  send_invoice:\n    tier: approve\n    timeout: 10m\n")
+        .approvals(approvals(tmp.path(), Duration::from_millis(300)))
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+
+    let pending = warden_result(&agent.call(1, "send_invoice", invoice(500)).await);
+    assert_eq!(pending["isError"], true, "{pending}");
+    let held = &pending["structuredContent"];
+    assert_eq!(held["warden"]["decision"], "pending");
+    assert_eq!(held["warden"]["reason"], "pending-approval");
+    let id = held["approval"]["id"]
+        .as_str()
+        .expect("an approval id")
+        .to_owned();
+    assert!(
+        pending["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains(&id))
+    );
+    assert_eq!(demo.invoices_sent(), 0);
+
+    // The same call again attaches to the same approval: asked once.
+    let again = warden_result(&agent.call(2, "send_invoice", invoice(500)).await);
+    assert_eq!(again["structuredContent"]["approval"]["id"], id.as_str());
+    let (status, queue) = admin(
+        &warden,
+        http::Method::GET,
+        "/approvals?status=pending",
+        GRACE,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let queue = queue.as_array().expect("a list").clone();
+    assert_eq!(queue.len(), 1, "{queue:?}");
+    assert_eq!(queue[0]["tool"], "send_invoice");
+    assert_eq!(queue[0]["arguments"], invoice(500));
+
+    // Approved through the admin API; the same call now runs, once.
+    let (status, decided) = admin(
+        &warden,
+        http::Method::POST,
+        &format!("/approvals/{id}/approve"),
+        GRACE,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{decided}");
+    assert_eq!(decided["status"], "approved");
+    let ran = warden_result(&agent.call(3, "send_invoice", invoice(500)).await);
+    assert_eq!(ran["isError"], Value::Null, "{ran}");
+    assert_eq!(demo.invoices_sent(), 1);
+    // Not twice: the next identical call is a new approval.
+    let next = warden_result(&agent.call(4, "send_invoice", invoice(500)).await);
+    assert_eq!(next["structuredContent"]["warden"]["decision"], "pending");
+    assert_ne!(next["structuredContent"]["approval"]["id"], id.as_str());
+    assert_eq!(demo.invoices_sent(), 1);
+    // An approval never covers other arguments.
+    let other = warden_result(&agent.call(5, "send_invoice", invoice(999)).await);
+    assert_eq!(other["structuredContent"]["warden"]["decision"], "pending");
+    assert_eq!(demo.invoices_sent(), 1);
+}
+
+#[tokio::test]
+async fn a_waiting_call_is_woken_by_a_rejection_naming_the_approver_and_reason() {
+    let (upstream, demo) = demo_upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let warden = WardenBuilder::new(&upstream)
+        .policy("version: 1\ntools:\n  send_invoice:\n    tier: approve\n    approvers: [linus]\n")
+        .approvals(approvals(tmp.path(), Duration::from_secs(20)))
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    let url = warden.url.clone();
+    let session = agent.session.clone();
+    let waiting = tokio::spawn(async move {
+        let mut agent = Agent::new(&url);
+        agent.session = session;
+        agent.call(1, "send_invoice", invoice(700)).await
+    });
+    // Wait until it is staged.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let id = loop {
+        let (_, queue) = admin(
+            &warden,
+            http::Method::GET,
+            "/approvals?status=pending",
+            LINUS,
+            None,
+        )
+        .await;
+        if let Some(id) = queue.get(0).and_then(|a| a["id"].as_str()) {
+            break id.to_owned();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never staged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // grace is not among this tool's approvers; a bad token is nobody.
+    let (status, _) = admin(
+        &warden,
+        http::Method::POST,
+        &format!("/approvals/{id}/approve"),
+        GRACE,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = admin(
+        &warden,
+        http::Method::POST,
+        &format!("/approvals/{id}/approve"),
+        "wdn_nobody",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = admin(
+        &warden,
+        http::Method::POST,
+        &format!("/approvals/{id}/reject"),
+        LINUS,
+        None,
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "a rejection needs a reason"
+    );
+    let started = std::time::Instant::now();
+    let (status, decided) = admin(
+        &warden,
+        http::Method::POST,
+        &format!("/approvals/{id}/reject"),
+        LINUS,
+        Some(json!({"reason": "wrong customer"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{decided}");
+    let reply = waiting.await.expect("the call returns");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "woken, not left to its budget"
+    );
+    let result = warden_result(&reply);
+    assert_eq!(result["isError"], true);
+    assert_eq!(
+        result["structuredContent"]["warden"]["decision"],
+        "rejected"
+    );
+    let text = result["content"][0]["text"].as_str().expect("text");
+    assert!(
+        text.contains("linus") && text.contains("wrong customer"),
+        "{text}"
+    );
+    assert_eq!(demo.invoices_sent(), 0);
+    // Decided once: a second decision is a conflict.
+    let (status, _) = admin(
+        &warden,
+        http::Method::POST,
+        &format!("/approvals/{id}/approve"),
+        LINUS,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn an_undecided_call_expires_and_without_a_queue_it_is_refused() {
+    let (upstream, demo) = demo_upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let warden = WardenBuilder::new(&upstream)
+        .policy("version: 1\ntools:\n  send_invoice:\n    tier: approve\n    timeout: 200ms\n")
+        .approvals(approvals(tmp.path(), Duration::from_secs(5)))
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    let expired = warden_result(&agent.call(1, "send_invoice", invoice(1)).await);
+    assert_eq!(
+        expired["structuredContent"]["warden"]["decision"], "expired",
+        "{expired}"
+    );
+    assert_eq!(demo.invoices_sent(), 0);
+
+    let unqueued = WardenBuilder::new(&upstream)
+        .policy("version: 1\ntools:\n  send_invoice: approve\n")
+        .start()
+        .await;
+    let mut agent = Agent::new(&unqueued.url);
+    agent.initialize().await;
+    let refused = warden_result(&agent.call(1, "send_invoice", invoice(1)).await);
+    assert_eq!(
+        refused["structuredContent"]["warden"]["reason"], "no-approval-queue",
+        "{refused}"
+    );
+    assert_eq!(demo.invoices_sent(), 0);
+}

@@ -65,6 +65,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The approval queue: list, show, approve or reject held calls.
+    Approvals {
+        #[command(subcommand)]
+        command: ApprovalsCommand,
+    },
     /// API keys for a route's `auth` section.
     Auth {
         #[command(subcommand)]
@@ -78,6 +83,55 @@ enum Command {
         /// The config file, as `run` and `stdio` take it.
         #[arg(long = "config", env = WARDEN_CONFIG, conflicts_with = "config")]
         config_flag: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApprovalsCommand {
+    /// The queue, newest first.
+    List {
+        /// The config file whose `approvals.store` to read.
+        #[arg(long, env = WARDEN_CONFIG)]
+        config: PathBuf,
+        /// Only these: pending, approved, rejected, expired, cancelled, abandoned.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// One approval, whole (JSON).
+    Show {
+        /// The config file.
+        #[arg(long, env = WARDEN_CONFIG)]
+        config: PathBuf,
+        /// The approval's id.
+        id: String,
+    },
+    /// Approve a held call (a running Warden sees it within half a second).
+    Approve {
+        /// The config file.
+        #[arg(long, env = WARDEN_CONFIG)]
+        config: PathBuf,
+        /// The approval's id.
+        id: String,
+        /// Who decides (an approver's name).
+        #[arg(long = "as")]
+        approver: String,
+        /// Why (optional).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Reject a held call.
+    Reject {
+        /// The config file.
+        #[arg(long, env = WARDEN_CONFIG)]
+        config: PathBuf,
+        /// The approval's id.
+        id: String,
+        /// Who decides (an approver's name).
+        #[arg(long = "as")]
+        approver: String,
+        /// Why (required: the agent is told).
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -224,6 +278,119 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `warden approvals …`, straight against the queue the config names.
+async fn approvals(command: ApprovalsCommand) -> anyhow::Result<()> {
+    use warden_approvals::{Status, Verdict};
+    let config_path = match &command {
+        ApprovalsCommand::List { config, .. }
+        | ApprovalsCommand::Show { config, .. }
+        | ApprovalsCommand::Approve { config, .. }
+        | ApprovalsCommand::Reject { config, .. } => config.clone(),
+    };
+    let config = Config::from_file(&config_path)?;
+    let settings = config
+        .approvals
+        .as_ref()
+        .with_context(|| format!("{} has no approvals section", config_path.display()))?;
+    let store = warden_approvals::SqliteStore::open(&settings.store)
+        .await
+        .with_context(|| format!("opening {}", settings.store.display()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let line = |a: &warden_approvals::Approval| {
+        format!(
+            "{}  {:<9}  {}  {}  agent={}{}  {}",
+            a.id,
+            a.status.as_str(),
+            a.call.route,
+            a.call.tool,
+            a.call.principal_agent,
+            a.call
+                .principal_user
+                .as_deref()
+                .map(|u| format!(" for={u}"))
+                .unwrap_or_default(),
+            a.call.arguments_shown
+        )
+    };
+    let decide = |id: String, approver: String, verdict: Verdict, reason: Option<String>| {
+        let store = store.clone();
+        let config = &config;
+        async move {
+            let held = store.get(&id).await?;
+            let rule = config
+                .routes
+                .iter()
+                .find(|r| r.path == held.call.route)
+                .map(|r| r.policy.hold_of(&held.call.tool))
+                .unwrap_or_default();
+            anyhow::ensure!(
+                rule.approvers.is_empty() || rule.approvers.contains(&approver),
+                "{approver} may not decide calls to {}",
+                held.call.tool
+            );
+            let decided = store
+                .decide(
+                    &id,
+                    &approver,
+                    verdict,
+                    reason.as_deref(),
+                    rule.allow_own,
+                    now,
+                )
+                .await?;
+            println!("{}", line(&decided));
+            Ok(())
+        }
+    };
+    match command {
+        ApprovalsCommand::List { status, .. } => {
+            let status = match status.as_deref() {
+                None => None,
+                Some(text) => Some(Status::parse(text).with_context(|| {
+                    format!("unknown status {text} (pending, approved, rejected, expired, cancelled, abandoned)")
+                })?),
+            };
+            for approval in store.list(status, 500).await? {
+                println!("{}", line(&approval));
+            }
+            Ok(())
+        }
+        ApprovalsCommand::Show { id, .. } => {
+            let a = store.get(&id).await?;
+            println!("{}", line(&a));
+            for vote in &a.votes {
+                println!(
+                    "  {} {} {}",
+                    vote.approver,
+                    vote.verdict.as_str(),
+                    vote.reason.as_deref().unwrap_or("")
+                );
+            }
+            if let Some(rationale) = &a.call.rationale {
+                println!("  rationale: {rationale}");
+            }
+            Ok(())
+        }
+        ApprovalsCommand::Approve {
+            id,
+            approver,
+            reason,
+            ..
+        } => decide(id, approver, Verdict::Approve, reason).await,
+        ApprovalsCommand::Reject {
+            id,
+            approver,
+            reason,
+            ..
+        } => {
+            anyhow::ensure!(!reason.trim().is_empty(), "a rejection needs a reason");
+            decide(id, approver, Verdict::Reject, Some(reason)).await
+        }
+    }
+}
+
 fn auth(command: AuthCommand) -> anyhow::Result<()> {
     use warden_identity::api_key;
     match command {
@@ -264,6 +431,7 @@ fn main() -> ExitCode {
         } => return check_policies(&files),
         Command::Audit { command } => return audit(command),
         Command::Auth { command } => auth(command),
+        Command::Approvals { command } => runtime().and_then(|rt| rt.block_on(approvals(command))),
         Command::Check {
             config,
             config_flag,

@@ -152,3 +152,82 @@ fn the_demo_shows_a_read_passing_and_writes_refused() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn approvals_can_be_listed_and_decided_from_the_command_line() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    std::fs::write(
+        dir.join("p.yaml"),
+        "version: 1\ntools:\n  send_invoice:\n    tier: approve\n    approvers: [grace]\n",
+    )
+    .expect("policy");
+    let config = dir.join("w.yaml");
+    std::fs::write(
+        &config,
+        "version: 1\nlisten: 127.0.0.1:0\napprovals:\n  store: approvals.db\nroutes:\n  - path: /mcp\n    upstream:\n      url: http://127.0.0.1:1/mcp\n    policy: p.yaml\n",
+    )
+    .expect("config");
+    let store = warden_approvals::SqliteStore::open(&dir.join("approvals.db"))
+        .await
+        .expect("store");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let held = store
+        .create(warden_approvals::NewApproval {
+            route: "/mcp".into(),
+            upstream: "http://127.0.0.1:1/mcp".into(),
+            tool: "send_invoice".into(),
+            arguments: r#"{"amount_cents":5}"#.into(),
+            arguments_shown: r#"{"amount_cents":5}"#.into(),
+            rationale: Some("asked by the user".into()),
+            agent_session: "s".into(),
+            principal_agent: "billing-bot".into(),
+            principal_user: None,
+            policy_hash: "h".into(),
+            required: 1,
+            created_ms: now,
+            expires_ms: now + 600_000,
+        })
+        .await
+        .expect("staged");
+    let run = |args: &[&str]| {
+        let output = warden()
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .expect("runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (ok, listed, _) = run(&["approvals", "list", "--status", "pending"]);
+    assert!(
+        ok && listed.contains(&held.id) && listed.contains("send_invoice"),
+        "{listed}"
+    );
+    let (ok, _, refused) = run(&["approvals", "approve", &held.id, "--as", "linus"]);
+    assert!(!ok && refused.contains("linus may not decide"), "{refused}");
+    let (ok, decided, err) = run(&["approvals", "approve", &held.id, "--as", "grace"]);
+    assert!(ok, "{err}");
+    assert!(decided.contains("approved"), "{decided}");
+    assert_eq!(
+        store.get(&held.id).await.expect("get").status,
+        warden_approvals::Status::Approved
+    );
+    let (ok, _, again) = run(&[
+        "approvals",
+        "reject",
+        &held.id,
+        "--as",
+        "grace",
+        "--reason",
+        "no",
+    ]);
+    assert!(!ok && again.contains("not pending"), "{again}");
+}

@@ -44,6 +44,9 @@ const POLL: Duration = Duration::from_millis(500);
 #[derive(Debug, Default)]
 pub struct Wakeups {
     waiting: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
+    /// (agent session, JSON-RPC id of the held call) → approval: what a
+    /// `notifications/cancelled` withdraws.
+    held: Mutex<HashMap<(String, String), String>>,
 }
 
 /// What the hold layer needs.
@@ -58,6 +61,30 @@ pub struct HoldSettings {
     pub upstream: Arc<str>,
     /// How long a request waits before it is answered "pending".
     pub budget: Duration,
+    /// Where requests, expiries and abandonments are recorded.
+    pub audit: Option<warden_audit::AuditLog>,
+}
+
+impl HoldSettings {
+    /// Put an approval event on the audit trail.
+    fn record(&self, kind: warden_audit::Kind, approval: &Approval, decision: &str) {
+        let Some(audit) = &self.audit else { return };
+        let mut record = audit.new_record(kind);
+        record.route = Some(self.route.as_ref().into());
+        record.upstream = Some(self.upstream.as_ref().into());
+        record.tool = Some(approval.call.tool.clone());
+        record.agent_session = Some(approval.call.agent_session.as_str().into());
+        record.decision = Some(decision.to_owned().into());
+        record.principal = Some(warden_audit::record::PrincipalField {
+            agent: approval.call.principal_agent.clone(),
+            user: approval.call.principal_user.clone(),
+        });
+        record.approval = Some(warden_audit::record::ApprovalField {
+            id: approval.id.clone(),
+            approver: None,
+        });
+        audit.record(record);
+    }
 }
 
 /// Builds [`HoldGate`]s.
@@ -83,6 +110,20 @@ impl Wakeups {
         if let Some(notify) = self.lock().get(id) {
             notify.notify_waiters();
         }
+    }
+
+    /// The approval the call `request_id` of `agent_session` waits on, if
+    /// it waits on one now.
+    pub fn held_by(&self, agent_session: &str, request_id: &str) -> Option<String> {
+        self.held_calls()
+            .get(&(agent_session.to_owned(), request_id.to_owned()))
+            .cloned()
+    }
+
+    fn held_calls(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), String>> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn subscribe(&self, id: &str) -> Arc<tokio::sync::Notify> {
@@ -177,6 +218,9 @@ impl Drop for AbandonOnDrop {
                 runtime.spawn(async move {
                     if let Ok(true) = settings.store.end(&id, Status::Abandoned, now_ms()).await {
                         tracing::info!(approval = %id, "The agent hung up while its call was held; the approval is abandoned.");
+                        if let Ok(approval) = settings.store.get(&id).await {
+                            settings.record(warden_audit::Kind::ApprovalDecided, &approval, "abandoned");
+                        }
                     }
                 });
             }
@@ -278,6 +322,7 @@ enum Held {
 struct Asked {
     tool: String,
     session: String,
+    request_id: String,
     arguments: Value,
     rationale: Option<String>,
     agent: String,
@@ -289,6 +334,7 @@ impl Asked {
         Asked {
             tool: call.tool.clone(),
             session: call.session.to_string(),
+            request_id: call.id.to_string(),
             arguments: call
                 .arguments
                 .as_deref()
@@ -338,11 +384,17 @@ async fn hold(
                 })
                 .await?;
             tracing::info!(tool = %call.tool, session = %call.session, agent = %call.agent, approval = %staged.id, "Call held for approval.");
+            settings.record(warden_audit::Kind::ApprovalRequested, &staged, "pending");
             staged
         }
     };
     let id = approval.id.clone();
     let wakeup = settings.wakeups.subscribe(&id);
+    let held_key = (call.session.clone(), call.request_id.clone());
+    settings
+        .wakeups
+        .held_calls()
+        .insert(held_key.clone(), id.clone());
     let mut guard = AbandonOnDrop {
         settings: settings.clone(),
         id: Some(id.clone()),
@@ -351,7 +403,9 @@ async fn hold(
     let mut current = approval;
     let outcome = loop {
         if current.status == Status::Pending && current.call.expires_ms <= now_ms() {
-            settings.store.end(&id, Status::Expired, now_ms()).await?;
+            if settings.store.end(&id, Status::Expired, now_ms()).await? {
+                settings.record(warden_audit::Kind::ApprovalExpired, &current, "expired");
+            }
             current = settings.store.get(&id).await?;
         }
         if current.status != Status::Pending {
@@ -374,6 +428,7 @@ async fn hold(
     guard.id = None;
     drop(guard);
     settings.wakeups.forget(&id);
+    settings.wakeups.held_calls().remove(&held_key);
     let tool = &call.tool;
     let last = outcome.votes.last();
     let by = last.map_or_else(|| "an approver".to_owned(), |v| v.approver.clone());

@@ -203,6 +203,7 @@ pub async fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
                 route: route.path.as_str().into(),
                 upstream: upstream_name.clone(),
                 budget: approvals.hold_budget,
+                audit: trail.as_ref().map(|t| t.log.clone()),
             })
         });
         let pipeline = warden_pipeline::build(

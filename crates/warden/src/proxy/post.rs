@@ -275,6 +275,7 @@ pub(super) async fn one(
             tracestate: header("tracestate"),
         })
     });
+    withdraw_if_held(warden, session, &message).await;
     let started = std::time::Instant::now();
     let sent = match message_lane(route, session, &message).await {
         // The agent's answer to a lane's request, or a cancellation of a
@@ -317,6 +318,59 @@ pub(super) async fn one(
             .map_err(|err| Failure::with_id(err, id));
     }
     Ok(relay::relay(response, Some(session)))
+}
+
+/// A `notifications/cancelled` for a call held for approval withdraws the
+/// approval: the waiting request answers `cancelled`, and it never runs.
+async fn withdraw_if_held(warden: &Warden, session: &Session, message: &Envelope) {
+    let Some(approvals) = &warden.approvals else {
+        return;
+    };
+    if message.kind != MessageKind::Notification
+        || message.method.as_deref() != Some(mcp::NOTIFICATION_CANCELLED)
+        || session.is_detached()
+    {
+        return;
+    }
+    let Some(request_id) = serde_json::from_slice::<serde_json::Value>(&message.raw)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/params/requestId")
+                .map(serde_json::Value::to_string)
+        })
+    else {
+        return;
+    };
+    let Some(id) = approvals.wakeups.held_by(&session.id, &request_id) else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    match approvals
+        .store
+        .end(&id, warden_approvals::Status::Cancelled, now)
+        .await
+    {
+        Ok(true) => {
+            tracing::info!(approval = %id, session = %session.id, "The agent withdrew its held call.");
+            approvals.wakeups.wake(&id);
+            if let (Some(audit), Ok(approval)) = (&warden.audit, approvals.store.get(&id).await) {
+                let mut record = audit.new_record(warden_audit::Kind::ApprovalDecided);
+                record.route = Some(approval.call.route.as_str().into());
+                record.tool = Some(approval.call.tool.clone());
+                record.agent_session = Some(approval.call.agent_session.as_str().into());
+                record.decision = Some("cancelled".into());
+                record.approval = Some(warden_audit::record::ApprovalField {
+                    id: approval.id.clone(),
+                    approver: None,
+                });
+                audit.record(record);
+            }
+        }
+        Ok(false) => {}
+        Err(err) => tracing::warn!(approval = %id, error = %err, "Could not withdraw a held call."),
+    }
 }
 
 /// Where a message that is not a tool call goes when it belongs to a lane

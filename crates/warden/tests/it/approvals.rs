@@ -138,9 +138,11 @@ async fn a_held_call_is_pending_then_approved_then_runs_once_when_called_again()
 async fn a_waiting_call_is_woken_by_a_rejection_naming_the_approver_and_reason() {
     let (upstream, demo) = demo_upstream().await;
     let tmp = tempfile::tempdir().expect("tempdir");
+    let trail = tmp.path().join("audit");
     let warden = WardenBuilder::new(&upstream)
         .policy("version: 1\ntools:\n  send_invoice:\n    tier: approve\n    approvers: [linus]\n")
         .approvals(approvals(tmp.path(), Duration::from_secs(20)))
+        .audit(warden::audit::AuditConfig::in_dir(&trail, "it"))
         .start()
         .await;
     let mut agent = Agent::new(&warden.url);
@@ -269,5 +271,68 @@ async fn an_undecided_call_expires_and_without_a_queue_it_is_refused() {
         refused["structuredContent"]["warden"]["reason"], "no-approval-queue",
         "{refused}"
     );
+    assert_eq!(demo.invoices_sent(), 0);
+}
+
+#[tokio::test]
+async fn a_cancellation_withdraws_the_held_call_and_it_never_runs() {
+    let (upstream, demo) = demo_upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let warden = WardenBuilder::new(&upstream)
+        .policy("version: 1\ntools:\n  send_invoice: approve\n")
+        .approvals(approvals(tmp.path(), Duration::from_secs(20)))
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    let (url, session) = (warden.url.clone(), agent.session.clone());
+    let waiting = tokio::spawn(async move {
+        let mut agent = Agent::new(&url);
+        agent.session = session;
+        agent.call(41, "send_invoice", invoice(3)).await
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let id = loop {
+        let (_, queue) = admin(
+            &warden,
+            http::Method::GET,
+            "/approvals?status=pending",
+            GRACE,
+            None,
+        )
+        .await;
+        if let Some(id) = queue.get(0).and_then(|a| a["id"].as_str()) {
+            break id.to_owned();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never staged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": 41, "reason": "the user changed their mind"}});
+    assert!(agent.post(&cancel).await.status.is_success());
+    let result = warden_result(&waiting.await.expect("returns"));
+    assert_eq!(
+        result["structuredContent"]["warden"]["decision"], "cancelled",
+        "{result}"
+    );
+    let (_, approval) = admin(
+        &warden,
+        http::Method::GET,
+        &format!("/approvals/{id}"),
+        GRACE,
+        None,
+    )
+    .await;
+    assert_eq!(approval["status"], "cancelled");
+    // A late approval cannot bring it back.
+    let (status, _) = admin(
+        &warden,
+        http::Method::POST,
+        &format!("/approvals/{id}/approve"),
+        GRACE,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(demo.invoices_sent(), 0);
 }

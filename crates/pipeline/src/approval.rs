@@ -9,7 +9,9 @@
 //!   request, whatever the replicas);
 //! - rejected, expired or withdrawn: an `isError` result saying so, naming
 //!   the approver and the reason;
-//! - still pending: an `isError` result with the approval's id; the same
+//! - still pending after the budget (for a call without a progress token;
+//!   one with a token is streamed progress notifications and waits until a
+//!   decision or the expiry): an `isError` result with the approval's id; the same
 //!   call again (same agent session, tool and canonical arguments) attaches
 //!   to the same approval, so approvers are never asked twice, and gets the
 //!   outcome once decided.
@@ -318,6 +320,12 @@ enum Held {
     Answer(Refusal),
 }
 
+/// Time until `approval` expires (plus a moment, so the loop sees it expire).
+fn current_left(approval: &Approval) -> Duration {
+    let left = approval.call.expires_ms.saturating_sub(now_ms()).max(0);
+    Duration::from_millis(u64::try_from(left).unwrap_or(0)) + POLL
+}
+
 /// What the queue needs of a call (owned: a call is not `Sync`).
 struct Asked {
     tool: String,
@@ -327,6 +335,9 @@ struct Asked {
     rationale: Option<String>,
     agent: String,
     user: Option<String>,
+    /// The agent gets progress notifications while it waits: it waits
+    /// until a decision or the expiry, not just the hold budget.
+    progress: bool,
 }
 
 impl Asked {
@@ -343,6 +354,7 @@ impl Asked {
             rationale: call.meta.rationale.clone(),
             agent: call.principal.agent.to_string(),
             user: call.principal.on_behalf_of.as_deref().map(str::to_owned),
+            progress: call.meta.progress_token.is_some(),
         }
     }
 }
@@ -399,7 +411,13 @@ async fn hold(
         settings: settings.clone(),
         id: Some(id.clone()),
     };
-    let deadline = tokio::time::Instant::now() + settings.budget;
+    let budget = if call.progress {
+        let left = current_left(&approval);
+        left.max(settings.budget)
+    } else {
+        settings.budget
+    };
+    let deadline = tokio::time::Instant::now() + budget;
     let mut current = approval;
     let outcome = loop {
         if current.status == Status::Pending && current.call.expires_ms <= now_ms() {

@@ -5,6 +5,7 @@
 //! approvals:
 //!   store: ./approvals.db        # SQLite file (default: approvals.db beside this file)
 //!   hold_budget: 45s             # a request waits this long, then answers "pending"
+//!   progress_every: 5s           # a call with a progress token hears this often that it waits
 //!   approvers:                   # tokens for the admin API (SHA-256, as for API keys)
 //!     - name: grace
 //!       sha256: 3f1c9a7e0b52d84e6a19c0f7d23b8e45a6d1f09c7b2e48a53d6f1c08e9a7b241
@@ -26,6 +27,8 @@ pub struct ApprovalsConfig {
     pub hold_budget: Duration,
     /// Approvers: a token's SHA-256 and the approver's name.
     pub approvers: Vec<([u8; 32], String)>,
+    /// How often a held call with a progress token is told it still waits.
+    pub progress_every: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,6 +36,7 @@ pub struct ApprovalsConfig {
 pub(crate) struct RawApprovals {
     store: Option<Spanned<String>>,
     hold_budget: Option<Spanned<String>>,
+    progress_every: Option<Spanned<String>>,
     #[serde(default)]
     approvers: Vec<RawApprover>,
 }
@@ -64,7 +68,14 @@ impl RawApprovals {
                 )),
             }
         }
+        let progress_every = self
+            .progress_every
+            .as_ref()
+            .and_then(|b| located::duration(b, errors))
+            .unwrap_or(Duration::from_secs(5))
+            .max(Duration::from_millis(50));
         ApprovalsConfig {
+            progress_every,
             store: self
                 .store
                 .as_ref()
@@ -85,6 +96,8 @@ pub struct Approvals {
     pub approvers: warden_identity::ApiKeys,
     /// How long a held request waits.
     pub hold_budget: Duration,
+    /// How often a held call with a progress token is told it still waits.
+    pub progress_every: Duration,
 }
 
 impl ApprovalsConfig {
@@ -112,6 +125,7 @@ impl ApprovalsConfig {
             wakeups: Arc::default(),
             approvers,
             hold_budget: self.hold_budget,
+            progress_every: self.progress_every,
         })
     }
 }

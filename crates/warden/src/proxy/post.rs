@@ -446,12 +446,19 @@ async fn tool_call(
     let mut forwarded = message.raw;
     let mut arguments = arguments;
     let mut dry_run = warden_pipeline::DryRun::No;
+    let held_tier;
     {
         let policy = route.policy.load();
         let decided = policy.decide(
             &tool,
             facts.as_ref(),
             &warden_pipeline::caller_of(&principal),
+        );
+        held_tier = matches!(
+            decided,
+            warden_policy::Decision::Allow {
+                tier: warden_policy::Tier::Approve
+            }
         );
         let mutating = matches!(decided, warden_policy::Decision::Allow { tier } if tier != warden_policy::Tier::Read);
         if mutating
@@ -586,6 +593,7 @@ async fn tool_call(
             id.clone(),
         ),
     })?;
+    let tool_name = tool.clone();
     let call = ToolCall {
         route: route.path.clone(),
         session: agent_session,
@@ -617,6 +625,33 @@ async fn tool_call(
             })
             .inc();
     };
+    // A held call with a progress token waits in a stream of progress
+    // notifications (clients that reset their timeout on progress keep
+    // waiting), then gets its outcome in the same stream.
+    if held_tier
+        && let Some(approvals) = &warden.approvals
+        && call.dry_run == warden_pipeline::DryRun::No
+        && let Some(token) = call.meta.progress_token.clone()
+    {
+        let revision = session
+            .negotiated_version()
+            .unwrap_or(mcp::DEFAULT_PROTOCOL_VERSION)
+            .to_owned();
+        let outcome = route.pipeline.clone().oneshot(call);
+        return Ok(held_with_progress(
+            Box::pin(outcome),
+            HeldStream {
+                token,
+                tool: tool_name,
+                id: id.clone(),
+                revision,
+                session: session.clone(),
+                lane: reply_lane,
+                allowed: route.counters.allowed.clone(),
+                every: approvals.progress_every,
+            },
+        ));
+    }
     match route.pipeline.clone().oneshot(call).await {
         Ok(ToolOutcome::Forwarded(response)) => {
             route.counters.allowed.inc();
@@ -640,6 +675,105 @@ async fn tool_call(
         }
         Err(err) => Err(Failure::with_id(err, id)),
     }
+}
+
+/// What a held call's progress stream needs besides the outcome.
+struct HeldStream {
+    token: String,
+    tool: String,
+    id: Arc<str>,
+    revision: String,
+    session: Arc<Session>,
+    lane: Option<usize>,
+    allowed: prometheus_client::metrics::counter::Counter,
+    every: std::time::Duration,
+}
+
+type HeldOutcome = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<ToolOutcome<Response<Body>>, EdgeError>> + Send>,
+>;
+
+/// One SSE event carrying `message`.
+fn sse_message(message: &[u8]) -> Bytes {
+    let mut event = b"event: message\ndata: ".to_vec();
+    event.extend_from_slice(message);
+    event.extend_from_slice(b"\n\n");
+    Bytes::from(event)
+}
+
+/// The held call's SSE reply: a progress notification every
+/// `approvals.progress_every` while the outcome is pending, then the outcome
+/// (the upstream's reply, relayed as it comes, or Warden's answer). If the
+/// agent hangs up, the stream and the waiting hold are dropped: the
+/// approval is abandoned.
+fn held_with_progress(outcome: HeldOutcome, held: HeldStream) -> Response<Body> {
+    enum State {
+        Waiting(HeldOutcome, u64),
+        Relaying(Body),
+        Done,
+    }
+    let held = Arc::new(held);
+    let events = stream::unfold(State::Waiting(outcome, 0), move |state| {
+        let held = held.clone();
+        async move {
+            match state {
+                State::Waiting(mut outcome, waited) => {
+                    tokio::select! {
+                        out = &mut outcome => {
+                            let next = match out {
+                                Ok(ToolOutcome::Forwarded(response)) => {
+                                    held.allowed.inc();
+                                    let response = relay::relay_in_lane(response, Some(&held.session), held.lane);
+                                    if is_event_stream(response.headers()) {
+                                        return Some((Ok(Bytes::new()), State::Relaying(response.into_body())));
+                                    }
+                                    match relay::collect_capped(response.into_body(), MAX_INSPECTED_REPLY).await {
+                                        Ok(bytes) => sse_message(&bytes),
+                                        Err(err) => return Some((Err(err), State::Done)),
+                                    }
+                                }
+                                Ok(ToolOutcome::Refused(refusal)) => {
+                                    sse_message(&refusal.to_response(&held.id, &held.revision))
+                                }
+                                Err(err) => sse_message(&err.body(&held.id)),
+                            };
+                            Some((Ok(next), State::Done))
+                        }
+                        () = tokio::time::sleep(held.every) => {
+                            let waited = waited + 1;
+                            let progress = format!(
+                                r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{},"progress":{waited},"message":{}}}}}"#,
+                                held.token,
+                                serde_json::Value::String(format!(
+                                    "'{}' is held for a human's approval; still waiting",
+                                    held.tool
+                                )),
+                            );
+                            Some((Ok(sse_message(progress.as_bytes())), State::Waiting(outcome, waited)))
+                        }
+                    }
+                }
+                State::Relaying(mut body) => match body.frame().await {
+                    Some(Ok(frame)) => match frame.into_data() {
+                        Ok(data) => Some((Ok(data), State::Relaying(body))),
+                        Err(_) => Some((Ok(Bytes::new()), State::Relaying(body))),
+                    },
+                    Some(Err(err)) => Some((Err(err), State::Done)),
+                    None => None,
+                },
+                State::Done => None,
+            }
+        }
+    });
+    let (mut parts, _) = Response::new(relay::empty()).into_parts();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    parts
+        .headers
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    streaming(parts, events)
 }
 
 /// `message` (a `tools/call`) with `params._meta.traceparent` (and

@@ -28,6 +28,7 @@ fn approvals(dir: &std::path::Path, budget: Duration) -> ApprovalsConfig {
             (digest(GRACE), "grace".into()),
             (digest(LINUS), "linus".into()),
         ],
+        progress_every: Duration::from_millis(100),
     }
 }
 
@@ -335,4 +336,81 @@ async fn a_cancellation_withdraws_the_held_call_and_it_never_runs() {
     .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(demo.invoices_sent(), 0);
+}
+
+#[tokio::test]
+async fn a_call_with_a_progress_token_hears_it_waits_past_the_budget_then_gets_its_result() {
+    let (upstream, demo) = demo_upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let warden = WardenBuilder::new(&upstream)
+        .policy("version: 1\ntools:\n  send_invoice: approve\n")
+        .approvals(approvals(tmp.path(), Duration::from_millis(300)))
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    let (url, session) = (warden.url.clone(), agent.session.clone());
+    let waiting = tokio::spawn(async move {
+        let mut agent = Agent::new(&url);
+        agent.session = session;
+        agent
+            .post(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
+                "name": "send_invoice", "arguments": invoice(42), "_meta": {"progressToken": "p-9"}}}))
+            .await
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let id = loop {
+        let (_, queue) = admin(
+            &warden,
+            http::Method::GET,
+            "/approvals?status=pending",
+            GRACE,
+            None,
+        )
+        .await;
+        if let Some(id) = queue.get(0).and_then(|a| a["id"].as_str()) {
+            break id.to_owned();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never staged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Past the budget it still waits: it was told so by progress.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a call with a progress token is not answered pending"
+    );
+    let (status, _) = admin(
+        &warden,
+        http::Method::POST,
+        &format!("/approvals/{id}/approve"),
+        GRACE,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let reply = waiting.await.expect("returns");
+    let messages = reply.sse_messages();
+    let progress: Vec<&Value> = messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    assert!(progress.len() >= 3, "{messages:?}");
+    assert!(
+        progress
+            .iter()
+            .all(|p| p["params"]["progressToken"] == "p-9")
+    );
+    let counts: Vec<u64> = progress
+        .iter()
+        .filter_map(|p| p["params"]["progress"].as_u64())
+        .collect();
+    assert!(
+        counts.windows(2).all(|w| w[0] < w[1]),
+        "progress only grows: {counts:?}"
+    );
+    let last = messages.last().expect("an outcome");
+    assert_eq!(last["id"], 9);
+    assert_eq!(last["result"]["isError"], Value::Null, "{last}");
+    assert_eq!(demo.invoices_sent(), 1);
 }

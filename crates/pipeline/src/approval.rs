@@ -65,6 +65,8 @@ pub struct HoldSettings {
     pub budget: Duration,
     /// Where requests, expiries and abandonments are recorded.
     pub audit: Option<warden_audit::AuditLog>,
+    /// The HMAC key of the policy's `hash` redaction rules, if any.
+    pub redaction_key: Option<Vec<u8>>,
 }
 
 impl HoldSettings {
@@ -320,6 +322,36 @@ enum Held {
     Answer(Refusal),
 }
 
+/// The arguments as approvers see them: redacted by the policy's
+/// `redact:` rules, as the audit trail records them (the full arguments
+/// stay in the queue, for the run).
+fn shown_arguments(
+    settings: &HoldSettings,
+    policy: &warden_policy::Policy,
+    tool: &str,
+    arguments: &Value,
+) -> String {
+    let canonical = warden_approvals::canonical(arguments);
+    let redactor = match warden_audit::redact::Redactor::new(
+        policy.redaction(),
+        settings.redaction_key.clone(),
+    ) {
+        Ok(redactor) => redactor,
+        // Unreadable rules show nothing rather than everything.
+        Err(_) => return "null".to_owned(),
+    };
+    if redactor.is_noop_for(tool) {
+        return canonical;
+    }
+    let Ok(raw) = serde_json::value::RawValue::from_string(canonical) else {
+        return "null".to_owned();
+    };
+    redactor
+        .redact(tool, Some(&raw), None)
+        .arguments
+        .map_or_else(|| "null".to_owned(), |shown| shown.get().to_owned())
+}
+
 /// Time until `approval` expires (plus a moment, so the loop sees it expire).
 fn current_left(approval: &Approval) -> Duration {
     let left = approval.call.expires_ms.saturating_sub(now_ms()).max(0);
@@ -382,7 +414,7 @@ async fn hold(
                     upstream: settings.upstream.to_string(),
                     tool: call.tool.clone(),
                     arguments: warden_approvals::canonical(value),
-                    arguments_shown: warden_approvals::canonical(value),
+                    arguments_shown: shown_arguments(settings, policy, &call.tool, value),
                     rationale: call.rationale.clone(),
                     agent_session: call.session.clone(),
                     principal_agent: call.agent.clone(),

@@ -414,3 +414,44 @@ async fn a_call_with_a_progress_token_hears_it_waits_past_the_budget_then_gets_i
     assert_eq!(last["result"]["isError"], Value::Null, "{last}");
     assert_eq!(demo.invoices_sent(), 1);
 }
+
+#[tokio::test]
+async fn approvers_see_the_arguments_redacted_and_the_run_gets_them_whole() {
+    let (upstream, demo) = demo_upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let warden = WardenBuilder::new(&upstream)
+        .policy("version: 1\ntools:\n  send_invoice: approve\nredact:\n  tools:\n    send_invoice:\n      arguments:\n        /amount_cents: mask\n")
+        .approvals(approvals(tmp.path(), Duration::from_millis(200)))
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    let pending = warden_result(&agent.call(1, "send_invoice", invoice(123_456)).await);
+    let id = pending["structuredContent"]["approval"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (_, shown) = admin(
+        &warden,
+        http::Method::GET,
+        &format!("/approvals/{id}"),
+        GRACE,
+        None,
+    )
+    .await;
+    assert_eq!(shown["arguments"]["customer_id"], 1);
+    assert_ne!(shown["arguments"]["amount_cents"], 123_456, "{shown}");
+    assert!(!shown.to_string().contains("123456"), "{shown}");
+    let (status, _) = admin(
+        &warden,
+        http::Method::POST,
+        &format!("/approvals/{id}/approve"),
+        GRACE,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let ran = warden_result(&agent.call(2, "send_invoice", invoice(123_456)).await);
+    assert_eq!(ran["isError"], Value::Null, "{ran}");
+    assert_eq!(demo.invoices_sent(), 1);
+}

@@ -41,7 +41,9 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
-    /// Stage a held call; it starts `pending`.
+    /// Stage a held call; it starts `pending`. If the same call (agent
+    /// session, tool, canonical arguments) is pending already, that one is
+    /// returned: two identical calls at once attach to one approval.
     pub async fn create(&self, call: NewApproval) -> Result<Approval, ApprovalError> {
         let id = uuid::Uuid::now_v7().to_string();
         let digest = serde_json::from_str(&call.arguments)
@@ -49,7 +51,7 @@ impl SqliteStore {
             .unwrap_or_else(|_| {
                 crate::arguments_digest(&serde_json::Value::String(call.arguments.clone()))
             });
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO approvals (id, created_ms, expires_ms, route, upstream, tool, arguments, \
              arguments_shown, arguments_digest, rationale, agent_session, principal_agent, \
              principal_user, policy_hash, required, status) \
@@ -71,8 +73,30 @@ impl SqliteStore {
         .bind(&call.policy_hash)
         .bind(i64::from(call.required.max(1)))
         .execute(&self.pool)
-        .await?;
-        self.get(&id).await
+        .await;
+        match inserted {
+            Ok(_) => self.get(&id).await,
+            Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
+                match self
+                    .find_same_call(&call.agent_session, &call.tool, &digest)
+                    .await?
+                {
+                    Some(existing) => Ok(existing),
+                    None => Err(sqlx::Error::Database(err).into()),
+                }
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// The agent was told the outcome of decided approval `id`.
+    pub async fn mark_reported(&self, id: &str, now_ms: i64) -> Result<(), ApprovalError> {
+        sqlx::query("UPDATE approvals SET reported_ms = ? WHERE id = ? AND reported_ms IS NULL")
+            .bind(now_ms)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// One approval, with its votes.
@@ -82,8 +106,9 @@ impl SqliteStore {
     }
 
     /// The newest approval of the same call (agent session, tool and
-    /// canonical arguments) that is pending or whose outcome the agent has
-    /// not had yet: a repeated call attaches to it instead of asking again.
+    /// canonical arguments) that is pending, approved and not yet run, or
+    /// decided without the agent having been told: a repeated call
+    /// attaches to it instead of asking again, and gets its outcome once.
     pub async fn find_same_call(
         &self,
         agent_session: &str,
@@ -92,7 +117,8 @@ impl SqliteStore {
     ) -> Result<Option<Approval>, ApprovalError> {
         let id: Option<String> = sqlx::query_scalar(
             "SELECT id FROM approvals WHERE agent_session = ? AND tool = ? AND arguments_digest = ? \
-             AND (status = 'pending' OR (status = 'approved' AND executed_ms IS NULL)) \
+             AND (status = 'pending' OR (status = 'approved' AND executed_ms IS NULL) \
+                  OR (status IN ('rejected', 'expired', 'cancelled') AND reported_ms IS NULL)) \
              ORDER BY created_ms DESC, id DESC LIMIT 1",
         )
         .bind(agent_session)
@@ -175,7 +201,7 @@ impl SqliteStore {
             self.end(id, Status::Expired, now_ms).await?;
         }
         decided?;
-        load(&mut conn, id).await
+        self.get(id).await
     }
 
     /// Hand the run of an approved call to the caller, once: `true` for

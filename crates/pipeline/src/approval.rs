@@ -477,8 +477,16 @@ async fn hold(
     // Ended by an outcome or the budget, not by a hang-up.
     guard.id = None;
     drop(guard);
+    drop(wakeup);
     settings.wakeups.forget(&id);
     settings.wakeups.held_calls().remove(&held_key);
+    if matches!(
+        outcome.status,
+        Status::Rejected | Status::Expired | Status::Cancelled | Status::Abandoned
+    ) {
+        // Told now: the same call again is a new approval.
+        settings.store.mark_reported(&id, now_ms()).await?;
+    }
     let tool = &call.tool;
     let last = outcome.votes.last();
     let by = last.map_or_else(|| "an approver".to_owned(), |v| v.approver.clone());

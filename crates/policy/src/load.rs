@@ -87,7 +87,9 @@ impl<'de> Deserialize<'de> for RawRule {
         impl<'de> serde::de::Visitor<'de> for Visitor {
             type Value = RawRule;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a tier (read, write or deny) or a mapping with tier and callers")
+                f.write_str(
+                    "a tier (read, write, approve or deny) or a mapping with tier and its settings",
+                )
             }
             fn visit_str<E: serde::de::Error>(self, tier: &str) -> Result<RawRule, E> {
                 Ok(RawRule::Tier(tier.to_owned()))
@@ -104,7 +106,7 @@ impl<'de> Deserialize<'de> for RawRule {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawScopedRule {
-    /// `read`, `write` or `deny`.
+    /// `read`, `write`, `approve` or `deny`.
     tier: Spanned<String>,
     /// Who gets the tier.
     #[serde(default)]

@@ -98,6 +98,8 @@ fn shown(approval: &warden_approvals::Approval) -> serde_json::Value {
         "created_ms": approval.call.created_ms,
         "expires_ms": approval.call.expires_ms,
         "reason": approval.reason,
+        "decided_ms": approval.decided_ms,
+        "executed_ms": approval.executed_ms,
         "votes": approval.votes.iter().map(|v| serde_json::json!({
             "approver": v.approver, "verdict": v.verdict.as_str(), "reason": v.reason, "at_ms": v.at_ms,
         })).collect::<Vec<_>>(),
@@ -140,11 +142,22 @@ async fn approvals(warden: &Warden, request: Request<Incoming>) -> Response<Body
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (request.method().clone(), parts.as_slice()) {
         (Method::GET, ["approvals"]) => {
-            let status = request.uri().query().and_then(|q| {
-                q.split('&')
-                    .find_map(|kv| kv.strip_prefix("status="))
-                    .and_then(Status::parse)
-            });
+            let asked = request
+                .uri()
+                .query()
+                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("status=")));
+            let status = match asked {
+                None => None,
+                Some(text) => match Status::parse(text) {
+                    Some(status) => Some(status),
+                    None => {
+                        return problem(
+                            StatusCode::BAD_REQUEST,
+                            "status must be pending, approved, rejected, expired, cancelled or abandoned",
+                        );
+                    }
+                },
+            };
             match approvals.store.list(status, 200).await {
                 Ok(list) => json_reply(
                     StatusCode::OK,

@@ -390,6 +390,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                 () = async {
                     tokio::time::sleep(every).await;
                     sweeper.sweep_sessions().await;
+                    sweeper.expire_approvals().await;
                 } => {}
                 result = sweeper_stopped.changed() => if result.is_err() || *sweeper_stopped.borrow() { break },
             }

@@ -97,7 +97,7 @@ enum ApprovalsCommand {
         #[arg(long)]
         status: Option<String>,
     },
-    /// One approval, whole (JSON).
+    /// One approval, whole.
     Show {
         /// The config file.
         #[arg(long, env = WARDEN_CONFIG)]
@@ -317,7 +317,13 @@ async fn approvals(command: ApprovalsCommand) -> anyhow::Result<()> {
     let decide = |id: String, approver: String, verdict: Verdict, reason: Option<String>| {
         let store = store.clone();
         let config = &config;
+        let config_path = &config_path;
         async move {
+            anyhow::ensure!(
+                settings.approvers.iter().any(|(_, name)| *name == approver),
+                "{approver} is not one of the approvers in {}",
+                config_path.display()
+            );
             let held = store.get(&id).await?;
             let rule = config
                 .routes

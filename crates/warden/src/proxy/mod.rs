@@ -454,6 +454,40 @@ impl Warden {
         .await;
     }
 
+    /// Expire the held calls nobody decided in time (their waiting
+    /// requests, if any, see it themselves), and put each on the record.
+    pub async fn expire_approvals(&self) {
+        let Some(approvals) = &self.approvals else {
+            return;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let expired = match approvals.store.expire_due(now).await {
+            Ok(expired) => expired,
+            Err(err) => {
+                tracing::warn!(error = %err, "Cannot expire held calls.");
+                return;
+            }
+        };
+        for id in expired {
+            approvals.wakeups.wake(&id);
+            tracing::info!(approval = %id, "Held call expired: nobody decided in time.");
+            if let (Some(audit), Ok(approval)) = (&self.audit, approvals.store.get(&id).await) {
+                let mut record = audit.new_record(warden_audit::Kind::ApprovalExpired);
+                record.route = Some(approval.call.route.as_str().into());
+                record.tool = Some(approval.call.tool.clone());
+                record.agent_session = Some(approval.call.agent_session.as_str().into());
+                record.decision = Some("expired".into());
+                record.approval = Some(warden_audit::record::ApprovalField {
+                    id: approval.id.clone(),
+                    approver: None,
+                });
+                audit.record(record);
+            }
+        }
+    }
+
     /// End sessions idle past the limit, telling their upstreams.
     pub async fn sweep_sessions(&self) {
         let expired = self.sessions.sweep();

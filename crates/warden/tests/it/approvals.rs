@@ -455,3 +455,49 @@ async fn approvers_see_the_arguments_redacted_and_the_run_gets_them_whole() {
     assert_eq!(ran["isError"], Value::Null, "{ran}");
     assert_eq!(demo.invoices_sent(), 1);
 }
+
+#[tokio::test]
+async fn a_retry_after_a_rejection_hears_it_once_then_asks_anew() {
+    let (upstream, demo) = demo_upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let warden = WardenBuilder::new(&upstream)
+        .policy("version: 1\ntools:\n  send_invoice: approve\n")
+        .approvals(approvals(tmp.path(), Duration::from_millis(200)))
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    let first = warden_result(&agent.call(1, "send_invoice", invoice(8)).await);
+    let id = first["structuredContent"]["approval"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (status, _) = admin(
+        &warden,
+        http::Method::POST,
+        &format!("/approvals/{id}/reject"),
+        GRACE,
+        Some(json!({"reason": "not today"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let told = warden_result(&agent.call(2, "send_invoice", invoice(8)).await);
+    assert_eq!(
+        told["structuredContent"]["warden"]["decision"], "rejected",
+        "{told}"
+    );
+    assert_eq!(told["structuredContent"]["approval"]["id"], id.as_str());
+    let anew = warden_result(&agent.call(3, "send_invoice", invoice(8)).await);
+    assert_eq!(anew["structuredContent"]["warden"]["decision"], "pending");
+    assert_ne!(anew["structuredContent"]["approval"]["id"], id.as_str());
+    let (status, _) = admin(
+        &warden,
+        http::Method::GET,
+        "/approvals?status=sideways",
+        GRACE,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(demo.invoices_sent(), 0);
+}

@@ -165,7 +165,11 @@ async fn approvals_can_be_listed_and_decided_from_the_command_line() {
     let config = dir.join("w.yaml");
     std::fs::write(
         &config,
-        "version: 1\nlisten: 127.0.0.1:0\napprovals:\n  store: approvals.db\nroutes:\n  - path: /mcp\n    upstream:\n      url: http://127.0.0.1:1/mcp\n    policy: p.yaml\n",
+        format!(
+            "version: 1\nlisten: 127.0.0.1:0\napprovals:\n  store: approvals.db\n  approvers:\n    - name: grace\n      sha256: {}\n    - name: linus\n      sha256: {}\nroutes:\n  - path: /mcp\n    upstream:\n      url: http://127.0.0.1:1/mcp\n    policy: p.yaml\n",
+            "ab".repeat(32),
+            "cd".repeat(32)
+        ),
     )
     .expect("config");
     let store = warden_approvals::SqliteStore::open(&dir.join("approvals.db"))
@@ -210,6 +214,11 @@ async fn approvals_can_be_listed_and_decided_from_the_command_line() {
     assert!(
         ok && listed.contains(&held.id) && listed.contains("send_invoice"),
         "{listed}"
+    );
+    let (ok, _, refused) = run(&["approvals", "approve", &held.id, "--as", "mallory"]);
+    assert!(
+        !ok && refused.contains("not one of the approvers"),
+        "{refused}"
     );
     let (ok, _, refused) = run(&["approvals", "approve", &held.id, "--as", "linus"]);
     assert!(!ok && refused.contains("linus may not decide"), "{refused}");

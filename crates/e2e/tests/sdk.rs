@@ -221,3 +221,119 @@ async fn the_typescript_sdk_authorizes_through_warden_as_the_resource_server() {
     let passed = assert_all_passed(&output, "TypeScript SDK OAuth flow");
     assert!(passed >= 10, "only {passed} checks ran");
 }
+
+/// A held call with the TypeScript SDK's client on its defaults: Warden
+/// answers "pending" within its hold budget (no timeout error), the client
+/// calls again, an approver approves through the admin API, and the same
+/// call then runs once.
+#[tokio::test]
+async fn the_typescript_sdk_waits_out_an_approval_by_calling_again() {
+    let peers = e2e_dir().join("peers");
+    require_installed(&peers.join("node_modules"), "npm packages");
+    let everything = everything_upstream("peers", UpstreamKind::StreamableHttp);
+    let dir = TempDir::new("warden-e2e-approvals");
+    std::fs::write(
+        dir.0.join("policy.yaml"),
+        "version: 1\ndefault: allow\ntools:\n  get-sum: approve\n",
+    )
+    .expect("policy");
+    let token = "wdn_e2e-approver-token-000000000000000000000";
+    let digest = {
+        use std::fmt::Write;
+        let bytes = <sha2_digest::Sha256 as sha2_digest::Digest>::digest(token.as_bytes());
+        bytes.iter().fold(String::new(), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+    };
+    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let config = dir.0.join("warden.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1\nlisten: 127.0.0.1:0\nadmin: 127.0.0.1:{admin_port}\napprovals:\n  hold_budget: 1s\n  approvers:\n    - name: grace\n      sha256: {digest}\nroutes:\n  - path: /mcp\n    upstream:\n{}    policy: policy.yaml\n",
+            everything.yaml
+        ),
+    )
+    .expect("config");
+    let warden = warden_from_file(&config).await;
+    // The approver: approves whatever is pending, once it appears.
+    let approver = tokio::spawn(async move {
+        let client = hyper_util_client();
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let Some(list) = admin_json(
+                &client,
+                admin_port,
+                "GET",
+                "/approvals?status=pending",
+                token,
+            )
+            .await
+            else {
+                continue;
+            };
+            if let Some(id) = list.get(0).and_then(|a| a["id"].as_str()) {
+                // Decide only after the client's first request answered
+                // "pending" (the hold budget is 1 s): the approval must be
+                // found by the client's retry.
+                tokio::time::sleep(Duration::from_millis(2500)).await;
+                let decided = admin_json(
+                    &client,
+                    admin_port,
+                    "POST",
+                    &format!("/approvals/{id}/approve"),
+                    token,
+                )
+                .await;
+                return decided.map(|d| d["status"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+        None
+    });
+    let mut client = Command::new("node");
+    client.current_dir(&peers).arg("approval-client.mjs").args([
+        &format!("http://{}/mcp", warden.mcp_addr),
+        "get-sum",
+        r#"{"a":1,"b":2}"#,
+        "The sum of 1 and 2 is 3.",
+    ]);
+    let output = run_peer(client, Duration::from_secs(90)).await;
+    assert_all_passed(&output, "TypeScript SDK and an approval");
+    assert_eq!(
+        approver.await.expect("approver").as_deref(),
+        Some("approved")
+    );
+}
+
+fn hyper_util_client() -> hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<bytes::Bytes>,
+> {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
+}
+
+async fn admin_json(
+    client: &hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+    port: u16,
+    method: &str,
+    path: &str,
+    token: &str,
+) -> Option<serde_json::Value> {
+    use http_body_util::BodyExt;
+    let request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://127.0.0.1:{port}{path}"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .ok()?;
+    let response = client.request(request).await.ok()?;
+    let body = response.into_body().collect().await.ok()?.to_bytes();
+    serde_json::from_slice(&body).ok()
+}

@@ -649,6 +649,9 @@ async fn tool_call(
                 lane: reply_lane,
                 allowed: route.counters.allowed.clone(),
                 every: approvals.progress_every,
+                tool_calls: warden.metrics.tool_calls.clone(),
+                route: route.path.clone(),
+                span: span.clone(),
             },
         ));
     }
@@ -687,6 +690,12 @@ struct HeldStream {
     lane: Option<usize>,
     allowed: prometheus_client::metrics::counter::Counter,
     every: std::time::Duration,
+    tool_calls: prometheus_client::metrics::family::Family<
+        DecisionLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    route: Arc<str>,
+    span: Option<Arc<std::sync::Mutex<Option<warden_audit::otlp::Span>>>>,
 }
 
 type HeldOutcome = std::pin::Pin<
@@ -733,6 +742,25 @@ fn held_with_progress(outcome: HeldOutcome, held: HeldStream) -> Response<Body> 
                                     }
                                 }
                                 Ok(ToolOutcome::Refused(refusal)) => {
+                                    held.tool_calls
+                                        .get_or_create(&DecisionLabels {
+                                            route: held.route.to_string(),
+                                            decision: refusal.decision.to_owned(),
+                                            reason: refusal.reason.to_owned(),
+                                        })
+                                        .inc();
+                                    if let Some(span) = held
+                                        .span
+                                        .as_ref()
+                                        .and_then(|slot| slot.lock().ok().and_then(|mut s| s.take()))
+                                    {
+                                        span.end(Outcome {
+                                            error_type: Some("tool_error"),
+                                            decision: Some(refusal.decision),
+                                            reason: Some(refusal.reason),
+                                            ..Outcome::default()
+                                        });
+                                    }
                                     sse_message(&refusal.to_response(&held.id, &held.revision))
                                 }
                                 Err(err) => sse_message(&err.body(&held.id)),

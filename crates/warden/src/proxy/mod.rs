@@ -93,6 +93,19 @@ pub struct Lane {
 }
 
 impl Route {
+    /// Lane `index` of `session`, to find or open its upstream session.
+    pub fn pending_lane(&self, session: &Arc<Session>, index: usize) -> crate::lanes::PendingLane {
+        crate::lanes::PendingLane {
+            session: session.clone(),
+            index,
+            credential: self.lanes[index]
+                .credential
+                .clone()
+                .unwrap_or_else(|| "(none)".into()),
+            route: self.path.clone(),
+        }
+    }
+
     /// The lane of a call to `tool`: its rule's credential, else none.
     pub fn lane_of_tool(&self, policy: &warden_policy::Policy, tool: &str) -> usize {
         policy

@@ -405,16 +405,7 @@ async fn message_lane(
     if lane == route.base_lane {
         return None;
     }
-    let pending = crate::lanes::PendingLane {
-        session: session.clone(),
-        index: lane,
-        credential: route.lanes[lane]
-            .credential
-            .clone()
-            .unwrap_or_else(|| "(none)".into()),
-        route: route.path.clone(),
-    };
-    let upstream_session = pending.open_session_id().await?;
+    let upstream_session = route.pending_lane(session, lane).open_session_id().await?;
     Some((lane, upstream_session, body))
 }
 
@@ -478,15 +469,7 @@ async fn tool_call(
     let lane_index = route.lane_of_tool(&route.policy.load(), &tool);
     let lane = (lane_index != route.base_lane).then(|| crate::forward::Lane {
         upstream: route.lanes[lane_index].upstream.clone(),
-        pending: (!session.is_detached()).then(|| crate::lanes::PendingLane {
-            session: session.clone(),
-            index: lane_index,
-            credential: route.lanes[lane_index]
-                .credential
-                .clone()
-                .unwrap_or_else(|| "(none)".into()),
-            route: route.path.clone(),
-        }),
+        pending: (!session.is_detached()).then(|| route.pending_lane(session, lane_index)),
     });
     let upstream_session = match &lane {
         None => session.upstream_id.clone(),

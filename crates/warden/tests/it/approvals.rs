@@ -57,6 +57,42 @@ async fn admin(
     )
 }
 
+/// Send `message` on `agent`'s session from a task of its own (it waits
+/// on a hold), returning the reply when it comes.
+fn in_background(agent: &Agent, message: Value) -> tokio::task::JoinHandle<Reply> {
+    let (url, session) = (agent.url.clone(), agent.session.clone());
+    tokio::spawn(async move {
+        let mut agent = Agent::new(&url);
+        agent.session = session;
+        agent.post(&message).await
+    })
+}
+
+/// The id of the first pending approval, once one is staged (10 s at most).
+async fn staged(warden: &TestWarden, token: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, queue) = admin(
+            warden,
+            http::Method::GET,
+            "/approvals?status=pending",
+            token,
+            None,
+        )
+        .await;
+        if let Some(id) = queue.get(0).and_then(|a| a["id"].as_str()) {
+            return id.to_owned();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never staged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn call_of(id: u64, tool: &str, arguments: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments}})
+}
+
 fn invoice(amount: u64) -> Value {
     json!({"customer_id": 1, "amount_cents": amount})
 }
@@ -148,30 +184,8 @@ async fn a_waiting_call_is_woken_by_a_rejection_naming_the_approver_and_reason()
         .await;
     let mut agent = Agent::new(&warden.url);
     agent.initialize().await;
-    let url = warden.url.clone();
-    let session = agent.session.clone();
-    let waiting = tokio::spawn(async move {
-        let mut agent = Agent::new(&url);
-        agent.session = session;
-        agent.call(1, "send_invoice", invoice(700)).await
-    });
-    // Wait until it is staged.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let id = loop {
-        let (_, queue) = admin(
-            &warden,
-            http::Method::GET,
-            "/approvals?status=pending",
-            LINUS,
-            None,
-        )
-        .await;
-        if let Some(id) = queue.get(0).and_then(|a| a["id"].as_str()) {
-            break id.to_owned();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never staged");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let waiting = in_background(&agent, call_of(1, "send_invoice", invoice(700)));
+    let id = staged(&warden, LINUS).await;
     // grace is not among this tool's approvers; a bad token is nobody.
     let (status, _) = admin(
         &warden,
@@ -286,28 +300,8 @@ async fn a_cancellation_withdraws_the_held_call_and_it_never_runs() {
         .await;
     let mut agent = Agent::new(&warden.url);
     agent.initialize().await;
-    let (url, session) = (warden.url.clone(), agent.session.clone());
-    let waiting = tokio::spawn(async move {
-        let mut agent = Agent::new(&url);
-        agent.session = session;
-        agent.call(41, "send_invoice", invoice(3)).await
-    });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let id = loop {
-        let (_, queue) = admin(
-            &warden,
-            http::Method::GET,
-            "/approvals?status=pending",
-            GRACE,
-            None,
-        )
-        .await;
-        if let Some(id) = queue.get(0).and_then(|a| a["id"].as_str()) {
-            break id.to_owned();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never staged");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let waiting = in_background(&agent, call_of(41, "send_invoice", invoice(3)));
+    let id = staged(&warden, GRACE).await;
     let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
         "params": {"requestId": 41, "reason": "the user changed their mind"}});
     assert!(agent.post(&cancel).await.status.is_success());
@@ -349,31 +343,12 @@ async fn a_call_with_a_progress_token_hears_it_waits_past_the_budget_then_gets_i
         .await;
     let mut agent = Agent::new(&warden.url);
     agent.initialize().await;
-    let (url, session) = (warden.url.clone(), agent.session.clone());
-    let waiting = tokio::spawn(async move {
-        let mut agent = Agent::new(&url);
-        agent.session = session;
-        agent
-            .post(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
-                "name": "send_invoice", "arguments": invoice(42), "_meta": {"progressToken": "p-9"}}}))
-            .await
-    });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let id = loop {
-        let (_, queue) = admin(
-            &warden,
-            http::Method::GET,
-            "/approvals?status=pending",
-            GRACE,
-            None,
-        )
-        .await;
-        if let Some(id) = queue.get(0).and_then(|a| a["id"].as_str()) {
-            break id.to_owned();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never staged");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let waiting = in_background(
+        &agent,
+        json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
+            "name": "send_invoice", "arguments": invoice(42), "_meta": {"progressToken": "p-9"}}}),
+    );
+    let id = staged(&warden, GRACE).await;
     // Past the budget it still waits: it was told so by progress.
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(

@@ -476,3 +476,59 @@ async fn a_retry_after_a_rejection_hears_it_once_then_asks_anew() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(demo.invoices_sent(), 0);
 }
+
+#[tokio::test]
+async fn bad_requests_to_the_approvals_api_get_clear_errors_and_change_nothing() {
+    let (upstream, demo) = demo_upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let warden = WardenBuilder::new(&upstream)
+        .policy("version: 1\ntools:\n  send_invoice: approve\n")
+        .approvals(approvals(tmp.path(), Duration::from_millis(100)))
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    let held = warden_result(&agent.call(1, "send_invoice", invoice(5)).await);
+    let id = held["structuredContent"]["approval"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let addr = warden.running.admin_addr.expect("admin");
+    let post = |path: String, body: Bytes| {
+        let url = format!("http://{addr}{path}");
+        async move {
+            let request = Request::post(&url)
+                .header("authorization", format!("Bearer {GRACE}"))
+                .body(Full::new(body))
+                .expect("request");
+            let reply = Agent::new(&url).send(request).await;
+            (
+                reply.status,
+                String::from_utf8_lossy(&reply.body).into_owned(),
+            )
+        }
+    };
+    let path = format!("/approvals/{id}/reject");
+    let (status, text) = post(path.clone(), Bytes::from_static(b"not json")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(text.contains("must be JSON"), "{text}");
+    let (status, text) = post(path.clone(), Bytes::from(vec![b'a'; 20 << 10])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(text.contains("16 KiB"), "{text}");
+    let (status, _) = post("/approvals/no-such-id/approve".into(), Bytes::new()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = post(format!("/approvals/{id}/sideways"), Bytes::new()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Nothing was decided by any of it.
+    let (_, approval) = admin(
+        &warden,
+        http::Method::GET,
+        &format!("/approvals/{id}"),
+        GRACE,
+        None,
+    )
+    .await;
+    assert_eq!(approval["status"], "pending");
+    assert!(approval["votes"].as_array().is_some_and(Vec::is_empty));
+    assert_eq!(demo.invoices_sent(), 0);
+}

@@ -367,8 +367,9 @@ struct Asked {
     rationale: Option<String>,
     agent: String,
     user: Option<String>,
-    /// The agent gets progress notifications while it waits: it waits
-    /// until a decision or the expiry, not just the hold budget.
+    /// The agent gets progress notifications while it waits, or polls a
+    /// task: it waits until a decision or the expiry, not just the hold
+    /// budget.
     progress: bool,
 }
 
@@ -386,7 +387,7 @@ impl Asked {
             rationale: call.meta.rationale.clone(),
             agent: call.principal.agent.to_string(),
             user: call.principal.on_behalf_of.as_deref().map(str::to_owned),
-            progress: call.meta.progress_token.is_some(),
+            progress: call.meta.progress_token.is_some() || call.as_task,
         }
     }
 }

@@ -36,6 +36,10 @@ pub struct ToolCall<C> {
     pub dry_run: crate::dry_run::DryRun,
     /// The tool's `inputSchema` as the upstream listed it (JSON text).
     pub input_schema: Option<Arc<str>>,
+    /// The call runs as a task Warden answers for (the agent was answered
+    /// at once and polls): a hold waits for the decision or the expiry,
+    /// never answers "pending".
+    pub as_task: bool,
     /// What the call says about itself (model, conversation, trace...).
     pub meta: CallMeta,
     /// Where layers ask to be told what became of the call once forwarded.

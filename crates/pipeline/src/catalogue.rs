@@ -113,6 +113,9 @@ pub fn filter_tools_list(
         match policy.decide(name, Some(facts), caller) {
             Decision::Deny { .. } => Shown::Hidden,
             Decision::Allow { tier: Tier::Read } => Shown::AsListed,
+            Decision::Allow {
+                tier: Tier::Approve,
+            } => Shown::Held,
             Decision::Allow { .. } => Shown::WithDryRun,
         }
     })?
@@ -135,6 +138,10 @@ enum Shown {
     AsListed,
     /// With a `dryRun` property added to its `inputSchema` (a mutating tool).
     WithDryRun,
+    /// With `dryRun`, and `execution.taskSupport: "optional"` unless the
+    /// upstream runs it as a task itself (a held tool: Warden runs the
+    /// hold as a task).
+    Held,
 }
 
 /// Most distinct schemas interned before the table starts afresh (what
@@ -181,6 +188,28 @@ fn add_dry_run(tool: &mut Value) -> bool {
         }),
     );
     true
+}
+
+/// Let a held tool be called as a task: `execution.taskSupport` becomes
+/// `"optional"` unless the upstream already allows tasks for it; whether
+/// anything changed.
+fn add_task_support(tool: &mut Value) -> bool {
+    let Some(object) = tool.as_object_mut() else {
+        return false;
+    };
+    let execution = object
+        .entry("execution")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    let Some(execution) = execution.as_object_mut() else {
+        return false;
+    };
+    match execution.get("taskSupport").and_then(Value::as_str) {
+        Some("optional" | "required") => false,
+        _ => {
+            execution.insert("taskSupport".into(), Value::String("optional".into()));
+            true
+        }
+    }
 }
 
 /// Record every tool of a reply and show each as `shown` says; `None` for
@@ -233,6 +262,11 @@ fn inspect(
             Shown::AsListed => true,
             Shown::WithDryRun => {
                 changed |= add_dry_run(tool);
+                true
+            }
+            Shown::Held => {
+                changed |= add_dry_run(tool);
+                changed |= add_task_support(tool);
                 true
             }
         }

@@ -32,7 +32,7 @@ use crate::mcp;
 /// The envelope keys a JSON-RPC message may carry.
 const ENVELOPE_KEYS: [&str; 6] = ["jsonrpc", "id", "method", "params", "result", "error"];
 /// The `tools/call` parameter keys Warden reads or must not be confused about.
-const TOOL_CALL_KEYS: [&str; 3] = ["name", "arguments", "_meta"];
+const TOOL_CALL_KEYS: [&str; 4] = ["name", "arguments", "_meta", "task"];
 /// Past this many keys, duplicate detection switches from a scan to a set.
 const SCAN_LIMIT: usize = 16;
 
@@ -165,6 +165,9 @@ pub struct ToolCallParams {
     /// `params._meta`, exactly as sent (`None` when absent): the call's
     /// own facts (progress token, trace context, `warden/…` keys).
     pub meta: Option<Box<RawValue>>,
+    /// `params.task`, exactly as sent (`None` when absent): the call asks
+    /// to run as a task (MCP 2025-11-25 tasks).
+    pub task: Option<Box<RawValue>>,
 }
 
 /// One JSON-RPC message: its envelope, read strictly, and its exact bytes.
@@ -340,6 +343,7 @@ fn parse_tool_call(
         name: name.into_owned(),
         arguments: fields.arguments.map(|a| a.to_owned()),
         meta: fields.meta.map(|m| m.to_owned()),
+        task: fields.task.map(|t| t.to_owned()),
     })
 }
 
@@ -442,6 +446,7 @@ struct RawToolCall<'a> {
     name: Option<Cow<'a, str>>,
     arguments: Option<&'a RawValue>,
     meta: Option<&'a RawValue>,
+    task: Option<&'a RawValue>,
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for RawToolCall<'a> {
@@ -486,6 +491,11 @@ impl<'de> Visitor<'de> for ToolCallVisitor {
                     let raw: &'de RawValue = map.next_value()?;
                     check_unambiguous::<A::Error>(raw)?;
                     out.meta = Some(raw);
+                }
+                "task" => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    check_unambiguous::<A::Error>(raw)?;
+                    out.task = Some(raw);
                 }
                 other => {
                     reject_case_variant::<A::Error>(other, &TOOL_CALL_KEYS)?;

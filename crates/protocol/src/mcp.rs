@@ -53,6 +53,13 @@ pub fn is_stateless_revision(revision: &str) -> bool {
     revision >= "2026-07-28" && revision.len() == 10
 }
 
+/// Whether a revision has task-augmented requests (`params.task`, the
+/// `tasks` capability): only 2025-11-25 (2026-07-28 moved tasks to an
+/// extension).
+pub fn revision_has_tasks(revision: &str) -> bool {
+    revision == "2025-11-25"
+}
+
 /// Whether a revision allows JSON-RPC batches (only 2025-03-26 does).
 pub fn revision_allows_batches(revision: &str) -> bool {
     revision == "2025-03-26"

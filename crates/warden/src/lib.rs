@@ -23,6 +23,7 @@ pub mod reload;
 pub mod server;
 pub mod session;
 pub mod stdio;
+pub mod tasks;
 pub mod tls;
 
 pub use warden_upstream as upstream;
@@ -259,6 +260,7 @@ pub async fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
         otlp_logs,
         telemetry,
         telemetry_propagates,
+        tasks: tasks::TaskBoard::default(),
     }))
 }
 
@@ -391,6 +393,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                     tokio::time::sleep(every).await;
                     sweeper.sweep_sessions().await;
                     sweeper.expire_approvals().await;
+                    sweeper.tasks.sweep(std::time::SystemTime::now());
                 } => {}
                 result = sweeper_stopped.changed() => if result.is_err() || *sweeper_stopped.borrow() { break },
             }

@@ -45,6 +45,8 @@ pub struct Session {
     tools: Mutex<ToolKnowledge>,
     /// The revision the upstream chose in its `initialize` result.
     negotiated: std::sync::OnceLock<String>,
+    /// The upstream's `initialize` result declared `tasks.list`.
+    upstream_lists_tasks: std::sync::atomic::AtomicBool,
     /// Serializes Warden's own catalogue fetches for this session.
     pub fetch_lock: tokio::sync::Mutex<()>,
     last_used_ms: AtomicU64,
@@ -239,6 +241,16 @@ impl Session {
         self.negotiated.get().map(String::as_str)
     }
 
+    /// Whether the upstream lists tasks of its own (`tasks/list`).
+    pub fn upstream_lists_tasks(&self) -> bool {
+        self.upstream_lists_tasks.load(Ordering::Relaxed)
+    }
+
+    /// Record whether the upstream lists tasks of its own.
+    pub fn set_upstream_lists_tasks(&self, lists: bool) {
+        self.upstream_lists_tasks.store(lists, Ordering::Relaxed);
+    }
+
     /// Record the revision from the upstream's `initialize` result (first one wins).
     pub fn set_negotiated_version(&self, version: &str) {
         let _ = self.negotiated.set(version.to_owned());
@@ -379,6 +391,7 @@ impl SessionStore {
                 ..ToolKnowledge::default()
             }),
             negotiated: std::sync::OnceLock::new(),
+            upstream_lists_tasks: std::sync::atomic::AtomicBool::new(false),
             fetch_lock: tokio::sync::Mutex::new(()),
             last_used_ms: AtomicU64::new(self.now_ms()),
             open_streams: Arc::new(AtomicUsize::new(0)),
@@ -403,6 +416,7 @@ impl SessionStore {
             message_lanes: Mutex::default(),
             tools: Mutex::new(ToolKnowledge::default()),
             negotiated: std::sync::OnceLock::new(),
+            upstream_lists_tasks: std::sync::atomic::AtomicBool::new(false),
             fetch_lock: tokio::sync::Mutex::new(()),
             last_used_ms: AtomicU64::new(self.now_ms()),
             open_streams: Arc::new(AtomicUsize::new(0)),

@@ -20,6 +20,7 @@
 mod post;
 pub mod relay;
 mod stateless;
+mod tasks;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -140,6 +141,9 @@ pub struct Warden {
     /// Whether a `tools/call` forwarded carries Warden's span as its
     /// `_meta.traceparent` (`audit.otlp.propagate`).
     pub telemetry_propagates: bool,
+    /// The tasks Warden answers for itself (task-augmented calls it holds
+    /// or refuses).
+    pub tasks: crate::tasks::TaskBoard,
 }
 
 /// A failure, with the JSON-RPC id it answers when one is known.

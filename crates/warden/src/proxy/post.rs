@@ -21,10 +21,9 @@ use warden_protocol::sse::SseEvent;
 use warden_protocol::{Envelope, MessageKind, mcp};
 
 use super::relay::{self, Body, BoxError, clean_headers, filtered_list_stream, json, streaming};
-use super::{Failure, Route, Warden, accepts, stateless};
+use super::{Failure, Route, Warden, accepts, stateless, tasks};
 use crate::error::EdgeError;
 use crate::forward::Forward;
-use crate::metrics::DecisionLabels;
 use crate::session::{Lookup, Session};
 use crate::upstream::{MAX_INSPECTED_REPLY, is_event_stream};
 
@@ -218,18 +217,29 @@ async fn initialize(
     warden.metrics.sessions.set(warden.sessions.len() as i64);
     warden.record_session(warden_audit::Kind::SessionStarted, &session, "initialize");
     tracing::debug!(session = %session.id, route = %route.path, agent = %session.principal.agent, "Session opened.");
+    // Warden answers task-augmented calls itself (held and refused ones):
+    // its result gains the task capability, and records the revision.
     let mut response = if is_event_stream(response.headers()) {
-        // The SSE tap records the negotiated revision as the result passes.
-        relay::relay(response, Some(&session))
+        let (mut parts, body) = response.into_parts();
+        clean_headers(&mut parts.headers, Some(&session));
+        parts.headers.remove(header::CONTENT_LENGTH);
+        streaming(parts, tasks::initialize_stream(body, session.clone()))
     } else {
-        // A JSON initialize result is one small message: read it whole for
-        // the negotiated revision, then relay the same bytes.
+        // A JSON initialize result is one small message: read it whole.
         let (mut parts, body) = response.into_parts();
         let bytes = read_whole(route, body, "initialize")
             .await
             .map_err(|err| Failure::with_id(err, id.clone()))?;
         relay::record_negotiated_version(&session, &bytes);
         clean_headers(&mut parts.headers, Some(&session));
+        let bytes = match tasks::with_task_capability(&bytes) {
+            Some((edited, upstream_lists)) => {
+                session.set_upstream_lists_tasks(upstream_lists);
+                parts.headers.remove(header::CONTENT_LENGTH);
+                edited
+            }
+            None => bytes,
+        };
         Response::from_parts(parts, relay::full(bytes))
     };
     if let Ok(value) = HeaderValue::from_str(&session.id) {
@@ -276,6 +286,11 @@ pub(super) async fn one(
         })
     });
     withdraw_if_held(warden, session, &message).await;
+    if let Some(answered) =
+        tasks::task_request(warden, route, session, headers, &message, principal).await
+    {
+        return answered;
+    }
     let started = std::time::Instant::now();
     let sent = match message_lane(route, session, &message).await {
         // The agent's answer to a lane's request, or a cancellation of a
@@ -323,9 +338,9 @@ pub(super) async fn one(
 /// A `notifications/cancelled` for a call held for approval withdraws the
 /// approval: the waiting request answers `cancelled`, and it never runs.
 async fn withdraw_if_held(warden: &Warden, session: &Session, message: &Envelope) {
-    let Some(approvals) = &warden.approvals else {
+    if warden.approvals.is_none() {
         return;
-    };
+    }
     if message.kind != MessageKind::Notification
         || message.method.as_deref() != Some(mcp::NOTIFICATION_CANCELLED)
         || session.is_detached()
@@ -341,7 +356,16 @@ async fn withdraw_if_held(warden: &Warden, session: &Session, message: &Envelope
     else {
         return;
     };
-    let Some(id) = approvals.wakeups.held_by(&session.id, &request_id) else {
+    withdraw(warden, &session.id, &request_id).await;
+}
+
+/// Withdraw the approval the call `request_id` of `agent_session` waits on,
+/// if it waits on one: the hold answers `cancelled`, and the call never runs.
+pub(super) async fn withdraw(warden: &Warden, agent_session: &str, request_id: &str) {
+    let Some(approvals) = &warden.approvals else {
+        return;
+    };
+    let Some(id) = approvals.wakeups.held_by(agent_session, request_id) else {
         return;
     };
     let now = std::time::SystemTime::now()
@@ -353,7 +377,7 @@ async fn withdraw_if_held(warden: &Warden, session: &Session, message: &Envelope
         .await
     {
         Ok(true) => {
-            tracing::info!(approval = %id, session = %session.id, "The agent withdrew its held call.");
+            tracing::info!(approval = %id, session = %agent_session, "The agent withdrew its held call.");
             approvals.wakeups.wake(&id);
             if let (Some(audit), Ok(approval)) = (&warden.audit, approvals.store.get(&id).await) {
                 let mut record = audit.new_record(warden_audit::Kind::ApprovalDecided);
@@ -419,9 +443,16 @@ async fn tool_call(
     principal: &Arc<Principal>,
 ) -> Result<Response<Body>, Failure> {
     let id: Arc<str> = message.id_json().into();
-    let (tool, arguments, meta) = match message.tool_call {
-        Some(call) => (call.name, call.arguments, call.meta),
-        None => (String::new(), None, None),
+    let (tool, arguments, meta, task) = match message.tool_call {
+        Some(call) => (call.name, call.arguments, call.meta, call.task),
+        None => (String::new(), None, None, None),
+    };
+    // A task-augmented call (2025-11-25; the stateless revision ignores
+    // `params.task`): Warden's own answers to it are tasks.
+    let as_task = if session.is_detached() {
+        None
+    } else {
+        tasks::requested(task.as_deref())
     };
     let facts = facts_for(warden, route, session, headers, &tool)
         .await
@@ -577,6 +608,7 @@ async fn tool_call(
         ),
     })?;
     let tool_name = tool.clone();
+    let task_owner = as_task.map(|_| tasks::owner(route, session, &principal));
     let call = ToolCall {
         route: route.path.clone(),
         session: agent_session,
@@ -588,6 +620,7 @@ async fn tool_call(
         principal,
         dry_run,
         input_schema,
+        as_task: false,
         meta,
         tap,
         message: forwarded,
@@ -597,17 +630,28 @@ async fn tool_call(
             lane,
         },
     };
-    let count = |decision: &str, reason: &str| {
-        warden
-            .metrics
-            .tool_calls
-            .get_or_create(&DecisionLabels {
-                route: route.path.to_string(),
-                decision: decision.to_owned(),
-                reason: reason.to_owned(),
-            })
-            .inc();
+    let end = tasks::CallEnd {
+        tool_calls: warden.metrics.tool_calls.clone(),
+        allowed: route.counters.allowed.clone(),
+        route: route.path.clone(),
+        span: span.clone(),
     };
+    let revision = session
+        .negotiated_version()
+        .unwrap_or(mcp::DEFAULT_PROTOCOL_VERSION)
+        .to_owned();
+    // A held call asked to run as a task is answered at once with the
+    // task; the hold and the call go on in the background.
+    if held_tier
+        && warden.approvals.is_some()
+        && call.dry_run == warden_pipeline::DryRun::No
+        && let Some(ttl) = as_task
+        && let Some(owner) = task_owner.clone()
+    {
+        return Ok(tasks::held_as_task(
+            warden, route, owner, ttl, call, revision, end,
+        ));
+    }
     // A held call with a progress token waits in a stream of progress
     // notifications (clients that reset their timeout on progress keep
     // waiting), then gets its outcome in the same stream.
@@ -616,10 +660,6 @@ async fn tool_call(
         && call.dry_run == warden_pipeline::DryRun::No
         && let Some(token) = call.meta.progress_token.clone()
     {
-        let revision = session
-            .negotiated_version()
-            .unwrap_or(mcp::DEFAULT_PROTOCOL_VERSION)
-            .to_owned();
         let outcome = route.pipeline.clone().oneshot(call);
         return Ok(held_with_progress(
             Box::pin(outcome),
@@ -630,11 +670,8 @@ async fn tool_call(
                 revision,
                 session: session.clone(),
                 lane: reply_lane,
-                allowed: route.counters.allowed.clone(),
                 every: approvals.progress_every,
-                tool_calls: warden.metrics.tool_calls.clone(),
-                route: route.path.clone(),
-                span: span.clone(),
+                end,
             },
         ));
     }
@@ -645,19 +682,13 @@ async fn tool_call(
             Ok(relay::relay_in_lane(response, Some(session), reply_lane))
         }
         Ok(ToolOutcome::Refused(refusal)) => {
-            count(refusal.decision, refusal.reason);
-            if let Some(span) = span.and_then(|slot| slot.lock().ok().and_then(|mut s| s.take())) {
-                span.end(Outcome {
-                    error_type: Some("tool_error"),
-                    decision: Some(refusal.decision),
-                    reason: Some(refusal.reason),
-                    ..Outcome::default()
-                });
+            end.refused(&refusal);
+            if let (Some(ttl), Some(owner)) = (as_task, task_owner) {
+                return Ok(tasks::refused_as_task(
+                    warden, owner, ttl, &id, &refusal, &revision,
+                ));
             }
-            let revision = session
-                .negotiated_version()
-                .unwrap_or(mcp::DEFAULT_PROTOCOL_VERSION);
-            Ok(json(StatusCode::OK, refusal.to_response(&id, revision)))
+            Ok(json(StatusCode::OK, refusal.to_response(&id, &revision)))
         }
         Err(err) => Err(Failure::with_id(err, id)),
     }
@@ -671,27 +702,13 @@ struct HeldStream {
     revision: String,
     session: Arc<Session>,
     lane: Option<usize>,
-    allowed: prometheus_client::metrics::counter::Counter,
     every: std::time::Duration,
-    tool_calls: prometheus_client::metrics::family::Family<
-        DecisionLabels,
-        prometheus_client::metrics::counter::Counter,
-    >,
-    route: Arc<str>,
-    span: Option<Arc<std::sync::Mutex<Option<warden_audit::otlp::Span>>>>,
+    end: tasks::CallEnd,
 }
 
 type HeldOutcome = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<ToolOutcome<Response<Body>>, EdgeError>> + Send>,
 >;
-
-/// One SSE event carrying `message`.
-fn sse_message(message: &[u8]) -> Bytes {
-    let mut event = b"event: message\ndata: ".to_vec();
-    event.extend_from_slice(message);
-    event.extend_from_slice(b"\n\n");
-    Bytes::from(event)
-}
 
 /// The held call's SSE reply: a progress notification every
 /// `approvals.progress_every` while the outcome is pending, then the outcome
@@ -714,39 +731,21 @@ fn held_with_progress(outcome: HeldOutcome, held: HeldStream) -> Response<Body> 
                         out = &mut outcome => {
                             let next = match out {
                                 Ok(ToolOutcome::Forwarded(response)) => {
-                                    held.allowed.inc();
+                                    held.end.allowed.inc();
                                     let response = relay::relay_in_lane(response, Some(&held.session), held.lane);
                                     if is_event_stream(response.headers()) {
                                         return Some((Ok(Bytes::new()), State::Relaying(response.into_body())));
                                     }
                                     match relay::collect_capped(response.into_body(), MAX_INSPECTED_REPLY).await {
-                                        Ok(bytes) => sse_message(&bytes),
+                                        Ok(bytes) => tasks::sse_message(&bytes),
                                         Err(err) => return Some((Err(err), State::Done)),
                                     }
                                 }
                                 Ok(ToolOutcome::Refused(refusal)) => {
-                                    held.tool_calls
-                                        .get_or_create(&DecisionLabels {
-                                            route: held.route.to_string(),
-                                            decision: refusal.decision.to_owned(),
-                                            reason: refusal.reason.to_owned(),
-                                        })
-                                        .inc();
-                                    if let Some(span) = held
-                                        .span
-                                        .as_ref()
-                                        .and_then(|slot| slot.lock().ok().and_then(|mut s| s.take()))
-                                    {
-                                        span.end(Outcome {
-                                            error_type: Some("tool_error"),
-                                            decision: Some(refusal.decision),
-                                            reason: Some(refusal.reason),
-                                            ..Outcome::default()
-                                        });
-                                    }
-                                    sse_message(&refusal.to_response(&held.id, &held.revision))
+                                    held.end.refused(&refusal);
+                                    tasks::sse_message(&refusal.to_response(&held.id, &held.revision))
                                 }
-                                Err(err) => sse_message(&err.body(&held.id)),
+                                Err(err) => tasks::sse_message(&err.body(&held.id)),
                             };
                             Some((Ok(next), State::Done))
                         }
@@ -760,7 +759,7 @@ fn held_with_progress(outcome: HeldOutcome, held: HeldStream) -> Response<Body> 
                                     held.tool
                                 )),
                             );
-                            Some((Ok(sse_message(progress.as_bytes())), State::Waiting(outcome, waited)))
+                            Some((Ok(tasks::sse_message(progress.as_bytes())), State::Waiting(outcome, waited)))
                         }
                     }
                 }

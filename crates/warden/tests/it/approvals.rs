@@ -532,3 +532,188 @@ async fn bad_requests_to_the_approvals_api_get_clear_errors_and_change_nothing()
     assert!(approval["votes"].as_array().is_some_and(Vec::is_empty));
     assert_eq!(demo.invoices_sent(), 0);
 }
+
+/// The last JSON-RPC message of a reply, JSON or SSE.
+fn last_message(reply: &Reply) -> Value {
+    if reply
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/event-stream"))
+    {
+        reply.sse_messages().pop().expect("a message")
+    } else {
+        reply.json()
+    }
+}
+
+fn request(id: u64, method: &str, params: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+#[tokio::test]
+async fn a_task_augmented_held_call_is_a_warden_task_until_decided() {
+    let (upstream, demo) = demo_upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let warden = WardenBuilder::new(&upstream)
+        .policy(
+            "version: 1\ntools:\n  send_invoice:\n    tier: approve\n    approvers: [grace]\n  create_note: deny\n",
+        )
+        .approvals(approvals(tmp.path(), Duration::from_millis(200)))
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    let hello = agent.initialize().await.json();
+    assert_eq!(
+        hello["result"]["capabilities"]["tasks"]["requests"]["tools"]["call"],
+        json!({}),
+        "{hello}"
+    );
+    let listed = agent.list(1).await.json();
+    let tools = listed["result"]["tools"].as_array().expect("tools");
+    let held = tools
+        .iter()
+        .find(|t| t["name"] == "send_invoice")
+        .expect("listed");
+    assert_eq!(held["execution"]["taskSupport"], "optional");
+    let read = tools
+        .iter()
+        .find(|t| t["name"] == "search_customers")
+        .expect("listed");
+    assert!(read.get("execution").is_none(), "{read}");
+
+    // Answered at once, well within the hold budget's reach, with a task.
+    let task_call = |id: u64, amount: u64| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+            "name": "send_invoice", "arguments": invoice(amount), "task": {"ttl": 600_000}}})
+    };
+    let created = agent.post(&task_call(2, 42)).await.json();
+    let task = &created["result"]["task"];
+    assert_eq!(task["status"], "working", "{created}");
+    assert_eq!(task["ttl"], 600_000);
+    let task_id = task["taskId"].as_str().expect("task id").to_owned();
+    assert!(task_id.starts_with("warden-task-"));
+    assert!(
+        task["statusMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("grace")),
+        "{task}"
+    );
+    // Still working after the budget: a task waits for the decision.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let got = agent
+        .post(&request(3, "tasks/get", json!({"taskId": task_id})))
+        .await
+        .json();
+    assert_eq!(got["result"]["status"], "working", "{got}");
+    let listed = agent
+        .post(&request(4, "tasks/list", json!({})))
+        .await
+        .json();
+    assert_eq!(listed["result"]["tasks"][0]["taskId"], task_id.as_str());
+    // Another session sees nothing of it.
+    let mut stranger = Agent::new(&warden.url);
+    stranger.initialize().await;
+    let foreign = stranger
+        .post(&request(5, "tasks/get", json!({"taskId": task_id})))
+        .await
+        .json();
+    assert_eq!(foreign["error"]["code"], -32602, "{foreign}");
+    assert_eq!(demo.invoices_sent(), 0);
+
+    // tasks/result waits; the approval completes it with the upstream's result.
+    let waiting = in_background(
+        &agent,
+        request(6, "tasks/result", json!({"taskId": task_id})),
+    );
+    let approval = staged(&warden, GRACE).await;
+    let (status, _) = admin(
+        &warden,
+        http::Method::POST,
+        &format!("/approvals/{approval}/approve"),
+        GRACE,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let result = last_message(&waiting.await.expect("returns"));
+    assert_eq!(result["id"], 6, "{result}");
+    assert_eq!(result["result"]["isError"], Value::Null, "{result}");
+    assert_eq!(
+        result["result"]["_meta"]["io.modelcontextprotocol/related-task"]["taskId"],
+        task_id.as_str()
+    );
+    assert_eq!(demo.invoices_sent(), 1);
+    let done = agent
+        .post(&request(7, "tasks/get", json!({"taskId": task_id})))
+        .await
+        .json();
+    assert_eq!(done["result"]["status"], "completed", "{done}");
+    let late = agent
+        .post(&request(8, "tasks/cancel", json!({"taskId": task_id})))
+        .await
+        .json();
+    assert_eq!(late["error"]["code"], -32602, "a terminal task: {late}");
+
+    // tasks/cancel withdraws a held task's approval: it never runs.
+    let created = agent.post(&task_call(9, 43)).await.json();
+    let second = created["result"]["task"]["taskId"]
+        .as_str()
+        .expect("task id")
+        .to_owned();
+    let approval = staged(&warden, GRACE).await;
+    let cancelled = agent
+        .post(&request(10, "tasks/cancel", json!({"taskId": second})))
+        .await
+        .json();
+    assert_eq!(cancelled["result"]["status"], "cancelled", "{cancelled}");
+    let (_, queued) = admin(
+        &warden,
+        http::Method::GET,
+        &format!("/approvals/{approval}"),
+        GRACE,
+        None,
+    )
+    .await;
+    assert_eq!(queued["status"], "cancelled");
+    let outcome = last_message(
+        &agent
+            .post(&request(11, "tasks/result", json!({"taskId": second})))
+            .await,
+    );
+    assert_eq!(outcome["result"]["isError"], true, "{outcome}");
+    assert_eq!(demo.invoices_sent(), 1);
+
+    // A refusal of a task-augmented call is a task that has already failed.
+    let refused = agent
+        .post(
+            &json!({"jsonrpc": "2.0", "id": 12, "method": "tools/call", "params": {
+            "name": "create_note", "arguments": {"text": "x"}, "task": {}}}),
+        )
+        .await
+        .json();
+    let task = &refused["result"]["task"];
+    assert_eq!(task["status"], "failed", "{refused}");
+    let answer = agent
+        .post(&request(
+            13,
+            "tasks/result",
+            json!({"taskId": task["taskId"]}),
+        ))
+        .await
+        .json();
+    assert_eq!(
+        answer["result"]["structuredContent"]["warden"]["decision"], "deny",
+        "{answer}"
+    );
+    // Unknown Warden task ids are invalid params, not forwarded.
+    let unknown = agent
+        .post(&request(
+            14,
+            "tasks/get",
+            json!({"taskId": "warden-task-nope"}),
+        ))
+        .await
+        .json();
+    assert_eq!(unknown["error"]["code"], -32602, "{unknown}");
+}

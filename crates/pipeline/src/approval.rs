@@ -255,7 +255,24 @@ where
         // The service that was made ready is the one that must be called.
         let ready = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready);
-        let held = is_held(&call, &self.policy);
+        let gate = gate_of(&call, &self.policy);
+        if gate == Gate::NeedsConfirmation {
+            let tool = call.tool.clone();
+            return Box::pin(async move {
+                Ok(ToolOutcome::Refused(answer(
+                    &tool,
+                    "deny",
+                    "confirmation-required",
+                    format!(
+                        "Warden refused the call to '{tool}': the user you act for must confirm it \
+                         in their own client, and this client cannot be asked (it declared no \
+                         elicitation). It was not run; ask the user to run it themselves."
+                    ),
+                    None,
+                )))
+            });
+        }
+        let held = gate == Gate::Hold;
         let Some(settings) = self.settings.clone() else {
             return Box::pin(async move {
                 if held {
@@ -303,18 +320,39 @@ where
     }
 }
 
-fn is_held<C>(call: &ToolCall<C>, policy: &SharedPolicy) -> bool {
-    call.dry_run == crate::dry_run::DryRun::No
-        && matches!(
-            policy.load().decide(
-                &call.tool,
-                call.facts.as_ref(),
-                &crate::caller_of(&call.principal)
-            ),
-            Decision::Allow {
-                tier: Tier::Approve
-            }
-        )
+/// What the hold layer does with a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// Passes on (not held, or a `confirm`-tier call the user confirmed).
+    Pass,
+    /// Held for approval.
+    Hold,
+    /// A `confirm`-tier call nobody could confirm, whose rule falls back
+    /// to a refusal.
+    NeedsConfirmation,
+}
+
+fn gate_of<C>(call: &ToolCall<C>, policy: &SharedPolicy) -> Gate {
+    if call.dry_run != crate::dry_run::DryRun::No {
+        return Gate::Pass;
+    }
+    let policy = policy.load();
+    match policy.decide(
+        &call.tool,
+        call.facts.as_ref(),
+        &crate::caller_of(&call.principal),
+    ) {
+        Decision::Allow {
+            tier: Tier::Approve,
+        } => Gate::Hold,
+        Decision::Allow {
+            tier: Tier::Confirm,
+        } if !call.confirmed => match policy.hold_of(&call.tool).fallback {
+            warden_policy::ConfirmFallback::Approve => Gate::Hold,
+            warden_policy::ConfirmFallback::Deny => Gate::NeedsConfirmation,
+        },
+        _ => Gate::Pass,
+    }
 }
 
 enum Held {

@@ -532,6 +532,7 @@ mod tests {
             dry_run: crate::dry_run::DryRun::No,
             input_schema: None,
             as_task: false,
+            confirmed: false,
             meta: crate::CallMeta::default(),
             tap: crate::ReplyTap::default(),
             message: Bytes::from_static(b"{}"),

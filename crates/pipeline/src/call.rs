@@ -40,6 +40,9 @@ pub struct ToolCall<C> {
     /// at once and polls): a hold waits for the decision or the expiry,
     /// never answers "pending".
     pub as_task: bool,
+    /// The user the agent acts for confirmed this call in their own client
+    /// (a `confirm`-tier call Warden asked about through elicitation).
+    pub confirmed: bool,
     /// What the call says about itself (model, conversation, trace...).
     pub meta: CallMeta,
     /// Where layers ask to be told what became of the call once forwarded.

@@ -31,7 +31,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::located::{self, Collector, Diagnostic, Diagnostics, Spanned};
-use crate::model::{Callers, DefaultRule, DryRunMode, Hold, Policy, Rule, Tier};
+use crate::model::{Callers, ConfirmFallback, DefaultRule, DryRunMode, Hold, Policy, Rule, Tier};
 use crate::redact::RawRedaction;
 
 /// The only policy file version this build reads.
@@ -129,6 +129,10 @@ struct RawScopedRule {
     /// `approve` tier: whether the user the call acts for may approve it.
     #[serde(default)]
     allow_own: bool,
+    /// `confirm` tier: `deny` (default) or `approve`, when the user
+    /// cannot be asked.
+    #[serde(default)]
+    fallback: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,13 +279,35 @@ impl RawPolicy {
                                 scoped.timeout.as_ref().map(|t| Diagnostic::at(t, "")),
                                 scoped.approvals.as_ref().map(|a| Diagnostic::at(a, "")),
                             ];
-                            if parsed != Tier::Approve {
+                            if !matches!(parsed, Tier::Approve | Tier::Confirm) {
                                 for mut at in approve_only.into_iter().flatten() {
                                     at.message =
-                                        "timeout and approvals apply to the approve tier only"
+                                        "timeout and approvals apply to the approve and confirm tiers only"
                                             .into();
                                     errors.push(at);
                                 }
+                            }
+                            if let Some(fallback) = &scoped.fallback {
+                                hold.fallback = match fallback.value.as_str() {
+                                    _ if parsed != Tier::Confirm => {
+                                        errors.push(Diagnostic::at(
+                                            fallback,
+                                            "fallback applies to the confirm tier only",
+                                        ));
+                                        ConfirmFallback::Deny
+                                    }
+                                    "deny" => ConfirmFallback::Deny,
+                                    "approve" => ConfirmFallback::Approve,
+                                    other => {
+                                        errors.push(Diagnostic::at(
+                                            fallback,
+                                            format!(
+                                                "unknown fallback \"{other}\" (expected deny or approve)"
+                                            ),
+                                        ));
+                                        ConfirmFallback::Deny
+                                    }
+                                };
                             }
                             if let Some(timeout) = &scoped.timeout
                                 && let Some(parsed) = located::duration(timeout, &mut errors)
@@ -322,7 +348,7 @@ impl RawPolicy {
                 }
                 None => {
                     at.message = format!(
-                        "unknown tier \"{tier}\" for tool \"{}\" (expected read, write, approve or deny)",
+                        "unknown tier \"{tier}\" for tool \"{}\" (expected read, write, confirm, approve or deny)",
                         name.value
                     );
                     errors.push(at);
@@ -446,6 +472,24 @@ mod tests {
             "version: 1\ntools:\n  note:\n    tier: wrote\n    callers: { agents: [bot] }\n",
         );
         assert!(d.items[0].message.contains("unknown tier \"wrote\""), "{d}");
+    }
+
+    #[test]
+    fn a_confirm_rule_falls_back_as_written_and_only_confirm_has_a_fallback() {
+        let policy = Policy::from_yaml_str(
+            "version: 1\ntools:\n  pay:\n    tier: confirm\n    fallback: approve\n    timeout: 2m\n  wipe: confirm\n",
+            "p.yaml",
+        )
+        .expect("valid");
+        assert_eq!(policy.hold_of("pay").fallback, ConfirmFallback::Approve);
+        assert_eq!(policy.hold_of("pay").timeout.as_secs(), 120);
+        assert_eq!(policy.hold_of("wipe").fallback, ConfirmFallback::Deny);
+        let d = diagnostics(
+            "version: 1\ntools:\n  a:\n    tier: write\n    fallback: approve\n  b:\n    tier: confirm\n    fallback: maybe\n",
+        );
+        assert_eq!(d.items.len(), 2, "{d}");
+        assert!(d.items[0].message.contains("confirm tier only"), "{d}");
+        assert!(d.items[1].message.contains("unknown fallback"), "{d}");
     }
 
     #[test]

@@ -14,6 +14,10 @@ pub enum Tier {
     Write,
     /// Callable once a human approves it: the call is held until then.
     Approve,
+    /// Callable once the user the agent acts for confirms it in their own
+    /// client (MCP elicitation); without a way to ask them, as the rule's
+    /// `fallback` says (held for approval, or refused).
+    Confirm,
     /// Never callable; hidden from `tools/list`.
     Deny,
 }
@@ -25,6 +29,7 @@ impl Tier {
             Tier::Read => "read",
             Tier::Write => "write",
             Tier::Approve => "approve",
+            Tier::Confirm => "confirm",
             Tier::Deny => "deny",
         }
     }
@@ -35,6 +40,7 @@ impl Tier {
             "read" => Some(Tier::Read),
             "write" => Some(Tier::Write),
             "approve" => Some(Tier::Approve),
+            "confirm" => Some(Tier::Confirm),
             "deny" => Some(Tier::Deny),
             _ => None,
         }
@@ -134,6 +140,29 @@ pub struct Hold {
     pub approvers: Vec<String>,
     /// Whether the user the call acts for may approve it (four eyes: no).
     pub allow_own: bool,
+    /// `confirm` tier: what happens when the user cannot be asked (the
+    /// client declared no elicitation).
+    pub fallback: ConfirmFallback,
+}
+
+/// What a `confirm`-tier call becomes when the user cannot be asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConfirmFallback {
+    /// Refused, saying the user's confirmation is needed (the default).
+    #[default]
+    Deny,
+    /// Held for an approver, as an `approve`-tier call.
+    Approve,
+}
+
+impl ConfirmFallback {
+    /// The fallback as written in policy files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfirmFallback::Deny => "deny",
+            ConfirmFallback::Approve => "approve",
+        }
+    }
 }
 
 impl Default for Hold {
@@ -143,6 +172,7 @@ impl Default for Hold {
             approvals: 1,
             approvers: Vec::new(),
             allow_own: false,
+            fallback: ConfirmFallback::Deny,
         }
     }
 }
@@ -381,7 +411,10 @@ impl Policy {
             if rule.dry_run != DryRunMode::Gateway {
                 put("dry_run", rule.dry_run.as_str());
             }
-            if rule.tier == Tier::Approve {
+            if rule.tier == Tier::Confirm {
+                put("confirm_fallback", rule.hold.fallback.as_str());
+            }
+            if matches!(rule.tier, Tier::Approve | Tier::Confirm) {
                 put(
                     "hold_timeout_ms",
                     &rule.hold.timeout.as_millis().to_string(),

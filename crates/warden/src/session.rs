@@ -47,6 +47,12 @@ pub struct Session {
     negotiated: std::sync::OnceLock<String>,
     /// The upstream's `initialize` result declared `tasks.list`.
     upstream_lists_tasks: std::sync::atomic::AtomicBool,
+    /// The agent's `initialize` declared `elicitation` (form mode): Warden
+    /// can ask the user to confirm a `confirm`-tier call.
+    client_elicits: std::sync::atomic::AtomicBool,
+    /// Warden's own `elicitation/create` requests awaiting the agent's
+    /// answer, by JSON-RPC id.
+    confirmations: Mutex<HashMap<String, tokio::sync::oneshot::Sender<serde_json::Value>>>,
     /// Serializes Warden's own catalogue fetches for this session.
     pub fetch_lock: tokio::sync::Mutex<()>,
     last_used_ms: AtomicU64,
@@ -241,6 +247,58 @@ impl Session {
         self.negotiated.get().map(String::as_str)
     }
 
+    /// Whether the agent can be asked to confirm a call (it declared
+    /// form elicitation).
+    pub fn client_elicits(&self) -> bool {
+        self.client_elicits.load(Ordering::Relaxed)
+    }
+
+    /// Record whether the agent declared form elicitation.
+    pub fn set_client_elicits(&self, elicits: bool) {
+        self.client_elicits.store(elicits, Ordering::Relaxed);
+    }
+
+    /// Most confirmations one session waits on at once.
+    const MAX_CONFIRMATIONS: usize = 64;
+
+    /// Wait for the agent's answer to Warden's request `id`; `None` when
+    /// too many are awaited already.
+    pub fn await_confirmation(
+        &self,
+        id: &str,
+    ) -> Option<tokio::sync::oneshot::Receiver<serde_json::Value>> {
+        let mut waiting = self
+            .confirmations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        waiting.retain(|_, sender| !sender.is_closed());
+        if waiting.len() >= Self::MAX_CONFIRMATIONS {
+            return None;
+        }
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        waiting.insert(id.to_owned(), sender);
+        Some(receiver)
+    }
+
+    /// Hand the agent's answer to the Warden request it answers; whether
+    /// it was one (else it is the upstream's).
+    pub fn answer_confirmation(&self, id: &str, answer: serde_json::Value) -> bool {
+        let sender = self
+            .confirmations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id);
+        match sender {
+            Some(sender) => {
+                // The waiting call may be gone (the agent hung up); the
+                // answer is Warden's either way.
+                let _ = sender.send(answer);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Whether the upstream lists tasks of its own (`tasks/list`).
     pub fn upstream_lists_tasks(&self) -> bool {
         self.upstream_lists_tasks.load(Ordering::Relaxed)
@@ -392,6 +450,8 @@ impl SessionStore {
             }),
             negotiated: std::sync::OnceLock::new(),
             upstream_lists_tasks: std::sync::atomic::AtomicBool::new(false),
+            client_elicits: std::sync::atomic::AtomicBool::new(false),
+            confirmations: Mutex::default(),
             fetch_lock: tokio::sync::Mutex::new(()),
             last_used_ms: AtomicU64::new(self.now_ms()),
             open_streams: Arc::new(AtomicUsize::new(0)),
@@ -417,6 +477,8 @@ impl SessionStore {
             tools: Mutex::new(ToolKnowledge::default()),
             negotiated: std::sync::OnceLock::new(),
             upstream_lists_tasks: std::sync::atomic::AtomicBool::new(false),
+            client_elicits: std::sync::atomic::AtomicBool::new(false),
+            confirmations: Mutex::default(),
             fetch_lock: tokio::sync::Mutex::new(()),
             last_used_ms: AtomicU64::new(self.now_ms()),
             open_streams: Arc::new(AtomicUsize::new(0)),

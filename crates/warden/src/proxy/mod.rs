@@ -17,6 +17,7 @@
 //! A session is bound to the caller that opened it: a request naming it
 //! must authenticate as the same agent (acting for the same user).
 
+mod confirm;
 mod post;
 pub mod relay;
 mod stateless;

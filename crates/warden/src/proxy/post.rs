@@ -21,7 +21,7 @@ use warden_protocol::sse::SseEvent;
 use warden_protocol::{Envelope, MessageKind, mcp};
 
 use super::relay::{self, Body, BoxError, clean_headers, filtered_list_stream, json, streaming};
-use super::{Failure, Route, Warden, accepts, stateless, tasks};
+use super::{Failure, Route, Warden, accepts, confirm, stateless, tasks};
 use crate::error::EdgeError;
 use crate::forward::Forward;
 use crate::session::{Lookup, Session};
@@ -190,6 +190,7 @@ async fn initialize(
     principal: Arc<Principal>,
 ) -> Result<Response<Body>, Failure> {
     let id: Arc<str> = message.id_json().into();
+    let elicits = confirm::declares_elicitation(&message.raw);
     // Kept only to open other lanes with, and copied: a slice would pin the
     // whole request body for the session's life.
     let initialize_message = (route.lanes.len() > 1
@@ -214,6 +215,7 @@ async fn initialize(
         warden.record_session(warden_audit::Kind::SessionEnded, &evicted, "evicted");
         warden.end_upstream_session(&evicted).await;
     }
+    session.set_client_elicits(elicits);
     warden.metrics.sessions.set(warden.sessions.len() as i64);
     warden.record_session(warden_audit::Kind::SessionStarted, &session, "initialize");
     tracing::debug!(session = %session.id, route = %route.path, agent = %session.principal.agent, "Session opened.");
@@ -285,6 +287,24 @@ pub(super) async fn one(
             tracestate: header("tracestate"),
         })
     });
+    if message.kind == MessageKind::Response
+        && message
+            .id_json()
+            .starts_with(&format!("\"{}", confirm::CONFIRM_ID_PREFIX))
+        && let Some(id) = message
+            .id
+            .as_deref()
+            .and_then(|id| serde_json::from_str::<String>(id.get()).ok())
+        && session.answer_confirmation(
+            &id,
+            serde_json::from_slice(&message.raw).unwrap_or(serde_json::Value::Null),
+        )
+    {
+        // The user's answer to Warden's own confirmation request.
+        let mut accepted = Response::new(relay::empty());
+        *accepted.status_mut() = StatusCode::ACCEPTED;
+        return Ok(accepted);
+    }
     withdraw_if_held(warden, session, &message).await;
     if let Some(answered) =
         tasks::task_request(warden, route, session, headers, &message, principal).await
@@ -469,6 +489,7 @@ async fn tool_call(
     let mut arguments = arguments;
     let mut dry_run = warden_pipeline::DryRun::No;
     let held_tier;
+    let confirm_tier;
     {
         let policy = route.policy.load();
         let decided = policy.decide(
@@ -476,12 +497,23 @@ async fn tool_call(
             facts.as_ref(),
             &warden_pipeline::caller_of(&principal),
         );
-        held_tier = matches!(
+        confirm_tier = matches!(
             decided,
             warden_policy::Decision::Allow {
-                tier: warden_policy::Tier::Approve
+                tier: warden_policy::Tier::Confirm
             }
         );
+        // A confirm-tier call nobody can be asked about may fall back to a hold.
+        let falls_back_to_hold = confirm_tier
+            && (session.is_detached() || !session.client_elicits())
+            && policy.hold_of(&tool).fallback == warden_policy::ConfirmFallback::Approve;
+        held_tier = falls_back_to_hold
+            || matches!(
+                decided,
+                warden_policy::Decision::Allow {
+                    tier: warden_policy::Tier::Approve
+                }
+            );
         let mutating = matches!(decided, warden_policy::Decision::Allow { tier } if tier != warden_policy::Tier::Read);
         if mutating
             && policy.dry_run_of(&tool) == warden_policy::DryRunMode::Gateway
@@ -621,6 +653,7 @@ async fn tool_call(
         dry_run,
         input_schema,
         as_task: false,
+        confirmed: false,
         meta,
         tap,
         message: forwarded,
@@ -640,6 +673,28 @@ async fn tool_call(
         .negotiated_version()
         .unwrap_or(mcp::DEFAULT_PROTOCOL_VERSION)
         .to_owned();
+    // A confirm-tier call from a client that can be asked: the user
+    // confirms it in their client first.
+    if confirm_tier
+        && !held_tier
+        && !session.is_detached()
+        && session.client_elicits()
+        && call.dry_run == warden_pipeline::DryRun::No
+    {
+        let timeout = route.policy.load().hold_of(&call.tool).timeout;
+        return Ok(confirm::confirm_then_call(
+            call,
+            confirm::Confirming {
+                warden: warden.clone(),
+                pipeline: route.pipeline.clone(),
+                session: session.clone(),
+                revision,
+                lane: reply_lane,
+                timeout,
+                end,
+            },
+        ));
+    }
     // A held call asked to run as a task is answered at once with the
     // task; the hold and the call go on in the background.
     if held_tier

@@ -717,3 +717,111 @@ async fn a_task_augmented_held_call_is_a_warden_task_until_decided() {
         .json();
     assert_eq!(unknown["error"]["code"], -32602, "{unknown}");
 }
+
+/// The next JSON-RPC message on an SSE body (10 s at most).
+async fn next_message(body: &mut hyper::body::Incoming, buffer: &mut String) -> Value {
+    use http_body_util::BodyExt;
+    loop {
+        if let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:"))
+                && let Ok(message) = serde_json::from_str(data.trim())
+            {
+                return message;
+            }
+            continue;
+        }
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream goes on")
+            .expect("a frame");
+        if let Ok(data) = frame.into_data() {
+            buffer.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_confirm_tier_call_runs_only_when_the_user_ticks_yes_in_their_client() {
+    let (upstream, demo) = demo_upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let trail = tmp.path().join("audit");
+    let warden = WardenBuilder::new(&upstream)
+        .policy(
+            "version: 1\ntools:\n  send_invoice: confirm\n  create_note:\n    tier: confirm\n    fallback: approve\n",
+        )
+        .approvals(approvals(tmp.path(), Duration::from_millis(300)))
+        .audit(warden::audit::AuditConfig::in_dir(&trail, "it"))
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize_with(json!({"elicitation": {}})).await;
+
+    // Asked first; ticked; then the call runs and its result follows.
+    let mut body = agent
+        .post_streaming(&call_of(1, "send_invoice", invoice(250)))
+        .await;
+    let mut buffer = String::new();
+    let asked = next_message(&mut body, &mut buffer).await;
+    assert_eq!(asked["method"], "elicitation/create", "{asked}");
+    let message = asked["params"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("'send_invoice'") && message.contains("amount_cents: 250"),
+        "{message}"
+    );
+    assert_eq!(asked["params"]["mode"], "form");
+    assert_eq!(demo.invoices_sent(), 0, "nothing runs before the answer");
+    let yes = json!({"jsonrpc": "2.0", "id": asked["id"], "result": {"action": "accept", "content": {"confirm": true}}});
+    assert_eq!(agent.post(&yes).await.status, StatusCode::ACCEPTED);
+    let result = next_message(&mut body, &mut buffer).await;
+    assert_eq!(result["id"], 1, "{result}");
+    assert_eq!(result["result"]["isError"], Value::Null, "{result}");
+    assert_eq!(demo.invoices_sent(), 1);
+
+    // Declined: an error result the model can read, nothing runs.
+    let mut body = agent
+        .post_streaming(&call_of(2, "send_invoice", invoice(251)))
+        .await;
+    let mut buffer = String::new();
+    let asked = next_message(&mut body, &mut buffer).await;
+    let no = json!({"jsonrpc": "2.0", "id": asked["id"], "result": {"action": "decline"}});
+    assert_eq!(agent.post(&no).await.status, StatusCode::ACCEPTED);
+    let result = next_message(&mut body, &mut buffer).await;
+    assert_eq!(result["result"]["isError"], true, "{result}");
+    assert_eq!(
+        result["result"]["structuredContent"]["warden"]["reason"],
+        "declined-by-user"
+    );
+    // An answer nobody waits for any more is not Warden's to take: it goes on.
+    assert_eq!(demo.invoices_sent(), 1);
+
+    // A client without elicitation: refused, or held, as the rule falls back.
+    let mut plain = Agent::new(&warden.url);
+    plain.initialize().await;
+    let refused = warden_result(&plain.call(3, "send_invoice", invoice(252)).await);
+    assert_eq!(
+        refused["structuredContent"]["warden"]["reason"], "confirmation-required",
+        "{refused}"
+    );
+    let held = warden_result(&plain.call(4, "create_note", json!({"text": "hi"})).await);
+    assert_eq!(
+        held["structuredContent"]["warden"]["reason"], "pending-approval",
+        "{held}"
+    );
+    assert_eq!(demo.invoices_sent(), 1);
+    drop(warden);
+    let records = std::fs::read_dir(&trail)
+        .expect("trail")
+        .filter_map(Result::ok)
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect::<String>();
+    assert!(
+        records.contains("\"confirmed\""),
+        "the confirmation is on the record"
+    );
+    assert!(
+        records.contains("\"declined-by-user\""),
+        "so is the decline"
+    );
+}

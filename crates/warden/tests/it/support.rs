@@ -485,6 +485,19 @@ impl Agent {
         self.send(get).await
     }
 
+    /// POST `message` and hand back the reply's body unread (a stream
+    /// the test reads as it goes).
+    pub async fn post_streaming(&self, message: &Value) -> Incoming {
+        let body = Bytes::from(message.to_string());
+        let request = self
+            .post_request(body.clone())
+            .body(Full::new(body))
+            .expect("request");
+        let response = self.http.request(request).await.expect("POST");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.into_body()
+    }
+
     /// Open the session's GET stream (status checked), left unread.
     pub async fn open_get_stream(&self) -> Incoming {
         let get = self

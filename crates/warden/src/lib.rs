@@ -20,6 +20,7 @@ pub mod lanes;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;
+pub mod request_state;
 pub mod server;
 pub mod session;
 pub mod stdio;
@@ -261,6 +262,7 @@ pub async fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
         telemetry,
         telemetry_propagates,
         tasks: tasks::TaskBoard::default(),
+        request_states: request_state::RequestStates::default(),
     }))
 }
 

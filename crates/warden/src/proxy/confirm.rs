@@ -54,6 +54,18 @@ pub(super) fn declares_elicitation(initialize: &[u8]) -> bool {
     }
 }
 
+/// Whether a stateless request's `_meta` declares form elicitation among
+/// its client capabilities.
+pub(super) fn declares_elicitation_in_meta(meta: Option<&serde_json::value::RawValue>) -> bool {
+    let Some(meta) = meta.and_then(|m| serde_json::from_str::<Value>(m.get()).ok()) else {
+        return false;
+    };
+    meta.get(warden_protocol::mcp::META_CLIENT_CAPABILITIES)
+        .and_then(|c| c.get("elicitation"))
+        .and_then(Value::as_object)
+        .is_some_and(|modes| modes.is_empty() || modes.contains_key("form"))
+}
+
 /// The arguments as a person reads them: one `name: value` line per
 /// member, cut at [`MAX_SUMMARY`].
 fn summary(arguments: Option<&serde_json::value::RawValue>) -> String {
@@ -82,8 +94,8 @@ fn summary(arguments: Option<&serde_json::value::RawValue>) -> String {
     text
 }
 
-/// Warden's `elicitation/create` request asking the user about `tool`.
-fn request(id: &str, tool: &str, summary: &str, revision: &str) -> Bytes {
+/// The `elicitation/create` params asking the user about `tool`.
+fn request_params(tool: &str, summary: &str, revision: &str) -> Value {
     let mut params = json!({
         "message": format!(
             "Your agent wants to run '{tool}' with:\n{summary}\n\nIt will not run unless you confirm."
@@ -104,10 +116,129 @@ fn request(id: &str, tool: &str, summary: &str, revision: &str) -> Bytes {
     if revision >= "2025-11-25" {
         params["mode"] = json!("form");
     }
+    params
+}
+
+/// Warden's `elicitation/create` request asking the user about `tool`.
+fn request(id: &str, tool: &str, summary: &str, revision: &str) -> Bytes {
     Bytes::from(
-        json!({"jsonrpc": "2.0", "id": id, "method": "elicitation/create", "params": params})
-            .to_string(),
+        json!({"jsonrpc": "2.0", "id": id, "method": "elicitation/create",
+            "params": request_params(tool, summary, revision)})
+        .to_string(),
     )
+}
+
+/// The key of Warden's input request in a 2026-07-28 `input_required` result.
+const INPUT_KEY: &str = "warden_confirm";
+
+/// The claims a request state for `call` must carry (nonce and expiry
+/// left for the caller to set).
+fn claims_of(
+    call: &ToolCall<Forward>,
+    expires_ms: i64,
+    nonce: String,
+) -> crate::request_state::Claims {
+    let arguments: Value = call
+        .arguments
+        .as_deref()
+        .and_then(|a| serde_json::from_str(a.get()).ok())
+        .unwrap_or_else(|| Value::Object(serde_json::Map::new()));
+    crate::request_state::Claims {
+        agent: call.principal.agent.to_string(),
+        method: call.principal.method.as_str().to_owned(),
+        user: call.principal.on_behalf_of.as_deref().map(str::to_owned),
+        tool: call.tool.clone(),
+        digest: warden_approvals::arguments_digest(&arguments),
+        expires_ms,
+        nonce,
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A `confirm`-tier call in the stateless revision (2026-07-28): asked
+/// with an `input_required` result carrying Warden's sealed
+/// `requestState`; the client's retry with the user's answer and that
+/// state is checked (caller, exact call, expiry, once). The answer Warden
+/// gives (`input_required`, or a refusal), or `None` to go on down the
+/// pipeline: confirmed (the call is marked so, and the retry's
+/// `inputResponses` and `requestState` are taken off what the upstream
+/// receives), or unconfirmable (the rule's fallback applies there).
+pub(super) fn stateless(
+    warden: &Warden,
+    call: &mut ToolCall<Forward>,
+    client_elicits: bool,
+    timeout: Duration,
+    revision: &str,
+) -> Option<Bytes> {
+    let message: Value = serde_json::from_slice(&call.message).unwrap_or(Value::Null);
+    let state = message
+        .pointer("/params/requestState")
+        .and_then(Value::as_str)
+        .filter(|s| s.starts_with(crate::request_state::PREFIX));
+    let refuse = |reason: &'static str, call: &ToolCall<Forward>| {
+        Some(refusal(&call.tool, reason).to_response(&call.id, revision))
+    };
+    let Some(state) = state else {
+        if !client_elicits {
+            return None;
+        }
+        let expires =
+            now_ms().saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
+        let claims = claims_of(call, expires, crate::request_state::RequestStates::nonce());
+        let result = json!({
+            "resultType": "input_required",
+            "inputRequests": {INPUT_KEY: {
+                "method": "elicitation/create",
+                "params": request_params(&call.tool, &summary(call.arguments.as_deref()), revision),
+            }},
+            "requestState": warden.request_states.seal(&claims),
+        });
+        return Some(warden_protocol::jsonrpc::result_response(
+            &call.id,
+            &result.to_string(),
+        ));
+    };
+    let expected = claims_of(call, 0, String::new());
+    let claims = match warden.request_states.open(state, &expected, now_ms()) {
+        Ok(claims) => claims,
+        Err(err) => {
+            tracing::info!(tool = %call.tool, error = %err, "A confirmation retry was refused.");
+            return refuse(
+                match err {
+                    crate::request_state::StateError::Expired => "confirmation-timed-out",
+                    crate::request_state::StateError::Replayed => "confirmation-replayed",
+                    crate::request_state::StateError::Busy => "too-many-confirmations",
+                    _ => "confirmation-invalid",
+                },
+                call,
+            );
+        }
+    };
+    let answer = message
+        .pointer(&format!("/params/inputResponses/{INPUT_KEY}"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    match read_answer(&json!({"result": answer})) {
+        Answer::Confirmed => {
+            record(warden, call, &claims.nonce, "confirmed");
+            if let Some(plain) =
+                super::tasks::without_params(&call.message, &["inputResponses", "requestState"])
+            {
+                call.message = plain;
+            }
+            call.confirmed = true;
+            None
+        }
+        Answer::Declined(reason) => {
+            record(warden, call, &claims.nonce, reason);
+            refuse(reason, call)
+        }
+    }
 }
 
 /// The user's answer, read from the agent's response message.
@@ -143,6 +274,9 @@ fn refusal(tool: &str, reason: &'static str) -> Refusal {
         "confirmation-timed-out" => format!(
             "The user did not confirm the call to '{tool}' in time; it was not run. Ask the user before trying again."
         ),
+        "confirmation-replayed" | "confirmation-invalid" => format!(
+            "Warden refused the call to '{tool}': its confirmation is not valid (used already, altered, or issued elsewhere). Call it again without requestState to ask the user anew."
+        ),
         "too-many-confirmations" => format!(
             "Warden refused the call to '{tool}': too many confirmations are waiting in this session. Retry later."
         ),
@@ -150,8 +284,12 @@ fn refusal(tool: &str, reason: &'static str) -> Refusal {
             "The user's client did not answer the confirmation of '{tool}' properly; it was not run."
         ),
     };
+    let by_user = matches!(
+        reason,
+        "declined-by-user" | "cancelled-by-user" | "confirmation-timed-out"
+    );
     Refusal {
-        decision: "declined",
+        decision: if by_user { "declined" } else { "deny" },
         reason,
         tool: tool.to_owned(),
         message,

@@ -145,6 +145,8 @@ pub struct Warden {
     /// The tasks Warden answers for itself (task-augmented calls it holds
     /// or refuses).
     pub tasks: crate::tasks::TaskBoard,
+    /// Seals the `requestState` of 2026-07-28 confirmations.
+    pub request_states: crate::request_state::RequestStates,
 }
 
 /// A failure, with the JSON-RPC id it answers when one is known.

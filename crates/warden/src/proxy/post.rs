@@ -477,6 +477,9 @@ async fn tool_call(
     let facts = facts_for(warden, route, session, headers, &tool)
         .await
         .map_err(|err| Failure::with_id(err, id.clone()))?;
+    // A stateless call declares what its client can do in `_meta`.
+    let stateless_elicits =
+        session.is_detached() && confirm::declares_elicitation_in_meta(meta.as_deref());
     // What the call says about itself: read once, here, for every layer.
     let meta = {
         let picked = FactHeaders::pick(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
@@ -641,7 +644,7 @@ async fn tool_call(
     })?;
     let tool_name = tool.clone();
     let task_owner = as_task.map(|_| tasks::owner(route, session, &principal));
-    let call = ToolCall {
+    let mut call = ToolCall {
         route: route.path.clone(),
         session: agent_session,
         mcp_session: (!is_stateless).then(|| session.id.clone()),
@@ -673,6 +676,20 @@ async fn tool_call(
         .negotiated_version()
         .unwrap_or(mcp::DEFAULT_PROTOCOL_VERSION)
         .to_owned();
+    // The stateless revision asks with `input_required` and checks the
+    // retry's sealed state.
+    if confirm_tier
+        && !held_tier
+        && session.is_detached()
+        && call.dry_run == warden_pipeline::DryRun::No
+    {
+        let timeout = route.policy.load().hold_of(&call.tool).timeout;
+        if let Some(answer) =
+            confirm::stateless(warden, &mut call, stateless_elicits, timeout, &revision)
+        {
+            return Ok(json(StatusCode::OK, answer));
+        }
+    }
     // A confirm-tier call from a client that can be asked: the user
     // confirms it in their client first.
     if confirm_tier

@@ -56,12 +56,17 @@ pub(super) fn requested(task: Option<&RawValue>) -> Option<Option<u64>> {
     Some(object.get("ttl").and_then(Value::as_u64))
 }
 
-/// `message` without `params.task`; every other member keeps its bytes.
-fn without_task(message: &[u8]) -> Option<Bytes> {
+/// `message` without the `params` members `names`; every other member
+/// keeps its bytes. `None` when it has none of them.
+pub(super) fn without_params(message: &[u8], names: &[&str]) -> Option<Bytes> {
     type Members = std::collections::BTreeMap<String, Box<RawValue>>;
     let mut top: Members = serde_json::from_slice(message).ok()?;
     let mut params: Members = serde_json::from_str(top.get("params")?.get()).ok()?;
-    params.remove("task")?;
+    let before = params.len();
+    params.retain(|name, _| !names.contains(&name.as_str()));
+    if params.len() == before {
+        return None;
+    }
     top.insert(
         "params".into(),
         serde_json::value::to_raw_value(&params).ok()?,
@@ -166,7 +171,7 @@ pub(super) fn held_as_task(
     let id: Arc<str> = call.id.clone();
     let tool = call.tool.clone();
     // Warden owns the task: the upstream gets the plain call.
-    if let Some(plain) = without_task(&call.message) {
+    if let Some(plain) = without_params(&call.message, &["task"]) {
         call.message = plain;
     }
     call.as_task = true;
@@ -582,7 +587,7 @@ mod tests {
         let raw = RawValue::from_string("true".to_owned()).expect("raw");
         assert_eq!(requested(Some(&raw)), None);
         let message = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"n":1.50},"task":{"ttl":5}}}"#;
-        let plain = without_task(message).expect("edited");
+        let plain = without_params(message, &["task"]).expect("edited");
         let text = std::str::from_utf8(&plain).expect("utf-8");
         assert!(!text.contains("task"));
         assert!(text.contains(r#""arguments":{"n":1.50}"#));

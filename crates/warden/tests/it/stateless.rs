@@ -680,3 +680,121 @@ async fn a_stateless_calls_own_agent_session_claim_must_be_valid_text() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_confirm_tier_stateless_call_asks_with_a_sealed_state_that_works_once_for_that_call() {
+    let (url, seen) = stateless_upstream().await;
+    let warden = WardenBuilder::new(&url)
+        .policy("version: 1\ntools:\n  pay: confirm\n")
+        .start()
+        .await;
+    let agent = Agent::new(&warden.url);
+    let asked = call(&agent, 1, "pay", json!({"arguments": {"amount": 5}}))
+        .await
+        .json();
+    let result = &asked["result"];
+    assert_eq!(result["resultType"], "input_required", "{asked}");
+    let request = &result["inputRequests"]["warden_confirm"];
+    assert_eq!(request["method"], "elicitation/create");
+    assert!(
+        request["params"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("'pay'") && m.contains("amount: 5")),
+        "{request}"
+    );
+    let state = result["requestState"].as_str().expect("state").to_owned();
+    assert!(state.starts_with("warden1."));
+    assert_eq!(calls_seen(&seen), 0, "asked before anything runs");
+
+    let yes = json!({"warden_confirm": {"action": "accept", "content": {"confirm": true}}});
+    // The state covers these arguments only, and cannot be altered.
+    let other = call(
+        &agent,
+        2,
+        "pay",
+        json!({"arguments": {"amount": 6}, "inputResponses": yes, "requestState": state}),
+    )
+    .await;
+    assert_refused(&other, "pay", "confirmation-invalid");
+    let mut forged = state.clone();
+    forged.pop();
+    forged.push(if state.ends_with('A') { 'B' } else { 'A' });
+    let altered = call(
+        &agent,
+        3,
+        "pay",
+        json!({"arguments": {"amount": 5}, "inputResponses": yes, "requestState": forged}),
+    )
+    .await;
+    assert_refused(&altered, "pay", "confirmation-invalid");
+    assert_eq!(calls_seen(&seen), 0);
+
+    // Confirmed: runs, without Warden's state reaching the upstream.
+    let ran = call(
+        &agent,
+        4,
+        "pay",
+        json!({"arguments": {"amount": 5}, "inputResponses": yes, "requestState": state}),
+    )
+    .await
+    .json();
+    assert!(ran["result"]["isError"].is_null(), "{ran}");
+    assert_eq!(calls_seen(&seen), 1);
+    let forwarded = seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .rfind(|(_, m)| m["method"] == "tools/call")
+        .cloned()
+        .expect("forwarded");
+    assert!(
+        forwarded.1["params"].get("requestState").is_none(),
+        "{}",
+        forwarded.1
+    );
+    assert!(forwarded.1["params"].get("inputResponses").is_none());
+    // Once only.
+    let replayed = call(
+        &agent,
+        5,
+        "pay",
+        json!({"arguments": {"amount": 5}, "inputResponses": yes, "requestState": state}),
+    )
+    .await;
+    assert_refused(&replayed, "pay", "confirmation-replayed");
+
+    // Declined: an error result, nothing runs.
+    let asked = call(&agent, 6, "pay", json!({"arguments": {"amount": 5}}))
+        .await
+        .json();
+    let state = asked["result"]["requestState"]
+        .as_str()
+        .expect("state")
+        .to_owned();
+    let declined = call(
+        &agent,
+        7,
+        "pay",
+        json!({"arguments": {"amount": 5}, "requestState": state,
+            "inputResponses": {"warden_confirm": {"action": "decline"}}}),
+    )
+    .await
+    .json();
+    assert_eq!(declined["result"]["isError"], true, "{declined}");
+    let warden_said = &declined["result"]["structuredContent"]["warden"];
+    assert_eq!(warden_said["decision"], "declined");
+    assert_eq!(warden_said["reason"], "declined-by-user");
+    assert_eq!(calls_seen(&seen), 1);
+
+    // A client without elicitation is refused (the rule's fallback).
+    let mut no_elicitation = meta();
+    no_elicitation["io.modelcontextprotocol/clientCapabilities"] = json!({});
+    let refused = call(
+        &agent,
+        8,
+        "pay",
+        json!({"arguments": {"amount": 5}, "_meta": no_elicitation}),
+    )
+    .await;
+    assert_refused(&refused, "pay", "confirmation-required");
+}

@@ -1,0 +1,226 @@
+//! The `requestState` Warden hands a 2026-07-28 client with an
+//! `input_required` result (a `confirm`-tier call asking the user), and
+//! checks when the client retries.
+//!
+//! The spec makes `requestState` attacker-controlled input that the server
+//! must protect. Warden's is `warden1.<claims>.<mac>`: the claims (caller,
+//! tool, SHA-256 of the canonical arguments, expiry, a random nonce) in
+//! base64url JSON, and an HMAC-SHA256 over them with a key only this
+//! process holds. A state is accepted once: for the caller and the exact
+//! call it was made for, before it expires, and never again (its nonce is
+//! spent). A replica that did not issue a state cannot open it: the retry
+//! is refused and the agent starts over, asked again.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+/// What every Warden request state starts with.
+pub const PREFIX: &str = "warden1.";
+/// Most unexpired spent nonces remembered; past it, new states are refused
+/// until old ones expire (a flood cannot make Warden forget a spent one).
+const MAX_SPENT: usize = 100_000;
+
+/// What a request state vouches for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The calling agent.
+    pub agent: String,
+    /// How it authenticated.
+    pub method: String,
+    /// The user it acts for.
+    pub user: Option<String>,
+    /// The tool.
+    pub tool: String,
+    /// SHA-256 of the canonical arguments.
+    pub digest: String,
+    /// When the state stops being accepted (ms since the epoch).
+    pub expires_ms: i64,
+    /// Random: what makes it single use.
+    pub nonce: String,
+}
+
+/// Why a request state was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// Not Warden's, altered, or issued by another process.
+    #[error("the request state is not one this Warden issued, or it was altered")]
+    Invalid,
+    /// Too old.
+    #[error("the request state has expired")]
+    Expired,
+    /// Used already.
+    #[error("the request state was used already")]
+    Replayed,
+    /// Issued for another caller or another call.
+    #[error("the request state was issued for another call")]
+    OtherCall,
+    /// Too many states are outstanding.
+    #[error("too many confirmations are outstanding; retry later")]
+    Busy,
+}
+
+/// Seals and opens request states.
+pub struct RequestStates {
+    key: [u8; 32],
+    spent: Mutex<HashMap<String, i64>>,
+}
+
+impl Default for RequestStates {
+    fn default() -> RequestStates {
+        let mut key = [0u8; 32];
+        // Without randomness no state could be trusted: every retry is
+        // then refused, nothing confirmed.
+        if getrandom::fill(&mut key).is_err() {
+            tracing::error!(
+                "No randomness for the request-state key; 2026-07-28 confirmations will be refused."
+            );
+        }
+        RequestStates {
+            key,
+            spent: Mutex::default(),
+        }
+    }
+}
+
+impl RequestStates {
+    fn mac(&self) -> Hmac<Sha256> {
+        Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length")
+    }
+
+    /// A new random nonce.
+    pub fn nonce() -> String {
+        let mut bytes = [0u8; 16];
+        let _ = getrandom::fill(&mut bytes);
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The state vouching for `claims`.
+    pub fn seal(&self, claims: &Claims) -> String {
+        let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
+        let mut mac = self.mac();
+        mac.update(body.as_bytes());
+        let tag = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        format!("{PREFIX}{body}.{tag}")
+    }
+
+    /// Open `state` at `now_ms` for the call `expected` describes (its
+    /// nonce and expiry are ignored), spending it.
+    pub fn open(&self, state: &str, expected: &Claims, now_ms: i64) -> Result<Claims, StateError> {
+        let rest = state.strip_prefix(PREFIX).ok_or(StateError::Invalid)?;
+        let (body, tag) = rest.split_once('.').ok_or(StateError::Invalid)?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| StateError::Invalid)?;
+        let mut mac = self.mac();
+        mac.update(body.as_bytes());
+        // Constant time.
+        mac.verify_slice(&tag).map_err(|_| StateError::Invalid)?;
+        let claims: Claims = URL_SAFE_NO_PAD
+            .decode(body)
+            .ok()
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .ok_or(StateError::Invalid)?;
+        if claims.expires_ms <= now_ms {
+            return Err(StateError::Expired);
+        }
+        let same = claims.agent == expected.agent
+            && claims.method == expected.method
+            && claims.user == expected.user
+            && claims.tool == expected.tool
+            && claims.digest == expected.digest;
+        if !same {
+            return Err(StateError::OtherCall);
+        }
+        let mut spent = self
+            .spent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        spent.retain(|_, expires| *expires > now_ms);
+        if spent.contains_key(&claims.nonce) {
+            return Err(StateError::Replayed);
+        }
+        if spent.len() >= MAX_SPENT {
+            return Err(StateError::Busy);
+        }
+        spent.insert(claims.nonce.clone(), claims.expires_ms);
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims() -> Claims {
+        Claims {
+            agent: "bot".into(),
+            method: "api-key".into(),
+            user: Some("ada".into()),
+            tool: "pay".into(),
+            digest: "abc".into(),
+            expires_ms: 10_000,
+            nonce: RequestStates::nonce(),
+        }
+    }
+
+    #[test]
+    fn a_state_opens_once_for_its_own_call_before_it_expires() {
+        let states = RequestStates::default();
+        let sealed = states.seal(&claims());
+        assert!(sealed.starts_with(PREFIX));
+        assert_eq!(
+            states.open(&sealed, &claims(), 20_000),
+            Err(StateError::Expired)
+        );
+        let mut other = claims();
+        other.digest = "abd".into();
+        assert_eq!(
+            states.open(&sealed, &other, 1_000),
+            Err(StateError::OtherCall)
+        );
+        let mut stranger = claims();
+        stranger.user = Some("eve".into());
+        assert_eq!(
+            states.open(&sealed, &stranger, 1_000),
+            Err(StateError::OtherCall)
+        );
+        assert!(states.open(&sealed, &claims(), 1_000).is_ok());
+        assert_eq!(
+            states.open(&sealed, &claims(), 1_000),
+            Err(StateError::Replayed)
+        );
+    }
+
+    #[test]
+    fn an_altered_or_foreign_state_is_invalid() {
+        let states = RequestStates::default();
+        let sealed = states.seal(&claims());
+        // Flip the claims: the tag no longer fits.
+        let mut forged = claims();
+        forged.tool = "wipe".into();
+        let forged_body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).expect("json"));
+        let tag = sealed.rsplit('.').next().expect("tag");
+        let tampered = format!("{PREFIX}{forged_body}.{tag}");
+        assert_eq!(
+            states.open(&tampered, &forged, 1_000),
+            Err(StateError::Invalid)
+        );
+        let elsewhere = RequestStates::default().seal(&claims());
+        assert_eq!(
+            states.open(&elsewhere, &claims(), 1_000),
+            Err(StateError::Invalid)
+        );
+        for junk in ["", "warden1.", "warden1.x.y", "other"] {
+            assert_eq!(
+                states.open(junk, &claims(), 1_000),
+                Err(StateError::Invalid)
+            );
+        }
+    }
+}

@@ -108,7 +108,11 @@ impl PostgresStore {
         // As startup parameters, so every connection (the listener's and
         // those the pool makes again after an outage) has them without a
         // round trip.
-        let options = options.application_name("warden").options([
+        let options = match options.get_application_name() {
+            Some(_) => options,
+            None => options.application_name("warden"),
+        };
+        let options = options.options([
             ("search_path", schema),
             ("statement_timeout", STATEMENT_TIMEOUT_MS),
         ]);
@@ -494,26 +498,62 @@ fn channel_of(schema: &str) -> String {
     format!("warden_approvals_{}_{}", &schema[..28], &digest[..16])
 }
 
-/// Create `schema` when missing and apply the pending migrations.
+/// Create `schema` when missing and apply the pending migrations. When
+/// the schema is there and every migration applied, nothing is written:
+/// a role without `CREATE` can start on a migrated schema.
 async fn prepare(conn: &mut PgConnection, schema: &str) -> Result<(), ApprovalError> {
-    // Two replicas starting at once would race on `CREATE SCHEMA IF NOT
-    // EXISTS` (it is not atomic); the lock is per schema and released with
-    // the transaction.
-    let mut tx = conn.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('warden_approvals.' || $1))")
-        .bind(schema)
-        .execute(&mut *tx)
-        .await?;
-    // The name was checked to be a plain lower-case identifier.
-    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    // `run_direct`, not `run`: `run`'s future is generic over `Acquire<'a>`
-    // and rustc cannot prove it `Send` for every lifetime, so `open` could
-    // not be spawned (sqlx keeps `run_direct` public for this).
-    MIGRATOR.run_direct(&mut *conn).await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(schema)
+            .fetch_one(&mut *conn)
+            .await?;
+    if !exists {
+        // Two replicas starting at once would race on `CREATE SCHEMA IF NOT
+        // EXISTS` (it is not atomic); the lock is per schema and released
+        // with the transaction.
+        let mut tx = conn.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('warden_approvals.' || $1))")
+            .bind(schema)
+            .execute(&mut *tx)
+            .await?;
+        // The name was checked to be a plain lower-case identifier.
+        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    if pending(conn).await? {
+        // `run_direct`, not `run`: `run`'s future is generic over
+        // `Acquire<'a>` and rustc cannot prove it `Send` for every
+        // lifetime, so `open` could not be spawned (sqlx keeps
+        // `run_direct` public for this). It takes sqlx's advisory lock:
+        // replicas migrate one after the other.
+        MIGRATOR.run_direct(&mut *conn).await?;
+    }
     Ok(())
+}
+
+/// Whether any embedded migration is missing (or differs) in the schema
+/// (`search_path`).
+async fn pending(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+        .fetch_one(&mut *conn)
+        .await?;
+    if table.is_none() {
+        return Ok(true);
+    }
+    let applied: Vec<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success")
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(MIGRATOR
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .any(|m| {
+            !applied
+                .iter()
+                .any(|(version, checksum)| *version == m.version && **checksum == *m.checksum)
+        }))
 }
 
 async fn notify(conn: &mut PgConnection, channel: &str, id: &str) -> Result<(), sqlx::Error> {

@@ -212,3 +212,79 @@ async fn a_bad_schema_or_an_unreachable_server_is_a_clear_error_without_the_pass
     assert!(text.contains("127.0.0.1:1/test"), "{text}");
     assert!(!text.contains("s3cret"), "{text}");
 }
+
+/// A login role of a test's own, dropped (with its grants) when the guard
+/// goes.
+struct Role(String);
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        let role = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(SERVER).await?;
+                for statement in [
+                    format!("DROP OWNED BY {role}"),
+                    format!("DROP ROLE IF EXISTS {role}"),
+                ] {
+                    sqlx::query(&statement).execute(&mut conn).await?;
+                }
+                Ok::<_, sqlx::Error>(())
+            })
+        })
+        .join();
+    }
+}
+
+#[tokio::test]
+async fn a_role_without_create_privileges_runs_on_a_migrated_schema() {
+    let (location, schema) = fresh().await;
+    drop(open(&location).await);
+    let role = Role(format!("{}_rt", schema.0));
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(SERVER)
+        .await
+        .expect("connects");
+    for statement in [
+        format!("CREATE ROLE {} LOGIN", role.0),
+        format!("GRANT USAGE ON SCHEMA {} TO {}", schema.0, role.0),
+        format!(
+            "GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA {} TO {}",
+            schema.0, role.0
+        ),
+    ] {
+        sqlx::query(&statement)
+            .execute(&mut conn)
+            .await
+            .expect(&statement);
+    }
+    let url = format!("postgres://{}@127.0.0.1:5432/test", role.0);
+    let store = PostgresStore::open(&url, &schema.0)
+        .await
+        .expect("opens without CREATE on the database or the schema");
+    let held = store.create(call(1)).await.expect("staged");
+    store
+        .decide(&held.id, "grace", Verdict::Approve, None, false, NOW + 1)
+        .await
+        .expect("decided");
+    assert!(
+        store
+            .claim_execution(&held.id, NOW + 2)
+            .await
+            .expect("claim")
+    );
+    assert_eq!(
+        store.expire_due(NOW + 600_000).await.expect("sweep"),
+        Vec::<String>::new()
+    );
+    drop(store);
+    // The same role cannot make a schema of its own: a clear error.
+    let err = PostgresStore::open(&url, &format!("{}_new", schema.0))
+        .await
+        .expect_err("no CREATE on the database");
+    assert!(err.to_string().contains("permission denied"), "{err}");
+}

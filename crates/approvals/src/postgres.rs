@@ -120,15 +120,26 @@ impl PostgresStore {
             server: server.clone(),
             source,
         };
+        // One connection of its own first: the pool would retry a refused
+        // connection until its timeout and then say only that it timed
+        // out, where the operator needs the cause.
+        let mut conn =
+            match tokio::time::timeout(ACQUIRE_TIMEOUT, PgConnection::connect_with(&options)).await
+            {
+                Ok(conn) => conn.map_err(connect_error)?,
+                Err(_) => {
+                    return Err(connect_error(sqlx::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no connection within {ACQUIRE_TIMEOUT:?}"),
+                    ))));
+                }
+            };
+        prepare(&mut conn, schema).await?;
+        let _ = conn.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(connect_error)?;
-        let mut conn = pool.acquire().await.map_err(connect_error)?;
-        prepare(&mut conn, schema).await?;
-        drop(conn);
+            .connect_lazy_with(options);
         tracing::debug!(server = %server, schema = %schema, "Approval store open in PostgreSQL.");
         Ok(PostgresStore {
             pool,

@@ -210,6 +210,7 @@ async fn a_bad_schema_or_an_unreachable_server_is_a_clear_error_without_the_pass
     }
     assert!(matches!(err, ApprovalError::Connect { .. }), "{text}");
     assert!(text.contains("127.0.0.1:1/test"), "{text}");
+    assert!(text.contains("refused"), "the cause is named: {text}");
     assert!(!text.contains("s3cret"), "{text}");
 }
 

@@ -274,6 +274,9 @@ fn check_names_a_postgres_queue_without_its_password() {
     let bad = config("postgres://warden:s3cret@db.internal:port/app");
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success());
-    assert!(stderr.contains("w.yaml:4:10: the approval store URL"), "{stderr}");
+    assert!(
+        stderr.contains("w.yaml:4:10: the approval store URL"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("s3cret"), "{stderr}");
 }

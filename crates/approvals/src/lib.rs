@@ -6,19 +6,50 @@
 //! approvers decide, someone rejects it, it expires, or it is withdrawn.
 //! Decisions are atomic: two approvers deciding at once, or two Warden
 //! replicas sharing a store, never run a call twice
-//! ([`SqliteStore::claim_execution`] hands the run to exactly one caller).
+//! ([`Store::claim_execution`] hands the run to exactly one caller).
 //!
-//! Stores: SQLite (the embedded default, a file next to the audit trail)
-//! and, at scale, PostgreSQL.
+//! Stores, behind one [`Store`] with one model and one set of semantics:
+//! [`SqliteStore`] (the embedded default, a file next to the audit trail)
+//! and, at scale, [`PostgresStore`] (one schema shared by every replica,
+//! whose decisions reach the other replicas by `LISTEN/NOTIFY`:
+//! [`Store::decisions`]). Each runs its own migrations at open.
 
+mod postgres;
 mod sqlite;
 
 use std::fmt;
+use std::path::PathBuf;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+pub use postgres::{Decisions, PostgresStore};
 pub use sqlite::SqliteStore;
+
+/// The approval queue, in whichever store the configuration names. Cheap
+/// to clone (the stores are connection pools).
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// A SQLite file (one host).
+    Sqlite(SqliteStore),
+    /// A PostgreSQL schema (any number of replicas).
+    Postgres(PostgresStore),
+}
+
+/// Where the queue is.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// A SQLite file, created when missing.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database and the schema in it (created when missing).
+    Postgres {
+        /// `postgres://user[:password]@host[:port]/database[?…]`. May hold
+        /// a secret: shown only through [`redact_url`].
+        url: String,
+        /// A plain lower-case name ([`valid_schema`]).
+        schema: String,
+    },
+}
 
 /// Where an approval stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -148,6 +179,224 @@ pub enum ApprovalError {
     /// The store's schema could not be brought up to date.
     #[error("approval store migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The PostgreSQL server could not be reached, or refused Warden, at
+    /// open.
+    #[error("cannot open the approval store at {server}")]
+    Connect {
+        /// `host:port/database` (never the URL: it may hold a password).
+        server: String,
+        /// The failure.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The PostgreSQL URL cannot be read.
+    #[error(
+        "the approval store URL {url} is malformed ({reason}); expected postgres://user[:password]@host[:port]/database"
+    )]
+    InvalidUrl {
+        /// The URL, its password masked.
+        url: String,
+        /// What is wrong with it (its password masked).
+        reason: String,
+    },
+    /// The PostgreSQL schema is not a plain lower-case name.
+    #[error(
+        "the approval store schema {schema:?} is not a plain lower-case name: a letter or _, then letters, digits or _, at most 63 in all, not starting with pg_"
+    )]
+    InvalidSchema {
+        /// The name given.
+        schema: String,
+    },
+}
+
+// === impl Store ===
+
+/// The same call on whichever store it is.
+macro_rules! on_store {
+    ($store:expr, $s:ident => $call:expr) => {
+        match $store {
+            Store::Sqlite($s) => $call,
+            Store::Postgres($s) => $call,
+        }
+    };
+}
+
+impl Store {
+    /// Open the queue at `location` (creating it when missing) and bring
+    /// its schema up to date.
+    pub async fn open(location: &StoreLocation) -> Result<Store, ApprovalError> {
+        Ok(match location {
+            StoreLocation::Sqlite(path) => Store::Sqlite(SqliteStore::open(path).await?),
+            StoreLocation::Postgres { url, schema } => {
+                Store::Postgres(PostgresStore::open(url, schema).await?)
+            }
+        })
+    }
+
+    /// Status changes made by other processes on this store, as they
+    /// happen: `Some` for PostgreSQL (`LISTEN/NOTIFY`), `None` for SQLite
+    /// (whose other processes, on the same host, are seen by polling).
+    /// Either way, waiting requests keep polling as the fallback.
+    pub async fn decisions(&self) -> Result<Option<Decisions>, ApprovalError> {
+        match self {
+            Store::Sqlite(_) => Ok(None),
+            Store::Postgres(store) => store.listen().await.map(Some),
+        }
+    }
+
+    /// Stage a held call ([`SqliteStore::create`]).
+    pub async fn create(&self, call: NewApproval) -> Result<Approval, ApprovalError> {
+        on_store!(self, s => s.create(call).await)
+    }
+
+    /// The agent was told the outcome of decided approval `id`.
+    pub async fn mark_reported(&self, id: &str, now_ms: i64) -> Result<(), ApprovalError> {
+        on_store!(self, s => s.mark_reported(id, now_ms).await)
+    }
+
+    /// One approval, with its votes.
+    pub async fn get(&self, id: &str) -> Result<Approval, ApprovalError> {
+        on_store!(self, s => s.get(id).await)
+    }
+
+    /// The approval a repeated call attaches to
+    /// ([`SqliteStore::find_same_call`]).
+    pub async fn find_same_call(
+        &self,
+        agent_session: &str,
+        tool: &str,
+        digest: &str,
+    ) -> Result<Option<Approval>, ApprovalError> {
+        on_store!(self, s => s.find_same_call(agent_session, tool, digest).await)
+    }
+
+    /// Approvals in `status` (all with `None`), newest first, at most `limit`.
+    pub async fn list(
+        &self,
+        status: Option<Status>,
+        limit: u32,
+    ) -> Result<Vec<Approval>, ApprovalError> {
+        on_store!(self, s => s.list(status, limit).await)
+    }
+
+    /// `approver`'s decision on a pending approval ([`SqliteStore::decide`]).
+    pub async fn decide(
+        &self,
+        id: &str,
+        approver: &str,
+        verdict: Verdict,
+        reason: Option<&str>,
+        own_allowed: bool,
+        now_ms: i64,
+    ) -> Result<Approval, ApprovalError> {
+        on_store!(self, s => s.decide(id, approver, verdict, reason, own_allowed, now_ms).await)
+    }
+
+    /// Hand the run of an approved call to the caller, once: `true` for
+    /// exactly one caller, whatever the number of replicas asking.
+    pub async fn claim_execution(&self, id: &str, now_ms: i64) -> Result<bool, ApprovalError> {
+        on_store!(self, s => s.claim_execution(id, now_ms).await)
+    }
+
+    /// End a pending approval as `status`; `false` if it was no longer
+    /// pending.
+    pub async fn end(&self, id: &str, status: Status, now_ms: i64) -> Result<bool, ApprovalError> {
+        on_store!(self, s => s.end(id, status, now_ms).await)
+    }
+
+    /// Expire every pending approval past its time; their ids.
+    pub async fn expire_due(&self, now_ms: i64) -> Result<Vec<String>, ApprovalError> {
+        on_store!(self, s => s.expire_due(now_ms).await)
+    }
+}
+
+// === impl StoreLocation ===
+
+impl StoreLocation {
+    /// A PostgreSQL location, checked (the URL parses, the schema is a
+    /// plain name) without connecting.
+    pub fn postgres(url: &str, schema: &str) -> Result<StoreLocation, ApprovalError> {
+        if !valid_schema(schema) {
+            return Err(ApprovalError::InvalidSchema {
+                schema: schema.to_owned(),
+            });
+        }
+        postgres::connect_options(url)?;
+        Ok(StoreLocation::Postgres {
+            url: url.to_owned(),
+            schema: schema.to_owned(),
+        })
+    }
+
+    /// Whether `text` names a PostgreSQL database (`postgres://` or
+    /// `postgresql://`) rather than a SQLite file.
+    pub fn is_postgres_url(text: &str) -> bool {
+        let lower = text.trim_start().to_ascii_lowercase();
+        lower.starts_with("postgres://") || lower.starts_with("postgresql://")
+    }
+}
+
+/// The location as logs and `warden check` show it: a SQLite file's path,
+/// or the PostgreSQL URL with its password masked and the schema.
+impl fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreLocation::Sqlite(path) => write!(f, "SQLite file {}", path.display()),
+            StoreLocation::Postgres { url, schema } => {
+                write!(f, "PostgreSQL {}, schema {schema}", redact_url(url))
+            }
+        }
+    }
+}
+
+impl fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreLocation::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            StoreLocation::Postgres { url, schema } => f
+                .debug_struct("Postgres")
+                .field("url", &redact_url(url))
+                .field("schema", schema)
+                .finish(),
+        }
+    }
+}
+
+/// `url` with its password masked as `***`: the one in its user info
+/// (`postgres://user:***@host/db`) and any `password=` parameter. When the
+/// URL is too odd to tell, more is masked rather than less.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(start) = out.find("://").map(|i| i + 3)
+        && let Some(at) = out[start..].rfind('@').map(|i| start + i)
+        && let Some(colon) = out[start..at].find(':').map(|i| start + i)
+    {
+        out.replace_range(colon + 1..at, "***");
+    }
+    if let Some((base, query)) = out.split_once('?') {
+        let query: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out = format!("{base}?{}", query.join("&"));
+    }
+    out
+}
+
+/// Whether `schema` is a plain lower-case PostgreSQL name (so it needs no
+/// quoting and cannot smuggle SQL): `[a-z_][a-z0-9_]{0,62}`, not `pg_…`
+/// (PostgreSQL reserves those).
+pub fn valid_schema(schema: &str) -> bool {
+    let mut chars = schema.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && schema.len() <= 63
+        && !schema.starts_with("pg_")
 }
 
 // === impl Status ===
@@ -236,6 +485,55 @@ mod tests {
             Status::Abandoned,
         ] {
             assert_eq!(Status::parse(status.as_str()), Some(status));
+        }
+    }
+
+    #[test]
+    fn a_store_url_shows_without_its_password() {
+        for (url, shown) in [
+            (
+                "postgres://warden:s3cret@db:5432/app",
+                "postgres://warden:***@db:5432/app",
+            ),
+            ("postgresql://warden@db/app", "postgresql://warden@db/app"),
+            (
+                "postgres://w:p@ss/w0rd@db/app?sslmode=require&password=hunter2",
+                "postgres://w:***@db/app?sslmode=require&password=***",
+            ),
+            (
+                "postgres://db/app?Password=x",
+                "postgres://db/app?Password=***",
+            ),
+        ] {
+            assert_eq!(redact_url(url), shown);
+        }
+        let location = StoreLocation::postgres("postgres://u:s3cret@db/app", "warden").expect("ok");
+        assert!(!location.to_string().contains("s3cret"));
+        assert!(!format!("{location:?}").contains("s3cret"));
+        assert!(matches!(
+            StoreLocation::postgres("postgres://u:s3cret@db:port/app", "warden"),
+            Err(ApprovalError::InvalidUrl { .. })
+        ));
+        assert!(StoreLocation::is_postgres_url("PostgreSQL://db/app"));
+        assert!(!StoreLocation::is_postgres_url("./approvals.db"));
+    }
+
+    #[test]
+    fn schemas_are_plain_lower_case_names() {
+        for good in ["warden", "_a1", "warden_approvals", &"a".repeat(63)] {
+            assert!(valid_schema(good), "{good}");
+        }
+        for bad in [
+            "",
+            "Warden",
+            "a;drop",
+            "1a",
+            "a-b",
+            "pg_catalog",
+            "é",
+            &"a".repeat(64),
+        ] {
+            assert!(!valid_schema(bad), "{bad}");
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::{Approval, ApprovalError, NewApproval, Status, Verdict, Vote};
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// An approval queue in a SQLite file.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
 }
@@ -37,7 +37,8 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options)
             .await?;
-        MIGRATOR.run(&pool).await?;
+        // `run_direct` keeps `open` spawnable (see the PostgreSQL store).
+        MIGRATOR.run_direct(&mut *pool.acquire().await?).await?;
         Ok(SqliteStore { pool })
     }
 

@@ -18,8 +18,11 @@
 //!
 //! A request dropped while it waits (the agent hung up) marks its approval
 //! `abandoned`: it is never run later behind anyone's back. Decisions taken
-//! in this process wake the waiting request at once ([`Wakeups`]); others
-//! (another replica's) are seen by polling the store.
+//! in this process wake the waiting request at once ([`Wakeups`]); so do
+//! another replica's when the store reports them (PostgreSQL's
+//! `LISTEN/NOTIFY`, forwarded into [`Wakeups::wake`] by the binary). The
+//! request also polls the store every 500 ms, so a decision is seen
+//! whatever the store and even when a notification is lost.
 //!
 //! It sits after dry-run (a preview needs no human) and before the
 //! upstream.
@@ -32,14 +35,15 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 use tower::{Layer, Service};
-use warden_approvals::{Approval, NewApproval, SqliteStore, Status};
+use warden_approvals::{Approval, NewApproval, Status, Store};
 use warden_policy::{Decision, Tier};
 
 use crate::call::{Refusal, ToolCall, ToolOutcome};
 use crate::policy_gate::SharedPolicy;
 
 /// How often a waiting request looks at the store for a decision taken
-/// elsewhere (another replica).
+/// elsewhere (another replica, the CLI) that no wakeup reported: the
+/// fallback of every store.
 const POLL: Duration = Duration::from_millis(500);
 
 /// Wakes the requests waiting on an approval when it is decided here.
@@ -54,7 +58,7 @@ pub struct Wakeups {
 /// What the hold layer needs.
 pub struct HoldSettings {
     /// The queue.
-    pub store: SqliteStore,
+    pub store: Store,
     /// Decisions taken in this process.
     pub wakeups: Arc<Wakeups>,
     /// The route.
@@ -109,7 +113,8 @@ pub struct HoldGate<S> {
 // === impl Wakeups ===
 
 impl Wakeups {
-    /// Wake whoever waits on approval `id`.
+    /// Wake whoever waits on approval `id` (a decision here, or one another
+    /// replica's store reported).
     pub fn wake(&self, id: &str) {
         if let Some(notify) = self.lock().get(id) {
             notify.notify_waiters();

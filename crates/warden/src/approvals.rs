@@ -3,7 +3,9 @@
 //!
 //! ```yaml
 //! approvals:
-//!   store: ./approvals.db        # SQLite file (default: approvals.db beside this file)
+//!   store: ./approvals.db        # SQLite file (default: approvals.db beside this file),
+//!                                # or postgres://user@db.internal:5432/warden for replicas
+//!   schema: warden               # PostgreSQL only: the schema holding the queue (default warden)
 //!   hold_budget: 45s             # a request waits this long, then answers "pending"
 //!   progress_every: 5s           # a call with a progress token hears this often that it waits
 //!   approvers:                   # tokens for the admin API (SHA-256, as for API keys)
@@ -11,18 +13,23 @@
 //!       sha256: 3f1c9a7e0b52d84e6a19c0f7d23b8e45a6d1f09c7b2e48a53d6f1c08e9a7b241
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+use warden_approvals::{ApprovalError, Store, StoreLocation};
 use warden_policy::located::{self, Collector as Errors, Diagnostic, Spanned};
+
+/// The schema a PostgreSQL queue lives in when the config names none.
+pub const DEFAULT_SCHEMA: &str = "warden";
 
 /// The validated `approvals` section.
 #[derive(Debug, Clone)]
 pub struct ApprovalsConfig {
-    /// The SQLite queue.
-    pub store: PathBuf,
+    /// Where the queue is: a SQLite file, or a PostgreSQL database and
+    /// schema (shown with its password masked).
+    pub store: StoreLocation,
     /// How long a held request waits before it answers "pending".
     pub hold_budget: Duration,
     /// Approvers: a token's SHA-256 and the approver's name.
@@ -34,7 +41,10 @@ pub struct ApprovalsConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawApprovals {
+    /// A SQLite file, or a `postgres://` / `postgresql://` URL.
     store: Option<Spanned<String>>,
+    /// The PostgreSQL schema (PostgreSQL only).
+    schema: Option<Spanned<String>>,
     hold_budget: Option<Spanned<String>>,
     progress_every: Option<Spanned<String>>,
     #[serde(default)]
@@ -76,12 +86,54 @@ impl RawApprovals {
             .max(Duration::from_millis(50));
         ApprovalsConfig {
             progress_every,
-            store: self
-                .store
-                .as_ref()
-                .map_or_else(|| base.join("approvals.db"), |s| base.join(&s.value)),
+            store: self.location(base, errors),
             hold_budget,
             approvers,
+        }
+    }
+
+    fn location(&self, base: &Path, errors: &mut Errors) -> StoreLocation {
+        let schema = match &self.schema {
+            Some(schema) if !warden_approvals::valid_schema(&schema.value) => {
+                errors.push(Diagnostic::at(
+                    schema,
+                    format!(
+                        "schema {:?} must be a plain lower-case name: a letter or _, then letters, digits or _, at most 63 in all, not starting with pg_",
+                        schema.value
+                    ),
+                ));
+                DEFAULT_SCHEMA
+            }
+            Some(schema) => schema.value.as_str(),
+            None => DEFAULT_SCHEMA,
+        };
+        match &self.store {
+            Some(store) if StoreLocation::is_postgres_url(&store.value) => {
+                match StoreLocation::postgres(store.value.trim(), schema) {
+                    Ok(location) => location,
+                    Err(err) => {
+                        // The error masks the URL's password.
+                        errors.push(Diagnostic::at(store, err.to_string()));
+                        StoreLocation::Postgres {
+                            url: String::new(),
+                            schema: schema.to_owned(),
+                        }
+                    }
+                }
+            }
+            store => {
+                if let Some(schema) = &self.schema {
+                    errors.push(Diagnostic::at(
+                        schema,
+                        "schema applies to a PostgreSQL store only (store: postgres://…)",
+                    ));
+                }
+                StoreLocation::Sqlite(
+                    store
+                        .as_ref()
+                        .map_or_else(|| base.join("approvals.db"), |s| base.join(&s.value)),
+                )
+            }
         }
     }
 }
@@ -89,7 +141,7 @@ impl RawApprovals {
 /// The running queue and who may decide.
 pub struct Approvals {
     /// The queue.
-    pub store: warden_approvals::SqliteStore,
+    pub store: Store,
     /// Wakes the requests waiting on an approval decided here.
     pub wakeups: Arc<warden_pipeline::Wakeups>,
     /// The approvers' tokens, by name.
@@ -98,12 +150,47 @@ pub struct Approvals {
     pub hold_budget: Duration,
     /// How often a held call with a progress token is told it still waits.
     pub progress_every: Duration,
+    /// Hands the decisions other replicas take to `wakeups` (PostgreSQL
+    /// only); stopped with the queue.
+    _listening: Option<Listening>,
+}
+
+/// The task forwarding another replica's decisions; aborted when dropped.
+struct Listening(tokio::task::JoinHandle<()>);
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl ApprovalsConfig {
-    /// Open the queue.
-    pub async fn open(&self) -> Result<Approvals, warden_approvals::ApprovalError> {
-        let store = warden_approvals::SqliteStore::open(&self.store).await?;
+    /// Open the queue (on the runtime Warden runs on: with PostgreSQL, a
+    /// task there wakes the requests held here when another replica
+    /// decides their approval).
+    pub async fn open(&self) -> Result<Approvals, ApprovalError> {
+        let store = Store::open(&self.store).await?;
+        tracing::info!(store = %self.store, "Approval queue open.");
+        let wakeups: Arc<warden_pipeline::Wakeups> = Arc::default();
+        // A decision taken on another replica wakes the request held here
+        // at once; without it (SQLite, or LISTEN refused) the request's own
+        // polling sees it within 500 ms.
+        let listening = match store.decisions().await {
+            Ok(Some(mut decisions)) => {
+                let wakeups = wakeups.clone();
+                Some(Listening(tokio::spawn(async move {
+                    while let Some(id) = decisions.next().await {
+                        tracing::debug!(approval = %id, "Decision notified by the approval store; waking the calls held on it here.");
+                        wakeups.wake(&id);
+                    }
+                })))
+            }
+            Ok(None) => None,
+            Err(err) => {
+                tracing::warn!(store = %self.store, error = %err, "Cannot listen for decisions taken on other replicas; held calls see them by polling, within 500 ms.");
+                None
+            }
+        };
         let approvers = warden_identity::ApiKeys::new(
             self.approvers
                 .iter()
@@ -122,10 +209,11 @@ impl ApprovalsConfig {
         );
         Ok(Approvals {
             store,
-            wakeups: Arc::default(),
+            wakeups,
             approvers,
             hold_budget: self.hold_budget,
             progress_every: self.progress_every,
+            _listening: listening,
         })
     }
 }

@@ -1137,6 +1137,71 @@ mod tests {
     }
 
     #[test]
+    fn the_approvals_store_is_a_file_or_a_postgres_url_in_a_plain_schema() {
+        use warden_approvals::StoreLocation;
+        let dir = temp_dir("approvals-store");
+        write(&dir, "p.yaml", "version: 1\n");
+        let config_with = |approvals: &str| {
+            format!(
+                "version: 1\nlisten: 127.0.0.1:0\napprovals:\n{approvals}routes:\n  - path: /mcp\n    upstream:\n      url: http://127.0.0.1:1/mcp\n    policy: p.yaml\n"
+            )
+        };
+        let store_of = |approvals: &str| {
+            Config::from_yaml_str(&config_with(approvals), "w.yaml", &dir)
+                .expect("valid")
+                .approvals
+                .expect("approvals")
+                .store
+        };
+        assert_eq!(
+            store_of("  hold_budget: 1s\n"),
+            StoreLocation::Sqlite(dir.join("approvals.db"))
+        );
+        assert_eq!(
+            store_of("  store: q/a.db\n"),
+            StoreLocation::Sqlite(dir.join("q/a.db"))
+        );
+        assert_eq!(
+            store_of("  store: postgres://warden@db:5432/app\n"),
+            StoreLocation::Postgres {
+                url: "postgres://warden@db:5432/app".into(),
+                schema: "warden".into()
+            }
+        );
+        assert_eq!(
+            store_of("  store: postgresql://warden@db/app\n  schema: approvals_eu\n"),
+            StoreLocation::Postgres {
+                url: "postgresql://warden@db/app".into(),
+                schema: "approvals_eu".into()
+            }
+        );
+        let d = diagnostics(
+            &config_with("  store: postgres://warden:s3cret@db:port/app\n  schema: Approvals\n"),
+            &dir,
+        );
+        let found = lines_and_messages(&d);
+        assert_eq!(found.len(), 2, "{d}");
+        assert!(found[0].0 == 4 && found[0].1.contains("malformed"), "{d}");
+        assert!(
+            found[1].0 == 5 && found[1].1.contains("plain lower-case name"),
+            "{d}"
+        );
+        assert!(
+            !d.to_string().contains("s3cret"),
+            "the password leaked: {d}"
+        );
+        let d = diagnostics(&config_with("  store: a.db\n  schema: warden\n"), &dir);
+        assert_eq!(
+            lines_and_messages(&d),
+            vec![(
+                5,
+                "schema applies to a PostgreSQL store only (store: postgres://…)"
+            )],
+            "{d}"
+        );
+    }
+
+    #[test]
     fn zero_timeouts_are_refused() {
         let dir = temp_dir("zero");
         write(&dir, "p.yaml", "version: 1\n");

@@ -105,7 +105,8 @@ enum ApprovalsCommand {
         /// The approval's id.
         id: String,
     },
-    /// Approve a held call (a running Warden sees it within half a second).
+    /// Approve a held call (a running Warden sees it at once with a
+    /// PostgreSQL queue, within half a second with SQLite).
     Approve {
         /// The config file.
         #[arg(long, env = WARDEN_CONFIG)]
@@ -275,6 +276,10 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
         }
     }
     println!("{}: ok ({} route(s))", path.display(), config.routes.len());
+    if let Some(approvals) = &config.approvals {
+        // Named (its password masked), not opened.
+        println!("approvals: {}", approvals.store);
+    }
     Ok(())
 }
 
@@ -292,9 +297,9 @@ async fn approvals(command: ApprovalsCommand) -> anyhow::Result<()> {
         .approvals
         .as_ref()
         .with_context(|| format!("{} has no approvals section", config_path.display()))?;
-    let store = warden_approvals::SqliteStore::open(&settings.store)
+    let store = warden_approvals::Store::open(&settings.store)
         .await
-        .with_context(|| format!("opening {}", settings.store.display()))?;
+        .with_context(|| format!("opening the approval queue ({})", settings.store))?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));

@@ -22,7 +22,7 @@ fn approvals(dir: &std::path::Path, budget: Duration) -> ApprovalsConfig {
             .expect("hex")
     };
     ApprovalsConfig {
-        store: dir.join("approvals.db"),
+        store: warden_approvals::StoreLocation::Sqlite(dir.join("approvals.db")),
         hold_budget: budget,
         approvers: vec![
             (digest(GRACE), "grace".into()),

@@ -8,44 +8,11 @@ use warden::audit::AuditConfig;
 use warden_audit::Kind;
 use warden_audit::postgres::PostgresOptions;
 
-use crate::support::*;
-
-const SERVER: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-/// A schema of this test's own, dropped when the guard goes.
-struct Schema(String);
-
-impl Schema {
-    fn new(tag: &str) -> Schema {
-        let mut bytes = [0u8; 6];
-        getrandom::fill(&mut bytes).expect("random");
-        let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        Schema(format!("warden_it_{tag}_{suffix}"))
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "test",
-                "-c",
-            ])
-            .arg(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.0))
-            .status();
-    }
-}
+use crate::support::{POSTGRES as SERVER, *};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_through_the_proxy_land_in_postgres_and_the_chain_verifies() {
-    let schema = Schema::new("proxy");
+    let schema = PgSchema::new("proxy");
     let dir = std::env::temp_dir().join(format!("warden-it-pg-{}", schema.0));
     let mut audit = AuditConfig::in_dir(&dir, "it-pg");
     audit.postgres = Some(PostgresOptions::new(SERVER, &schema.0, dir.join("spool")));

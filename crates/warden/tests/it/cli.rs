@@ -240,3 +240,43 @@ async fn approvals_can_be_listed_and_decided_from_the_command_line() {
     ]);
     assert!(!ok && again.contains("not pending"), "{again}");
 }
+
+#[test]
+fn check_names_a_postgres_queue_without_its_password() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    std::fs::write(dir.join("p.yaml"), "version: 1\n").expect("policy");
+    let config = |store: &str| {
+        let path = dir.join("w.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "version: 1\nlisten: 127.0.0.1:0\napprovals:\n  store: {store}\n  schema: approvals_eu\nroutes:\n  - path: /mcp\n    upstream:\n      url: http://127.0.0.1:1/mcp\n    policy: p.yaml\n"
+            ),
+        )
+        .expect("config");
+        warden().arg("check").arg(&path).output().expect("runs")
+    };
+    let good = config("postgres://warden:s3cret@db.internal:5432/app?sslmode=require");
+    let stdout = String::from_utf8_lossy(&good.stdout);
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "approvals: PostgreSQL postgres://warden:***@db.internal:5432/app?sslmode=require, schema approvals_eu"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("s3cret"), "{stdout}");
+    let bad = config("postgres://warden:s3cret@db.internal:port/app");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(
+        stderr.contains("w.yaml:4:10: the approval store URL"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}

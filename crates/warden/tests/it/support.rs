@@ -684,3 +684,40 @@ pub async fn wait_listening(port: u16) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The machine's PostgreSQL server (trust auth), for the tests of the
+/// PostgreSQL audit table and approval queue.
+pub const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A schema of a test's own on [`POSTGRES`] (`warden_it_<tag>_<random>`),
+/// dropped with everything in it when the guard goes.
+pub struct PgSchema(pub String);
+
+impl PgSchema {
+    pub fn new(tag: &str) -> PgSchema {
+        let mut bytes = [0u8; 6];
+        getrandom::fill(&mut bytes).expect("random");
+        let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        PgSchema(format!("warden_it_{tag}_{suffix}"))
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .env("PGOPTIONS", "-c client_min_messages=warning")
+            .args([
+                "-X",
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "test",
+                "-c",
+            ])
+            .arg(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.0))
+            .status();
+    }
+}

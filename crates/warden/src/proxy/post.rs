@@ -474,6 +474,10 @@ async fn tool_call(
     } else {
         tasks::requested(task.as_deref())
     };
+    // A stateless client that declares the tasks extension may be answered
+    // with a task (Warden does so for held calls only).
+    let extension_tasks =
+        session.is_detached() && tasks::declares_tasks_extension(meta.as_deref());
     let facts = facts_for(warden, route, session, headers, &tool)
         .await
         .map_err(|err| Failure::with_id(err, id.clone()))?;
@@ -643,7 +647,8 @@ async fn tool_call(
         ),
     })?;
     let tool_name = tool.clone();
-    let task_owner = as_task.map(|_| tasks::owner(route, session, &principal));
+    let task_owner = (as_task.is_some() || extension_tasks)
+        .then(|| tasks::owner(route, session, &principal));
     let mut call = ToolCall {
         route: route.path.clone(),
         session: agent_session,
@@ -717,11 +722,15 @@ async fn tool_call(
     if held_tier
         && warden.approvals.is_some()
         && call.dry_run == warden_pipeline::DryRun::No
-        && let Some(ttl) = as_task
+        && (as_task.is_some() || extension_tasks)
         && let Some(owner) = task_owner.clone()
     {
+        let shape = match as_task {
+            Some(ttl) => tasks::Shape::Legacy(ttl),
+            None => tasks::Shape::Extension,
+        };
         return Ok(tasks::held_as_task(
-            warden, route, owner, ttl, call, revision, end,
+            warden, route, owner, shape, call, revision, end,
         ));
     }
     // A held call with a progress token waits in a stream of progress

@@ -45,6 +45,8 @@ const METHOD_TASKS_RESULT: &str = "tasks/result";
 const METHOD_TASKS_CANCEL: &str = "tasks/cancel";
 /// `tasks/list`.
 const METHOD_TASKS_LIST: &str = "tasks/list";
+/// `tasks/update` (the tasks extension: input for a task).
+const METHOD_TASKS_UPDATE: &str = "tasks/update";
 /// The status notification sent on a waiting `tasks/result` stream.
 const NOTIFICATION_TASK_STATUS: &str = "notifications/tasks/status";
 
@@ -83,12 +85,70 @@ pub(super) fn owner(route: &Route, session: &Session, principal: &Arc<Principal>
     }
 }
 
+/// Which tasks a call speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Shape {
+    /// MCP 2025-11-25 `params.task` (the agent's `ttl`, if it gave one).
+    Legacy(Option<u64>),
+    /// The 2026-07-28 `io.modelcontextprotocol/tasks` extension.
+    Extension,
+}
+
+/// The tasks extension's name.
+const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
+
+/// Whether a stateless request's `_meta` declares the tasks extension
+/// among its client capabilities.
+pub(super) fn declares_tasks_extension(meta: Option<&RawValue>) -> bool {
+    meta.and_then(|m| serde_json::from_str::<Value>(m.get()).ok())
+        .and_then(|m| {
+            m.get(mcp::META_CLIENT_CAPABILITIES)?
+                .get("extensions")?
+                .get(TASKS_EXTENSION)
+                .map(Value::is_object)
+        })
+        .unwrap_or(false)
+}
+
+/// A task as the tasks extension shows it: flat, `ttlMs` and
+/// `pollIntervalMs`, with `resultType`; `answer`, once the task has ended,
+/// inline (`result`, or `error` for a JSON-RPC error: an `isError` tool
+/// result is `completed` there, not `failed`).
+fn extension_view(view: &TaskView, result_type: &str, answer: Option<&TaskAnswer>) -> Value {
+    let mut task = view.task.clone();
+    if let Some(object) = task.as_object_mut() {
+        if let Some(ttl) = object.remove("ttl") {
+            object.insert("ttlMs".into(), ttl);
+        }
+        if let Some(poll) = object.remove("pollInterval") {
+            object.insert("pollIntervalMs".into(), poll);
+        }
+        object.insert("resultType".into(), json!(result_type));
+        match answer {
+            Some(TaskAnswer::Result(result)) => {
+                if view.status != crate::tasks::TaskStatus::Cancelled {
+                    object.insert("status".into(), json!("completed"));
+                }
+                object.insert("result".into(), result.clone());
+            }
+            Some(TaskAnswer::Error(error)) => {
+                object.insert("error".into(), error.clone());
+            }
+            None => {}
+        }
+    }
+    task
+}
+
 /// The `CreateTaskResult` answering `id_json`.
-fn created(id_json: &str, view: &TaskView, immediate: &str) -> Bytes {
-    let result = json!({
-        "task": view.task,
-        "_meta": {META_IMMEDIATE_RESPONSE: immediate},
-    });
+fn created(id_json: &str, view: &TaskView, immediate: &str, shape: Shape) -> Bytes {
+    let result = match shape {
+        Shape::Legacy(_) => json!({
+            "task": view.task,
+            "_meta": {META_IMMEDIATE_RESPONSE: immediate},
+        }),
+        Shape::Extension => extension_view(view, "task", None),
+    };
     jsonrpc::result_response(id_json, &result.to_string())
 }
 
@@ -116,7 +176,10 @@ pub(super) fn refused_as_task(
         .tasks
         .create_ended(owner, ttl, answer, refusal.message.clone())
     {
-        Ok((_, view)) => json_reply(StatusCode::OK, created(id_json, &view, &refusal.message)),
+        Ok((_, view)) => json_reply(
+            StatusCode::OK,
+            created(id_json, &view, &refusal.message, Shape::Legacy(ttl)),
+        ),
         Err(err) => json_reply(StatusCode::OK, task_error(id_json, &err)),
     }
 }
@@ -163,11 +226,15 @@ pub(super) fn held_as_task(
     warden: &Arc<Warden>,
     route: &Route,
     owner: TaskOwner,
-    ttl: Option<u64>,
+    shape: Shape,
     mut call: ToolCall<Forward>,
     revision: String,
     end: CallEnd,
 ) -> Response<Body> {
+    let ttl = match shape {
+        Shape::Legacy(ttl) => ttl,
+        Shape::Extension => None,
+    };
     let id: Arc<str> = call.id.clone();
     let tool = call.tool.clone();
     // Warden owns the task: the upstream gets the plain call.
@@ -196,7 +263,7 @@ pub(super) fn held_as_task(
     let warden = warden.clone();
     let upstream_timeout = route.upstream.timeout();
     let route_path = route.path.clone();
-    let reply = created(&id, &view, &waiting);
+    let reply = created(&id, &view, &waiting, shape);
     tokio::spawn(async move {
         let answer = match pipeline.oneshot(call).await {
             Ok(ToolOutcome::Forwarded(response)) => {
@@ -319,6 +386,7 @@ pub(super) async fn task_request(
         METHOD_TASKS_RESULT,
         METHOD_TASKS_CANCEL,
         METHOD_TASKS_LIST,
+        METHOD_TASKS_UPDATE,
     ]
     .contains(&method)
     {
@@ -327,6 +395,10 @@ pub(super) async fn task_request(
     let (task_id, cursor) = task_params(message);
     let id = message.id_json();
     let owner = owner(route, session, principal);
+    if session.is_detached() {
+        let task_id = task_id.filter(|t| TaskBoard::is_wardens(t))?;
+        return Some(Ok(extension_request(warden, method, &task_id, &owner, id).await));
+    }
     if method == METHOD_TASKS_LIST {
         return list(warden, route, session, headers, message, &owner, cursor).await;
     }
@@ -364,6 +436,56 @@ pub(super) async fn task_request(
         }
         _ => Some(Ok(result_of(warden, &task_id, &owner, id))),
     }
+}
+
+/// A tasks-extension request (2026-07-28) about one of Warden's tasks:
+/// `tasks/get` shows it (with its answer inline once ended),
+/// `tasks/cancel` and `tasks/update` are acknowledged (Warden's tasks
+/// never ask for input); `tasks/result` and `tasks/list` do not exist there.
+async fn extension_request(
+    warden: &Arc<Warden>,
+    method: &str,
+    task_id: &str,
+    owner: &TaskOwner,
+    id: &str,
+) -> Response<Body> {
+    let ack = || jsonrpc::result_response(id, r#"{"resultType":"complete"}"#);
+    let bytes = match method {
+        METHOD_TASKS_GET => match warden.tasks.outcome(task_id, owner) {
+            Ok((view, answer)) => jsonrpc::result_response(
+                id,
+                &extension_view(&view, "complete", answer.as_ref()).to_string(),
+            ),
+            Err(err) => task_error(id, &err),
+        },
+        METHOD_TASKS_CANCEL => {
+            let answer = TaskAnswer::Error(json!({
+                "code": jsonrpc::INTERNAL_ERROR,
+                "message": "The task was cancelled by request; the call was not run.",
+            }));
+            match warden.tasks.cancel(task_id, owner, answer) {
+                Ok((_, held)) => {
+                    if let Some((agent_session, request_id)) = held {
+                        super::post::withdraw(warden, &agent_session, &request_id).await;
+                    }
+                    ack()
+                }
+                // Cancelling an ended task changes nothing.
+                Err(TaskError::Terminal { .. }) => ack(),
+                Err(err) => task_error(id, &err),
+            }
+        }
+        METHOD_TASKS_UPDATE => match warden.tasks.get(task_id, owner) {
+            Ok(_) => ack(),
+            Err(err) => task_error(id, &err),
+        },
+        _ => jsonrpc::error_response(
+            id,
+            jsonrpc::METHOD_NOT_FOUND,
+            &format!("{method} does not exist in the tasks extension; poll tasks/get"),
+        ),
+    };
+    json_reply(StatusCode::OK, bytes)
 }
 
 /// `tasks/result`: the answer at once if the task has ended; else a stream

@@ -512,9 +512,10 @@ async fn bad_requests_to_the_approvals_api_get_clear_errors_and_change_nothing()
     let (status, text) = post(path.clone(), Bytes::from_static(b"not json")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(text.contains("must be JSON"), "{text}");
-    let (status, text) = post(path.clone(), Bytes::from(vec![b'a'; 20 << 10])).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(text.contains("16 KiB"), "{text}");
+    // Past the admin listener's body limit (64 KiB): 413, from the layer.
+    let (status, text) = post(path.clone(), Bytes::from(vec![b'a'; 70 << 10])).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(text.contains("length limit exceeded"), "{text}");
     let (status, _) = post("/approvals/no-such-id/approve".into(), Bytes::new()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = post(format!("/approvals/{id}/sideways"), Bytes::new()).await;

@@ -339,7 +339,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     )?;
     tasks.push(acceptor);
     if let Some(admin) = admin {
-        let service = admin::service(warden.clone());
+        let service = admin::service(warden.clone(), config.admin_tls.is_some());
         tasks.push(tokio::spawn(server::serve(
             admin,
             admin_limits,

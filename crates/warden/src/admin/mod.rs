@@ -8,6 +8,8 @@
 //!   authentication;
 //! - `/approvals…`: the JSON approvals API (`api`), an approver's token
 //!   as `Authorization: Bearer`;
+//! - `/ui/…`: the approvals page (`ui`), server-rendered HTML; an
+//!   approver's token is exchanged once for a session cookie.
 //!
 //! The generic HTTP concerns (request ids, tracing, security headers,
 //! catch-panic, timeout, cross-origin refusal, body limit) are tower-http
@@ -16,6 +18,7 @@
 mod api;
 mod decide;
 mod layers;
+mod ui;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -38,11 +41,17 @@ pub type AdminBody = tower_http::body::Limited<Incoming>;
 /// What the admin handlers share.
 pub struct AdminState {
     warden: Arc<Warden>,
+    /// Whether the admin listener is TLS: the page's cookie is then `Secure`.
+    tls: bool,
+    /// The page's logged-in approvers.
+    sessions: ui::Sessions,
 }
 
 /// The admin listener's whole service: the router inside its layers.
+/// `tls` says whether the listener terminates TLS.
 pub fn service(
     warden: Arc<Warden>,
+    tls: bool,
 ) -> impl tower::Service<
     Request<Incoming>,
     Response = Response<Body>,
@@ -52,7 +61,11 @@ pub fn service(
 + Send
 + Sync
 + 'static {
-    let state = Arc::new(AdminState { warden });
+    let state = Arc::new(AdminState {
+        warden,
+        tls,
+        sessions: ui::Sessions::default(),
+    });
     layers::around(tower::service_fn(move |request: Request<AdminBody>| {
         let state = state.clone();
         async move { Ok::<_, Infallible>(handle(&state, request).await) }
@@ -64,6 +77,9 @@ async fn handle(state: &AdminState, request: Request<AdminBody>) -> Response<Bod
     let path = request.uri().path();
     if path == "/approvals" || path.starts_with("/approvals/") {
         return api::handle(&state.warden, request).await;
+    }
+    if path == "/ui" || path.starts_with("/ui/") {
+        return ui::handle(state, request).await;
     }
     if request.method() != Method::GET {
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into());
@@ -86,7 +102,7 @@ async fn handle(state: &AdminState, request: Request<AdminBody>) -> Response<Bod
         }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /healthz, /readyz or /metrics\n".into(),
+            "not found: try /healthz, /readyz, /metrics or /ui/\n".into(),
         ),
     }
 }

@@ -104,8 +104,10 @@ where
         ))
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
         // A browser's cross-origin POST is refused before its body is
-        // read (Sec-Fetch-Site, else Origin against Host); the page's
-        // forms also carry a per-session token (see `ui`).
+        // read: Sec-Fetch-Site first, Origin against Host only without it
+        // (under `Referrer-Policy: no-referrer` a browser sends the page's
+        // own forms with `Origin: null`). The page's forms also carry a
+        // per-session token (see `ui`).
         .layer(CsrfLayer::new().with_rejection_response(cross_origin))
         .service(inner)
 }

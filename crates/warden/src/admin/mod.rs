@@ -39,7 +39,7 @@ use crate::proxy::relay::{Body, full};
 pub type AdminBody = tower_http::body::Limited<Incoming>;
 
 /// What the admin handlers share.
-pub struct AdminState {
+pub(crate) struct AdminState {
     warden: Arc<Warden>,
     /// Whether the admin listener is TLS: the page's cookie is then `Secure`.
     tls: bool,

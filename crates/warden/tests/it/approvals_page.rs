@@ -379,12 +379,14 @@ async fn forged_cross_site_and_incomplete_forms_decide_nothing() {
     assert!(approval["votes"].as_array().is_some_and(Vec::is_empty));
     assert!(!waiting.is_finished());
 
-    // And a real rejection, with a reason, wakes the call with it.
+    // And a real rejection, with a reason, wakes the call with it. These
+    // are the headers Chromium sends with the page's own form: under
+    // `Referrer-Policy: no-referrer` its `Origin` is `null`.
     let reply = browser
         .post(
             &reject,
             &[("csrf", &csrf), ("reason", "not this customer")],
-            &[("sec-fetch-site", "same-origin")],
+            &[("origin", "null"), ("sec-fetch-site", "same-origin")],
         )
         .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", text(&reply));
@@ -401,6 +403,10 @@ async fn forged_cross_site_and_incomplete_forms_decide_nothing() {
     );
     let page = text(&browser.get(&format!("/ui/approvals/{id}?decided")).await);
     assert!(page.contains("Rejected"), "{page}");
+    // The outcome notice is for the one who voted, whatever the link says.
+    let other = text(&grace.get(&format!("/ui/approvals/{id}?decided")).await);
+    assert!(!other.contains(r#"class="notice"#), "{other}");
+    assert!(other.contains("rejected"), "{other}");
 }
 
 #[tokio::test]

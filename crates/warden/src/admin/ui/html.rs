@@ -141,7 +141,7 @@ pub fn pending(viewer: &Viewer<'_>, list: &[Approval], now_ms: i64) -> String {
     for a in list {
         let _ = writeln!(
             rows,
-            r#"<tr><td><a href="/ui/approvals/{id}">{tool}</a></td><td>{agent}</td><td>{user}</td><td>{age}</td><td>{left}</td><td>{given} of {required}</td></tr>"#,
+            r#"<tr><td><a href="/ui/approvals/{id}">{tool}</a></td><td>{agent}</td><td>{user}</td><td class="when">{age}</td><td class="when">{left}</td><td>{given} of {required}</td></tr>"#,
             id = esc(&a.id),
             tool = esc(&a.call.tool),
             agent = esc(&a.call.principal_agent),
@@ -190,7 +190,7 @@ pub fn history(viewer: &Viewer<'_>, list: &[Approval], now_ms: i64) -> String {
         };
         let _ = writeln!(
             rows,
-            r#"<tr><td><a href="/ui/approvals/{id}">{tool}</a></td><td>{agent}</td><td>{user}</td><td>{status}{ran}</td><td>{when}</td><td>{who}</td><td>{why}</td></tr>"#,
+            r#"<tr><td><a href="/ui/approvals/{id}">{tool}</a></td><td>{agent}</td><td>{user}</td><td>{status}{ran}</td><td class="when">{when}</td><td>{who}</td><td>{why}</td></tr>"#,
             id = esc(&a.id),
             tool = esc(&a.call.tool),
             agent = esc(&a.call.principal_agent),
@@ -248,8 +248,11 @@ pub fn details(
         .ok()
         .and_then(|v| serde_json::to_string_pretty(&v).ok())
         .unwrap_or_else(|| a.call.arguments_shown.clone());
+    // `?decided` is only a hint: the outcome is said to whoever voted.
+    let voted = a.votes.iter().any(|v| v.approver == viewer.approver);
     let notice = match notice {
         Notice::None => String::new(),
+        Notice::Decided if !voted => String::new(),
         Notice::Decided => {
             let said = match a.status {
                 Status::Pending => format!(

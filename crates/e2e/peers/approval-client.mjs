@@ -5,15 +5,18 @@
 // the client calls again with the same arguments until an approver (the
 // test, through Warden's admin API) approves, then gets the tool's result.
 //
-// Usage: node approval-client.mjs URL TOOL ARGS_JSON EXPECTED_TEXT
+// With `--held` (Warden's hold budget longer than the approver takes),
+// the first call itself waits for the decision and gets the result.
+//
+// Usage: node approval-client.mjs URL TOOL ARGS_JSON EXPECTED_TEXT [--held]
 //
 // Prints `ok <check>` / `FAIL <check>: <detail>` lines and `N passed, M failed`.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 
-const [url, tool, argsJson, expected] = process.argv.slice(2);
-if (!url || !tool || !argsJson || !expected) {
-  console.error("usage: node approval-client.mjs URL TOOL ARGS_JSON EXPECTED_TEXT");
+const [url, tool, argsJson, expected, mode] = process.argv.slice(2);
+if (!url || !tool || !argsJson || !expected || (mode !== undefined && mode !== "--held")) {
+  console.error("usage: node approval-client.mjs URL TOOL ARGS_JSON EXPECTED_TEXT [--held]");
   process.exit(2);
 }
 let passed = 0;
@@ -31,7 +34,17 @@ const args = JSON.parse(argsJson);
 const client = new Client({ name: "warden-e2e-approvals", version: "1.0.0" });
 try {
   await client.connect(new StreamableHTTPClientTransport(new URL(url)));
-  const first = await client.callTool({ name: tool, arguments: args });
+  // Held mode says why, as an agent should: approvers see the rationale.
+  const meta = mode === "--held" ? { "warden/rationale": "The user asked for the total of two line items." } : undefined;
+  const first = await client.callTool({ name: tool, arguments: args, _meta: meta });
+  if (mode === "--held") {
+    // One call, held until an approver decides: its result is the tool's.
+    const text = (first?.content ?? []).map((c) => c.text ?? "").join("");
+    check("held-call-ran", !first.isError && text.includes(expected), JSON.stringify(first));
+    await client.close();
+    console.log(`${passed} passed, ${failed} failed`);
+    process.exit(failed === 0 ? 0 : 1);
+  }
   const warden = first.structuredContent?.warden ?? {};
   check("first-call-pending", first.isError === true && warden.decision === "pending", JSON.stringify(first));
   const id = first.structuredContent?.approval?.id;

@@ -164,6 +164,18 @@ impl Drop for Listening {
     }
 }
 
+impl Approvals {
+    /// The approver `token` belongs to, if any: the one check every way in
+    /// (the API's bearer token, the page's login) uses. Compared with every
+    /// configured SHA-256 in constant time; surrounding white space (a
+    /// pasted newline) is not part of a token.
+    pub fn approver(&self, token: &str) -> Option<Arc<str>> {
+        self.approvers
+            .check(token.trim())
+            .map(|principal| principal.agent.clone())
+    }
+}
+
 impl ApprovalsConfig {
     /// Open the queue (on the runtime Warden runs on: with PostgreSQL, a
     /// task there wakes the requests held here when another replica

@@ -343,11 +343,15 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     )?;
     tasks.push(acceptor);
     if let Some(admin) = admin {
-        let state = warden.clone();
+        let service = admin::service(warden.clone(), config.admin_tls.is_some());
         tasks.push(tokio::spawn(server::serve(
             admin,
             admin_limits,
-            move |request| admin::handle(state.clone(), request),
+            move |request| {
+                use tower::ServiceExt;
+                let answer = service.clone().oneshot(request);
+                async move { answer.await.unwrap_or_else(|never| match never {}) }
+            },
             stopped.clone(),
         )));
     }

@@ -1,8 +1,9 @@
 //! `cargo xtask test`: install what the tests need (pinned npm and PyPI
-//! packages, if missing), check the local services answer, then run every
-//! check CI runs: fmt, clippy, docs, policy files, the whole test suite
-//! (unit, integration, end-to-end with the official SDKs, conformance), a
-//! build of the benchmarks, and a short bounded run of each fuzz target.
+//! packages and Debian's Chromium, if missing), check the local services
+//! answer, then run every check CI runs: fmt, clippy, docs, policy files,
+//! the whole test suite (unit, integration, end-to-end with the official
+//! SDKs and a browser, conformance), a build of the benchmarks, and a
+//! short bounded run of each fuzz target.
 //!
 //! `cargo xtask deps` only installs; `cargo xtask test --quick` skips fmt,
 //! clippy, docs, the benchmark build and the fuzzing; `cargo xtask fuzz` only
@@ -229,11 +230,12 @@ fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Install the pinned test dependencies (cargo-fuzz, the end-to-end peers'
-/// npm and PyPI packages) when missing or changed.
+/// Install the pinned test dependencies (cargo-fuzz, Debian's Chromium, the
+/// end-to-end peers' npm and PyPI packages) when missing or changed.
 fn deps(root: &Path) -> Result {
     ensure_services();
     ensure_cargo_fuzz(&cargo())?;
+    ensure_chromium()?;
     let e2e = root.join("crates/e2e");
     for dir in ["peers", "conformance"] {
         let dir = e2e.join(dir);
@@ -281,6 +283,34 @@ fn deps(root: &Path) -> Result {
         }
     }
     Ok(())
+}
+
+/// The approvals page's end-to-end test drives Debian's Chromium through
+/// Playwright (`playwright-core` downloads no browser, and nothing but the
+/// package registries can be reached). Installed when missing; CI runs as
+/// root.
+fn ensure_chromium() -> Result {
+    if Path::new("/usr/bin/chromium").is_file() {
+        eprintln!("==> Chromium is installed");
+        return Ok(());
+    }
+    run(
+        "apt-get update",
+        Command::new("apt-get").args(["update", "-qq"]),
+    )?;
+    run(
+        "apt-get install chromium chromium-driver",
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args([
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "chromium",
+                "chromium-driver",
+            ]),
+    )
 }
 
 fn ensure_cargo_fuzz(cargo: &str) -> Result {

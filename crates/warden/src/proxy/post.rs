@@ -476,8 +476,7 @@ async fn tool_call(
     };
     // A stateless client that declares the tasks extension may be answered
     // with a task (Warden does so for held calls only).
-    let extension_tasks =
-        session.is_detached() && tasks::declares_tasks_extension(meta.as_deref());
+    let extension_tasks = session.is_detached() && tasks::declares_tasks_extension(meta.as_deref());
     let facts = facts_for(warden, route, session, headers, &tool)
         .await
         .map_err(|err| Failure::with_id(err, id.clone()))?;
@@ -647,8 +646,8 @@ async fn tool_call(
         ),
     })?;
     let tool_name = tool.clone();
-    let task_owner = (as_task.is_some() || extension_tasks)
-        .then(|| tasks::owner(route, session, &principal));
+    let task_owner =
+        (as_task.is_some() || extension_tasks).then(|| tasks::owner(route, session, &principal));
     let mut call = ToolCall {
         route: route.path.clone(),
         session: agent_session,

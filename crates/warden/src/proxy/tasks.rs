@@ -397,7 +397,9 @@ pub(super) async fn task_request(
     let owner = owner(route, session, principal);
     if session.is_detached() {
         let task_id = task_id.filter(|t| TaskBoard::is_wardens(t))?;
-        return Some(Ok(extension_request(warden, method, &task_id, &owner, id).await));
+        return Some(Ok(
+            extension_request(warden, method, &task_id, &owner, id).await
+        ));
     }
     if method == METHOD_TASKS_LIST {
         return list(warden, route, session, headers, message, &owner, cursor).await;

@@ -67,7 +67,7 @@ fn policy_check_reports_every_error_with_line_and_column() {
                 "{name}:2:10: unknown default \"maybe\" (expected read-only-hint, allow or deny)"
             ),
             format!(
-                "{name}:4:6: unknown tier \"wirte\" for tool \"a\" (expected read, write, approve or deny)"
+                "{name}:4:6: unknown tier \"wirte\" for tool \"a\" (expected read, write, confirm, approve or deny)"
             ),
         ]
     );

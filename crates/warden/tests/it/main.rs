@@ -2,6 +2,7 @@
 //! a real (demo or purpose-built) upstream, driven over HTTP.
 
 mod approvals;
+mod approvals_page;
 mod approvals_postgres;
 mod audit_postgres;
 mod audit_trail;

@@ -798,3 +798,97 @@ async fn a_confirm_tier_stateless_call_asks_with_a_sealed_state_that_works_once_
     .await;
     assert_refused(&refused, "pay", "confirmation-required");
 }
+
+/// A stateless `tasks/*` request naming `task_id`.
+async fn task_request(agent: &Agent, id: u64, method: &str, task_id: &str) -> Value {
+    post(
+        agent,
+        &json!({"jsonrpc": "2.0", "id": id, "method": method,
+            "params": {"taskId": task_id, "_meta": meta()}}),
+        &[
+            ("mcp-protocol-version", REVISION),
+            ("mcp-method", method),
+            ("mcp-name", task_id),
+        ],
+    )
+    .await
+    .json()
+}
+
+#[tokio::test]
+async fn a_held_stateless_call_is_a_task_for_a_client_declaring_the_tasks_extension() {
+    use crate::approvals::{GRACE, admin, approvals, staged};
+    let (url, seen) = stateless_upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let warden = WardenBuilder::new(&url)
+        .policy("version: 1\ntools:\n  pay: approve\n")
+        .approvals(approvals(tmp.path(), std::time::Duration::from_millis(200)))
+        .start()
+        .await;
+    let agent = Agent::new(&warden.url);
+    let mut with_tasks = meta();
+    with_tasks["io.modelcontextprotocol/clientCapabilities"]["extensions"] =
+        json!({"io.modelcontextprotocol/tasks": {}});
+    let created = call(
+        &agent,
+        1,
+        "pay",
+        json!({"arguments": {"amount": 5}, "_meta": with_tasks}),
+    )
+    .await
+    .json();
+    let task = &created["result"];
+    assert_eq!(task["resultType"], "task", "{created}");
+    assert_eq!(task["status"], "working");
+    assert!(
+        task["ttlMs"].is_u64() && task["pollIntervalMs"].is_u64(),
+        "{task}"
+    );
+    let task_id = task["taskId"].as_str().expect("task id").to_owned();
+    let polled = task_request(&agent, 2, "tasks/get", &task_id).await;
+    assert_eq!(polled["result"]["resultType"], "complete", "{polled}");
+    assert_eq!(polled["result"]["status"], "working");
+    assert_eq!(calls_seen(&seen), 0);
+
+    let approval = staged(&warden, GRACE).await;
+    let (status, _) = admin(
+        &warden,
+        http::Method::POST,
+        &format!("/approvals/{approval}/approve"),
+        GRACE,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let done = loop {
+        let polled = task_request(&agent, 3, "tasks/get", &task_id).await;
+        if polled["result"]["status"] != "working" {
+            break polled;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never completed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(done["result"]["status"], "completed", "{done}");
+    // The upstream (a 2026-07-28 server) asked its own question: that is
+    // the call's result, inline.
+    assert_eq!(
+        done["result"]["result"]["resultType"], "input_required",
+        "{done}"
+    );
+    assert_eq!(calls_seen(&seen), 1);
+    // No tasks/result in the extension; cancelling an ended task is a no-op.
+    let missing = task_request(&agent, 4, "tasks/result", &task_id).await;
+    assert_eq!(missing["error"]["code"], -32601, "{missing}");
+    let cancelled = task_request(&agent, 5, "tasks/cancel", &task_id).await;
+    assert_eq!(cancelled["result"]["resultType"], "complete", "{cancelled}");
+
+    // Without the extension declared, the same call is held the plain way.
+    let pending = call(&agent, 6, "pay", json!({"arguments": {"amount": 7}}))
+        .await
+        .json();
+    assert_eq!(
+        pending["result"]["structuredContent"]["warden"]["reason"], "pending-approval",
+        "{pending}"
+    );
+}

@@ -304,7 +304,10 @@ where
             }
             let asked = Asked::of(&call);
             match hold(&settings, &policy, &asked).await {
-                Ok(Held::Run) => inner.call(call).await,
+                Ok(Held::Run(note)) => {
+                    call.approval_note.set(note);
+                    inner.call(call).await
+                }
                 Ok(Held::Answer(refusal)) => Ok(ToolOutcome::Refused(refusal)),
                 Err(err) => {
                     tracing::error!(tool = %call.tool, error = %err, "Approval queue failed; the held call is refused.");
@@ -361,7 +364,8 @@ fn gate_of<C>(call: &ToolCall<C>, policy: &SharedPolicy) -> Gate {
 }
 
 enum Held {
-    Run,
+    /// Run it; the note says who approved it.
+    Run(Value),
     Answer(Refusal),
 }
 
@@ -538,7 +542,10 @@ async fn hold(
         Status::Approved => {
             if settings.store.claim_execution(&id, now_ms()).await? {
                 tracing::info!(tool = %tool, approval = %id, approver = %by, "Held call approved; it runs now.");
-                Held::Run
+                Held::Run(json!({
+                    "id": id,
+                    "approvers": outcome.votes.iter().map(|v| v.approver.clone()).collect::<Vec<_>>(),
+                }))
             } else {
                 Held::Answer(answer(
                     tool,

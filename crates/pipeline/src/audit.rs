@@ -533,6 +533,7 @@ mod tests {
             input_schema: None,
             as_task: false,
             confirmed: false,
+            approval_note: Default::default(),
             meta: crate::CallMeta::default(),
             tap: crate::ReplyTap::default(),
             message: Bytes::from_static(b"{}"),

@@ -43,6 +43,9 @@ pub struct ToolCall<C> {
     /// The user the agent acts for confirmed this call in their own client
     /// (a `confirm`-tier call Warden asked about through elicitation).
     pub confirmed: bool,
+    /// Set by the hold layer when the call runs on an approval: what the
+    /// result's `_meta["warden/approval"]` tells the agent.
+    pub approval_note: ApprovalNote,
     /// What the call says about itself (model, conversation, trace...).
     pub meta: CallMeta,
     /// Where layers ask to be told what became of the call once forwarded.
@@ -51,6 +54,26 @@ pub struct ToolCall<C> {
     pub message: Bytes,
     /// What the transport's forwarder needs (upstream session, headers).
     pub context: C,
+}
+
+/// Who approved a held call, for the result's `_meta` (shared between the
+/// layer that knows and the transport that writes the reply).
+#[derive(Debug, Clone, Default)]
+pub struct ApprovalNote(Arc<std::sync::OnceLock<serde_json::Value>>);
+
+impl ApprovalNote {
+    /// `_meta` key of the note on an approved call's result.
+    pub const META_KEY: &'static str = "warden/approval";
+
+    /// Note the approval (the first note stays).
+    pub fn set(&self, note: serde_json::Value) {
+        let _ = self.0.set(note);
+    }
+
+    /// The note, if the call ran on an approval.
+    pub fn get(&self) -> Option<&serde_json::Value> {
+        self.0.get()
+    }
 }
 
 /// What became of a call.

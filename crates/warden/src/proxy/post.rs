@@ -661,6 +661,7 @@ async fn tool_call(
         input_schema,
         as_task: false,
         confirmed: false,
+        approval_note: warden_pipeline::ApprovalNote::default(),
         meta,
         tap,
         message: forwarded,
@@ -740,6 +741,7 @@ async fn tool_call(
         && call.dry_run == warden_pipeline::DryRun::No
         && let Some(token) = call.meta.progress_token.clone()
     {
+        let note = call.approval_note.clone();
         let outcome = route.pipeline.clone().oneshot(call);
         return Ok(held_with_progress(
             Box::pin(outcome),
@@ -752,13 +754,16 @@ async fn tool_call(
                 lane: reply_lane,
                 every: approvals.progress_every,
                 end,
+                note,
             },
         ));
     }
+    let note = call.approval_note.clone();
     match route.pipeline.clone().oneshot(call).await {
         Ok(ToolOutcome::Forwarded(response)) => {
             route.counters.allowed.inc();
             warden.end_if_gone(route, session, response.status()).await;
+            let response = tasks::with_approval_note(response, &id, note.get()).await;
             Ok(relay::relay_in_lane(response, Some(session), reply_lane))
         }
         Ok(ToolOutcome::Refused(refusal)) => {
@@ -784,6 +789,7 @@ struct HeldStream {
     lane: Option<usize>,
     every: std::time::Duration,
     end: tasks::CallEnd,
+    note: warden_pipeline::ApprovalNote,
 }
 
 type HeldOutcome = std::pin::Pin<
@@ -812,6 +818,7 @@ fn held_with_progress(outcome: HeldOutcome, held: HeldStream) -> Response<Body> 
                             let next = match out {
                                 Ok(ToolOutcome::Forwarded(response)) => {
                                     held.end.allowed.inc();
+                                    let response = tasks::with_approval_note(response, &held.id, held.note.get()).await;
                                     let response = relay::relay_in_lane(response, Some(&held.session), held.lane);
                                     if is_event_stream(response.headers()) {
                                         return Some((Ok(Bytes::new()), State::Relaying(response.into_body())));

@@ -259,6 +259,7 @@ pub(super) fn held_as_task(
         Err(err) => return json_reply(StatusCode::OK, task_error(&id, &err)),
     };
     tracing::info!(task = %task_id, tool = %tool, "Held call runs as a Warden task.");
+    let note = call.approval_note.clone();
     let pipeline = route.pipeline.clone();
     let warden = warden.clone();
     let upstream_timeout = route.upstream.timeout();
@@ -272,7 +273,13 @@ pub(super) fn held_as_task(
                     .tasks
                     .update_message(&task_id, format!("'{tool}' was approved and is running."));
                 match reply_message(response, &id, upstream_timeout).await {
-                    Ok(message) => TaskAnswer::of_response(&message),
+                    Ok(message) => {
+                        let message = note
+                            .get()
+                            .and_then(|note| noted(&message, note))
+                            .unwrap_or(message);
+                        TaskAnswer::of_response(&message)
+                    }
                     Err(err) => {
                         tracing::warn!(task = %task_id, route = %route_path, error = %err, "The approved call's reply could not be read.");
                         TaskAnswer::of_response(&err.body(&id))
@@ -302,6 +309,59 @@ pub(super) fn held_as_task(
         warden.tasks.finish(&task_id, answer, said);
     });
     json_reply(StatusCode::OK, reply)
+}
+
+/// `message` (a JSON-RPC response) with `note` as its result's
+/// `_meta["warden/approval"]`; unchanged if it has no object result.
+fn noted(message: &[u8], note: &Value) -> Option<Bytes> {
+    let mut value: Value = serde_json::from_slice(message).ok()?;
+    let result = value.get_mut("result")?.as_object_mut()?;
+    let meta = result
+        .entry("_meta")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()?;
+    meta.insert(warden_pipeline::ApprovalNote::META_KEY.into(), note.clone());
+    serde_json::to_vec(&value).ok().map(Bytes::from)
+}
+
+/// The upstream's reply to an approved call with the approval noted in
+/// its result's `_meta` (the response message to `id_json`, whether the
+/// reply is one JSON body or a stream).
+pub(super) async fn with_approval_note(
+    response: Response<Body>,
+    id_json: &str,
+    note: Option<&Value>,
+) -> Response<Body> {
+    let Some(note) = note.cloned() else {
+        return response;
+    };
+    let (mut parts, body) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    if is_event_stream(&parts.headers) {
+        let wanted: Value = serde_json::from_str(id_json).unwrap_or(Value::Null);
+        let events = relay::sse_events(body).map(move |event| {
+            let mut event = event?;
+            if let Some(data) = &event.data
+                && serde_json::from_str::<Value>(data)
+                    .is_ok_and(|v| v.get("id") == Some(&wanted) && v.get("result").is_some())
+                && let Some(edited) = noted(data.as_bytes(), &note)
+            {
+                event.data = Some(String::from_utf8_lossy(&edited).into_owned());
+            }
+            Ok(event.encode())
+        });
+        return streaming(parts, events);
+    }
+    match relay::collect_capped(body, MAX_INSPECTED_REPLY).await {
+        Ok(bytes) => {
+            let out = noted(&bytes, &note).unwrap_or(bytes);
+            Response::from_parts(parts, relay::full(out))
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "An approved call's reply could not be read whole.");
+            Response::from_parts(parts, relay::empty())
+        }
+    }
 }
 
 /// The JSON-RPC response to `id_json` in an upstream reply (one JSON body,

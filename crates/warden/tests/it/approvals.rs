@@ -159,6 +159,11 @@ async fn a_held_call_is_pending_then_approved_then_runs_once_when_called_again()
     assert_eq!(decided["status"], "approved");
     let ran = warden_result(&agent.call(3, "send_invoice", invoice(500)).await);
     assert_eq!(ran["isError"], Value::Null, "{ran}");
+    assert_eq!(
+        ran["_meta"]["warden/approval"],
+        json!({"id": id, "approvers": ["grace"]}),
+        "the approver is noted: {ran}"
+    );
     assert_eq!(demo.invoices_sent(), 1);
     // Not twice: the next identical call is a new approval.
     let next = warden_result(&agent.call(4, "send_invoice", invoice(500)).await);
@@ -387,6 +392,10 @@ async fn a_call_with_a_progress_token_hears_it_waits_past_the_budget_then_gets_i
     let last = messages.last().expect("an outcome");
     assert_eq!(last["id"], 9);
     assert_eq!(last["result"]["isError"], Value::Null, "{last}");
+    assert_eq!(
+        last["result"]["_meta"]["warden/approval"]["id"],
+        id.as_str()
+    );
     assert_eq!(demo.invoices_sent(), 1);
 }
 
@@ -643,6 +652,10 @@ async fn a_task_augmented_held_call_is_a_warden_task_until_decided() {
     assert_eq!(
         result["result"]["_meta"]["io.modelcontextprotocol/related-task"]["taskId"],
         task_id.as_str()
+    );
+    assert_eq!(
+        result["result"]["_meta"]["warden/approval"]["approvers"],
+        json!(["grace"])
     );
     assert_eq!(demo.invoices_sent(), 1);
     let done = agent

@@ -108,28 +108,44 @@ enum ApprovalsCommand {
     /// Approve a held call (a running Warden sees it at once with a
     /// PostgreSQL queue, within half a second with SQLite).
     Approve {
-        /// The config file.
-        #[arg(long, env = WARDEN_CONFIG)]
-        config: PathBuf,
+        /// The config file (not needed with `--admin`).
+        #[arg(long, env = WARDEN_CONFIG, required_unless_present = "admin")]
+        config: Option<PathBuf>,
         /// The approval's id.
         id: String,
-        /// Who decides (an approver's name).
-        #[arg(long = "as")]
-        approver: String,
+        /// Who decides (an approver's name), deciding in the store directly.
+        #[arg(long = "as", required_unless_present = "admin")]
+        approver: Option<String>,
+        /// Decide through a running Warden's admin API instead (the
+        /// decision is audited and wakes the held call at once); the
+        /// approver's token is read from `WARDEN_APPROVER_TOKEN`.
+        #[arg(long, conflicts_with = "approver")]
+        admin: Option<String>,
+        /// A PEM file of CAs for an `https` admin URL (default: the system's).
+        #[arg(long, requires = "admin")]
+        ca_file: Option<PathBuf>,
         /// Why (optional).
         #[arg(long)]
         reason: Option<String>,
     },
     /// Reject a held call.
     Reject {
-        /// The config file.
-        #[arg(long, env = WARDEN_CONFIG)]
-        config: PathBuf,
+        /// The config file (not needed with `--admin`).
+        #[arg(long, env = WARDEN_CONFIG, required_unless_present = "admin")]
+        config: Option<PathBuf>,
         /// The approval's id.
         id: String,
-        /// Who decides (an approver's name).
-        #[arg(long = "as")]
-        approver: String,
+        /// Who decides (an approver's name), deciding in the store directly.
+        #[arg(long = "as", required_unless_present = "admin")]
+        approver: Option<String>,
+        /// Decide through a running Warden's admin API instead (the
+        /// decision is audited and wakes the held call at once); the
+        /// approver's token is read from `WARDEN_APPROVER_TOKEN`.
+        #[arg(long, conflicts_with = "approver")]
+        admin: Option<String>,
+        /// A PEM file of CAs for an `https` admin URL (default: the system's).
+        #[arg(long, requires = "admin")]
+        ca_file: Option<PathBuf>,
         /// Why (required: the agent is told).
         #[arg(long)]
         reason: String,
@@ -287,11 +303,44 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
 async fn approvals(command: ApprovalsCommand) -> anyhow::Result<()> {
     use warden_approvals::{Status, Verdict};
     let config_path = match &command {
-        ApprovalsCommand::List { config, .. }
-        | ApprovalsCommand::Show { config, .. }
-        | ApprovalsCommand::Approve { config, .. }
-        | ApprovalsCommand::Reject { config, .. } => config.clone(),
+        ApprovalsCommand::List { config, .. } | ApprovalsCommand::Show { config, .. } => {
+            Some(config.clone())
+        }
+        ApprovalsCommand::Approve { config, .. } | ApprovalsCommand::Reject { config, .. } => {
+            config.clone()
+        }
     };
+    match &command {
+        ApprovalsCommand::Approve {
+            id,
+            admin: Some(admin),
+            ca_file,
+            reason,
+            ..
+        } => {
+            return decide_through_admin(
+                admin,
+                ca_file.as_deref(),
+                id,
+                "approve",
+                reason.as_deref(),
+            )
+            .await;
+        }
+        ApprovalsCommand::Reject {
+            id,
+            admin: Some(admin),
+            ca_file,
+            reason,
+            ..
+        } => {
+            anyhow::ensure!(!reason.trim().is_empty(), "a rejection needs a reason");
+            return decide_through_admin(admin, ca_file.as_deref(), id, "reject", Some(reason))
+                .await;
+        }
+        _ => {}
+    }
+    let config_path = config_path.context("name the config file with --config")?;
     let config = Config::from_file(&config_path)?;
     let settings = config
         .approvals
@@ -386,20 +435,92 @@ async fn approvals(command: ApprovalsCommand) -> anyhow::Result<()> {
         }
         ApprovalsCommand::Approve {
             id,
-            approver,
+            approver: Some(approver),
             reason,
             ..
         } => decide(id, approver, Verdict::Approve, reason).await,
         ApprovalsCommand::Reject {
             id,
-            approver,
+            approver: Some(approver),
             reason,
             ..
         } => {
             anyhow::ensure!(!reason.trim().is_empty(), "a rejection needs a reason");
             decide(id, approver, Verdict::Reject, Some(reason)).await
         }
+        // With `--admin` the command never gets here (see `approvals`).
+        ApprovalsCommand::Approve { .. } | ApprovalsCommand::Reject { .. } => {
+            anyhow::bail!("name the approver with --as, or decide through --admin")
+        }
     }
+}
+
+/// The environment variable the approver's token is read from (never
+/// from argv, where other users of the host could read it).
+const APPROVER_TOKEN_ENV: &str = "WARDEN_APPROVER_TOKEN";
+
+/// `approve`/`reject` through a running Warden's admin API at `admin`.
+async fn decide_through_admin(
+    admin: &str,
+    ca_file: Option<&std::path::Path>,
+    id: &str,
+    verdict: &str,
+    reason: Option<&str>,
+) -> anyhow::Result<()> {
+    use http_body_util::BodyExt;
+    let token = std::env::var(APPROVER_TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .with_context(|| format!("set {APPROVER_TOKEN_ENV} to your approver token"))?;
+    let base = admin.trim_end_matches('/');
+    let url: http::Uri = format!("{base}/approvals/{id}/{verdict}")
+        .parse()
+        .with_context(|| format!("{admin} is not a URL"))?;
+    let tls = warden_identity::tls::client_config(ca_file).context("TLS for the admin URL")?;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(connector);
+    let body = serde_json::json!({ "reason": reason }).to_string();
+    let request = http::Request::post(url)
+        .header(
+            http::header::AUTHORIZATION,
+            format!("Bearer {}", token.trim()),
+        )
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .context("building the request")?;
+    let response =
+        tokio::time::timeout(std::time::Duration::from_secs(30), client.request(request))
+            .await
+            .context("the admin API did not answer within 30 s")?
+            .with_context(|| format!("reaching {base}"))?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    if !status.is_success() {
+        let said = value["error"].as_str().unwrap_or("no explanation given");
+        anyhow::bail!("the admin API refused the decision ({status}): {said}");
+    }
+    println!(
+        "{}  {}  {}  {}",
+        value["id"].as_str().unwrap_or(id),
+        value["status"].as_str().unwrap_or("?"),
+        value["route"].as_str().unwrap_or(""),
+        value["tool"].as_str().unwrap_or("")
+    );
+    Ok(())
 }
 
 fn auth(command: AuthCommand) -> anyhow::Result<()> {

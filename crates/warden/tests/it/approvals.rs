@@ -839,3 +839,59 @@ async fn a_confirm_tier_call_runs_only_when_the_user_ticks_yes_in_their_client()
         "so is the decline"
     );
 }
+
+#[tokio::test]
+async fn the_cli_decides_through_the_admin_api_with_the_token_from_the_environment() {
+    let (upstream, demo) = demo_upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let warden = WardenBuilder::new(&upstream)
+        .policy("version: 1\ntools:\n  send_invoice: approve\n")
+        .approvals(approvals(tmp.path(), Duration::from_secs(20)))
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    let waiting = in_background(&agent, call_of(1, "send_invoice", invoice(9)));
+    let id = staged(&warden, GRACE).await;
+    let admin_url = format!("http://{}", warden.running.admin_addr.expect("admin"));
+    // Run on the runtime (the in-process Warden must keep answering).
+    let cli = async |token: &str, args: &[&str]| {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(args)
+            .env("WARDEN_APPROVER_TOKEN", token)
+            .env_remove("WARDEN_CONFIG")
+            .output()
+            .await
+            .expect("runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let args = [
+        "approvals",
+        "reject",
+        &id,
+        "--admin",
+        &admin_url,
+        "--reason",
+        "not today",
+    ];
+    let (ok, _, refused) = cli("wdn_nobody", &args).await;
+    assert!(!ok && refused.contains("401"), "{refused}");
+    assert!(
+        !refused.contains("wdn_nobody"),
+        "the token is never echoed: {refused}"
+    );
+    let (ok, said, err) = cli(LINUS, &args).await;
+    assert!(ok, "{err}");
+    assert!(said.contains("rejected"), "{said}");
+    let result = warden_result(&waiting.await.expect("returns"));
+    let text = result["content"][0]["text"].as_str().expect("text");
+    assert!(
+        text.contains("linus") && text.contains("not today"),
+        "{text}"
+    );
+    assert_eq!(demo.invoices_sent(), 0);
+}

@@ -34,6 +34,9 @@ pub enum CatalogueError {
 pub struct Catalogue {
     tools: HashMap<String, ToolFacts>,
     schemas: HashMap<String, Arc<str>>,
+    /// Tools the upstream runs as tasks itself (`execution.taskSupport`
+    /// `optional` or `required`).
+    task_tools: std::collections::HashSet<String>,
 }
 
 impl Catalogue {
@@ -47,10 +50,18 @@ impl Catalogue {
         self.schemas.get(tool).cloned()
     }
 
+    /// Whether the upstream runs `tool` as a task itself when asked.
+    pub fn runs_as_task(&self, tool: &str) -> bool {
+        self.task_tools.contains(tool)
+    }
+
     /// Add one listed page (pages of a paginated list accumulate).
     pub fn merge(&mut self, page: &ListedPage) {
         for (name, facts) in &page.tools {
             self.tools.insert(name.clone(), *facts);
+        }
+        for name in &page.task_tools {
+            self.task_tools.insert(name.clone());
         }
         for (name, schema) in &page.schemas {
             self.schemas.insert(name.clone(), schema.clone());
@@ -75,6 +86,8 @@ pub struct ListedPage {
     pub tools: Vec<(String, ToolFacts)>,
     /// The tools' `inputSchema`s, as JSON text (interned).
     pub schemas: Vec<(String, Arc<str>)>,
+    /// The tools the upstream runs as tasks itself.
+    pub task_tools: Vec<String>,
     /// The cursor of the next page, if any.
     pub next_cursor: Option<String>,
 }
@@ -237,6 +250,7 @@ fn inspect(
     let mut page = ListedPage {
         tools: Vec::with_capacity(tools.len()),
         schemas: Vec::with_capacity(tools.len()),
+        task_tools: Vec::new(),
         next_cursor,
     };
     let before = tools.len();
@@ -252,6 +266,13 @@ fn inspect(
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
         };
+        if matches!(
+            tool.pointer("/execution/taskSupport")
+                .and_then(Value::as_str),
+            Some("optional" | "required")
+        ) {
+            page.task_tools.push(name.clone());
+        }
         if let Some(schema) = tool.get("inputSchema") {
             page.schemas
                 .push((name.clone(), intern(schema.to_string())));

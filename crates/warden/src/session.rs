@@ -323,6 +323,13 @@ impl Session {
         self.tools.lock().ok()?.catalogue.input_schema(tool)
     }
 
+    /// Whether the upstream runs `tool` as a task itself when asked.
+    pub fn upstream_runs_as_task(&self, tool: &str) -> bool {
+        self.tools
+            .lock()
+            .is_ok_and(|known| known.catalogue.runs_as_task(tool))
+    }
+
     /// What Warden knows about `tool`, trusting nothing older than `ttl`.
     pub fn lookup(&self, tool: &str, ttl: Duration) -> Lookup {
         let now_ms = self.now_ms();
@@ -567,6 +574,7 @@ mod tests {
     fn page(tool: &str) -> ListedPage {
         ListedPage {
             schemas: Vec::new(),
+            task_tools: Vec::new(),
             tools: vec![(tool.into(), READ_ONLY)],
             next_cursor: None,
         }

@@ -729,8 +729,16 @@ async fn tool_call(
             Some(ttl) => tasks::Shape::Legacy(ttl),
             None => tasks::Shape::Extension,
         };
+        let upstream_runs_as_task = session.upstream_runs_as_task(&call.tool);
         return Ok(tasks::held_as_task(
-            warden, route, owner, shape, call, revision, end,
+            warden,
+            route,
+            owner,
+            shape,
+            call,
+            upstream_runs_as_task,
+            revision,
+            end,
         ));
     }
     // A held call with a progress token waits in a stream of progress

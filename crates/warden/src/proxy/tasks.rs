@@ -228,6 +228,7 @@ pub(super) fn held_as_task(
     owner: TaskOwner,
     shape: Shape,
     mut call: ToolCall<Forward>,
+    upstream_runs_as_task: bool,
     revision: String,
     end: CallEnd,
 ) -> Response<Body> {
@@ -237,8 +238,21 @@ pub(super) fn held_as_task(
     };
     let id: Arc<str> = call.id.clone();
     let tool = call.tool.clone();
-    // Warden owns the task: the upstream gets the plain call.
-    if let Some(plain) = without_params(&call.message, &["task"]) {
+    // Warden owns the task: the upstream gets the plain call, unless it
+    // runs the tool as a task itself (then Warden follows the upstream's
+    // task to its result, in the base lane).
+    let follow =
+        (upstream_runs_as_task && call.context.lane.is_none() && matches!(shape, Shape::Legacy(_)))
+            .then(|| {
+                (
+                    route.upstream.clone(),
+                    call.context.headers.clone(),
+                    call.context.upstream_session.clone(),
+                )
+            });
+    if follow.is_none()
+        && let Some(plain) = without_params(&call.message, &["task"])
+    {
         call.message = plain;
     }
     call.as_task = true;
@@ -272,7 +286,16 @@ pub(super) fn held_as_task(
                 warden
                     .tasks
                     .update_message(&task_id, format!("'{tool}' was approved and is running."));
-                match reply_message(response, &id, upstream_timeout).await {
+                let reply = match (
+                    reply_message(response, &id, upstream_timeout).await,
+                    &follow,
+                ) {
+                    (Ok(message), Some(upstream)) => {
+                        follow_upstream_task(message, upstream, &id, upstream_timeout).await
+                    }
+                    (reply, _) => reply,
+                };
+                match reply {
                     Ok(message) => {
                         let message = note
                             .get()
@@ -362,6 +385,37 @@ pub(super) async fn with_approval_note(
             Response::from_parts(parts, relay::empty())
         }
     }
+}
+
+/// The upstream's own task, followed: when `message` is a
+/// `CreateTaskResult`, the upstream's `tasks/result` for it (which blocks
+/// until the task ends, within `timeout` per attempt); any other reply is
+/// the answer as it is.
+async fn follow_upstream_task(
+    message: Bytes,
+    (upstream, headers, session): &(
+        Arc<crate::upstream::Upstream>,
+        Arc<HeaderMap>,
+        Option<HeaderValue>,
+    ),
+    id_json: &str,
+    timeout: std::time::Duration,
+) -> Result<Bytes, EdgeError> {
+    let value: Value = serde_json::from_slice(&message).unwrap_or(Value::Null);
+    let Some(task_id) = value.pointer("/result/task/taskId").and_then(Value::as_str) else {
+        return Ok(message);
+    };
+    let ask = json!({"jsonrpc": "2.0", "id": serde_json::from_str::<Value>(id_json).unwrap_or(Value::Null),
+        "method": METHOD_TASKS_RESULT, "params": {"taskId": task_id}});
+    let response = upstream
+        .send(
+            Method::POST,
+            headers,
+            session.as_ref(),
+            Bytes::from(ask.to_string()),
+        )
+        .await?;
+    reply_message(response, id_json, timeout).await
 }
 
 /// The JSON-RPC response to `id_json` in an upstream reply (one JSON body,

@@ -729,16 +729,13 @@ async fn tool_call(
             Some(ttl) => tasks::Shape::Legacy(ttl),
             None => tasks::Shape::Extension,
         };
-        let upstream_runs_as_task = session.upstream_runs_as_task(&call.tool);
-        return Ok(tasks::held_as_task(
-            warden,
-            route,
+        let asked = tasks::TaskAsked {
             owner,
             shape,
-            call,
-            upstream_runs_as_task,
-            revision,
-            end,
+            upstream_runs_as_task: session.upstream_runs_as_task(&call.tool),
+        };
+        return Ok(tasks::held_as_task(
+            warden, route, asked, call, revision, end,
         ));
     }
     // A held call with a progress token waits in a stream of progress

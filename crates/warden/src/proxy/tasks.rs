@@ -220,18 +220,31 @@ impl CallEnd {
     }
 }
 
+/// How a held call asked to run as a task.
+pub(super) struct TaskAsked {
+    /// Who may see the task.
+    pub(super) owner: TaskOwner,
+    /// Which tasks the agent speaks.
+    pub(super) shape: Shape,
+    /// The upstream runs the tool as a task itself.
+    pub(super) upstream_runs_as_task: bool,
+}
+
 /// A held call asked to run as a task: answered at once with a working
 /// task; the hold and then the call run in the background.
 pub(super) fn held_as_task(
     warden: &Arc<Warden>,
     route: &Route,
-    owner: TaskOwner,
-    shape: Shape,
+    asked: TaskAsked,
     mut call: ToolCall<Forward>,
-    upstream_runs_as_task: bool,
     revision: String,
     end: CallEnd,
 ) -> Response<Body> {
+    let TaskAsked {
+        owner,
+        shape,
+        upstream_runs_as_task,
+    } = asked;
     let ttl = match shape {
         Shape::Legacy(ttl) => ttl,
         Shape::Extension => None,

@@ -400,6 +400,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                     sweeper.sweep_sessions().await;
                     sweeper.expire_approvals().await;
                     sweeper.tasks.sweep(std::time::SystemTime::now());
+                    sweeper.metrics.tasks.set(sweeper.tasks.len() as i64);
                 } => {}
                 result = sweeper_stopped.changed() => if result.is_err() || *sweeper_stopped.borrow() { break },
             }

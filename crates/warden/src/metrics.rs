@@ -108,6 +108,8 @@ pub struct Metrics {
     pub upstream_link_events: Family<LinkEventLabels, Counter>,
     /// Forwarded calls, from forwarding to their response, by answer.
     pub tool_call_duration: DurationFamily,
+    /// Tasks Warden keeps for task-augmented calls it answers itself.
+    pub tasks: Gauge,
 }
 
 /// Labels of `warden_policy_reloads_total`.
@@ -126,6 +128,7 @@ impl Default for Metrics {
         let sessions = Gauge::default();
         let catalogue_fetches = Counter::default();
         let sessions_evicted = Counter::default();
+        let tasks = Gauge::default();
         let policy_reloads = Family::<ResultLabels, Counter>::default();
         let upstream_links = Family::<RouteLabels, Gauge>::default();
         let upstream_link_events = Family::<LinkEventLabels, Counter>::default();
@@ -176,7 +179,13 @@ impl Default for Metrics {
             "Sessions ended to make room at the session limit",
             sessions_evicted.clone(),
         );
+        registry.register(
+            "tasks",
+            "Tasks Warden keeps for task-augmented calls it holds or answers itself",
+            tasks.clone(),
+        );
         Metrics {
+            tasks,
             tool_call_duration,
             upstream_links,
             upstream_link_events,

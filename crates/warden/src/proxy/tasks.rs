@@ -176,10 +176,13 @@ pub(super) fn refused_as_task(
         .tasks
         .create_ended(owner, ttl, answer, refusal.message.clone())
     {
-        Ok((_, view)) => json_reply(
-            StatusCode::OK,
-            created(id_json, &view, &refusal.message, Shape::Legacy(ttl)),
-        ),
+        Ok((_, view)) => {
+            warden.metrics.tasks.set(warden.tasks.len() as i64);
+            json_reply(
+                StatusCode::OK,
+                created(id_json, &view, &refusal.message, Shape::Legacy(ttl)),
+            )
+        }
         Err(err) => json_reply(StatusCode::OK, task_error(id_json, &err)),
     }
 }
@@ -285,6 +288,7 @@ pub(super) fn held_as_task(
         Ok(created) => created,
         Err(err) => return json_reply(StatusCode::OK, task_error(&id, &err)),
     };
+    warden.metrics.tasks.set(warden.tasks.len() as i64);
     tracing::info!(task = %task_id, tool = %tool, "Held call runs as a Warden task.");
     let note = call.approval_note.clone();
     let pipeline = route.pipeline.clone();

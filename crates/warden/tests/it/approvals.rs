@@ -720,6 +720,8 @@ async fn a_task_augmented_held_call_is_a_warden_task_until_decided() {
         answer["result"]["structuredContent"]["warden"]["decision"], "deny",
         "{answer}"
     );
+    let metrics = warden.running.warden.metrics.encode();
+    assert!(metrics.contains("warden_tasks 3"), "{metrics}");
     // Unknown Warden task ids are invalid params, not forwarded.
     let unknown = agent
         .post(&request(

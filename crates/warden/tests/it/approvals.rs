@@ -897,3 +897,70 @@ async fn the_cli_decides_through_the_admin_api_with_the_token_from_the_environme
     );
     assert_eq!(demo.invoices_sent(), 0);
 }
+
+#[tokio::test]
+async fn an_agent_that_hangs_up_abandons_its_approval_and_the_call_never_runs() {
+    let (upstream, demo) = demo_upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let trail = tmp.path().join("audit");
+    let warden = WardenBuilder::new(&upstream)
+        .policy("version: 1\ntools:\n  send_invoice: approve\n")
+        .approvals(approvals(tmp.path(), Duration::from_secs(20)))
+        .audit(warden::audit::AuditConfig::in_dir(&trail, "it"))
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    for (n, progress) in [(1u64, false), (2, true)] {
+        let mut call = call_of(n, "send_invoice", invoice(n));
+        if progress {
+            call["params"]["_meta"] = json!({"progressToken": "p"});
+        }
+        let waiting = in_background(&agent, call);
+        let id = staged(&warden, GRACE).await;
+        // The agent's client gives up: its connection goes.
+        waiting.abort();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, approval) = admin(
+                &warden,
+                http::Method::GET,
+                &format!("/approvals/{id}"),
+                GRACE,
+                None,
+            )
+            .await;
+            if approval["status"] == "abandoned" {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never abandoned (progress: {progress}): {approval}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Never run later behind anyone's back.
+        let (status, _) = admin(
+            &warden,
+            http::Method::POST,
+            &format!("/approvals/{id}/approve"),
+            GRACE,
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(demo.invoices_sent(), 0);
+    drop(warden);
+    let records = std::fs::read_dir(&trail)
+        .expect("trail")
+        .filter_map(Result::ok)
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect::<String>();
+    assert_eq!(
+        records.matches("\"abandoned\"").count(),
+        2,
+        "each abandonment is on the record"
+    );
+}

@@ -33,7 +33,7 @@ pub mod tap;
 
 pub use approval::{HoldLayer, HoldSettings, Wakeups};
 pub use audit::{AuditLayer, AuditSettings, ReadCalls};
-pub use call::{Refusal, ToolCall, ToolOutcome};
+pub use call::{Refusal, TaskCancel, TaskCanceller, ToolCall, ToolOutcome, task_cancel};
 pub use catalogue::{
     Catalogue, CatalogueError, ListReply, ListedPage, filter_tools_list, read_page,
 };

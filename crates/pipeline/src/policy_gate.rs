@@ -104,7 +104,7 @@ mod tests {
             principal: crate::Principal::anonymous(),
             dry_run: crate::dry_run::DryRun::No,
             input_schema: None,
-            as_task: false,
+            as_task: None,
             meta: crate::CallMeta::default(),
             tap: crate::ReplyTap::default(),
             message: Bytes::from_static(b"{}"),

@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 use warden_identity::Principal;
+use warden_pipeline::TaskCanceller;
 
 /// What every Warden task id starts with.
 pub const TASK_ID_PREFIX: &str = "warden-task-";
@@ -107,10 +108,21 @@ struct Entry {
     updated: SystemTime,
     ttl: Duration,
     answer: Option<TaskAnswer>,
-    /// What `tasks/cancel` withdraws: the held call's (agent session,
-    /// JSON-RPC id), as the approval wakeups know it.
-    held: Option<(String, String)>,
+    /// What `tasks/cancel` withdraws.
+    held: Option<HeldCall>,
     changed: tokio::sync::watch::Sender<u64>,
+}
+
+/// The held call a task runs, as `tasks/cancel` withdraws it.
+#[derive(Debug)]
+pub struct HeldCall {
+    /// The call's agent session, as the approval wakeups know it.
+    pub agent_session: String,
+    /// The call's JSON-RPC id (JSON text).
+    pub request_id: String,
+    /// Tells the call's hold, whatever it is doing: a cancel that comes
+    /// before the hold has staged its approval is not lost.
+    pub canceller: TaskCanceller,
 }
 
 /// The tasks Warden answers for itself.
@@ -262,7 +274,7 @@ impl TaskBoard {
         owner: TaskOwner,
         ttl_ms: Option<u64>,
         message: String,
-        held: Option<(String, String)>,
+        held: Option<HeldCall>,
     ) -> Result<(String, TaskView), TaskError> {
         let ttl = ttl_ms
             .map_or(DEFAULT_TTL, Duration::from_millis)
@@ -342,7 +354,8 @@ impl TaskBoard {
     }
 
     /// `tasks/cancel`: the task is cancelled now, answering `answer` from
-    /// then on; what it held (if anything) is returned for withdrawal.
+    /// then on. Its held call (if any) is told, and returned as (agent
+    /// session, JSON-RPC id) for a withdrawal now, if it waits already.
     pub fn cancel(
         &self,
         id: &str,
@@ -365,7 +378,11 @@ impl TaskBoard {
         entry.answer = Some(answer);
         entry.updated = SystemTime::now();
         entry.changed.send_modify(|v| *v += 1);
-        Ok((view(id, entry), entry.held.clone()))
+        let held = entry.held.as_ref().map(|held| {
+            held.canceller.cancel();
+            (held.agent_session.clone(), held.request_id.clone())
+        });
+        Ok((view(id, entry), held))
     }
 
     /// Changes to task `id` (for a waiting `tasks/result`), if `owner` may
@@ -512,12 +529,17 @@ mod tests {
     fn a_cancelled_task_stays_cancelled_and_the_list_pages() {
         let board = TaskBoard::default();
         let me = owner("agent-a", "s1");
+        let (canceller, cancel) = warden_pipeline::task_cancel();
         let (id, _) = board
             .create(
                 me.clone(),
                 None,
                 "waiting".into(),
-                Some(("s1".into(), "3".into())),
+                Some(HeldCall {
+                    agent_session: "s1".into(),
+                    request_id: "3".into(),
+                    canceller,
+                }),
             )
             .expect("created");
         let (shown, held) = board
@@ -525,6 +547,7 @@ mod tests {
             .expect("cancelled");
         assert_eq!(shown.task["status"], "cancelled");
         assert_eq!(held, Some(("s1".into(), "3".into())));
+        assert!(cancel.is_cancelled(), "the held call is told");
         board.finish(
             &id,
             TaskAnswer::Result(json!({"isError": false})),

@@ -620,7 +620,7 @@ async fn tool_call(
         principal,
         dry_run,
         input_schema,
-        as_task: false,
+        as_task: None,
         meta,
         tap,
         message: forwarded,

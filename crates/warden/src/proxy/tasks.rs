@@ -33,7 +33,7 @@ use crate::forward::Forward;
 use crate::metrics::DecisionLabels;
 use crate::session::Session;
 use crate::tasks::{
-    META_IMMEDIATE_RESPONSE, TaskAnswer, TaskBoard, TaskError, TaskOwner, TaskView,
+    HeldCall, META_IMMEDIATE_RESPONSE, TaskAnswer, TaskBoard, TaskError, TaskOwner, TaskView,
 };
 use crate::upstream::{MAX_INSPECTED_REPLY, is_event_stream};
 
@@ -169,7 +169,8 @@ pub(super) fn held_as_task(
     if let Some(plain) = without_task(&call.message) {
         call.message = plain;
     }
-    call.as_task = true;
+    let (canceller, cancel) = warden_pipeline::task_cancel();
+    call.as_task = Some(cancel);
     let rule = route.policy.load().hold_of(&tool);
     let who = if rule.approvers.is_empty() {
         "an approver".to_owned()
@@ -181,7 +182,11 @@ pub(super) fn held_as_task(
          it has not run. Poll tasks/get, or wait on tasks/result for the outcome.",
         rule.approvals
     );
-    let held = Some((call.session.to_string(), id.to_string()));
+    let held = Some(HeldCall {
+        agent_session: call.session.to_string(),
+        request_id: id.to_string(),
+        canceller,
+    });
     let (task_id, view) = match warden.tasks.create(owner, ttl, waiting.clone(), held) {
         Ok(created) => created,
         Err(err) => return json_reply(StatusCode::OK, task_error(&id, &err)),
@@ -348,6 +353,9 @@ pub(super) async fn task_request(
                 .unwrap_or_else(|| TaskAnswer::Error(json!({})));
             match warden.tasks.cancel(&task_id, &owner, answer) {
                 Ok((view, held)) => {
+                    // A call waiting on its approval is withdrawn now;
+                    // one not held yet withdraws itself when it is (the
+                    // cancel told it).
                     if let Some((agent_session, request_id)) = held {
                         super::post::withdraw(warden, &agent_session, &request_id).await;
                     }

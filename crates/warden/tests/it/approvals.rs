@@ -717,3 +717,71 @@ async fn a_task_augmented_held_call_is_a_warden_task_until_decided() {
         .json();
     assert_eq!(unknown["error"]["code"], -32602, "{unknown}");
 }
+
+/// A task cancelled as soon as it was created, before its hold had
+/// staged the approval, is withdrawn all the same: no approval is left
+/// pending, none can be approved, and the call never runs.
+#[tokio::test]
+async fn a_task_cancelled_at_once_is_never_held_nor_run() {
+    let (upstream, demo) = demo_upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let warden = WardenBuilder::new(&upstream)
+        .policy("version: 1\ntools:\n  send_invoice:\n    tier: approve\n")
+        .approvals(approvals(tmp.path(), Duration::from_millis(200)))
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    for round in 0..5u64 {
+        let created = agent
+            .post(&json!({"jsonrpc": "2.0", "id": 10 * round + 1, "method": "tools/call", "params": {
+                "name": "send_invoice", "arguments": invoice(100 + round), "task": {"ttl": 60_000}}}))
+            .await
+            .json();
+        let task_id = created["result"]["task"]["taskId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a task: {created}"))
+            .to_owned();
+        let cancelled = agent
+            .post(&request(
+                10 * round + 2,
+                "tasks/cancel",
+                json!({"taskId": task_id}),
+            ))
+            .await
+            .json();
+        assert_eq!(cancelled["result"]["status"], "cancelled", "{cancelled}");
+    }
+    // Whatever the hold had done when the cancel came, it ends withdrawn.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let queue = loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (_, queue) = admin(&warden, http::Method::GET, "/approvals", GRACE, None).await;
+        let queue = queue.as_array().cloned().unwrap_or_default();
+        if queue.iter().all(|a| a["status"] != "pending") {
+            break queue;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still pending after the tasks were cancelled: {queue:?}"
+        );
+    };
+    for approval in &queue {
+        assert_eq!(approval["status"], "cancelled", "{approval}");
+        assert_eq!(approval["executed_ms"], Value::Null, "{approval}");
+        let (status, _) = admin(
+            &warden,
+            http::Method::POST,
+            &format!(
+                "/approvals/{}/approve",
+                approval["id"].as_str().expect("id")
+            ),
+            GRACE,
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(demo.invoices_sent(), 0);
+}

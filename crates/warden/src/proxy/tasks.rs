@@ -57,7 +57,7 @@ pub(super) fn requested(task: Option<&RawValue>) -> Option<Option<u64>> {
 }
 
 /// `message` without `params.task`; every other member keeps its bytes.
-fn without_task(message: &[u8]) -> Option<Bytes> {
+pub(super) fn without_task(message: &[u8]) -> Option<Bytes> {
     type Members = std::collections::BTreeMap<String, Box<RawValue>>;
     let mut top: Members = serde_json::from_slice(message).ok()?;
     let mut params: Members = serde_json::from_str(top.get("params")?.get()).ok()?;

@@ -785,3 +785,57 @@ async fn a_task_cancelled_at_once_is_never_held_nor_run() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(demo.invoices_sent(), 0);
 }
+
+/// A dry run of a held tool sent as a task previews the call an approval
+/// would run: without `params.task`, since Warden, not the upstream, owns
+/// a held call's task.
+#[tokio::test]
+async fn a_dry_run_of_a_held_task_previews_the_call_without_the_task() {
+    let (upstream, demo) = demo_upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let warden = WardenBuilder::new(&upstream)
+        .policy("version: 1\ntools:\n  send_invoice: approve\n  create_note: write\n")
+        .approvals(approvals(tmp.path(), Duration::from_millis(200)))
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    let preview = |id: u64, tool: &str, arguments: Value| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+            "name": tool, "arguments": arguments, "task": {"ttl": 60_000}}})
+    };
+    let mut dry = invoice(500);
+    dry["dryRun"] = json!(true);
+    let created = agent.post(&preview(2, "send_invoice", dry)).await.json();
+    assert_eq!(
+        created["result"]["task"]["status"], "completed",
+        "{created}"
+    );
+    let task_id = created["result"]["task"]["taskId"].clone();
+    let answer = agent
+        .post(&request(3, "tasks/result", json!({"taskId": task_id})))
+        .await
+        .json();
+    let payload = &answer["result"]["structuredContent"]["payload"];
+    assert_eq!(
+        payload["params"],
+        json!({"name": "send_invoice", "arguments": invoice(500)}),
+        "{answer}"
+    );
+    // A tool the upstream runs itself keeps its task in the preview: the
+    // upstream gets it.
+    let note = json!({"customer_id": 1, "text": "hi", "dryRun": true});
+    let created = agent.post(&preview(4, "create_note", note)).await.json();
+    let task_id = created["result"]["task"]["taskId"].clone();
+    let answer = agent
+        .post(&request(5, "tasks/result", json!({"taskId": task_id})))
+        .await
+        .json();
+    assert_eq!(
+        answer["result"]["structuredContent"]["payload"]["params"]["task"],
+        json!({"ttl": 60_000}),
+        "{answer}"
+    );
+    assert_eq!(demo.invoices_sent(), 0);
+    assert_eq!(demo.notes_written(), 0);
+}

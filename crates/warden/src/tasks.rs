@@ -116,6 +116,8 @@ struct Entry {
 /// The held call a task runs, as `tasks/cancel` withdraws it.
 #[derive(Debug)]
 pub struct HeldCall {
+    /// The tool called.
+    pub tool: String,
     /// The call's agent session, as the approval wakeups know it.
     pub agent_session: String,
     /// The call's JSON-RPC id (JSON text).
@@ -353,14 +355,14 @@ impl TaskBoard {
         }
     }
 
-    /// `tasks/cancel`: the task is cancelled now, answering `answer` from
-    /// then on. Its held call (if any) is told, and returned as (agent
+    /// `tasks/cancel`: the task is cancelled now, answering `answer` (made
+    /// for the held call's tool) from then on. Its held call (if any) is told, and returned as (agent
     /// session, JSON-RPC id) for a withdrawal now, if it waits already.
     pub fn cancel(
         &self,
         id: &str,
         owner: &TaskOwner,
-        answer: TaskAnswer,
+        answer: impl FnOnce(&str) -> TaskAnswer,
     ) -> Result<(TaskView, Option<(String, String)>), TaskError> {
         let mut tasks = self.lock();
         let entry = match tasks.get_mut(id) {
@@ -375,7 +377,7 @@ impl TaskBoard {
         }
         entry.status = TaskStatus::Cancelled;
         entry.message = "The task was cancelled by request; the call was not run.".to_owned();
-        entry.answer = Some(answer);
+        entry.answer = Some(answer(entry.held.as_ref().map_or("", |h| h.tool.as_str())));
         entry.updated = SystemTime::now();
         entry.changed.send_modify(|v| *v += 1);
         let held = entry.held.as_ref().map(|held| {
@@ -509,7 +511,7 @@ mod tests {
         );
         // Terminal: cancel is refused, finish changes nothing.
         assert!(matches!(
-            board.cancel(&id, &me, TaskAnswer::Error(json!({}))),
+            board.cancel(&id, &me, |_| TaskAnswer::Error(json!({}))),
             Err(TaskError::Terminal { .. })
         ));
         board.finish(&id, TaskAnswer::Result(json!({})), "again".into());
@@ -536,6 +538,7 @@ mod tests {
                 None,
                 "waiting".into(),
                 Some(HeldCall {
+                    tool: "send_invoice".into(),
                     agent_session: "s1".into(),
                     request_id: "3".into(),
                     canceller,
@@ -543,11 +546,21 @@ mod tests {
             )
             .expect("created");
         let (shown, held) = board
-            .cancel(&id, &me, TaskAnswer::Result(json!({"isError": true})))
+            .cancel(&id, &me, |tool| {
+                TaskAnswer::Result(json!({"isError": true, "tool": tool}))
+            })
             .expect("cancelled");
         assert_eq!(shown.task["status"], "cancelled");
         assert_eq!(held, Some(("s1".into(), "3".into())));
         assert!(cancel.is_cancelled(), "the held call is told");
+        let (_, answer) = board.outcome(&id, &me).expect("mine");
+        assert_eq!(
+            answer,
+            Some(TaskAnswer::Result(
+                json!({"isError": true, "tool": "send_invoice"})
+            )),
+            "the answer names the tool"
+        );
         board.finish(
             &id,
             TaskAnswer::Result(json!({"isError": false})),

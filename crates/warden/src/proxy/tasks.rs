@@ -183,6 +183,7 @@ pub(super) fn held_as_task(
         rule.approvals
     );
     let held = Some(HeldCall {
+        tool: tool.clone(),
         agent_session: call.session.to_string(),
         request_id: id.to_string(),
         canceller,
@@ -338,19 +339,21 @@ pub(super) async fn task_request(
             Err(err) => reply(task_error(id, &err)),
         },
         METHOD_TASKS_CANCEL => {
-            let cancelled = Refusal {
-                decision: "cancelled",
-                reason: "task-cancelled",
-                tool: String::new(),
-                message: "The task was cancelled by request; the call was not run.".to_owned(),
-                is_error: true,
-                details: None,
-            };
             let revision = session
                 .negotiated_version()
                 .unwrap_or(mcp::DEFAULT_PROTOCOL_VERSION);
-            let answer = TaskAnswer::of_response(&cancelled.to_response(id, revision))
-                .unwrap_or_else(|| TaskAnswer::Error(json!({})));
+            let answer = |tool: &str| {
+                let cancelled = Refusal {
+                    decision: "cancelled",
+                    reason: "task-cancelled",
+                    tool: tool.to_owned(),
+                    message: "The task was cancelled by request; the call was not run.".to_owned(),
+                    is_error: true,
+                    details: None,
+                };
+                TaskAnswer::of_response(&cancelled.to_response(id, revision))
+                    .unwrap_or_else(|| TaskAnswer::Error(json!({})))
+            };
             match warden.tasks.cancel(&task_id, &owner, answer) {
                 Ok((view, held)) => {
                     // A call waiting on its approval is withdrawn now;

@@ -682,6 +682,11 @@ async fn a_task_augmented_held_call_is_a_warden_task_until_decided() {
             .await,
     );
     assert_eq!(outcome["result"]["isError"], true, "{outcome}");
+    assert_eq!(
+        outcome["result"]["structuredContent"]["warden"],
+        json!({"decision": "cancelled", "reason": "task-cancelled", "tool": "send_invoice"}),
+        "{outcome}"
+    );
     assert_eq!(demo.invoices_sent(), 1);
 
     // A refusal of a task-augmented call is a task that has already failed.

@@ -1,19 +1,30 @@
 #!/usr/bin/env node
-// A held call through Warden with the official TypeScript SDK client on
-// its defaults (60 s request timeout, no reset on progress): Warden answers
-// "pending" within its hold budget, so no timeout error reaches the agent;
-// the client calls again with the same arguments until an approver (the
-// test, through Warden's admin API) approves, then gets the tool's result.
+// A held call through Warden with the official TypeScript SDK client.
 //
-// Usage: node approval-client.mjs URL TOOL ARGS_JSON EXPECTED_TEXT
+// On its defaults (60 s request timeout, no reset on progress): Warden
+// answers "pending" within its hold budget, so no timeout error reaches the
+// agent; the client calls again with the same arguments until an approver
+// (the test, through Warden's admin API) approves, then gets the tool's
+// result.
 //
-// Prints `ok <check>` / `FAIL <check>: <detail>` lines and `N passed, M failed`.
+// With `--progress TIMEOUT_MS`: one call with an `onprogress` callback (so
+// the SDK sends a progress token), `resetTimeoutOnProgress: true` and a
+// request timeout of TIMEOUT_MS, shorter than the hold: Warden's progress
+// notifications keep the request alive past its timeout, and the same
+// request gets the tool's result once approved.
+//
+// Usage: node approval-client.mjs URL TOOL ARGS_JSON EXPECTED_TEXT [--progress TIMEOUT_MS]
+//
+// Prints `ok <check>` / `FAIL <check>: <detail>` lines, `result <JSON>` (the
+// last call's result as the SDK returned it) and `N passed, M failed`.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 
-const [url, tool, argsJson, expected] = process.argv.slice(2);
-if (!url || !tool || !argsJson || !expected) {
-  console.error("usage: node approval-client.mjs URL TOOL ARGS_JSON EXPECTED_TEXT");
+const [url, tool, argsJson, expected, mode, modeArg] = process.argv.slice(2);
+const progressMode = mode === "--progress";
+const timeout = Number(modeArg);
+if (!url || !tool || !argsJson || !expected || (mode !== undefined && !(progressMode && timeout > 0))) {
+  console.error("usage: node approval-client.mjs URL TOOL ARGS_JSON EXPECTED_TEXT [--progress TIMEOUT_MS]");
   process.exit(2);
 }
 let passed = 0;
@@ -29,8 +40,8 @@ const check = (name, ok, detail = "") => {
 };
 const args = JSON.parse(argsJson);
 const client = new Client({ name: "warden-e2e-approvals", version: "1.0.0" });
-try {
-  await client.connect(new StreamableHTTPClientTransport(new URL(url)));
+// The agent waits out the hold by calling again (on the SDK's defaults).
+async function callAgain() {
   const first = await client.callTool({ name: tool, arguments: args });
   const warden = first.structuredContent?.warden ?? {};
   check("first-call-pending", first.isError === true && warden.decision === "pending", JSON.stringify(first));
@@ -50,8 +61,42 @@ try {
     break;
   }
   check("retries-attach-to-the-same-approval", attached);
+  return result;
+}
+
+// The agent's one request waits out the hold, kept alive by progress.
+async function waitWithProgress() {
+  const seen = [];
+  const started = Date.now();
+  let result;
+  try {
+    result = await client.callTool({ name: tool, arguments: args }, undefined, {
+      onprogress: (progress) => seen.push(progress),
+      resetTimeoutOnProgress: true,
+      timeout,
+    });
+    check("no-timeout-error", true);
+  } catch (err) {
+    check("no-timeout-error", false, `${err?.code ?? ""} ${err?.message ?? err}`);
+  }
+  const waited = Date.now() - started;
+  check("waited-past-the-request-timeout", waited > timeout, `answered after ${waited} ms, timeout ${timeout} ms`);
+  check("progress-notifications", seen.length >= 2, JSON.stringify(seen));
+  check(
+    "progress-counts-up",
+    seen.every((p, i) => p.progress === i + 1 && p.total === undefined && typeof p.message === "string"),
+    JSON.stringify(seen),
+  );
+  console.log(`progress ${JSON.stringify(seen)}`);
+  return result;
+}
+
+try {
+  await client.connect(new StreamableHTTPClientTransport(new URL(url)));
+  const result = progressMode ? await waitWithProgress() : await callAgain();
   const text = (result?.content ?? []).map((c) => c.text ?? "").join("");
   check("approved-call-ran", result && !result.isError && text.includes(expected), JSON.stringify(result));
+  console.log(`result ${JSON.stringify(result ?? null)}`);
   await client.close();
 } catch (err) {
   check("flow", false, err?.stack ?? String(err));

@@ -226,73 +226,31 @@ async fn the_typescript_sdk_authorizes_through_warden_as_the_resource_server() {
 /// answers "pending" within its hold budget (no timeout error), the client
 /// calls again, an approver approves through the admin API, and the same
 /// call then runs once.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_typescript_sdk_waits_out_an_approval_by_calling_again() {
     let peers = e2e_dir().join("peers");
     require_installed(&peers.join("node_modules"), "npm packages");
     let everything = everything_upstream("peers", UpstreamKind::StreamableHttp);
     let dir = TempDir::new("warden-e2e-approvals");
-    std::fs::write(
-        dir.0.join("policy.yaml"),
+    let upstream = &everything.server.as_ref().expect("an HTTP server").url;
+    let config = write_approvals_config(
+        &dir.0,
+        upstream,
         "version: 1\ndefault: allow\ntools:\n  get-sum: approve\n",
-    )
-    .expect("policy");
-    let token = "wdn_e2e-approver-token-000000000000000000000";
-    let digest = {
-        use std::fmt::Write;
-        let bytes = <sha2_digest::Sha256 as sha2_digest::Digest>::digest(token.as_bytes());
-        bytes.iter().fold(String::new(), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
-    };
-    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let config = dir.0.join("warden.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 1\nlisten: 127.0.0.1:0\nadmin: 127.0.0.1:{admin_port}\napprovals:\n  hold_budget: 1s\n  approvers:\n    - name: grace\n      sha256: {digest}\nroutes:\n  - path: /mcp\n    upstream:\n{}    policy: policy.yaml\n",
-            everything.yaml
-        ),
-    )
-    .expect("config");
+        "1s",
+        "5s",
+    );
     let warden = warden_from_file(&config).await;
-    // The approver: approves whatever is pending, once it appears.
+    let admin = Admin::of(&warden);
+    // The approver: approves what is pending, once it appears.
     let approver = tokio::spawn(async move {
-        let client = hyper_util_client();
-        for _ in 0..200 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let Some(list) = admin_json(
-                &client,
-                admin_port,
-                "GET",
-                "/approvals?status=pending",
-                token,
-            )
-            .await
-            else {
-                continue;
-            };
-            if let Some(id) = list.get(0).and_then(|a| a["id"].as_str()) {
-                // Decide only after the client's first request answered
-                // "pending" (the hold budget is 1 s): the approval must be
-                // found by the client's retry.
-                tokio::time::sleep(Duration::from_millis(2500)).await;
-                let decided = admin_json(
-                    &client,
-                    admin_port,
-                    "POST",
-                    &format!("/approvals/{id}/approve"),
-                    token,
-                )
-                .await;
-                return decided.map(|d| d["status"].as_str().unwrap_or_default().to_owned());
-            }
-        }
-        None
+        let approval = admin.pending(Duration::from_secs(30)).await;
+        // Decide only after the client's first request answered "pending"
+        // (the hold budget is 1 s): the approval must be found by the
+        // client's retry.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let id = approval["id"].as_str().expect("id");
+        admin.decide(id, "approve", None).await["status"].clone()
     });
     let mut client = Command::new("node");
     client.current_dir(&peers).arg("approval-client.mjs").args([
@@ -303,37 +261,210 @@ async fn the_typescript_sdk_waits_out_an_approval_by_calling_again() {
     ]);
     let output = run_peer(client, Duration::from_secs(90)).await;
     assert_all_passed(&output, "TypeScript SDK and an approval");
-    assert_eq!(
-        approver.await.expect("approver").as_deref(),
-        Some("approved")
+    assert_eq!(approver.await.expect("approver"), "approved");
+}
+
+/// The invoice the demo-upstream approval tests ask for, and what the demo
+/// answers once it is sent.
+const INVOICE: &str = r#"{"customer_id":2,"amount_cents":4200}"#;
+const SENT: &str = "Invoice for $42.00 sent to grace@example.com.";
+
+/// A Warden with an approval queue (hold budget `budget`, progress every
+/// `progress`) in front of the demo upstream, `send_invoice` held for grace.
+async fn held_invoices(
+    budget: &str,
+    progress: &str,
+) -> (
+    TempDir,
+    std::sync::Arc<warden_demo::Demo>,
+    warden::Running,
+    Admin,
+) {
+    let dir = TempDir::new("warden-e2e-held");
+    let (upstream, demo) = demo_upstream().await;
+    let config = write_approvals_config(
+        &dir.0,
+        &upstream,
+        "version: 1\ntools:\n  send_invoice:\n    tier: approve\n    approvers: [grace]\n",
+        budget,
+        progress,
     );
+    let warden = warden_from_file(&config).await;
+    let admin = Admin::of(&warden);
+    (dir, demo, warden, admin)
 }
 
-fn hyper_util_client() -> hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    http_body_util::Full<bytes::Bytes>,
-> {
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
+/// `held_client.py` (the Python SDK 2.3.0 client on its defaults) calling
+/// `send_invoice` twice, the second time when told.
+fn python_held_client(warden: &warden::Running) -> LineChild {
+    let peers = e2e_dir().join("peers");
+    require_installed(&peers.join(".venv"), "Python packages");
+    let mut command = Command::new(peers.join(".venv/bin/python"));
+    command
+        .current_dir(&peers)
+        .arg("held_client.py")
+        .arg(format!("http://{}/mcp", warden.mcp_addr))
+        .args(["send_invoice", INVOICE, "--calls", "2", "--timeout", "90"]);
+    LineChild::spawn(command)
 }
 
-async fn admin_json(
-    client: &hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        http_body_util::Full<bytes::Bytes>,
-    >,
-    port: u16,
-    method: &str,
-    path: &str,
-    token: &str,
-) -> Option<serde_json::Value> {
-    use http_body_util::BodyExt;
-    let request = http::Request::builder()
-        .method(method)
-        .uri(format!("http://127.0.0.1:{port}{path}"))
-        .header("authorization", format!("Bearer {token}"))
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .ok()?;
-    let response = client.request(request).await.ok()?;
-    let body = response.into_body().collect().await.ok()?.to_bytes();
-    serde_json::from_slice(&body).ok()
+/// The first call's result: "pending" once the hold budget ran out, with
+/// the approval's id, which is the one the queue holds. (Results as the
+/// 2.3.0 SDK parses them: its `CallToolResult` has `resultType`, the
+/// 2026-07-28 field, defaulting to `complete` when the server sends none.)
+fn pending_result(client: &mut LineChild, approval: &serde_json::Value) -> serde_json::Value {
+    let first = next_seen(client, "result", Duration::from_secs(30));
+    assert_eq!(first["call"], 1);
+    let id = approval["id"].as_str().expect("id");
+    assert_eq!(
+        first["result"],
+        serde_json::json!({
+            "content": [{"type": "text", "text": format!("The call to 'send_invoice' is waiting for a human's approval (approval {id}). It has not run. Call the tool again with the same arguments to get the decision; approvers are not asked twice.")}],
+            "isError": true,
+            "resultType": "complete",
+            "structuredContent": {
+                "warden": {"decision": "pending", "reason": "pending-approval", "tool": "send_invoice"},
+                "approval": {"id": id, "status": "pending", "expires_ms": approval["expires_ms"], "approvers": []},
+            },
+        })
+    );
+    first
+}
+
+/// A held call with the Python SDK's client (2.3.0) on its defaults: the
+/// first call answers "pending" with the approval's id after the hold
+/// budget; approved through the admin API, the same call again gets the
+/// upstream's result, and the invoice goes out once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_waits_out_an_approval_by_calling_again() {
+    let (_dir, demo, warden, admin) = held_invoices("1s", "5s").await;
+    let mut client = python_held_client(&warden);
+    let approval = admin.pending(Duration::from_secs(30)).await;
+    assert_eq!(
+        approval["arguments"],
+        serde_json::json!({"customer_id": 2, "amount_cents": 4200})
+    );
+    pending_result(&mut client, &approval);
+    let id = approval["id"].as_str().expect("id");
+    let decided = admin.decide(id, "approve", None).await;
+    assert_eq!(decided["status"], "approved", "{decided}");
+    assert_eq!(
+        decided["executed_ms"],
+        serde_json::Value::Null,
+        "not run yet: {decided}"
+    );
+    assert_eq!(demo.invoices_sent(), 0);
+
+    client.write("again\n");
+    let second = next_seen(&mut client, "result", Duration::from_secs(30));
+    assert_eq!(second["call"], 2);
+    assert_eq!(
+        second["result"],
+        serde_json::json!({"content": [{"type": "text", "text": SENT}], "isError": false, "resultType": "complete"})
+    );
+    next_seen(&mut client, "done", Duration::from_secs(30));
+    let status = client.finish(Duration::from_secs(30)).expect("exits");
+    assert!(status.success(), "{status}\n{}", client.log());
+
+    let after = admin.get(id).await;
+    assert_eq!(after["status"], "approved", "{after}");
+    assert!(after["executed_ms"].is_i64(), "run once: {after}");
+    assert!(admin.list(Some("pending")).await.is_empty());
+    assert_eq!(demo.invoices_sent(), 1);
+}
+
+/// A held call with the Python SDK's client, rejected: the retry's result
+/// is an error naming the approver and the reason; nothing ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_sees_a_rejection_naming_the_approver_and_reason() {
+    let (_dir, demo, warden, admin) = held_invoices("1s", "5s").await;
+    let mut client = python_held_client(&warden);
+    let approval = admin.pending(Duration::from_secs(30)).await;
+    pending_result(&mut client, &approval);
+    let id = approval["id"].as_str().expect("id");
+    let decided = admin.decide(id, "reject", Some("wrong customer")).await;
+    assert_eq!(decided["status"], "rejected", "{decided}");
+
+    client.write("again\n");
+    let second = next_seen(&mut client, "result", Duration::from_secs(30));
+    assert_eq!(second["call"], 2);
+    assert_eq!(
+        second["result"],
+        serde_json::json!({
+            "content": [{"type": "text", "text": "The call to 'send_invoice' was rejected by grace: wrong customer. Do not retry it as it is; change what was asked for, or ask the user."}],
+            "isError": true,
+            "resultType": "complete",
+            "structuredContent": {
+                "warden": {"decision": "rejected", "reason": "rejected-by-approver", "tool": "send_invoice"},
+                "approval": {"id": id, "status": "rejected", "expires_ms": approval["expires_ms"], "approvers": ["grace"]},
+            },
+        })
+    );
+    next_seen(&mut client, "done", Duration::from_secs(30));
+    let status = client.finish(Duration::from_secs(30)).expect("exits");
+    assert!(status.success(), "{status}\n{}", client.log());
+
+    let after = admin.get(id).await;
+    assert_eq!(after["status"], "rejected", "{after}");
+    assert_eq!(after["reason"], "wrong customer", "{after}");
+    assert_eq!(after["executed_ms"], serde_json::Value::Null, "{after}");
+    assert_eq!(demo.invoices_sent(), 0);
+}
+
+/// A held call with the TypeScript SDK's client asking for progress
+/// (`onprogress`, `resetTimeoutOnProgress: true`) with a 3 s request
+/// timeout, approved only after 5 s: Warden's progress notifications keep
+/// the request alive, no timeout error reaches the agent, and the same
+/// request gets the upstream's result; the invoice goes out once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typescript_sdk_waits_out_an_approval_with_progress_past_its_timeout() {
+    let peers = e2e_dir().join("peers");
+    require_installed(&peers.join("node_modules"), "npm packages");
+    let (_dir, demo, warden, admin) = held_invoices("1s", "1s").await;
+    let approver = tokio::spawn(async move {
+        let approval = admin.pending(Duration::from_secs(30)).await;
+        // Longer than the client's request timeout, and than the budget.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let id = approval["id"].as_str().expect("id").to_owned();
+        let decided = admin.decide(&id, "approve", None).await;
+        assert_eq!(decided["status"], "approved", "{decided}");
+        (admin, id)
+    });
+    let mut client = Command::new("node");
+    client.current_dir(&peers).arg("approval-client.mjs").args([
+        &format!("http://{}/mcp", warden.mcp_addr),
+        "send_invoice",
+        INVOICE,
+        SENT,
+        "--progress",
+        "3000",
+    ]);
+    let output = run_peer(client, Duration::from_secs(90)).await;
+    assert_all_passed(&output, "TypeScript SDK waiting with progress");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let result: serde_json::Value = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("result "))
+        .and_then(|r| serde_json::from_str(r).ok())
+        .expect("a result line");
+    assert_eq!(
+        result,
+        serde_json::json!({"content": [{"type": "text", "text": SENT}]})
+    );
+    let progress: serde_json::Value = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("progress "))
+        .and_then(|r| serde_json::from_str(r).ok())
+        .expect("a progress line");
+    for (n, seen) in progress.as_array().expect("progress").iter().enumerate() {
+        assert_eq!(
+            *seen,
+            serde_json::json!({"progress": n + 1, "message": "'send_invoice' is held for a human's approval; still waiting"})
+        );
+    }
+    let (admin, id) = approver.await.expect("approver");
+    let after = admin.get(&id).await;
+    assert_eq!(after["status"], "approved", "{after}");
+    assert!(after["executed_ms"].is_i64(), "run once: {after}");
+    assert_eq!(demo.invoices_sent(), 1);
 }

@@ -17,7 +17,10 @@
 //!   outcome once decided.
 //!
 //! A request dropped while it waits (the agent hung up) marks its approval
-//! `abandoned`: it is never run later behind anyone's back. Decisions taken
+//! `abandoned`: it is never run later behind anyone's back. A call that
+//! runs as a Warden task is withdrawn when its task is cancelled, whether
+//! the cancel comes before the approval is staged (nothing is staged),
+//! while it waits, or once it is approved but not yet run. Decisions taken
 //! in this process wake the waiting request at once ([`Wakeups`]); so do
 //! another replica's when the store reports them (PostgreSQL's
 //! `LISTEN/NOTIFY`, forwarded into [`Wakeups::wake`] by the binary). The
@@ -38,7 +41,7 @@ use tower::{Layer, Service};
 use warden_approvals::{Approval, NewApproval, Status, Store};
 use warden_policy::{Decision, Tier};
 
-use crate::call::{Refusal, ToolCall, ToolOutcome};
+use crate::call::{Refusal, TaskCancel, ToolCall, ToolOutcome};
 use crate::policy_gate::SharedPolicy;
 
 /// How often a waiting request looks at the store for a decision taken
@@ -418,6 +421,9 @@ struct Asked {
     /// task: it waits until a decision or the expiry, not just the hold
     /// budget.
     progress: bool,
+    /// The task the call runs as, if it does: its cancellation withdraws
+    /// the call.
+    task: Option<TaskCancel>,
 }
 
 impl Asked {
@@ -434,8 +440,17 @@ impl Asked {
             rationale: call.meta.rationale.clone(),
             agent: call.principal.agent.to_string(),
             user: call.principal.on_behalf_of.as_deref().map(str::to_owned),
-            progress: call.meta.progress_token.is_some() || call.as_task,
+            progress: call.meta.progress_token.is_some() || call.as_task.is_some(),
+            task: call.as_task.clone(),
         }
+    }
+}
+
+/// Resolves once `task` is cancelled; never without a task.
+async fn cancelled(task: &mut Option<TaskCancel>) {
+    match task {
+        Some(task) => task.cancelled().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -444,6 +459,20 @@ async fn hold(
     policy: &warden_policy::Policy,
     call: &Asked,
 ) -> Result<Held, warden_approvals::ApprovalError> {
+    let tool = &call.tool;
+    let mut task = call.task.clone();
+    let withdrawn = |task: &Option<TaskCancel>| task.as_ref().is_some_and(TaskCancel::is_cancelled);
+    if withdrawn(&task) {
+        // Its task was cancelled before the call was held: no approver is
+        // asked.
+        return Ok(Held::Answer(answer(
+            tool,
+            "cancelled",
+            "approval-cancelled",
+            format!("The call to '{tool}' was withdrawn before it was held; it was not run."),
+            None,
+        )));
+    }
     let rule = policy.hold_of(&call.tool);
     let value = &call.arguments;
     let digest = warden_approvals::arguments_digest(value);
@@ -500,6 +529,16 @@ async fn hold(
     let deadline = tokio::time::Instant::now() + budget;
     let mut current = approval;
     let outcome = loop {
+        if current.status == Status::Pending && withdrawn(&task) {
+            // The task was cancelled (`tasks/cancel` withdraws a waiting
+            // call itself; this covers a cancel that came before the call
+            // waited here).
+            if settings.store.end(&id, Status::Cancelled, now_ms()).await? {
+                tracing::info!(approval = %id, session = %call.session, "The agent withdrew its held call.");
+                settings.record(warden_audit::Kind::ApprovalDecided, &current, "cancelled");
+            }
+            current = settings.store.get(&id).await?;
+        }
         if current.status == Status::Pending && current.call.expires_ms <= now_ms() {
             if settings.store.end(&id, Status::Expired, now_ms()).await? {
                 settings.record(warden_audit::Kind::ApprovalExpired, &current, "expired");
@@ -512,6 +551,7 @@ async fn hold(
         let notified = wakeup.notified();
         tokio::select! {
             () = notified => {}
+            () = cancelled(&mut task) => {}
             () = tokio::time::sleep(POLL) => {}
             () = tokio::time::sleep_until(deadline) => {
                 current = settings.store.get(&id).await?;
@@ -535,10 +575,20 @@ async fn hold(
         // Told now: the same call again is a new approval.
         settings.store.mark_reported(&id, now_ms()).await?;
     }
-    let tool = &call.tool;
     let last = outcome.votes.last();
     let by = last.map_or_else(|| "an approver".to_owned(), |v| v.approver.clone());
     Ok(match outcome.status {
+        // Approved, but its task was cancelled before it ran (or it came
+        // to an identical call's approval already approved): not run.
+        Status::Approved if withdrawn(&task) => Held::Answer(answer(
+            tool,
+            "cancelled",
+            "approval-cancelled",
+            format!(
+                "The call to '{tool}' was withdrawn before it ran (approval {id}); it was not run."
+            ),
+            Some(&outcome),
+        )),
         Status::Approved => {
             if settings.store.claim_execution(&id, now_ms()).await? {
                 tracing::info!(tool = %tool, approval = %id, approver = %by, "Held call approved; it runs now.");

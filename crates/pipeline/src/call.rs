@@ -36,10 +36,11 @@ pub struct ToolCall<C> {
     pub dry_run: crate::dry_run::DryRun,
     /// The tool's `inputSchema` as the upstream listed it (JSON text).
     pub input_schema: Option<Arc<str>>,
-    /// The call runs as a task Warden answers for (the agent was answered
-    /// at once and polls): a hold waits for the decision or the expiry,
-    /// never answers "pending".
-    pub as_task: bool,
+    /// `Some` when the call runs as a task Warden answers for (the agent
+    /// was answered at once and polls): a hold waits for the decision or
+    /// the expiry, never answers "pending", and withdraws its approval
+    /// when the agent cancels the task, even before the approval exists.
+    pub as_task: Option<TaskCancel>,
     /// The user the agent acts for confirmed this call in their own client
     /// (a `confirm`-tier call Warden asked about through elicitation).
     pub confirmed: bool,
@@ -74,6 +75,23 @@ impl ApprovalNote {
     pub fn get(&self) -> Option<&serde_json::Value> {
         self.0.get()
     }
+}
+
+/// Whether the agent has cancelled the task a call runs as
+/// (`tasks/cancel`): the call's half of [`task_cancel`].
+#[derive(Debug, Clone)]
+pub struct TaskCancel(tokio::sync::watch::Receiver<bool>);
+
+/// Cancels the call a task runs: the task's half of [`task_cancel`].
+#[derive(Debug)]
+pub struct TaskCanceller(tokio::sync::watch::Sender<bool>);
+
+/// A task's cancellation: the task keeps the [`TaskCanceller`], its call
+/// carries the [`TaskCancel`]. A cancel is seen by the call whenever it
+/// looks, so one that comes before the call is held is not lost.
+pub fn task_cancel() -> (TaskCanceller, TaskCancel) {
+    let (sender, receiver) = tokio::sync::watch::channel(false);
+    (TaskCanceller(sender), TaskCancel(receiver))
 }
 
 /// What became of a call.
@@ -153,9 +171,54 @@ impl Refusal {
     }
 }
 
+// === impl TaskCanceller ===
+
+impl TaskCanceller {
+    /// Cancel the task's call (once is enough; again changes nothing).
+    pub fn cancel(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+// === impl TaskCancel ===
+
+impl TaskCancel {
+    /// Whether the task was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once the task is cancelled (at once if it already is;
+    /// never if the task ends without being cancelled).
+    pub async fn cancelled(&mut self) {
+        if self.0.wait_for(|cancelled| *cancelled).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_task_cancel_is_seen_whenever_the_call_looks() {
+        let (canceller, mut cancel) = task_cancel();
+        assert!(!cancel.is_cancelled());
+        // Cancelled before the call waits: the wait ends at once.
+        canceller.cancel();
+        assert!(cancel.is_cancelled());
+        tokio::time::timeout(std::time::Duration::from_secs(1), cancel.cancelled())
+            .await
+            .expect("seen at once");
+        // A task forgotten uncancelled never cancels its call.
+        let (canceller, mut cancel) = task_cancel();
+        drop(canceller);
+        assert!(!cancel.is_cancelled());
+        let waited =
+            tokio::time::timeout(std::time::Duration::from_millis(50), cancel.cancelled()).await;
+        assert!(waited.is_err(), "not cancelled");
+    }
 
     #[test]
     fn a_refusal_is_a_structured_tool_result() {

@@ -33,7 +33,9 @@ pub mod tap;
 
 pub use approval::{HoldLayer, HoldSettings, Wakeups};
 pub use audit::{AuditLayer, AuditSettings, ReadCalls};
-pub use call::{ApprovalNote, Refusal, ToolCall, ToolOutcome};
+pub use call::{
+    ApprovalNote, Refusal, TaskCancel, TaskCanceller, ToolCall, ToolOutcome, task_cancel,
+};
 pub use catalogue::{
     Catalogue, CatalogueError, ListReply, ListedPage, filter_tools_list, read_page,
 };

@@ -104,7 +104,7 @@ mod tests {
             principal: crate::Principal::anonymous(),
             dry_run: crate::dry_run::DryRun::No,
             input_schema: None,
-            as_task: false,
+            as_task: None,
             confirmed: false,
             approval_note: Default::default(),
             meta: crate::CallMeta::default(),

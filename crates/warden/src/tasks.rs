@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 use warden_identity::Principal;
+use warden_pipeline::TaskCanceller;
 
 /// What every Warden task id starts with.
 pub const TASK_ID_PREFIX: &str = "warden-task-";
@@ -107,10 +108,23 @@ struct Entry {
     updated: SystemTime,
     ttl: Duration,
     answer: Option<TaskAnswer>,
-    /// What `tasks/cancel` withdraws: the held call's (agent session,
-    /// JSON-RPC id), as the approval wakeups know it.
-    held: Option<(String, String)>,
+    /// What `tasks/cancel` withdraws.
+    held: Option<HeldCall>,
     changed: tokio::sync::watch::Sender<u64>,
+}
+
+/// The held call a task runs, as `tasks/cancel` withdraws it.
+#[derive(Debug)]
+pub struct HeldCall {
+    /// The tool called.
+    pub tool: String,
+    /// The call's agent session, as the approval wakeups know it.
+    pub agent_session: String,
+    /// The call's JSON-RPC id (JSON text).
+    pub request_id: String,
+    /// Tells the call's hold, whatever it is doing: a cancel that comes
+    /// before the hold has staged its approval is not lost.
+    pub canceller: TaskCanceller,
 }
 
 /// The tasks Warden answers for itself.
@@ -262,7 +276,7 @@ impl TaskBoard {
         owner: TaskOwner,
         ttl_ms: Option<u64>,
         message: String,
-        held: Option<(String, String)>,
+        held: Option<HeldCall>,
     ) -> Result<(String, TaskView), TaskError> {
         let ttl = ttl_ms
             .map_or(DEFAULT_TTL, Duration::from_millis)
@@ -341,13 +355,14 @@ impl TaskBoard {
         }
     }
 
-    /// `tasks/cancel`: the task is cancelled now, answering `answer` from
-    /// then on; what it held (if anything) is returned for withdrawal.
+    /// `tasks/cancel`: the task is cancelled now, answering `answer` (made
+    /// for the held call's tool) from then on. Its held call (if any) is told, and returned as (agent
+    /// session, JSON-RPC id) for a withdrawal now, if it waits already.
     pub fn cancel(
         &self,
         id: &str,
         owner: &TaskOwner,
-        answer: TaskAnswer,
+        answer: impl FnOnce(&str) -> TaskAnswer,
     ) -> Result<(TaskView, Option<(String, String)>), TaskError> {
         let mut tasks = self.lock();
         let entry = match tasks.get_mut(id) {
@@ -362,10 +377,14 @@ impl TaskBoard {
         }
         entry.status = TaskStatus::Cancelled;
         entry.message = "The task was cancelled by request; the call was not run.".to_owned();
-        entry.answer = Some(answer);
+        entry.answer = Some(answer(entry.held.as_ref().map_or("", |h| h.tool.as_str())));
         entry.updated = SystemTime::now();
         entry.changed.send_modify(|v| *v += 1);
-        Ok((view(id, entry), entry.held.clone()))
+        let held = entry.held.as_ref().map(|held| {
+            held.canceller.cancel();
+            (held.agent_session.clone(), held.request_id.clone())
+        });
+        Ok((view(id, entry), held))
     }
 
     /// Changes to task `id` (for a waiting `tasks/result`), if `owner` may
@@ -492,7 +511,7 @@ mod tests {
         );
         // Terminal: cancel is refused, finish changes nothing.
         assert!(matches!(
-            board.cancel(&id, &me, TaskAnswer::Error(json!({}))),
+            board.cancel(&id, &me, |_| TaskAnswer::Error(json!({}))),
             Err(TaskError::Terminal { .. })
         ));
         board.finish(&id, TaskAnswer::Result(json!({})), "again".into());
@@ -512,19 +531,36 @@ mod tests {
     fn a_cancelled_task_stays_cancelled_and_the_list_pages() {
         let board = TaskBoard::default();
         let me = owner("agent-a", "s1");
+        let (canceller, cancel) = warden_pipeline::task_cancel();
         let (id, _) = board
             .create(
                 me.clone(),
                 None,
                 "waiting".into(),
-                Some(("s1".into(), "3".into())),
+                Some(HeldCall {
+                    tool: "send_invoice".into(),
+                    agent_session: "s1".into(),
+                    request_id: "3".into(),
+                    canceller,
+                }),
             )
             .expect("created");
         let (shown, held) = board
-            .cancel(&id, &me, TaskAnswer::Result(json!({"isError": true})))
+            .cancel(&id, &me, |tool| {
+                TaskAnswer::Result(json!({"isError": true, "tool": tool}))
+            })
             .expect("cancelled");
         assert_eq!(shown.task["status"], "cancelled");
         assert_eq!(held, Some(("s1".into(), "3".into())));
+        assert!(cancel.is_cancelled(), "the held call is told");
+        let (_, answer) = board.outcome(&id, &me).expect("mine");
+        assert_eq!(
+            answer,
+            Some(TaskAnswer::Result(
+                json!({"isError": true, "tool": "send_invoice"})
+            )),
+            "the answer names the tool"
+        );
         board.finish(
             &id,
             TaskAnswer::Result(json!({"isError": false})),

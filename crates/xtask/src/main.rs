@@ -230,6 +230,12 @@ fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// The end-to-end peers' folders (under `crates/e2e`). Each may hold a
+/// `package-lock.json` (installed into its own `node_modules/`) and a
+/// `requirements.txt` (installed into its own `.venv/`): one folder per
+/// pinned set, since two lines of one SDK cannot share a venv.
+const PEER_DIRS: [&str; 3] = ["peers", "peers/tasks", "conformance"];
+
 /// Install the pinned test dependencies (cargo-fuzz, Debian's Chromium, the
 /// end-to-end peers' npm and PyPI packages) when missing or changed.
 fn deps(root: &Path) -> Result {
@@ -237,49 +243,13 @@ fn deps(root: &Path) -> Result {
     ensure_cargo_fuzz(&cargo())?;
     ensure_chromium()?;
     let e2e = root.join("crates/e2e");
-    for dir in ["peers", "conformance"] {
+    for dir in PEER_DIRS {
         let dir = e2e.join(dir);
         if dir.join("package-lock.json").is_file() {
-            if stamp_is_fresh(&dir, "package-lock.json", "node_modules/.warden-stamp") {
-                eprintln!("==> npm packages in {} are current", dir.display());
-            } else {
-                run(
-                    &format!("npm ci in {}", dir.display()),
-                    Command::new("npm").current_dir(&dir).args([
-                        "ci",
-                        "--no-audit",
-                        "--no-fund",
-                        "--loglevel=error",
-                    ]),
-                )?;
-                write_stamp(&dir, "package-lock.json", "node_modules/.warden-stamp")?;
-            }
+            npm_packages(&dir)?;
         }
         if dir.join("requirements.txt").is_file() {
-            if stamp_is_fresh(&dir, "requirements.txt", ".venv/.warden-stamp") {
-                eprintln!("==> Python packages in {} are current", dir.display());
-            } else {
-                let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-                run(
-                    &format!("python venv in {}", dir.display()),
-                    Command::new(&python)
-                        .current_dir(&dir)
-                        .args(["-m", "venv", ".venv"]),
-                )?;
-                run(
-                    &format!("pip install in {}", dir.display()),
-                    Command::new(dir.join(".venv/bin/pip"))
-                        .current_dir(&dir)
-                        .args([
-                            "install",
-                            "--quiet",
-                            "--disable-pip-version-check",
-                            "-r",
-                            "requirements.txt",
-                        ]),
-                )?;
-                write_stamp(&dir, "requirements.txt", ".venv/.warden-stamp")?;
-            }
+            python_venv(&dir)?;
         }
     }
     Ok(())
@@ -311,6 +281,55 @@ fn ensure_chromium() -> Result {
                 "chromium-driver",
             ]),
     )
+}
+
+/// `npm ci` in `dir`, unless its `node_modules/` matches its lock file.
+fn npm_packages(dir: &Path) -> Result {
+    let stamp = "node_modules/.warden-stamp";
+    if stamp_is_fresh(dir, "package-lock.json", stamp) {
+        eprintln!("==> npm packages in {} are current", dir.display());
+        return Ok(());
+    }
+    run(
+        &format!("npm ci in {}", dir.display()),
+        Command::new("npm").current_dir(dir).args([
+            "ci",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+        ]),
+    )?;
+    write_stamp(dir, "package-lock.json", stamp)
+}
+
+/// A venv at `dir/.venv` with `dir/requirements.txt` installed, unless it
+/// already matches the file.
+fn python_venv(dir: &Path) -> Result {
+    let stamp = ".venv/.warden-stamp";
+    if stamp_is_fresh(dir, "requirements.txt", stamp) {
+        eprintln!("==> Python packages in {} are current", dir.display());
+        return Ok(());
+    }
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    run(
+        &format!("python venv in {}", dir.display()),
+        Command::new(&python)
+            .current_dir(dir)
+            .args(["-m", "venv", ".venv"]),
+    )?;
+    run(
+        &format!("pip install in {}", dir.display()),
+        Command::new(dir.join(".venv/bin/pip"))
+            .current_dir(dir)
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+                "requirements.txt",
+            ]),
+    )?;
+    write_stamp(dir, "requirements.txt", stamp)
 }
 
 fn ensure_cargo_fuzz(cargo: &str) -> Result {

@@ -464,3 +464,171 @@ pub async fn warden_from_file(config: &Path) -> warden::Running {
     let config = Config::from_file(config).expect("valid config");
     warden::start(&config).await.expect("warden starts")
 }
+
+/// The demo MCP server (`warden-demo`: `send_invoice`, `create_note`, ...)
+/// in process on a free loopback port: its URL, and its state (how many
+/// invoices it sent, notes it wrote), to prove what ran upstream.
+pub async fn demo_upstream() -> (String, Arc<warden_demo::Demo>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let demo = Arc::new(warden_demo::Demo::default());
+    tokio::spawn(warden_demo::serve_with(listener, demo.clone()));
+    (format!("http://{addr}/mcp"), demo)
+}
+
+/// The approver the approval tests configure: `grace`, with this token.
+pub const APPROVER_TOKEN: &str = "wdn_e2e-approver-token-000000000000000000000";
+
+/// SHA-256 of `text`, in lowercase hex (an approver token's digest).
+pub fn sha256_hex(text: &str) -> String {
+    use std::fmt::Write;
+    let bytes = <sha2_digest::Sha256 as sha2_digest::Digest>::digest(text.as_bytes());
+    bytes.iter().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+/// Write a Warden config with an approval queue (store in `dir`, approver
+/// `grace` holding [`APPROVER_TOKEN`], the given hold budget and progress
+/// interval, e.g. `"1s"`), an admin listener on a free port, and one route
+/// `/mcp` in front of `upstream_url` with `policy`; returns its path.
+pub fn write_approvals_config(
+    dir: &Path,
+    upstream_url: &str,
+    policy: &str,
+    hold_budget: &str,
+    progress_every: &str,
+) -> PathBuf {
+    std::fs::write(dir.join("policy.yaml"), policy).expect("policy");
+    let config = dir.join("warden.yaml");
+    let text = format!(
+        "version: 1\nlisten: 127.0.0.1:0\nadmin: 127.0.0.1:0\napprovals:\n  hold_budget: {hold_budget}\n  progress_every: {progress_every}\n  approvers:\n    - name: grace\n      sha256: {}\nroutes:\n  - path: /mcp\n    upstream:\n      url: {}\n    policy: policy.yaml\n",
+        sha256_hex(APPROVER_TOKEN),
+        yaml_str(upstream_url),
+    );
+    std::fs::write(&config, text).expect("config");
+    config
+}
+
+/// Warden's approvals API, as approver `grace`.
+pub struct Admin {
+    addr: std::net::SocketAddr,
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+}
+
+impl Admin {
+    /// The admin API of `warden` (which must have an admin listener).
+    pub fn of(warden: &warden::Running) -> Admin {
+        Admin {
+            addr: warden.admin_addr.expect("an admin listener"),
+            client: hyper_util::client::legacy::Client::builder(
+                hyper_util::rt::TokioExecutor::new(),
+            )
+            .build_http(),
+        }
+    }
+
+    /// `method path` with `body` (JSON), as grace: the status and the JSON
+    /// answer (`null` if it is none).
+    pub async fn request(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        use http_body_util::BodyExt;
+        let request = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr))
+            .header("authorization", format!("Bearer {APPROVER_TOKEN}"))
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(
+                body.map_or_else(bytes::Bytes::new, |b| bytes::Bytes::from(b.to_string())),
+            ))
+            .expect("request");
+        let response = self.client.request(request).await.expect("admin API");
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    /// The whole queue, or the approvals with `status`.
+    pub async fn list(&self, status: Option<&str>) -> Vec<Value> {
+        let path = status.map_or_else(
+            || "/approvals".to_owned(),
+            |s| format!("/approvals?status={s}"),
+        );
+        let (code, list) = self.request("GET", &path, None).await;
+        assert_eq!(code, 200, "GET {path}: {list}");
+        list.as_array().cloned().unwrap_or_default()
+    }
+
+    /// One approval.
+    pub async fn get(&self, id: &str) -> Value {
+        let (code, approval) = self.request("GET", &format!("/approvals/{id}"), None).await;
+        assert_eq!(code, 200, "GET /approvals/{id}: {approval}");
+        approval
+    }
+
+    /// The one pending approval, once it is staged (within `limit`).
+    pub async fn pending(&self, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let pending = self.list(Some("pending")).await;
+            match pending.as_slice() {
+                [one] => return one.clone(),
+                [] => {}
+                more => panic!("more than one approval pending: {more:?}"),
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no approval was staged within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Approve (`"approve"`) or reject (`"reject"`, with `reason`) approval
+    /// `id`: the approval as the API answers.
+    pub async fn decide(&self, id: &str, verdict: &str, reason: Option<&str>) -> Value {
+        let body = reason.map(|r| json!({ "reason": r }));
+        let (code, approval) = self
+            .request("POST", &format!("/approvals/{id}/{verdict}"), body)
+            .await;
+        assert_eq!(code, 200, "POST /approvals/{id}/{verdict}: {approval}");
+        approval
+    }
+}
+
+/// The next line of `peer` whose `seen` is `kind` (lines of other kinds
+/// before it are kept in `peer.seen`), read without blocking the runtime's
+/// other tasks (the demo upstream runs on them). Fails on an `error` line,
+/// or when none comes within `limit`, with what the peer said.
+pub fn next_seen(peer: &mut LineChild, kind: &str, limit: Duration) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let line = tokio::task::block_in_place(|| peer.next_until(deadline));
+        let Some(line) = line else {
+            panic!(
+                "no {kind:?} line within {limit:?}; lines: {:?}\nstderr:\n{}",
+                peer.seen,
+                peer.log()
+            );
+        };
+        assert_ne!(
+            line["seen"],
+            "error",
+            "the peer failed: {line}\nstderr:\n{}",
+            peer.log()
+        );
+        if line["seen"] == kind {
+            return line;
+        }
+    }
+}

@@ -531,6 +531,15 @@ async fn tool_call(
             forwarded = edited;
         }
     }
+    // A held call's task is Warden's own: an approved call reaches the
+    // upstream without `params.task`, so its preview shows it so too.
+    if held_tier
+        && as_task.is_some()
+        && dry_run != warden_pipeline::DryRun::No
+        && let Some(plain) = tasks::without_params(&forwarded, &["task"])
+    {
+        forwarded = plain;
+    }
     let input_schema = session.input_schema(&tool);
     // The call's lane: its credential's own upstream session, opened by
     // the forwarder (after the policy allowed the call), so it is never
@@ -659,7 +668,7 @@ async fn tool_call(
         principal,
         dry_run,
         input_schema,
-        as_task: false,
+        as_task: None,
         confirmed: false,
         approval_note: warden_pipeline::ApprovalNote::default(),
         meta,

@@ -33,7 +33,7 @@ use crate::forward::Forward;
 use crate::metrics::DecisionLabels;
 use crate::session::Session;
 use crate::tasks::{
-    META_IMMEDIATE_RESPONSE, TaskAnswer, TaskBoard, TaskError, TaskOwner, TaskView,
+    HeldCall, META_IMMEDIATE_RESPONSE, TaskAnswer, TaskBoard, TaskError, TaskOwner, TaskView,
 };
 use crate::upstream::{MAX_INSPECTED_REPLY, is_event_stream};
 
@@ -271,7 +271,8 @@ pub(super) fn held_as_task(
     {
         call.message = plain;
     }
-    call.as_task = true;
+    let (canceller, cancel) = warden_pipeline::task_cancel();
+    call.as_task = Some(cancel);
     let rule = route.policy.load().hold_of(&tool);
     let who = if rule.approvers.is_empty() {
         "an approver".to_owned()
@@ -283,7 +284,12 @@ pub(super) fn held_as_task(
          it has not run. Poll tasks/get, or wait on tasks/result for the outcome.",
         rule.approvals
     );
-    let held = Some((call.session.to_string(), id.to_string()));
+    let held = Some(HeldCall {
+        tool: tool.clone(),
+        agent_session: call.session.to_string(),
+        request_id: id.to_string(),
+        canceller,
+    });
     let (task_id, view) = match warden.tasks.create(owner, ttl, waiting.clone(), held) {
         Ok(created) => created,
         Err(err) => return json_reply(StatusCode::OK, task_error(&id, &err)),
@@ -543,21 +549,26 @@ pub(super) async fn task_request(
             Err(err) => reply(task_error(id, &err)),
         },
         METHOD_TASKS_CANCEL => {
-            let cancelled = Refusal {
-                decision: "cancelled",
-                reason: "task-cancelled",
-                tool: String::new(),
-                message: "The task was cancelled by request; the call was not run.".to_owned(),
-                is_error: true,
-                details: None,
-            };
             let revision = session
                 .negotiated_version()
                 .unwrap_or(mcp::DEFAULT_PROTOCOL_VERSION);
-            let answer = TaskAnswer::of_response(&cancelled.to_response(id, revision))
-                .unwrap_or_else(|| TaskAnswer::Error(json!({})));
+            let answer = |tool: &str| {
+                let cancelled = Refusal {
+                    decision: "cancelled",
+                    reason: "task-cancelled",
+                    tool: tool.to_owned(),
+                    message: "The task was cancelled by request; the call was not run.".to_owned(),
+                    is_error: true,
+                    details: None,
+                };
+                TaskAnswer::of_response(&cancelled.to_response(id, revision))
+                    .unwrap_or_else(|| TaskAnswer::Error(json!({})))
+            };
             match warden.tasks.cancel(&task_id, &owner, answer) {
                 Ok((view, held)) => {
+                    // A call waiting on its approval is withdrawn now;
+                    // one not held yet withdraws itself when it is (the
+                    // cancel told it).
                     if let Some((agent_session, request_id)) = held {
                         super::post::withdraw(warden, &agent_session, &request_id).await;
                     }
@@ -592,10 +603,12 @@ async fn extension_request(
             Err(err) => task_error(id, &err),
         },
         METHOD_TASKS_CANCEL => {
-            let answer = TaskAnswer::Error(json!({
-                "code": jsonrpc::INTERNAL_ERROR,
-                "message": "The task was cancelled by request; the call was not run.",
-            }));
+            let answer = |_: &str| {
+                TaskAnswer::Error(json!({
+                    "code": jsonrpc::INTERNAL_ERROR,
+                    "message": "The task was cancelled by request; the call was not run.",
+                }))
+            };
             match warden.tasks.cancel(task_id, owner, answer) {
                 Ok((_, held)) => {
                     if let Some((agent_session, request_id)) = held {

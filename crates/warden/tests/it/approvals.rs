@@ -696,6 +696,11 @@ async fn a_task_augmented_held_call_is_a_warden_task_until_decided() {
             .await,
     );
     assert_eq!(outcome["result"]["isError"], true, "{outcome}");
+    assert_eq!(
+        outcome["result"]["structuredContent"]["warden"],
+        json!({"decision": "cancelled", "reason": "task-cancelled", "tool": "send_invoice"}),
+        "{outcome}"
+    );
     assert_eq!(demo.invoices_sent(), 1);
 
     // A refusal of a task-augmented call is a task that has already failed.
@@ -963,4 +968,126 @@ async fn an_agent_that_hangs_up_abandons_its_approval_and_the_call_never_runs() 
         2,
         "each abandonment is on the record"
     );
+}
+
+/// A task cancelled as soon as it was created, before its hold had
+/// staged the approval, is withdrawn all the same: no approval is left
+/// pending, none can be approved, and the call never runs.
+#[tokio::test]
+async fn a_task_cancelled_at_once_is_never_held_nor_run() {
+    let (upstream, demo) = demo_upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let warden = WardenBuilder::new(&upstream)
+        .policy("version: 1\ntools:\n  send_invoice:\n    tier: approve\n")
+        .approvals(approvals(tmp.path(), Duration::from_millis(200)))
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    for round in 0..5u64 {
+        let created = agent
+            .post(&json!({"jsonrpc": "2.0", "id": 10 * round + 1, "method": "tools/call", "params": {
+                "name": "send_invoice", "arguments": invoice(100 + round), "task": {"ttl": 60_000}}}))
+            .await
+            .json();
+        let task_id = created["result"]["task"]["taskId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a task: {created}"))
+            .to_owned();
+        let cancelled = agent
+            .post(&request(
+                10 * round + 2,
+                "tasks/cancel",
+                json!({"taskId": task_id}),
+            ))
+            .await
+            .json();
+        assert_eq!(cancelled["result"]["status"], "cancelled", "{cancelled}");
+    }
+    // Whatever the hold had done when the cancel came, it ends withdrawn.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let queue = loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (_, queue) = admin(&warden, http::Method::GET, "/approvals", GRACE, None).await;
+        let queue = queue.as_array().cloned().unwrap_or_default();
+        if queue.iter().all(|a| a["status"] != "pending") {
+            break queue;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still pending after the tasks were cancelled: {queue:?}"
+        );
+    };
+    for approval in &queue {
+        assert_eq!(approval["status"], "cancelled", "{approval}");
+        assert_eq!(approval["executed_ms"], Value::Null, "{approval}");
+        let (status, _) = admin(
+            &warden,
+            http::Method::POST,
+            &format!(
+                "/approvals/{}/approve",
+                approval["id"].as_str().expect("id")
+            ),
+            GRACE,
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(demo.invoices_sent(), 0);
+}
+
+/// A dry run of a held tool sent as a task previews the call an approval
+/// would run: without `params.task`, since Warden, not the upstream, owns
+/// a held call's task.
+#[tokio::test]
+async fn a_dry_run_of_a_held_task_previews_the_call_without_the_task() {
+    let (upstream, demo) = demo_upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let warden = WardenBuilder::new(&upstream)
+        .policy("version: 1\ntools:\n  send_invoice: approve\n  create_note: write\n")
+        .approvals(approvals(tmp.path(), Duration::from_millis(200)))
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    let preview = |id: u64, tool: &str, arguments: Value| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+            "name": tool, "arguments": arguments, "task": {"ttl": 60_000}}})
+    };
+    let mut dry = invoice(500);
+    dry["dryRun"] = json!(true);
+    let created = agent.post(&preview(2, "send_invoice", dry)).await.json();
+    assert_eq!(
+        created["result"]["task"]["status"], "completed",
+        "{created}"
+    );
+    let task_id = created["result"]["task"]["taskId"].clone();
+    let answer = agent
+        .post(&request(3, "tasks/result", json!({"taskId": task_id})))
+        .await
+        .json();
+    let payload = &answer["result"]["structuredContent"]["payload"];
+    assert_eq!(
+        payload["params"],
+        json!({"name": "send_invoice", "arguments": invoice(500)}),
+        "{answer}"
+    );
+    // A tool the upstream runs itself keeps its task in the preview: the
+    // upstream gets it.
+    let note = json!({"customer_id": 1, "text": "hi", "dryRun": true});
+    let created = agent.post(&preview(4, "create_note", note)).await.json();
+    let task_id = created["result"]["task"]["taskId"].clone();
+    let answer = agent
+        .post(&request(5, "tasks/result", json!({"taskId": task_id})))
+        .await
+        .json();
+    assert_eq!(
+        answer["result"]["structuredContent"]["payload"]["params"]["task"],
+        json!({"ttl": 60_000}),
+        "{answer}"
+    );
+    assert_eq!(demo.invoices_sent(), 0);
+    assert_eq!(demo.notes_written(), 0);
 }

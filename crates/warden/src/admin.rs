@@ -9,6 +9,8 @@
 //! - `GET /approvals/{id}` — one approval;
 //! - `POST /approvals/{id}/approve` and `…/reject`, body `{"reason": "…"}`
 //!   (a rejection needs one) — a decision, answered with the approval.
+//!
+//! Every decision, whichever way it comes, is taken by `decide`.
 
 use std::sync::Arc;
 
@@ -217,70 +219,18 @@ async fn approvals(warden: &Warden, request: Request<Incoming>) -> Response<Body
                     "a rejection needs a reason: {\"reason\": \"…\"}",
                 );
             }
-            let held = match approvals.store.get(&id).await {
-                Ok(held) => held,
-                Err(ApprovalError::NotFound { .. }) => {
-                    return problem(StatusCode::NOT_FOUND, "no such approval");
-                }
-                Err(err) => return problem(StatusCode::SERVICE_UNAVAILABLE, err),
-            };
-            // The rule in force says who may approve, and whether the user
-            // the call acts for may.
-            let rule = warden
-                .routes
-                .iter()
-                .find(|r| *r.path == held.call.route)
-                .map(|r| r.policy.load().hold_of(&held.call.tool))
-                .unwrap_or_default();
-            if !rule.approvers.is_empty() && !rule.approvers.iter().any(|a| **a == *approver.agent)
+            match decide(
+                warden,
+                &id,
+                &approver.agent,
+                None,
+                verdict,
+                reason.as_deref(),
+            )
+            .await
             {
-                return problem(
-                    StatusCode::FORBIDDEN,
-                    format!(
-                        "{} may not decide calls to {}",
-                        approver.agent, held.call.tool
-                    ),
-                );
-            }
-            match approvals
-                .store
-                .decide(
-                    &id,
-                    &approver.agent,
-                    verdict,
-                    reason.as_deref(),
-                    rule.allow_own,
-                    now_ms(),
-                )
-                .await
-            {
-                Ok(decided) => {
-                    approvals.wakeups.wake(&id);
-                    if let Some(audit) = &warden.audit
-                        && decided.status != Status::Pending
-                    {
-                        let mut record = audit.new_record(warden_audit::Kind::ApprovalDecided);
-                        record.route = Some(decided.call.route.as_str().into());
-                        record.tool = Some(decided.call.tool.clone());
-                        record.decision = Some(decided.status.as_str().to_owned().into());
-                        record.reason = decided.reason.clone().map(Into::into);
-                        record.approval = Some(warden_audit::record::ApprovalField {
-                            id: decided.id.clone(),
-                            approver: Some(approver.agent.to_string()),
-                        });
-                        audit.record(record);
-                    }
-                    tracing::info!(approval = %id, approver = %approver.agent, status = decided.status.as_str(), "Approval decided.");
-                    json_reply(StatusCode::OK, &shown(&decided))
-                }
-                Err(
-                    err @ (ApprovalError::NotPending { .. } | ApprovalError::AlreadyDecided { .. }),
-                ) => problem(StatusCode::CONFLICT, err),
-                Err(err @ ApprovalError::OwnCall { .. }) => problem(StatusCode::FORBIDDEN, err),
-                Err(ApprovalError::NotFound { .. }) => {
-                    problem(StatusCode::NOT_FOUND, "no such approval")
-                }
-                Err(err) => problem(StatusCode::SERVICE_UNAVAILABLE, err),
+                Ok(decided) => json_reply(StatusCode::OK, &shown(&decided)),
+                Err(err) => problem(err.status(), err),
             }
         }
         _ => problem(
@@ -288,4 +238,114 @@ async fn approvals(warden: &Warden, request: Request<Incoming>) -> Response<Body
             "try GET /approvals, GET /approvals/{id}, POST /approvals/{id}/approve or …/reject",
         ),
     }
+}
+
+// === decisions ===
+
+/// Why [`decide`] took no decision.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DecideError {
+    /// This Warden has no approval queue.
+    #[error("this Warden has no approvals section: no call is ever held")]
+    NoQueue,
+    /// No approval has this id.
+    #[error("no such approval")]
+    NotFound,
+    /// The tool's rule names other approvers.
+    #[error("{approver} may not decide calls to {tool}")]
+    NotAllowed {
+        /// Who tried.
+        approver: String,
+        /// The held call's tool.
+        tool: String,
+    },
+    /// The store refused the vote (not pending, voted already, the user's
+    /// own call) or failed.
+    #[error(transparent)]
+    Store(warden_approvals::ApprovalError),
+}
+
+impl DecideError {
+    /// The HTTP status that says it.
+    pub(crate) fn status(&self) -> StatusCode {
+        use warden_approvals::ApprovalError;
+        match self {
+            DecideError::NoQueue | DecideError::NotFound => StatusCode::NOT_FOUND,
+            DecideError::NotAllowed { .. } => StatusCode::FORBIDDEN,
+            DecideError::Store(err) => match err {
+                ApprovalError::NotPending { .. } | ApprovalError::AlreadyDecided { .. } => {
+                    StatusCode::CONFLICT
+                }
+                ApprovalError::OwnCall { .. } => StatusCode::FORBIDDEN,
+                ApprovalError::NotFound { .. } => StatusCode::NOT_FOUND,
+                ApprovalError::Store(_) | ApprovalError::Migrate(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            },
+        }
+    }
+}
+
+/// One approver's vote on approval `id`, however it came (the API, Slack,
+/// the webhook), so that every way applies the same rules: the tool's rule
+/// in force says who may decide and whether the user the call acts for
+/// may approve it; the vote is one store transaction; a request waiting on
+/// it here is woken; a vote that ends the approval is an audit record
+/// naming the approver and, when not the API, the channel (`via`:
+/// `grace (slack)`).
+pub(crate) async fn decide(
+    warden: &Warden,
+    id: &str,
+    approver: &str,
+    via: Option<&str>,
+    verdict: warden_approvals::Verdict,
+    reason: Option<&str>,
+) -> Result<warden_approvals::Approval, DecideError> {
+    use warden_approvals::{ApprovalError, Status};
+    let approvals = warden.approvals.as_ref().ok_or(DecideError::NoQueue)?;
+    let held = match approvals.store.get(id).await {
+        Ok(held) => held,
+        Err(ApprovalError::NotFound { .. }) => return Err(DecideError::NotFound),
+        Err(err) => return Err(DecideError::Store(err)),
+    };
+    // The rule in force says who may approve, and whether the user the
+    // call acts for may.
+    let rule = warden
+        .routes
+        .iter()
+        .find(|r| *r.path == held.call.route)
+        .map(|r| r.policy.load().hold_of(&held.call.tool))
+        .unwrap_or_default();
+    if !rule.approvers.is_empty() && !rule.approvers.iter().any(|a| **a == *approver) {
+        return Err(DecideError::NotAllowed {
+            approver: approver.to_owned(),
+            tool: held.call.tool,
+        });
+    }
+    let decided = approvals
+        .store
+        .decide(id, approver, verdict, reason, rule.allow_own, now_ms())
+        .await
+        .map_err(|err| match err {
+            ApprovalError::NotFound { .. } => DecideError::NotFound,
+            err => DecideError::Store(err),
+        })?;
+    approvals.wakeups.wake(id);
+    let recorded_as = via.map_or_else(|| approver.to_owned(), |via| format!("{approver} ({via})"));
+    if let Some(audit) = &warden.audit
+        && decided.status != Status::Pending
+    {
+        let mut record = audit.new_record(warden_audit::Kind::ApprovalDecided);
+        record.route = Some(decided.call.route.as_str().into());
+        record.tool = Some(decided.call.tool.clone());
+        record.decision = Some(decided.status.as_str().to_owned().into());
+        record.reason = decided.reason.clone().map(Into::into);
+        record.approval = Some(warden_audit::record::ApprovalField {
+            id: decided.id.clone(),
+            approver: Some(recorded_as.clone()),
+        });
+        audit.record(record);
+    }
+    tracing::info!(approval = %id, approver = %recorded_as, status = decided.status.as_str(), "Approval decided.");
+    Ok(decided)
 }

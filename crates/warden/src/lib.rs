@@ -206,6 +206,7 @@ pub async fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
                 budget: approvals.hold_budget,
                 audit: trail.as_ref().map(|t| t.log.clone()),
                 redaction_key: trail.as_ref().and_then(|t| t.redaction_key.clone()),
+                on_requested: None,
             })
         });
         let pipeline = warden_pipeline::build(

@@ -10,7 +10,9 @@
 //! - `POST /approvals/{id}/approve` and `…/reject`, body `{"reason": "…"}`
 //!   (a rejection needs one) — a decision, answered with the approval.
 //!
-//! Every decision, whichever way it comes, is taken by `decide`.
+//! Slack's and the webhook's signed callbacks are answered by
+//! [`crate::channels`]; every decision, whichever way it comes, is taken
+//! by `decide`.
 
 use std::sync::Arc;
 
@@ -27,6 +29,10 @@ const MAX_DECISION_BODY: usize = 16 << 10;
 
 /// Answer one admin request.
 pub async fn handle(warden: Arc<Warden>, request: Request<Incoming>) -> Response<Body> {
+    // Slack's and the webhook's callbacks are signed, not token-bearing.
+    if crate::channels::is_callback(request.uri().path()) {
+        return crate::channels::callback(warden, request).await;
+    }
     if request.uri().path() == "/approvals" || request.uri().path().starts_with("/approvals/") {
         return approvals(&warden, request).await;
     }

@@ -13,10 +13,10 @@ use warden::approvals::ApprovalsConfig;
 
 use crate::support::*;
 
-const GRACE: &str = "wdn_approver-grace-token-0123456789abcdefghijkl";
-const LINUS: &str = "wdn_approver-linus-token-0123456789abcdefghijkl";
+pub(crate) const GRACE: &str = "wdn_approver-grace-token-0123456789abcdefghijkl";
+pub(crate) const LINUS: &str = "wdn_approver-linus-token-0123456789abcdefghijkl";
 
-fn approvals(dir: &std::path::Path, budget: Duration) -> ApprovalsConfig {
+pub(crate) fn approvals(dir: &std::path::Path, budget: Duration) -> ApprovalsConfig {
     let digest = |token: &str| {
         warden_identity::api_key::parse_digest(&warden_identity::api_key::digest_hex(token))
             .expect("hex")
@@ -29,11 +29,13 @@ fn approvals(dir: &std::path::Path, budget: Duration) -> ApprovalsConfig {
             (digest(LINUS), "linus".into()),
         ],
         progress_every: Duration::from_millis(100),
+        slack: None,
+        webhook: None,
     }
 }
 
 /// An admin API request as `token`.
-async fn admin(
+pub(crate) async fn admin(
     warden: &TestWarden,
     method: http::Method,
     path: &str,
@@ -59,7 +61,7 @@ async fn admin(
 
 /// Send `message` on `agent`'s session from a task of its own (it waits
 /// on a hold), returning the reply when it comes.
-fn in_background(agent: &Agent, message: Value) -> tokio::task::JoinHandle<Reply> {
+pub(crate) fn in_background(agent: &Agent, message: Value) -> tokio::task::JoinHandle<Reply> {
     let (url, session) = (agent.url.clone(), agent.session.clone());
     tokio::spawn(async move {
         let mut agent = Agent::new(&url);
@@ -69,7 +71,7 @@ fn in_background(agent: &Agent, message: Value) -> tokio::task::JoinHandle<Reply
 }
 
 /// The id of the first pending approval, once one is staged (10 s at most).
-async fn staged(warden: &TestWarden, token: &str) -> String {
+pub(crate) async fn staged(warden: &TestWarden, token: &str) -> String {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let (_, queue) = admin(
@@ -88,16 +90,16 @@ async fn staged(warden: &TestWarden, token: &str) -> String {
     }
 }
 
-fn call_of(id: u64, tool: &str, arguments: Value) -> Value {
+pub(crate) fn call_of(id: u64, tool: &str, arguments: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
         "params": {"name": tool, "arguments": arguments}})
 }
 
-fn invoice(amount: u64) -> Value {
+pub(crate) fn invoice(amount: u64) -> Value {
     json!({"customer_id": 1, "amount_cents": amount})
 }
 
-fn warden_result(reply: &Reply) -> Value {
+pub(crate) fn warden_result(reply: &Reply) -> Value {
     reply.json()["result"].clone()
 }
 

@@ -169,8 +169,11 @@ impl RawWebhook {
 mod tests {
     use crate::config::{Config, ConfigError};
 
-    fn load(approvals: &str, admin: bool) -> Result<Config, ConfigError> {
-        let dir = std::env::temp_dir().join(format!("warden-channels-{}", std::process::id()));
+    /// Load a config with this `approvals` tail; each test its own `name`
+    /// (its own folder: tests run at once).
+    fn load(name: &str, approvals: &str, admin: bool) -> Result<Config, ConfigError> {
+        let dir =
+            std::env::temp_dir().join(format!("warden-channels-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         std::fs::write(dir.join("p.yaml"), "version: 1\n").expect("policy");
         let text = format!(
@@ -180,8 +183,8 @@ mod tests {
         Config::from_yaml_str(&text, "w.yaml", &dir)
     }
 
-    fn errors(approvals: &str, admin: bool) -> Vec<(u64, String)> {
-        match load(approvals, admin) {
+    fn errors(name: &str, approvals: &str, admin: bool) -> Vec<(u64, String)> {
+        match load(name, approvals, admin) {
             Err(ConfigError::Invalid(d)) => {
                 d.items.into_iter().map(|i| (i.line, i.message)).collect()
             }
@@ -193,6 +196,7 @@ mod tests {
     #[test]
     fn slack_and_webhook_load() {
         let config = load(
+            "ok",
             "  slack:\n    webhook_url: {env: SLACK_URL}\n    signing_secret: {file: slack.secret}\n    users: {U012ABCDEF: grace, W0ABC: grace}\n  webhook:\n    url: https://hooks.example.com/warden\n    secret: {inline: s3cret}\n",
             true,
         )
@@ -210,6 +214,7 @@ mod tests {
     #[test]
     fn bad_channels_are_reported_with_their_lines() {
         let found = errors(
+            "bad",
             "  slack:\n    webhook_url: {env: SLACK_URL, inline: x}\n    signing_secret: {}\n    users: {u012: grace, U013: nobody}\n  webhook:\n    url: http://hooks.example.com/warden\n    secret: {env: \"\"}\n",
             false,
         );
@@ -253,12 +258,14 @@ mod tests {
             "{found:?}"
         );
         let none = errors(
+            "no-users",
             "  slack:\n    webhook_url: {env: A}\n    signing_secret: {env: B}\n",
             true,
         );
         assert!(none[0].1.starts_with("slack needs users"), "{none:?}");
         // An unknown key is an error, as everywhere.
         let unknown = load(
+            "unknown",
             "  webhook:\n    url: https://h.example.com/\n    secret: {env: A}\n    retries: 3\n",
             true,
         );

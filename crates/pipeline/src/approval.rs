@@ -74,7 +74,14 @@ pub struct HoldSettings {
     pub audit: Option<warden_audit::AuditLog>,
     /// The HMAC key of the policy's `hash` redaction rules, if any.
     pub redaction_key: Option<Vec<u8>>,
+    /// Told of each new approval once it is staged and recorded (the
+    /// approvers' channels: Slack, a webhook). It must return at once:
+    /// it runs on the held request's path.
+    pub on_requested: Option<OnRequested>,
 }
+
+/// What [`HoldSettings::on_requested`] calls with each new approval.
+pub type OnRequested = Arc<dyn Fn(&Approval) + Send + Sync>;
 
 impl HoldSettings {
     /// Put an approval event on the audit trail.
@@ -506,6 +513,9 @@ async fn hold(
                 .await?;
             tracing::info!(tool = %call.tool, session = %call.session, agent = %call.agent, approval = %staged.id, "Call held for approval.");
             settings.record(warden_audit::Kind::ApprovalRequested, &staged, "pending");
+            if let Some(notify) = &settings.on_requested {
+                notify(&staged);
+            }
             staged
         }
     };

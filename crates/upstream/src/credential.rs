@@ -175,6 +175,13 @@ impl Source {
         Ok(source)
     }
 
+    /// The value now, for a source that needs no network: an environment
+    /// variable's, an inline value, or a file's (read again when it
+    /// changed). Errors name `name`, never the value.
+    pub fn current(&self, name: &str) -> Result<Secret, CredentialError> {
+        self.read_now(name)
+    }
+
     /// The value now, for sources that need no network (env, file, inline).
     fn read_now(&self, name: &str) -> Result<Secret, CredentialError> {
         match self {

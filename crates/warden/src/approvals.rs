@@ -11,6 +11,13 @@
 //!   approvers:                   # tokens for the admin API (SHA-256, as for API keys)
 //!     - name: grace
 //!       sha256: 3f1c9a7e0b52d84e6a19c0f7d23b8e45a6d1f09c7b2e48a53d6f1c08e9a7b241
+//!   slack:                       # optional: approvers are asked in Slack (see `channels`)
+//!     webhook_url: {env: SLACK_WEBHOOK_URL}
+//!     signing_secret: {file: /var/run/secrets/slack/signing-secret}
+//!     users: {U012ABCDEF: grace}
+//!   webhook:                     # optional: signed JSON to a URL, signed decisions back
+//!     url: https://hooks.example.com/warden
+//!     secret: {env: WARDEN_WEBHOOK_SECRET}
 //! ```
 
 use std::path::Path;
@@ -36,6 +43,10 @@ pub struct ApprovalsConfig {
     pub approvers: Vec<([u8; 32], String)>,
     /// How often a held call with a progress token is told it still waits.
     pub progress_every: Duration,
+    /// Approvers are asked in Slack.
+    pub slack: Option<crate::channels::SlackConfig>,
+    /// Approvers' systems are told by a signed webhook.
+    pub webhook: Option<crate::channels::WebhookConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,6 +60,8 @@ pub(crate) struct RawApprovals {
     progress_every: Option<Spanned<String>>,
     #[serde(default)]
     approvers: Vec<RawApprover>,
+    slack: Option<Spanned<crate::channels::RawSlack>>,
+    webhook: Option<Spanned<crate::channels::RawWebhook>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,7 +72,14 @@ struct RawApprover {
 }
 
 impl RawApprovals {
-    pub(crate) fn validate(&self, base: &Path, errors: &mut Errors) -> ApprovalsConfig {
+    /// `has_admin`: whether an admin listener is configured (Slack's
+    /// buttons call it back).
+    pub(crate) fn validate(
+        &self,
+        base: &Path,
+        has_admin: bool,
+        errors: &mut Errors,
+    ) -> ApprovalsConfig {
         let hold_budget = self
             .hold_budget
             .as_ref()
@@ -84,8 +104,19 @@ impl RawApprovals {
             .and_then(|b| located::duration(b, errors))
             .unwrap_or(Duration::from_secs(5))
             .max(Duration::from_millis(50));
+        let names: Vec<&str> = approvers.iter().map(|(_, name)| name.as_str()).collect();
+        let slack = self
+            .slack
+            .as_ref()
+            .and_then(|s| crate::channels::RawSlack::validate(s, &names, has_admin, base, errors));
+        let webhook = self
+            .webhook
+            .as_ref()
+            .and_then(|w| crate::channels::RawWebhook::validate(w, base, errors));
         ApprovalsConfig {
             progress_every,
+            slack,
+            webhook,
             store: self.location(base, errors),
             hold_budget,
             approvers,
@@ -150,6 +181,9 @@ pub struct Approvals {
     pub hold_budget: Duration,
     /// How often a held call with a progress token is told it still waits.
     pub progress_every: Duration,
+    /// Slack and the webhook, when configured: approvers told of new
+    /// approvals, and their signed decisions taken.
+    pub channels: Option<Arc<crate::channels::Channels>>,
     /// Hands the decisions other replicas take to `wakeups` (PostgreSQL
     /// only); stopped with the queue.
     _listening: Option<Listening>,
@@ -226,6 +260,7 @@ impl ApprovalsConfig {
             hold_budget: self.hold_budget,
             progress_every: self.progress_every,
             _listening: listening,
+            channels: None,
         })
     }
 }

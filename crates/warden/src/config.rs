@@ -311,7 +311,7 @@ impl Config {
         let approvals = raw
             .approvals
             .as_ref()
-            .map(|a| a.validate(base, &mut errors));
+            .map(|a| a.validate(base, raw.admin.is_some(), &mut errors));
         let tls = raw
             .tls
             .as_ref()

@@ -146,6 +146,58 @@ struct RawOAuth {
     ca_file: Option<String>,
 }
 
+/// A secret another section reads the way credentials are read (the
+/// approval channels' signing secrets and Slack's webhook URL): exactly one
+/// of `env` (read at start), `file` (read again when it changes) and
+/// `inline` (development only).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSecret {
+    env: Option<Spanned<String>>,
+    file: Option<Spanned<String>>,
+    inline: Option<Spanned<String>>,
+}
+
+impl std::fmt::Debug for RawSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the inline value.
+        f.debug_struct("RawSecret")
+            .field("env", &self.env)
+            .field("file", &self.file)
+            .field("inline", &self.inline.as_ref().map(|_| ".."))
+            .finish()
+    }
+}
+
+impl RawSecret {
+    /// Where the secret comes from; problems are reported at `at`.
+    pub(crate) fn validate(
+        at: &Spanned<RawSecret>,
+        base: &Path,
+        errors: &mut Errors,
+    ) -> Option<SourceConfig> {
+        let raw = &at.value;
+        match (&raw.env, &raw.file, &raw.inline) {
+            (Some(env), None, None) if !env.value.is_empty() => {
+                Some(SourceConfig::Env(env.value.clone()))
+            }
+            (None, Some(file), None) if !file.value.is_empty() => {
+                Some(SourceConfig::File(base.join(&file.value)))
+            }
+            (None, None, Some(inline)) if !inline.value.is_empty() => {
+                Some(SourceConfig::Inline(Secret::new(inline.value.as_str())))
+            }
+            _ => {
+                errors.push(Diagnostic::at(
+                    at,
+                    "a secret needs exactly one of env, file and inline, not empty",
+                ));
+                None
+            }
+        }
+    }
+}
+
 /// Headers a credential may not be sent in: framing, routing and session
 /// headers Warden sets itself.
 const NOT_CREDENTIAL_HEADERS: [&str; 10] = [
@@ -321,7 +373,8 @@ impl CredentialConfig {
     }
 }
 
-fn source(name: &str, config: &SourceConfig) -> Result<Source, CredentialSetupError> {
+/// The running source of `config`; `name` says whose it is in errors.
+pub(crate) fn source(name: &str, config: &SourceConfig) -> Result<Source, CredentialSetupError> {
     Ok(match config {
         SourceConfig::Env(variable) => Source::Env {
             name: variable.clone(),

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod approvals;
 pub mod audit;
 pub mod auth;
+pub mod channels;
 pub mod config;
 pub mod credentials;
 pub mod demo;
@@ -69,6 +70,9 @@ pub enum StartError {
     /// The approval queue could not be opened.
     #[error("approvals")]
     Approvals(#[from] warden_approvals::ApprovalError),
+    /// Slack or the webhook could not be set up (a secret, the client).
+    #[error("approvals")]
+    Channels(#[from] channels::ChannelSetupError),
     /// A listener's TLS certificate, key or client CA cannot be used.
     #[error("{listener}")]
     Tls {
@@ -121,7 +125,11 @@ pub async fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
         }
     };
     let approvals = match &config.approvals {
-        Some(approvals) => Some(Arc::new(approvals.open().await?)),
+        Some(approvals) => {
+            let mut opened = approvals.open().await?;
+            opened.channels = channels::Channels::build(approvals, &metrics)?;
+            Some(Arc::new(opened))
+        }
         None => None,
     };
     let mut routes = Vec::with_capacity(config.routes.len());
@@ -207,6 +215,7 @@ pub async fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
                 budget: approvals.hold_budget,
                 audit: trail.as_ref().map(|t| t.log.clone()),
                 redaction_key: trail.as_ref().and_then(|t| t.redaction_key.clone()),
+                on_requested: approvals.channels.as_ref().map(|c| c.notifier()),
             })
         });
         let pipeline = warden_pipeline::build(

@@ -291,6 +291,11 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
                 .with_context(|| format!("route {}: auth", route.path))?;
         }
     }
+    if let Some(approvals) = &config.approvals {
+        for line in warden::channels::describe(approvals)? {
+            println!("{line}");
+        }
+    }
     println!("{}: ok ({} route(s))", path.display(), config.routes.len());
     if let Some(approvals) = &config.approvals {
         // Named (its password masked), not opened.

@@ -83,6 +83,18 @@ pub struct LinkEventLabels {
     pub event: String,
 }
 
+/// Labels of `warden_approval_notifications_total` and
+/// `warden_approval_callbacks_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabels {
+    /// `slack` or `webhook`.
+    pub channel: String,
+    /// Notifications: `delivered` or `failed`. Callbacks: `decided`,
+    /// `refused` (the decision was not taken), `bad_signature`, `stale`,
+    /// `replayed`, `busy`, `bad_request`, `unmapped_user` or `unavailable`.
+    pub result: String,
+}
+
 pub use warden_upstream::LinkMetrics;
 
 /// Every metric Warden exports.
@@ -110,6 +122,10 @@ pub struct Metrics {
     pub tool_call_duration: DurationFamily,
     /// Tasks Warden keeps for task-augmented calls it answers itself.
     pub tasks: Gauge,
+    /// New approvals told to approvers' channels, by channel and result.
+    pub approval_notifications: Family<ChannelLabels, Counter>,
+    /// Signed callbacks from approvers' channels, by channel and result.
+    pub approval_callbacks: Family<ChannelLabels, Counter>,
 }
 
 /// Labels of `warden_policy_reloads_total`.
@@ -133,6 +149,18 @@ impl Default for Metrics {
         let upstream_links = Family::<RouteLabels, Gauge>::default();
         let upstream_link_events = Family::<LinkEventLabels, Counter>::default();
         let tool_call_duration: DurationFamily = Family::new_with_constructor(duration_histogram);
+        let approval_notifications = Family::<ChannelLabels, Counter>::default();
+        let approval_callbacks = Family::<ChannelLabels, Counter>::default();
+        registry.register(
+            "approval_notifications",
+            "New approvals told to approvers' channels (Slack, webhook), by result after retries",
+            approval_notifications.clone(),
+        );
+        registry.register(
+            "approval_callbacks",
+            "Signed callbacks from approvers' channels (Slack, webhook), by result",
+            approval_callbacks.clone(),
+        );
         registry.register(
             "tool_call_duration_seconds",
             "Forwarded tools/call requests, from forwarding to the upstream's response, by answer",
@@ -187,6 +215,8 @@ impl Default for Metrics {
         Metrics {
             tasks,
             tool_call_duration,
+            approval_notifications,
+            approval_callbacks,
             upstream_links,
             upstream_link_events,
             sessions_evicted,

@@ -137,7 +137,7 @@ pub(super) async fn handle(warden: &Warden, request: Request<AdminBody>) -> Resp
                     }
                 }
             };
-            match super::decide(warden, &approver, &id, verdict, reason.as_deref()).await {
+            match super::decide(warden, &approver, &id, verdict, reason.as_deref(), None).await {
                 Ok(decided) => json_reply(StatusCode::OK, &shown(&decided)),
                 Err(err @ super::DecisionError::ReasonRequired) => problem(
                     err.status(),

@@ -74,14 +74,16 @@ impl From<ApprovalError> for DecisionError {
 }
 
 /// `approver`'s `verdict` on approval `id`, with an optional `reason`
-/// (required, and not blank, for a rejection). Answers the approval as it
-/// stands after the vote.
+/// (required, and not blank, for a rejection), however it came (the API,
+/// the page, Slack, the webhook: `via` names the last two on the audit
+/// record). Answers the approval as it stands after the vote.
 pub async fn decide(
     warden: &Warden,
     approver: &str,
     id: &str,
     verdict: Verdict,
     reason: Option<&str>,
+    via: Option<&str>,
 ) -> Result<Approval, DecisionError> {
     let approvals = warden.approvals.as_ref().ok_or(DecisionError::NoQueue)?;
     let reason = reason.map(str::trim).filter(|r| !r.is_empty());
@@ -108,6 +110,8 @@ pub async fn decide(
         .decide(id, approver, verdict, reason, rule.allow_own, now_ms())
         .await?;
     approvals.wakeups.wake(id);
+    // The channel it came by, when not the API or the page: `grace (slack)`.
+    let recorded_as = via.map_or_else(|| approver.to_owned(), |via| format!("{approver} ({via})"));
     if let Some(audit) = &warden.audit
         && decided.status != Status::Pending
     {
@@ -118,11 +122,11 @@ pub async fn decide(
         record.reason = decided.reason.clone().map(Into::into);
         record.approval = Some(warden_audit::record::ApprovalField {
             id: decided.id.clone(),
-            approver: Some(approver.to_owned()),
+            approver: Some(recorded_as.clone()),
         });
         audit.record(record);
     }
-    tracing::info!(approval = %id, approver = %approver, status = decided.status.as_str(), "Approval decided.");
+    tracing::info!(approval = %id, approver = %recorded_as, status = decided.status.as_str(), "Approval decided.");
     Ok(decided)
 }
 

@@ -75,6 +75,10 @@ pub fn service(
 /// Answer one admin request.
 async fn handle(state: &AdminState, request: Request<AdminBody>) -> Response<Body> {
     let path = request.uri().path();
+    // Slack's and the webhook's callbacks are signed, not token-bearing.
+    if crate::channels::is_callback(path) {
+        return crate::channels::callback(state.warden.clone(), request).await;
+    }
     if path == "/approvals" || path.starts_with("/approvals/") {
         return api::handle(&state.warden, request).await;
     }

@@ -29,6 +29,8 @@ pub(crate) fn approvals(dir: &std::path::Path, budget: Duration) -> ApprovalsCon
             (digest(LINUS), "linus".into()),
         ],
         progress_every: Duration::from_millis(100),
+        slack: None,
+        webhook: None,
     }
 }
 
@@ -88,16 +90,16 @@ pub(crate) async fn staged(warden: &TestWarden, token: &str) -> String {
     }
 }
 
-fn call_of(id: u64, tool: &str, arguments: Value) -> Value {
+pub(crate) fn call_of(id: u64, tool: &str, arguments: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
         "params": {"name": tool, "arguments": arguments}})
 }
 
-fn invoice(amount: u64) -> Value {
+pub(crate) fn invoice(amount: u64) -> Value {
     json!({"customer_id": 1, "amount_cents": amount})
 }
 
-fn warden_result(reply: &Reply) -> Value {
+pub(crate) fn warden_result(reply: &Reply) -> Value {
     reply.json()["result"].clone()
 }
 

@@ -87,13 +87,13 @@ fn audit_log(warden: &TestWarden) -> &AuditLog {
 }
 
 /// Everything queued so far, durable, read back.
-async fn flushed(warden: &TestWarden, dir: &Path) -> Vec<Record> {
+pub(crate) async fn flushed(warden: &TestWarden, dir: &Path) -> Vec<Record> {
     audit_log(warden).flush().await.expect("flush");
     records(dir)
 }
 
 /// The value of the sample `name` (no labels) in the `/metrics` text.
-fn metric(text: &str, name: &str) -> Option<f64> {
+pub(crate) fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
@@ -104,7 +104,7 @@ fn metrics(warden: &TestWarden) -> String {
 }
 
 /// Poll `check` every 20ms for up to 10s.
-async fn until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+pub(crate) async fn until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(found) = check().await {

@@ -8,6 +8,7 @@ mod audit_postgres;
 mod audit_trail;
 mod auth;
 mod bad_inputs;
+mod channels;
 mod cli;
 mod credentials;
 mod dry_run;

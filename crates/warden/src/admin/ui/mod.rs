@@ -148,6 +148,7 @@ pub(super) async fn handle(state: &AdminState, request: Request<AdminBody>) -> R
                 &id,
                 verdict,
                 reason.as_deref(),
+                None,
             )
             .await
             {

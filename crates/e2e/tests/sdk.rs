@@ -360,7 +360,8 @@ async fn the_python_sdk_waits_out_an_approval_by_calling_again() {
     assert_eq!(second["call"], 2);
     assert_eq!(
         second["result"],
-        serde_json::json!({"content": [{"type": "text", "text": SENT}], "isError": false, "resultType": "complete"})
+        serde_json::json!({"content": [{"type": "text", "text": SENT}], "isError": false, "resultType": "complete",
+            "_meta": {"warden/approval": {"id": id, "approvers": ["grace"]}}})
     );
     next_seen(&mut client, "done", Duration::from_secs(30));
     let status = client.finish(Duration::from_secs(30)).expect("exits");
@@ -447,9 +448,11 @@ async fn the_typescript_sdk_waits_out_an_approval_with_progress_past_its_timeout
         .find_map(|l| l.strip_prefix("result "))
         .and_then(|r| serde_json::from_str(r).ok())
         .expect("a result line");
+    let (admin, id) = approver.await.expect("approver");
     assert_eq!(
         result,
-        serde_json::json!({"content": [{"type": "text", "text": SENT}]})
+        serde_json::json!({"content": [{"type": "text", "text": SENT}],
+            "_meta": {"warden/approval": {"id": id, "approvers": ["grace"]}}})
     );
     let progress: serde_json::Value = stdout
         .lines()
@@ -462,7 +465,6 @@ async fn the_typescript_sdk_waits_out_an_approval_with_progress_past_its_timeout
             serde_json::json!({"progress": n + 1, "message": "'send_invoice' is held for a human's approval; still waiting"})
         );
     }
-    let (admin, id) = approver.await.expect("approver");
     let after = admin.get(&id).await;
     assert_eq!(after["status"], "approved", "{after}");
     assert!(after["executed_ms"].is_i64(), "run once: {after}");

@@ -115,8 +115,13 @@ fn listed_and_done(client: &mut LineChild, task: &Value) {
 }
 
 /// `result` with the `_meta` naming `task_id`, as a task result carries.
-fn of_task(mut result: Value, task_id: &Value) -> Value {
+/// `result` as a task's result: its `_meta` names the task and, for a
+/// call that ran on an approval, the approval.
+fn of_task(mut result: Value, task_id: &Value, approval: Option<Value>) -> Value {
     result["_meta"] = json!({ RELATED_TASK: {"taskId": task_id} });
+    if let Some(approval) = approval {
+        result["_meta"]["warden/approval"] = approval;
+    }
     result
 }
 
@@ -149,7 +154,8 @@ async fn the_python_task_client_polls_a_held_call_to_its_approved_result() {
         result["result"],
         of_task(
             json!({"content": [{"type": "text", "text": SENT}], "isError": false}),
-            &task["taskId"]
+            &task["taskId"],
+            Some(json!({"id": id, "approvers": ["grace"]})),
         )
     );
     listed_and_done(&mut client, &ended);
@@ -216,7 +222,8 @@ async fn the_python_task_client_sees_a_rejected_call_fail_with_the_reason() {
                     "approval": {"id": id, "status": "rejected", "expires_ms": approval["expires_ms"], "approvers": ["grace"]},
                 },
             }),
-            &task["taskId"]
+            &task["taskId"],
+            None
         )
     );
     listed_and_done(&mut client, &ended);
@@ -251,7 +258,8 @@ async fn the_python_task_client_sees_a_refusal_as_a_failed_task() {
                 "isError": true,
                 "structuredContent": {"warden": {"decision": "deny", "reason": "denied-by-policy", "tool": "create_note"}},
             }),
-            &task["taskId"]
+            &task["taskId"],
+            None
         )
     );
     listed_and_done(&mut client, &task);
@@ -268,6 +276,7 @@ fn cancelled_result(task_id: &Value) -> Value {
             "structuredContent": {"warden": {"decision": "cancelled", "reason": "task-cancelled", "tool": "send_invoice"}},
         }),
         task_id,
+        None,
     )
 }
 
@@ -394,7 +403,8 @@ async fn the_python_task_client_gets_a_dry_run_as_a_completed_task() {
                     "warden": {"decision": "dry-run", "reason": "dry-run", "tool": "send_invoice"},
                 },
             }),
-            &task["taskId"]
+            &task["taskId"],
+            None
         )
     );
     listed_and_done(&mut client, &task);

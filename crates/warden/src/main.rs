@@ -44,14 +44,15 @@ enum Command {
         /// Where Warden's MCP endpoint listens.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
-        /// Where the admin endpoint (/metrics, /healthz) listens.
+        /// Where the admin endpoint (/metrics, /healthz, the approvals API
+        /// and page) listens.
         #[arg(long, default_value = "127.0.0.1:9090")]
         admin: SocketAddr,
         /// Exit after the showcase instead of serving until Ctrl-C.
         #[arg(long)]
         showcase_only: bool,
-        /// Where the demo writes its audit trail (default: a new directory
-        /// under the system's temporary directory).
+        /// Where the demo writes its audit trail and approval queue
+        /// (default: a new directory under the system's temporary directory).
         #[arg(long)]
         audit_dir: Option<PathBuf>,
     },
@@ -861,7 +862,7 @@ async fn demo(
     audit_dir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let audit_dir = audit_dir.unwrap_or_else(warden::demo::default_audit_dir);
-    let running = warden::demo::start(listen, Some(admin), &audit_dir)
+    let running = warden::demo::start(listen, admin, &audit_dir)
         .await
         .context("starting the demo (is another program on that port? try --listen 127.0.0.1:0 --admin 127.0.0.1:0)")?;
     warden::demo::showcase(&running).await?;
@@ -869,10 +870,7 @@ async fn demo(
         running.warden.shutdown().await;
         return Ok(());
     }
-    println!(
-        "Warden keeps serving: point any MCP client at http://{}/mcp (Ctrl-C to stop).",
-        running.warden.mcp_addr
-    );
+    println!("{}", warden::demo::try_it_yourself(&running));
     shutdown_signal().await;
     running.warden.shutdown().await;
     Ok(())

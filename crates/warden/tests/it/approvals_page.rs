@@ -19,17 +19,19 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-ac
 
 /// A browser-like client of the admin listener: it keeps one session
 /// cookie and never follows redirects (tests look at them).
-struct Browser {
+pub(crate) struct Browser {
     addr: std::net::SocketAddr,
     cookie: Option<String>,
 }
 
 impl Browser {
     fn new(warden: &TestWarden) -> Browser {
-        Browser {
-            addr: warden.running.admin_addr.expect("admin listener"),
-            cookie: None,
-        }
+        Browser::at(warden.running.admin_addr.expect("admin listener"))
+    }
+
+    /// A browser of the admin listener at `addr` (one in another process).
+    pub(crate) fn at(addr: std::net::SocketAddr) -> Browser {
+        Browser { addr, cookie: None }
     }
 
     async fn send(&self, mut request: Request<Full<Bytes>>) -> Reply {
@@ -43,7 +45,7 @@ impl Browser {
             .await
     }
 
-    async fn get(&self, path: &str) -> Reply {
+    pub(crate) async fn get(&self, path: &str) -> Reply {
         let request = Request::get(format!("http://{}{path}", self.addr))
             .body(Full::new(Bytes::new()))
             .expect("request");
@@ -51,7 +53,12 @@ impl Browser {
     }
 
     /// POST a form, with extra headers (e.g. `origin`).
-    async fn post(&self, path: &str, form: &[(&str, &str)], headers: &[(&str, &str)]) -> Reply {
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let body = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
@@ -65,7 +72,7 @@ impl Browser {
     }
 
     /// Log in with `token`; the session's form token.
-    async fn log_in(&mut self, token: &str) -> String {
+    pub(crate) async fn log_in(&mut self, token: &str) -> String {
         let reply = self.post("/ui/login", &[("token", token)], &[]).await;
         assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", text(&reply));
         assert_eq!(reply.headers["location"], "/ui/");
@@ -75,7 +82,7 @@ impl Browser {
     }
 }
 
-fn text(reply: &Reply) -> String {
+pub(crate) fn text(reply: &Reply) -> String {
     String::from_utf8_lossy(&reply.body).into_owned()
 }
 

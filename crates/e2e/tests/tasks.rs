@@ -7,7 +7,10 @@
 //! from the queue (whenever the cancel comes); a refused call and a dry run
 //! called as tasks are tasks that have already ended with Warden's answer.
 //! Each test asserts the exact result the agent sees, the queue after, and
-//! how many invoices the upstream sent.
+//! how many invoices the upstream sent. Against server-everything, whose
+//! `simulate-research-query` runs as a task of its own: the upstream's
+//! task passes through untouched, and a held call to it is Warden's task
+//! that, once approved, follows the upstream's task to its result.
 //!
 //! Each test has its own demo upstream (in process), Warden (in process,
 //! ephemeral ports) and temp directory, so they run in parallel.
@@ -410,4 +413,119 @@ async fn the_python_task_client_gets_a_dry_run_as_a_completed_task() {
     listed_and_done(&mut client, &task);
     assert!(setup.admin.list(None).await.is_empty());
     assert_eq!(setup.demo.invoices_sent(), 0);
+}
+
+/// A Warden with an approval queue in front of server-everything, whose
+/// `simulate-research-query` runs as a task of its own (`taskSupport:
+/// required`), at `tier`.
+async fn research_setup(tier: &str) -> (TempDir, support::Peer, warden::Running, Admin) {
+    require_installed(
+        &e2e_dir().join("peers/tasks/.venv"),
+        "the task client's Python packages",
+    );
+    let dir = TempDir::new("warden-e2e-upstream-tasks");
+    let everything = server_everything("peers");
+    let policy = format!("version: 1\ntools:\n  simulate-research-query: {tier}\n");
+    let config = write_approvals_config(&dir.0, &everything.url, &policy, "1s", "1s");
+    let warden = warden_from_file(&config).await;
+    let admin = Admin::of(&warden);
+    (dir, everything, warden, admin)
+}
+
+fn research_client(warden: &warden::Running) -> LineChild {
+    let peers = e2e_dir().join("peers/tasks");
+    let mut command = Command::new(peers.join(".venv/bin/python"));
+    command
+        .current_dir(&peers)
+        .arg("task_client.py")
+        .arg(format!("http://{}/mcp", warden.mcp_addr))
+        .arg("simulate-research-query")
+        .arg(json!({"topic": "tides"}).to_string())
+        .args(["--then", "poll", "--ttl", "600000", "--timeout", "90"]);
+    LineChild::spawn(command)
+}
+
+/// The research report a finished task holds, as the client saw it.
+fn research_report(result: &Value) -> &str {
+    let text = result["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.contains("Research Report: tides"), "{result}");
+    assert_eq!(result["result"]["isError"], false, "{result}");
+    text
+}
+
+/// (f) The upstream's own tasks pass through Warden untouched: a tool the
+/// policy lets through, which server-everything runs as a task, is the
+/// upstream's task (not Warden's), polled through Warden to its result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstreams_own_task_passes_through_warden_untouched() {
+    let (_dir, _everything, warden, admin) = research_setup("write").await;
+    let mut client = research_client(&warden);
+    let created = next_seen(&mut client, "created", STEP);
+    let task_id = created["task"]["taskId"].as_str().expect("a task id");
+    assert!(
+        !task_id.starts_with("warden-task-"),
+        "the upstream's own task: {created}"
+    );
+    let result = next_seen(&mut client, "result", Duration::from_secs(60));
+    research_report(&result);
+    let listed = next_seen(&mut client, "listed", STEP);
+    assert!(
+        listed["tasks"].as_array().is_some_and(|t| t
+            .iter()
+            .any(|t| t["taskId"] == task_id && t["status"] == "completed")),
+        "{listed}"
+    );
+    next_seen(&mut client, "done", STEP);
+    assert!(admin.list(None).await.is_empty(), "nothing was held");
+}
+
+/// (g) A held call to a tool the upstream runs as a task: Warden's task
+/// while it waits; once approved, Warden forwards it as a task and follows
+/// the upstream's task to its end; the client gets the report, with the
+/// approval noted, and both tasks are listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_call_to_an_upstream_task_tool_follows_the_upstreams_task_once_approved() {
+    let (_dir, _everything, warden, admin) = research_setup("approve").await;
+    let mut client = research_client(&warden);
+    let created = next_seen(&mut client, "created", STEP);
+    let task_id = created["task"]["taskId"]
+        .as_str()
+        .expect("a task id")
+        .to_owned();
+    assert!(task_id.starts_with("warden-task-"), "{created}");
+    let approval = admin.pending(STEP).await;
+    assert_eq!(approval["tool"], "simulate-research-query");
+    let id = approval["id"].as_str().expect("id");
+    let decided = admin.decide(id, "approve", None).await;
+    assert_eq!(decided["status"], "approved", "{decided}");
+    let result = next_seen(&mut client, "result", Duration::from_secs(60));
+    research_report(&result);
+    assert_eq!(
+        result["result"]["_meta"]["warden/approval"],
+        json!({"id": id, "approvers": ["grace"]}),
+        "{result}"
+    );
+    assert_eq!(
+        result["result"]["_meta"][RELATED_TASK]["taskId"],
+        task_id.as_str()
+    );
+    let listed = next_seen(&mut client, "listed", STEP);
+    let tasks = listed["tasks"].as_array().cloned().unwrap_or_default();
+    assert!(
+        tasks
+            .iter()
+            .any(|t| t["taskId"] == task_id.as_str() && t["status"] == "completed"),
+        "Warden's task: {listed}"
+    );
+    assert!(
+        tasks.iter().any(|t| t["taskId"]
+            .as_str()
+            .is_some_and(|t| !t.starts_with("warden-task-"))),
+        "and the upstream's own, after it: {listed}"
+    );
+    next_seen(&mut client, "done", STEP);
+    let after = admin.get(id).await;
+    assert!(after["executed_ms"].is_i64(), "run once: {after}");
 }

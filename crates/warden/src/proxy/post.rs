@@ -474,19 +474,14 @@ async fn tool_call(
     } else {
         tasks::requested(task.as_deref())
     };
-    // A stateless client that declares the tasks extension may be answered
-    // with a task (Warden does so for held calls only).
-    let extension_tasks = session.is_detached() && tasks::declares_tasks_extension(meta.as_deref());
     let facts = facts_for(warden, route, session, headers, &tool)
         .await
         .map_err(|err| Failure::with_id(err, id.clone()))?;
-    // A stateless call declares what its client can do in `_meta`.
-    let stateless_elicits =
-        session.is_detached() && confirm::declares_elicitation_in_meta(meta.as_deref());
     // What the call says about itself: read once, here, for every layer.
+    let raw_meta = meta;
     let meta = {
         let picked = FactHeaders::pick(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
-        CallMeta::read(meta.as_deref(), |name| picked.get(name))
+        CallMeta::read(raw_meta.as_deref(), |name| picked.get(name))
     };
     let principal = principal.clone();
     // A mutating call's `dryRun` is Warden's (unless its rule says the
@@ -655,6 +650,15 @@ async fn tool_call(
         ),
     })?;
     let tool_name = tool.clone();
+    // A stateless call declares what its client can do in `_meta`: read
+    // only for the calls it matters to. A client that declares the tasks
+    // extension is answered with a task for a held call; one that declares
+    // elicitation is asked to confirm a confirm-tier call.
+    let extension_tasks =
+        held_tier && session.is_detached() && tasks::declares_tasks_extension(raw_meta.as_deref());
+    let stateless_elicits = confirm_tier
+        && session.is_detached()
+        && confirm::declares_elicitation_in_meta(raw_meta.as_deref());
     let task_owner =
         (as_task.is_some() || extension_tasks).then(|| tasks::owner(route, session, &principal));
     let mut call = ToolCall {

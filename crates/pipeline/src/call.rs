@@ -58,22 +58,31 @@ pub struct ToolCall<C> {
 }
 
 /// Who approved a held call, for the result's `_meta` (shared between the
-/// layer that knows and the transport that writes the reply).
+/// layer that knows and the transport that writes the reply). The default
+/// takes no note and costs nothing: the transport makes a [`ApprovalNote::slot`]
+/// only for a call it expects to be held.
 #[derive(Debug, Clone, Default)]
-pub struct ApprovalNote(Arc<std::sync::OnceLock<serde_json::Value>>);
+pub struct ApprovalNote(Option<Arc<std::sync::OnceLock<serde_json::Value>>>);
 
 impl ApprovalNote {
     /// `_meta` key of the note on an approved call's result.
     pub const META_KEY: &'static str = "warden/approval";
 
-    /// Note the approval (the first note stays).
+    /// A note that can be taken.
+    pub fn slot() -> ApprovalNote {
+        ApprovalNote(Some(Arc::default()))
+    }
+
+    /// Note the approval (the first note stays; none without a slot).
     pub fn set(&self, note: serde_json::Value) {
-        let _ = self.0.set(note);
+        if let Some(slot) = &self.0 {
+            let _ = slot.set(note);
+        }
     }
 
     /// The note, if the call ran on an approval.
     pub fn get(&self) -> Option<&serde_json::Value> {
-        self.0.get()
+        self.0.as_ref().and_then(|slot| slot.get())
     }
 }
 

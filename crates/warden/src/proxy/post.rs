@@ -674,7 +674,13 @@ async fn tool_call(
         input_schema,
         as_task: None,
         confirmed: false,
-        approval_note: warden_pipeline::ApprovalNote::default(),
+        // A slot for who approved it, only where a hold is expected (a
+        // policy reload in between at worst loses the note, never the hold).
+        approval_note: if held_tier {
+            warden_pipeline::ApprovalNote::slot()
+        } else {
+            warden_pipeline::ApprovalNote::default()
+        },
         meta,
         tap,
         message: forwarded,

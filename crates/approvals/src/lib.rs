@@ -263,11 +263,10 @@ impl Store {
     /// ([`SqliteStore::find_same_call`]).
     pub async fn find_same_call(
         &self,
-        agent_session: &str,
-        tool: &str,
+        call: &NewApproval,
         digest: &str,
     ) -> Result<Option<Approval>, ApprovalError> {
-        on_store!(self, s => s.find_same_call(agent_session, tool, digest).await)
+        on_store!(self, s => s.find_same_call(call, digest).await)
     }
 
     /// Approvals in `status` (all with `None`), newest first, at most `limit`.

@@ -184,7 +184,7 @@ impl PostgresStore {
         for attempt in 1..=TRIES {
             let id = uuid::Uuid::now_v7().to_string();
             let on_conflict = if attempt < TRIES {
-                "ON CONFLICT (agent_session, tool, arguments_digest) WHERE status = 'pending' DO NOTHING"
+                "ON CONFLICT (route, agent_session, principal_agent, COALESCE(principal_user, ''), tool, arguments_digest) WHERE status = 'pending' DO NOTHING"
             } else {
                 ""
             };
@@ -215,10 +215,7 @@ impl PostgresStore {
             if let Some(id) = inserted {
                 return self.get(&id).await;
             }
-            if let Some(existing) = self
-                .find_same_call(&call.agent_session, &call.tool, &digest)
-                .await?
-            {
+            if let Some(existing) = self.find_same_call(&call, &digest).await? {
                 return Ok(existing);
             }
         }
@@ -242,24 +239,27 @@ impl PostgresStore {
         load(&mut conn, id, false).await
     }
 
-    /// The newest approval of the same call (agent session, tool and
-    /// canonical arguments) that is pending, approved and not yet run, or
-    /// decided without the agent having been told: a repeated call
-    /// attaches to it instead of asking again, and gets its outcome once.
+    /// The latest approval of the same call as `call` (route, agent
+    /// session, calling agent and user, tool, and canonical arguments with
+    /// SHA-256 `digest`) that a retry attaches to: pending, approved and not
+    /// yet run, or decided without the agent having been told.
     pub async fn find_same_call(
         &self,
-        agent_session: &str,
-        tool: &str,
+        call: &NewApproval,
         digest: &str,
     ) -> Result<Option<Approval>, ApprovalError> {
         let id: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM approvals WHERE agent_session = $1 AND tool = $2 AND arguments_digest = $3 \
+            "SELECT id FROM approvals WHERE route = $1 AND agent_session = $2 AND principal_agent = $3 \
+             AND principal_user IS NOT DISTINCT FROM $4 AND tool = $5 AND arguments_digest = $6 \
              AND (status = 'pending' OR (status = 'approved' AND executed_ms IS NULL) \
                   OR (status IN ('rejected', 'expired', 'cancelled') AND reported_ms IS NULL)) \
              ORDER BY created_ms DESC, id DESC LIMIT 1",
         )
-        .bind(agent_session)
-        .bind(tool)
+        .bind(&call.route)
+        .bind(&call.agent_session)
+        .bind(&call.principal_agent)
+        .bind(&call.principal_user)
+        .bind(&call.tool)
         .bind(digest)
         .fetch_optional(&self.pool)
         .await?;

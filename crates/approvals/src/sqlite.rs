@@ -78,10 +78,7 @@ impl SqliteStore {
         match inserted {
             Ok(_) => self.get(&id).await,
             Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
-                match self
-                    .find_same_call(&call.agent_session, &call.tool, &digest)
-                    .await?
-                {
+                match self.find_same_call(&call, &digest).await? {
                     Some(existing) => Ok(existing),
                     None => Err(sqlx::Error::Database(err).into()),
                 }
@@ -106,24 +103,27 @@ impl SqliteStore {
         load(&mut conn, id).await
     }
 
-    /// The newest approval of the same call (agent session, tool and
-    /// canonical arguments) that is pending, approved and not yet run, or
-    /// decided without the agent having been told: a repeated call
-    /// attaches to it instead of asking again, and gets its outcome once.
+    /// The latest approval of the same call as `call` (route, agent
+    /// session, calling agent and user, tool, and canonical arguments with
+    /// SHA-256 `digest`) that a retry attaches to: pending, approved and not
+    /// yet run, or decided without the agent having been told.
     pub async fn find_same_call(
         &self,
-        agent_session: &str,
-        tool: &str,
+        call: &NewApproval,
         digest: &str,
     ) -> Result<Option<Approval>, ApprovalError> {
         let id: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM approvals WHERE agent_session = ? AND tool = ? AND arguments_digest = ? \
+            "SELECT id FROM approvals WHERE route = ? AND agent_session = ? AND principal_agent = ? AND principal_user IS ? \
+             AND tool = ? AND arguments_digest = ? \
              AND (status = 'pending' OR (status = 'approved' AND executed_ms IS NULL) \
                   OR (status IN ('rejected', 'expired', 'cancelled') AND reported_ms IS NULL)) \
              ORDER BY created_ms DESC, id DESC LIMIT 1",
         )
-        .bind(agent_session)
-        .bind(tool)
+        .bind(&call.route)
+        .bind(&call.agent_session)
+        .bind(&call.principal_agent)
+        .bind(&call.principal_user)
+        .bind(&call.tool)
         .bind(digest)
         .fetch_optional(&self.pool)
         .await?;

@@ -484,31 +484,31 @@ async fn hold(
     let value = &call.arguments;
     let digest = warden_approvals::arguments_digest(value);
     let now = now_ms();
-    let approval = match settings
-        .store
-        .find_same_call(&call.session, &call.tool, &digest)
-        .await?
-    {
+    // The call as it would be staged; the same call (this route, agent
+    // session, caller, tool and arguments) attaches to its approval.
+    let asked = || NewApproval {
+        route: settings.route.to_string(),
+        upstream: settings.upstream.to_string(),
+        tool: call.tool.clone(),
+        arguments: warden_approvals::canonical(value),
+        arguments_shown: String::new(),
+        rationale: call.rationale.clone(),
+        agent_session: call.session.clone(),
+        principal_agent: call.agent.clone(),
+        principal_user: call.user.clone(),
+        policy_hash: policy.content_hash(),
+        required: rule.approvals,
+        created_ms: now,
+        expires_ms: now.saturating_add(i64::try_from(rule.timeout.as_millis()).unwrap_or(i64::MAX)),
+    };
+    let approval = match settings.store.find_same_call(&asked(), &digest).await? {
         Some(existing) => existing,
         None => {
             let staged = settings
                 .store
                 .create(NewApproval {
-                    route: settings.route.to_string(),
-                    upstream: settings.upstream.to_string(),
-                    tool: call.tool.clone(),
-                    arguments: warden_approvals::canonical(value),
                     arguments_shown: shown_arguments(settings, policy, &call.tool, value),
-                    rationale: call.rationale.clone(),
-                    agent_session: call.session.clone(),
-                    principal_agent: call.agent.clone(),
-                    principal_user: call.user.clone(),
-                    policy_hash: policy.content_hash(),
-                    required: rule.approvals,
-                    created_ms: now,
-                    expires_ms: now.saturating_add(
-                        i64::try_from(rule.timeout.as_millis()).unwrap_or(i64::MAX),
-                    ),
+                    ..asked()
                 })
                 .await?;
             tracing::info!(tool = %call.tool, session = %call.session, agent = %call.agent, approval = %staged.id, "Call held for approval.");

@@ -478,10 +478,29 @@ async fn decide_through_admin(
         .ok()
         .filter(|t| !t.trim().is_empty())
         .with_context(|| format!("set {APPROVER_TOKEN_ENV} to your approver token"))?;
+    // An approval id is a UUID: anything else could turn the path into
+    // another request (`X/approve?` rejecting by approving).
+    anyhow::ensure!(
+        !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-'),
+        "{id:?} is not an approval id"
+    );
     let base = admin.trim_end_matches('/');
     let url: http::Uri = format!("{base}/approvals/{id}/{verdict}")
         .parse()
         .with_context(|| format!("{admin} is not a URL"))?;
+    // The token must not cross a network in the clear.
+    let loopback = url
+        .host()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+        .is_some_and(|h| {
+            h == "localhost"
+                || h.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        });
+    anyhow::ensure!(
+        url.scheme_str() == Some("https") || (url.scheme_str() == Some("http") && loopback),
+        "{base} would carry your token in the clear: use https (http only on loopback)"
+    );
     let tls = warden_identity::tls::client_config(ca_file).context("TLS for the admin URL")?;
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);

@@ -29,6 +29,8 @@ const MAX_SPENT: usize = 100_000;
 /// What a request state vouches for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
+    /// The route the call came on.
+    pub route: String,
     /// The calling agent.
     pub agent: String,
     /// How it authenticated.
@@ -68,6 +70,9 @@ pub enum StateError {
 /// Seals and opens request states.
 pub struct RequestStates {
     key: [u8; 32],
+    /// The key came from the system's random source: without it, nothing
+    /// is sealed or opened (every confirmation is refused).
+    usable: bool,
     spent: Mutex<HashMap<String, i64>>,
 }
 
@@ -76,13 +81,15 @@ impl Default for RequestStates {
         let mut key = [0u8; 32];
         // Without randomness no state could be trusted: every retry is
         // then refused, nothing confirmed.
-        if getrandom::fill(&mut key).is_err() {
+        let usable = getrandom::fill(&mut key).is_ok();
+        if !usable {
             tracing::error!(
                 "No randomness for the request-state key; 2026-07-28 confirmations will be refused."
             );
         }
         RequestStates {
             key,
+            usable,
             spent: Mutex::default(),
         }
     }
@@ -112,6 +119,9 @@ impl RequestStates {
     /// Open `state` at `now_ms` for the call `expected` describes (its
     /// nonce and expiry are ignored), spending it.
     pub fn open(&self, state: &str, expected: &Claims, now_ms: i64) -> Result<Claims, StateError> {
+        if !self.usable {
+            return Err(StateError::Invalid);
+        }
         let rest = state.strip_prefix(PREFIX).ok_or(StateError::Invalid)?;
         let (body, tag) = rest.split_once('.').ok_or(StateError::Invalid)?;
         let tag = URL_SAFE_NO_PAD
@@ -129,7 +139,8 @@ impl RequestStates {
         if claims.expires_ms <= now_ms {
             return Err(StateError::Expired);
         }
-        let same = claims.agent == expected.agent
+        let same = claims.route == expected.route
+            && claims.agent == expected.agent
             && claims.method == expected.method
             && claims.user == expected.user
             && claims.tool == expected.tool
@@ -159,6 +170,7 @@ mod tests {
 
     fn claims() -> Claims {
         Claims {
+            route: "/mcp".into(),
             agent: "bot".into(),
             method: "api-key".into(),
             user: Some("ada".into()),
@@ -182,6 +194,12 @@ mod tests {
         other.digest = "abd".into();
         assert_eq!(
             states.open(&sealed, &other, 1_000),
+            Err(StateError::OtherCall)
+        );
+        let mut other_route = claims();
+        other_route.route = "/prod".into();
+        assert_eq!(
+            states.open(&sealed, &other_route, 1_000),
             Err(StateError::OtherCall)
         );
         let mut stranger = claims();

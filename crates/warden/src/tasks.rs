@@ -35,6 +35,12 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 /// Most tasks kept at once; past it, new task-augmented calls are refused
 /// until the sweeper frees room.
 const MAX_TASKS: usize = 10_000;
+/// Most tasks one caller (route and principal) keeps at once: one agent
+/// cannot fill the board for everyone.
+const MAX_TASKS_PER_CALLER: usize = 1_000;
+/// The longest a task Warden answered at once (a refusal, a preview) is
+/// kept: its answer is already given.
+const ENDED_TTL: Duration = Duration::from_secs(10 * 60);
 /// Most tasks one `tasks/list` page shows.
 const PAGE: usize = 50;
 /// `_meta` key tying a message to its task.
@@ -110,6 +116,9 @@ struct Entry {
     answer: Option<TaskAnswer>,
     /// What `tasks/cancel` withdraws.
     held: Option<HeldCall>,
+    /// The call has been sent to the upstream: a cancel can no longer
+    /// stop it.
+    running: bool,
     changed: tokio::sync::watch::Sender<u64>,
 }
 
@@ -285,6 +294,15 @@ impl TaskBoard {
         if tasks.len() >= MAX_TASKS {
             return Err(TaskError::Full);
         }
+        let theirs = tasks
+            .values()
+            .filter(|e| {
+                e.owner.route == owner.route && e.owner.principal.same_caller(&owner.principal)
+            })
+            .count();
+        if theirs >= MAX_TASKS_PER_CALLER {
+            return Err(TaskError::Full);
+        }
         let now = SystemTime::now();
         let id = new_task_id();
         let entry = Entry {
@@ -296,6 +314,7 @@ impl TaskBoard {
             ttl,
             answer: None,
             held,
+            running: false,
             changed: tokio::sync::watch::channel(0).0,
         };
         let shown = view(&id, &entry);
@@ -312,7 +331,8 @@ impl TaskBoard {
         answer: TaskAnswer,
         message: String,
     ) -> Result<(String, TaskView), TaskError> {
-        let (id, _) = self.create(owner, ttl_ms, message.clone(), None)?;
+        let ttl = ttl_ms.map_or(millis(ENDED_TTL), |t| t.min(millis(ENDED_TTL)));
+        let (id, _) = self.create(owner, Some(ttl), message.clone(), None)?;
         self.finish(&id, answer, message);
         let tasks = self.lock();
         let entry = tasks.get(&id).ok_or(TaskError::Full)?;
@@ -336,11 +356,13 @@ impl TaskBoard {
         entry.changed.send_modify(|v| *v += 1);
     }
 
-    /// A running task says something new (e.g. approved, now running).
-    pub fn update_message(&self, id: &str, message: String) {
+    /// The approved call has been sent to the upstream: a cancel can no
+    /// longer stop it, and says so.
+    pub fn mark_running(&self, id: &str, message: String) {
         let mut tasks = self.lock();
         if let Some(entry) = tasks.get_mut(id).filter(|e| !e.status.is_terminal()) {
             entry.message = message;
+            entry.running = true;
             entry.updated = SystemTime::now();
             entry.changed.send_modify(|v| *v += 1);
         }
@@ -376,8 +398,17 @@ impl TaskBoard {
             });
         }
         entry.status = TaskStatus::Cancelled;
-        entry.message = "The task was cancelled by request; the call was not run.".to_owned();
-        entry.answer = Some(answer(entry.held.as_ref().map_or("", |h| h.tool.as_str())));
+        if entry.running {
+            // Too late to stop: say so, rather than "not run".
+            entry.message = "The task was cancelled, but its call had already been sent to the upstream and may have run; Warden cannot undo it.".to_owned();
+            entry.answer = Some(TaskAnswer::Error(serde_json::json!({
+                "code": warden_protocol::jsonrpc::INTERNAL_ERROR,
+                "message": entry.message,
+            })));
+        } else {
+            entry.message = "The task was cancelled by request; the call was not run.".to_owned();
+            entry.answer = Some(answer(entry.held.as_ref().map_or("", |h| h.tool.as_str())));
+        }
         entry.updated = SystemTime::now();
         entry.changed.send_modify(|v| *v += 1);
         let held = entry.held.as_ref().map(|held| {

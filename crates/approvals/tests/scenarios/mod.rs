@@ -239,7 +239,7 @@ pub async fn a_repeated_call_finds_its_approval_and_pending_ones_survive_a_resta
         Status::Pending
     );
     let same = store
-        .find_same_call("s-1", "send_invoice", &held.arguments_digest)
+        .find_same_call(&call(1), &held.arguments_digest)
         .await
         .expect("query")
         .expect("found");
@@ -247,20 +247,46 @@ pub async fn a_repeated_call_finds_its_approval_and_pending_ones_survive_a_resta
     assert_eq!(same, held, "stored whole");
     assert!(
         store
-            .find_same_call("s-1", "send_invoice", &"0".repeat(64))
+            .find_same_call(&call(1), &"0".repeat(64))
             .await
             .expect("query")
             .is_none(),
         "other arguments are another approval"
     );
-    assert!(
-        store
-            .find_same_call("s-2", "send_invoice", &held.arguments_digest)
-            .await
-            .expect("query")
-            .is_none(),
-        "another session's call is another approval"
-    );
+    let elsewhere = |edit: fn(&mut NewApproval)| {
+        let mut other = call(1);
+        edit(&mut other);
+        other
+    };
+    for (other, what) in [
+        (
+            elsewhere(|c| c.agent_session = "s-2".into()),
+            "another session's",
+        ),
+        (elsewhere(|c| c.route = "/prod".into()), "another route's"),
+        (
+            elsewhere(|c| c.principal_agent = "other-bot".into()),
+            "another agent's",
+        ),
+        (
+            elsewhere(|c| c.principal_user = Some("eve".into())),
+            "another user's",
+        ),
+        (
+            elsewhere(|c| c.principal_user = None),
+            "a call for nobody's",
+        ),
+    ] {
+        assert!(
+            store
+                .find_same_call(&other, &held.arguments_digest)
+                .await
+                .expect("query")
+                .is_none(),
+            "{what} call is another approval"
+        );
+    }
+
     assert_eq!(
         store
             .list(Some(Status::Pending), 10)
@@ -292,7 +318,7 @@ pub async fn a_decided_call_is_found_again_until_its_agent_is_told(location: &St
         let store = store.clone();
         async move {
             store
-                .find_same_call("s-1", "send_invoice", &digest)
+                .find_same_call(&call(1), &digest)
                 .await
                 .expect("query")
                 .map(|a| a.id)

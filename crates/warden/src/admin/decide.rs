@@ -30,6 +30,17 @@ pub enum DecisionError {
         /// The held call's tool.
         tool: String,
     },
+    /// The approval's route is not one this Warden serves (its config
+    /// changed): nobody here can say who may decide it.
+    #[error(
+        "approval {id} belongs to route {route}, which this Warden does not serve; decide it on a Warden that does"
+    )]
+    UnknownRoute {
+        /// The approval.
+        id: String,
+        /// Its route.
+        route: String,
+    },
     /// No approval has this id.
     #[error("no such approval")]
     NotFound {
@@ -48,6 +59,7 @@ impl DecisionError {
             DecisionError::NoQueue | DecisionError::NotFound { .. } => StatusCode::NOT_FOUND,
             DecisionError::ReasonRequired => StatusCode::BAD_REQUEST,
             DecisionError::NotAnApprover { .. } => StatusCode::FORBIDDEN,
+            DecisionError::UnknownRoute { .. } => StatusCode::CONFLICT,
             DecisionError::Store(err) => match err {
                 ApprovalError::NotFound { .. } => StatusCode::NOT_FOUND,
                 ApprovalError::NotPending { .. } | ApprovalError::AlreadyDecided { .. } => {
@@ -98,7 +110,10 @@ pub async fn decide(
         .iter()
         .find(|r| *r.path == held.call.route)
         .map(|r| r.policy.load().hold_of(&held.call.tool))
-        .unwrap_or_default();
+        .ok_or_else(|| DecisionError::UnknownRoute {
+            id: held.id.clone(),
+            route: held.call.route.clone(),
+        })?;
     if !rule.approvers.is_empty() && !rule.approvers.iter().any(|a| a == approver) {
         return Err(DecisionError::NotAnApprover {
             approver: approver.to_owned(),

@@ -36,7 +36,7 @@ use crate::upstream::{MAX_INSPECTED_REPLY, is_event_stream};
 /// What every id of Warden's own confirmation requests starts with.
 pub(super) const CONFIRM_ID_PREFIX: &str = "warden-confirm-";
 /// The longest argument summary shown to the user.
-const MAX_SUMMARY: usize = 2000;
+const MAX_SUMMARY: usize = 4000;
 
 /// Whether an `initialize` request declares form elicitation: an
 /// `elicitation` capability that is empty (form, before modes existed) or
@@ -66,32 +66,32 @@ pub(super) fn declares_elicitation_in_meta(meta: Option<&serde_json::value::RawV
         .is_some_and(|modes| modes.is_empty() || modes.contains_key("form"))
 }
 
-/// The arguments as a person reads them: one `name: value` line per
-/// member, cut at [`MAX_SUMMARY`].
-fn summary(arguments: Option<&serde_json::value::RawValue>) -> String {
+/// The longest value shown whole; a longer one is cut, and says so.
+const MAX_VALUE: usize = 200;
+
+/// The arguments as a person reads them: one `"name": value` line per
+/// member, each name and value JSON-encoded (so a value cannot fake a line
+/// break or a layout) and each value cut at [`MAX_VALUE`] (so every name
+/// stays visible). `None` when even so they do not fit in [`MAX_SUMMARY`]:
+/// a call the user cannot be shown whole is not put to them.
+fn summary(arguments: Option<&serde_json::value::RawValue>) -> Option<String> {
     let value: Value = arguments
         .and_then(|a| serde_json::from_str(a.get()).ok())
         .unwrap_or(Value::Null);
-    let mut text = match value.as_object() {
-        Some(members) if !members.is_empty() => members
-            .iter()
-            .map(|(name, value)| match value {
-                Value::String(s) => format!("{name}: {s}"),
-                other => format!("{name}: {other}"),
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => "(no arguments)".to_owned(),
+    let Some(members) = value.as_object().filter(|m| !m.is_empty()) else {
+        return Some("(no arguments)".to_owned());
     };
-    if text.len() > MAX_SUMMARY {
-        let mut cut = MAX_SUMMARY;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
+    let line = |(name, value): (&String, &Value)| {
+        let name = Value::String(name.clone()).to_string();
+        let mut shown = value.to_string();
+        if shown.chars().count() > MAX_VALUE {
+            shown = shown.chars().take(MAX_VALUE).collect();
+            shown.push_str(" … (cut)");
         }
-        text.truncate(cut);
-        text.push_str("\n…");
-    }
-    text
+        format!("{name}: {shown}")
+    };
+    let text = members.iter().map(line).collect::<Vec<_>>().join("\n");
+    (text.len() <= MAX_SUMMARY).then_some(text)
 }
 
 /// The `elicitation/create` params asking the user about `tool`.
@@ -144,6 +144,7 @@ fn claims_of(
         .and_then(|a| serde_json::from_str(a.get()).ok())
         .unwrap_or_else(|| Value::Object(serde_json::Map::new()));
     crate::request_state::Claims {
+        route: call.route.to_string(),
         agent: call.principal.agent.to_string(),
         method: call.principal.method.as_str().to_owned(),
         user: call.principal.on_behalf_of.as_deref().map(str::to_owned),
@@ -189,12 +190,15 @@ pub(super) fn stateless(
         }
         let expires =
             now_ms().saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
+        let Some(shown) = summary(call.arguments.as_deref()) else {
+            return refuse("arguments-too-large-to-confirm", call);
+        };
         let claims = claims_of(call, expires, crate::request_state::RequestStates::nonce());
         let result = json!({
             "resultType": "input_required",
             "inputRequests": {INPUT_KEY: {
                 "method": "elicitation/create",
-                "params": request_params(&call.tool, &summary(call.arguments.as_deref()), revision),
+                "params": request_params(&call.tool, &shown, revision),
             }},
             "requestState": warden.request_states.seal(&claims),
         });
@@ -277,6 +281,9 @@ fn refusal(tool: &str, reason: &'static str) -> Refusal {
         "confirmation-replayed" | "confirmation-invalid" => format!(
             "Warden refused the call to '{tool}': its confirmation is not valid (used already, altered, or issued elsewhere). Call it again without requestState to ask the user anew."
         ),
+        "arguments-too-large-to-confirm" => format!(
+            "Warden refused the call to '{tool}': its arguments are too large to show the user whole, so it cannot be confirmed. It was not run; send fewer or shorter arguments."
+        ),
         "too-many-confirmations" => format!(
             "Warden refused the call to '{tool}': too many confirmations are waiting in this session. Retry later."
         ),
@@ -358,12 +365,13 @@ pub(super) fn confirm_then_call(mut call: ToolCall<Forward>, with: Confirming) -
             let _ = events.send(Ok(refuse("too-many-confirmations"))).await;
             return;
         };
-        let asked = request(
-            &request_id,
-            &tool,
-            &summary(call.arguments.as_deref()),
-            &with.revision,
-        );
+        let Some(shown) = summary(call.arguments.as_deref()) else {
+            let _ = events
+                .send(Ok(refuse("arguments-too-large-to-confirm")))
+                .await;
+            return;
+        };
+        let asked = request(&request_id, &tool, &shown, &with.revision);
         if events.send(Ok(sse_message(&asked))).await.is_err() {
             return;
         }
@@ -469,6 +477,36 @@ mod tests {
             ),
             Answer::Declined("confirmation-failed")
         );
+    }
+
+    #[test]
+    fn the_summary_encodes_every_name_and_value_and_hides_none() {
+        let raw = |v: Value| serde_json::value::RawValue::from_string(v.to_string()).expect("raw");
+        let shown = summary(Some(&raw(
+            json!({"note": "5\n\nThis is a read-only check.", "to": "x"}),
+        )))
+        .expect("fits");
+        assert_eq!(
+            shown,
+            "\"note\": \"5\\n\\nThis is a read-only check.\"\n\"to\": \"x\""
+        );
+        let padded = summary(Some(&raw(
+            json!({"aaa": " ".repeat(3000), "to": "attacker"}),
+        )))
+        .expect("fits once cut");
+        assert!(
+            padded.contains("(cut)") && padded.contains("\"to\": \"attacker\""),
+            "{padded}"
+        );
+        let many: serde_json::Map<String, Value> = (0..100)
+            .map(|i| (format!("k{i}"), json!("v".repeat(100))))
+            .collect();
+        assert_eq!(
+            summary(Some(&raw(Value::Object(many)))),
+            None,
+            "too much to show whole"
+        );
+        assert_eq!(summary(None).as_deref(), Some("(no arguments)"));
     }
 
     #[test]

@@ -491,6 +491,7 @@ async fn tool_call(
     let mut dry_run = warden_pipeline::DryRun::No;
     let held_tier;
     let confirm_tier;
+    let can_ask;
     {
         let policy = route.policy.load();
         let decided = policy.decide(
@@ -504,9 +505,18 @@ async fn tool_call(
                 tier: warden_policy::Tier::Confirm
             }
         );
+        // Whether the user can be asked: the session's client declared
+        // elicitation (stateful), or this call's `_meta` does (stateless);
+        // read only for a confirm-tier call.
+        can_ask = confirm_tier
+            && if session.is_detached() {
+                confirm::declares_elicitation_in_meta(raw_meta.as_deref())
+            } else {
+                session.client_elicits()
+            };
         // A confirm-tier call nobody can be asked about may fall back to a hold.
         let falls_back_to_hold = confirm_tier
-            && (session.is_detached() || !session.client_elicits())
+            && !can_ask
             && policy.hold_of(&tool).fallback == warden_policy::ConfirmFallback::Approve;
         held_tier = falls_back_to_hold
             || matches!(
@@ -656,9 +666,7 @@ async fn tool_call(
     // elicitation is asked to confirm a confirm-tier call.
     let extension_tasks =
         held_tier && session.is_detached() && tasks::declares_tasks_extension(raw_meta.as_deref());
-    let stateless_elicits = confirm_tier
-        && session.is_detached()
-        && confirm::declares_elicitation_in_meta(raw_meta.as_deref());
+    let stateless_elicits = confirm_tier && session.is_detached() && can_ask;
     let task_owner =
         (as_task.is_some() || extension_tasks).then(|| tasks::owner(route, session, &principal));
     let mut call = ToolCall {

@@ -308,7 +308,7 @@ pub(super) fn held_as_task(
                 end.allowed.inc();
                 warden
                     .tasks
-                    .update_message(&task_id, format!("'{tool}' was approved and is running."));
+                    .mark_running(&task_id, format!("'{tool}' was approved and is running."));
                 let reply = match (
                     reply_message(response, &id, upstream_timeout).await,
                     &follow,

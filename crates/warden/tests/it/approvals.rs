@@ -790,7 +790,7 @@ async fn a_confirm_tier_call_runs_only_when_the_user_ticks_yes_in_their_client()
     assert_eq!(asked["method"], "elicitation/create", "{asked}");
     let message = asked["params"]["message"].as_str().expect("message");
     assert!(
-        message.contains("'send_invoice'") && message.contains("amount_cents: 250"),
+        message.contains("'send_invoice'") && message.contains("\"amount_cents\": 250"),
         "{message}"
     );
     assert_eq!(asked["params"]["mode"], "form");
@@ -893,6 +893,35 @@ async fn the_cli_decides_through_the_admin_api_with_the_token_from_the_environme
         !refused.contains("wdn_nobody"),
         "the token is never echoed: {refused}"
     );
+    // An id that would bend the path, or a token sent in the clear off
+    // loopback, is refused before any request.
+    let bent = format!("{id}/approve?");
+    let (ok, _, refused) = cli(
+        LINUS,
+        &[
+            "approvals",
+            "reject",
+            &bent,
+            "--admin",
+            &admin_url,
+            "--reason",
+            "x",
+        ],
+    )
+    .await;
+    assert!(!ok && refused.contains("not an approval id"), "{refused}");
+    let (ok, _, refused) = cli(
+        LINUS,
+        &[
+            "approvals",
+            "approve",
+            &id,
+            "--admin",
+            "http://warden-admin.example:9090",
+        ],
+    )
+    .await;
+    assert!(!ok && refused.contains("in the clear"), "{refused}");
     let (ok, said, err) = cli(LINUS, &args).await;
     assert!(ok, "{err}");
     assert!(said.contains("rejected"), "{said}");

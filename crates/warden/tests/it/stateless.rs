@@ -699,7 +699,7 @@ async fn a_confirm_tier_stateless_call_asks_with_a_sealed_state_that_works_once_
     assert!(
         request["params"]["message"]
             .as_str()
-            .is_some_and(|m| m.contains("'pay'") && m.contains("amount: 5")),
+            .is_some_and(|m| m.contains("'pay'") && m.contains("\"amount\": 5")),
         "{request}"
     );
     let state = result["requestState"].as_str().expect("state").to_owned();

@@ -470,3 +470,70 @@ async fn the_typescript_sdk_waits_out_an_approval_with_progress_past_its_timeout
     assert!(after["executed_ms"].is_i64(), "run once: {after}");
     assert_eq!(demo.invoices_sent(), 1);
 }
+
+/// `confirm-client.mjs` (the TypeScript SDK's client, declaring
+/// elicitation) calling `send_invoice` at the `confirm` tier and answering
+/// Warden's question with `answer`: what it was asked, and the result.
+async fn typescript_confirm(answer: &str) -> (serde_json::Value, serde_json::Value, u64) {
+    let peers = e2e_dir().join("peers");
+    require_installed(&peers.join("node_modules"), "npm packages");
+    let (upstream, demo) = demo_upstream().await;
+    let warden =
+        warden_in_front_of(&upstream, "version: 1\ntools:\n  send_invoice: confirm\n").await;
+    let mut client = Command::new("node");
+    client.current_dir(&peers).arg("confirm-client.mjs").args([
+        &format!("http://{}/mcp", warden.mcp_addr),
+        "send_invoice",
+        r#"{"customer_id":2,"amount_cents":4200}"#,
+        answer,
+    ]);
+    let output = run_peer(client, Duration::from_secs(60)).await;
+    assert_all_passed(&output, "the TypeScript SDK confirming a call");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = |prefix: &str| -> serde_json::Value {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|r| serde_json::from_str(r).ok())
+            .unwrap_or_else(|| panic!("a {prefix}line: {stdout}"))
+    };
+    (line("asked "), line("result "), demo.invoices_sent())
+}
+
+/// The `confirm` tier with a real client: the TypeScript SDK is asked
+/// (form elicitation naming the tool and its arguments); ticked, the call
+/// runs once and the upstream's result comes back in the same request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typescript_sdk_user_confirms_a_call_and_it_runs() {
+    let (asked, result, sent) = typescript_confirm("accept").await;
+    assert_eq!(asked["mode"], "form", "{asked}");
+    assert_eq!(
+        asked["message"],
+        "Your agent wants to run 'send_invoice' with:\n\"amount_cents\": 4200\n\"customer_id\": 2\n\nIt will not run unless you confirm."
+    );
+    assert_eq!(
+        asked["requestedSchema"]["required"],
+        serde_json::json!(["confirm"])
+    );
+    assert_eq!(
+        result,
+        serde_json::json!({"content": [{"type": "text", "text": SENT}]})
+    );
+    assert_eq!(sent, 1);
+}
+
+/// Declined in the client: the model reads an error result naming the
+/// tool, and nothing runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typescript_sdk_user_declines_a_call_and_it_never_runs() {
+    let (_, result, sent) = typescript_confirm("decline").await;
+    assert_eq!(
+        result,
+        serde_json::json!({
+            "content": [{"type": "text", "text": "The user declined the call to 'send_invoice'; it was not run. Do not retry it unless the user asks for it."}],
+            "isError": true,
+            "structuredContent": {"warden": {"decision": "declined", "reason": "declined-by-user", "tool": "send_invoice"}},
+        })
+    );
+    assert_eq!(sent, 0);
+}

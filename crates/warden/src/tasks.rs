@@ -472,13 +472,24 @@ impl TaskBoard {
         Ok((page.iter().map(|(id, e)| view(id, e).task).collect(), next))
     }
 
-    /// Forget tasks whose `ttl` has passed; how many were forgotten.
+    /// Forget tasks whose `ttl` has passed; how many were forgotten. A
+    /// task forgotten while its call is still held withdraws the call
+    /// first: nobody could read its result any more, so it must not run.
     pub fn sweep(&self, now: SystemTime) -> usize {
         let mut tasks = self.lock();
         let before = tasks.len();
-        tasks.retain(|_, e| {
-            now.duration_since(e.created)
-                .map_or(true, |age| age < e.ttl)
+        tasks.retain(|id, e| {
+            let keep = now
+                .duration_since(e.created)
+                .map_or(true, |age| age < e.ttl);
+            if !keep
+                && !e.status.is_terminal()
+                && let Some(held) = &e.held
+            {
+                tracing::info!(task = %id, tool = %held.tool, "A task's ttl passed while its call was held; the call is withdrawn.");
+                held.canceller.cancel();
+            }
+            keep
         });
         before - tasks.len()
     }
@@ -556,6 +567,26 @@ mod tests {
             serde_json::from_slice(&answer.expect("answer").to_response("7", &id)).expect("json");
         assert_eq!(response["id"], 7);
         assert_eq!(response["result"]["_meta"][META_RELATED_TASK]["taskId"], id);
+    }
+
+    #[test]
+    fn a_task_forgotten_while_its_call_is_held_withdraws_the_call() {
+        let board = TaskBoard::default();
+        let me = owner("agent-a", "s1");
+        let (canceller, cancel) = warden_pipeline::task_cancel();
+        let held = HeldCall {
+            tool: "pay".into(),
+            agent_session: "s1".into(),
+            request_id: "7".into(),
+            canceller,
+        };
+        board
+            .create(me.clone(), Some(1_000), "waiting".into(), Some(held))
+            .expect("created");
+        assert_eq!(board.sweep(SystemTime::now()), 0, "not yet");
+        assert!(!cancel.is_cancelled());
+        assert_eq!(board.sweep(SystemTime::now() + Duration::from_secs(2)), 1);
+        assert!(cancel.is_cancelled(), "the held call is told to withdraw");
     }
 
     #[test]

@@ -20,14 +20,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::stream;
 use http::Response;
-use http::header::{self, HeaderValue};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use warden_pipeline::{Refusal, ToolCall, ToolOutcome};
 
 use super::Warden;
-use super::relay::{self, Body, BoxError, streaming};
+use super::relay::{self, Body, BoxError};
 use super::tasks::{CallEnd, sse_message};
 use crate::forward::Forward;
 use crate::session::Session;
@@ -436,15 +435,7 @@ pub(super) fn confirm_then_call(mut call: ToolCall<Forward>, with: Confirming) -
     let body = stream::unfold(received, |mut received| async move {
         received.recv().await.map(|item| (item, received))
     });
-    let (mut parts, _) = Response::new(relay::empty()).into_parts();
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    parts
-        .headers
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    streaming(parts, body)
+    relay::event_stream(body)
 }
 
 #[cfg(test)]

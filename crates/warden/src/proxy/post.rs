@@ -290,7 +290,8 @@ pub(super) async fn one(
     if message.kind == MessageKind::Response
         && message
             .id_json()
-            .starts_with(&format!("\"{}", confirm::CONFIRM_ID_PREFIX))
+            .strip_prefix('"')
+            .is_some_and(|id| id.starts_with(confirm::CONFIRM_ID_PREFIX))
         && let Some(id) = message
             .id
             .as_deref()
@@ -894,15 +895,7 @@ fn held_with_progress(outcome: HeldOutcome, held: HeldStream) -> Response<Body> 
             }
         }
     });
-    let (mut parts, _) = Response::new(relay::empty()).into_parts();
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    parts
-        .headers
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    streaming(parts, events)
+    relay::event_stream(events)
 }
 
 /// `message` (a `tools/call`) with `params._meta.traceparent` (and
@@ -1100,17 +1093,7 @@ async fn batch(
         return Ok(accepted);
     }
     let merged = stream::select_all(replies.into_iter().map(reply_events));
-    let mut response = Response::new(relay::empty());
-    let (mut parts, _) = response.into_parts();
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    parts
-        .headers
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response = streaming(parts, merged);
-    Ok(response)
+    Ok(relay::event_stream(merged))
 }
 
 /// One reply of a batch as SSE event bytes. Event ids are dropped: ids of

@@ -344,6 +344,23 @@ pub fn filtered_get_stream(
     })
 }
 
+/// A `200` event stream (`text/event-stream`, not cached) of Warden's own
+/// making, whose body is `chunks` (whole SSE events).
+pub fn event_stream(
+    chunks: impl Stream<Item = Result<Bytes, BoxError>> + Send + 'static,
+) -> Response<Body> {
+    let (mut parts, _) = Response::new(empty()).into_parts();
+    parts.headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    parts.headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    streaming(parts, chunks)
+}
+
 /// A response whose body is a stream of byte chunks.
 pub fn streaming(
     parts: http::response::Parts,

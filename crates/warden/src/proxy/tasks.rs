@@ -681,15 +681,7 @@ fn result_of(warden: &Arc<Warden>, task_id: &str, owner: &TaskOwner, id: &str) -
             }
         }
     });
-    let (mut parts, _) = Response::new(relay::empty()).into_parts();
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    parts
-        .headers
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    streaming(parts, events)
+    relay::event_stream(events)
 }
 
 /// One SSE event carrying `message`.

@@ -129,13 +129,15 @@ impl Authenticator {
         now: SystemTime,
     ) -> Result<Arc<Principal>, AuthError> {
         let token = bearer(headers)?;
-        let principal = self.check(token, certificate, now).await?;
+        let principal = self.verify_credential(token, certificate, now).await?;
         self.on_behalf_of(principal, headers)
     }
 
-    /// The methods in order: the first that accepts the credential it
+    /// Who a bearer `token` and/or a verified client `certificate` name,
+    /// by the methods in order: the first that accepts the credential it
     /// reads wins; a credential sent and refused is never taken for none.
-    async fn check(
+    /// `Warden-On-Behalf-Of` plays no part (see [`Self::authenticate`]).
+    pub async fn verify_credential(
         &self,
         token: Option<&str>,
         certificate: Option<&ClientCertificate>,

@@ -32,8 +32,8 @@ pub mod redact;
 pub use load::PolicyError;
 pub use located::{Diagnostic, Diagnostics};
 pub use model::{
-    Caller, Callers, ConfirmFallback, Decision, DefaultRule, DenyReason, DryRunMode, Hold, Policy,
-    Rule, Tier, ToolFacts,
+    Caller, Callers, ConfirmFallback, Decision, DefaultRule, DenyReason, DryRunMode, GROUP_PREFIX,
+    Hold, Policy, Rule, Tier, ToolFacts,
 };
 pub use redact::{
     Detector, JsonPointer, PathRule, PointerError, RedactAction, RedactionRules, Segment, Target,

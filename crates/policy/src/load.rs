@@ -31,7 +31,9 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::located::{self, Collector, Diagnostic, Diagnostics, Spanned};
-use crate::model::{Callers, ConfirmFallback, DefaultRule, DryRunMode, Hold, Policy, Rule, Tier};
+use crate::model::{
+    Callers, ConfirmFallback, DefaultRule, DryRunMode, GROUP_PREFIX, Hold, Policy, Rule, Tier,
+};
 use crate::redact::RawRedaction;
 
 /// The only policy file version this build reads.
@@ -123,9 +125,9 @@ struct RawScopedRule {
     /// `approve` tier: approvals needed.
     #[serde(default)]
     approvals: Option<Spanned<u32>>,
-    /// `approve` tier: who may approve (approver names).
+    /// `approve` tier: who may approve (approver names, `group:NAME`).
     #[serde(default)]
-    approvers: Vec<String>,
+    approvers: Vec<Spanned<String>>,
     /// `approve` tier: whether the user the call acts for may approve it.
     #[serde(default)]
     allow_own: bool,
@@ -329,7 +331,20 @@ impl RawPolicy {
                                 }
                                 hold.approvals = approvals.value.clamp(1, 16);
                             }
-                            hold.approvers = scoped.approvers.clone();
+                            for approver in &scoped.approvers {
+                                let name = approver
+                                    .value
+                                    .strip_prefix(GROUP_PREFIX)
+                                    .unwrap_or(&approver.value);
+                                if name.trim().is_empty() || name.trim() != name {
+                                    errors.push(Diagnostic::at(
+                                        approver,
+                                        "an approver is a name, or group:NAME for everyone in a group, without surrounding spaces",
+                                    ));
+                                }
+                            }
+                            hold.approvers =
+                                scoped.approvers.iter().map(|a| a.value.clone()).collect();
                             hold.allow_own = scoped.allow_own;
                             hold
                         }
@@ -490,6 +505,30 @@ mod tests {
         assert_eq!(d.items.len(), 2, "{d}");
         assert!(d.items[0].message.contains("confirm tier only"), "{d}");
         assert!(d.items[1].message.contains("unknown fallback"), "{d}");
+    }
+
+    #[test]
+    fn approvers_are_named_one_by_one_or_by_group() {
+        let policy = Policy::from_yaml_str(
+            "version: 1\ntools:\n  pay:\n    tier: approve\n    approvers: [grace, \"group:finance-leads\"]\n  wipe: approve\n",
+            "p.yaml",
+        )
+        .expect("valid");
+        let pay = policy.hold_of("pay");
+        assert!(pay.admits("grace", []));
+        assert!(pay.admits("ada@example.com", ["staff", "finance-leads"]));
+        assert!(!pay.admits("ada@example.com", ["staff"]));
+        // A group's name is not an approver's: `finance-leads` the person
+        // is not everyone in the group, nor the other way round.
+        assert!(!pay.admits("finance-leads", []));
+        assert!(!pay.admits("group:finance-leads", []));
+        assert!(policy.hold_of("wipe").admits("anyone", []));
+        let d = diagnostics(
+            "version: 1\ntools:\n  pay:\n    tier: approve\n    approvers: [\"group:\", \" grace\", ok]\n",
+        );
+        assert_eq!(d.items.len(), 2, "{d}");
+        assert_eq!((d.items[0].line, d.items[1].line), (5, 5), "{d}");
+        assert!(d.items[0].message.contains("group:NAME"), "{d}");
     }
 
     #[test]

@@ -136,7 +136,8 @@ pub struct Hold {
     pub timeout: std::time::Duration,
     /// Approvals needed.
     pub approvals: u32,
-    /// Who may approve (by approver name; empty: every configured approver).
+    /// Who may approve: approver names, and `group:NAME` for everyone the
+    /// identity layer puts in a group (empty: every approver).
     pub approvers: Vec<String>,
     /// Whether the user the call acts for may approve it (four eyes: no).
     pub allow_own: bool,
@@ -162,6 +163,29 @@ impl ConfirmFallback {
             ConfirmFallback::Deny => "deny",
             ConfirmFallback::Approve => "approve",
         }
+    }
+}
+
+/// How a rule's `approvers` entry names a group rather than one approver.
+pub const GROUP_PREFIX: &str = "group:";
+
+impl Hold {
+    /// Whether the approver `name`, in `groups`, may decide this rule's
+    /// calls: every approver when the rule names none; otherwise one named
+    /// by name or by one of their groups.
+    pub fn admits<'a>(
+        &self,
+        name: &str,
+        groups: impl IntoIterator<Item = &'a str> + Clone,
+    ) -> bool {
+        self.approvers.is_empty()
+            || self
+                .approvers
+                .iter()
+                .any(|entry| match entry.strip_prefix(GROUP_PREFIX) {
+                    Some(group) => groups.clone().into_iter().any(|g| g == group),
+                    None => entry == name,
+                })
     }
 }
 

@@ -11,6 +11,11 @@
 //!   approvers:                   # tokens for the admin API (SHA-256, as for API keys)
 //!     - name: grace
 //!       sha256: 3f1c9a7e0b52d84e6a19c0f7d23b8e45a6d1f09c7b2e48a53d6f1c08e9a7b241
+//!   identity:                    # optional: approvers from the identity layer
+//!     methods:                   # as a route's auth.methods (jwt, mtls, api_key)
+//!       - jwt: {issuer: https://auth.example.com, audience: https://warden-admin.example.com,
+//!               jwks_url: https://auth.example.com/jwks.json, claims: {agent: email, groups: groups}}
+//!     allow: {groups: [payments-approvers]}   # who among them approves at all
 //!   slack:                       # optional: approvers are asked in Slack (see `channels`)
 //!     webhook_url: {env: SLACK_WEBHOOK_URL}
 //!     signing_secret: {file: /var/run/secrets/slack/signing-secret}
@@ -41,6 +46,8 @@ pub struct ApprovalsConfig {
     pub hold_budget: Duration,
     /// Approvers: a token's SHA-256 and the approver's name.
     pub approvers: Vec<([u8; 32], String)>,
+    /// Approvers from the identity layer (JWT, mTLS), when configured.
+    pub identity: Option<crate::auth::ApproverIdentityConfig>,
     /// How often a held call with a progress token is told it still waits.
     pub progress_every: Duration,
     /// Approvers are asked in Slack.
@@ -60,6 +67,7 @@ pub(crate) struct RawApprovals {
     progress_every: Option<Spanned<String>>,
     #[serde(default)]
     approvers: Vec<RawApprover>,
+    identity: Option<Spanned<crate::auth::RawApproverIdentity>>,
     slack: Option<Spanned<crate::channels::RawSlack>>,
     webhook: Option<Spanned<crate::channels::RawWebhook>>,
 }
@@ -73,11 +81,13 @@ struct RawApprover {
 
 impl RawApprovals {
     /// `has_admin`: whether an admin listener is configured (Slack's
-    /// buttons call it back).
+    /// buttons call it back); `admin_client_ca`: whether it verifies
+    /// client certificates (approvers' mTLS).
     pub(crate) fn validate(
         &self,
         base: &Path,
         has_admin: bool,
+        admin_client_ca: bool,
         errors: &mut Errors,
     ) -> ApprovalsConfig {
         let hold_budget = self
@@ -104,11 +114,23 @@ impl RawApprovals {
             .and_then(|b| located::duration(b, errors))
             .unwrap_or(Duration::from_secs(5))
             .max(Duration::from_millis(50));
-        let names: Vec<&str> = approvers.iter().map(|(_, name)| name.as_str()).collect();
-        let slack = self
-            .slack
+        let identity = self
+            .identity
             .as_ref()
-            .and_then(|s| crate::channels::RawSlack::validate(s, &names, has_admin, base, errors));
+            .map(|i| i.value.validate(i, base, admin_client_ca, errors));
+        let names: Vec<&str> = approvers.iter().map(|(_, name)| name.as_str()).collect();
+        // With approvers from an identity provider, Slack users may be
+        // mapped to names only it knows.
+        let slack = self.slack.as_ref().and_then(|s| {
+            crate::channels::RawSlack::validate(
+                s,
+                &names,
+                identity.is_some(),
+                has_admin,
+                base,
+                errors,
+            )
+        });
         let webhook = self
             .webhook
             .as_ref()
@@ -120,6 +142,7 @@ impl RawApprovals {
             store: self.location(base, errors),
             hold_budget,
             approvers,
+            identity,
         }
     }
 
@@ -184,6 +207,13 @@ pub struct Approvals {
     /// Slack and the webhook, when configured: approvers told of new
     /// approvals, and their signed decisions taken.
     pub channels: Option<Arc<crate::channels::Channels>>,
+    /// Approvers from the identity layer, when configured: how they prove
+    /// who they are, and who among them approves (set by [`crate::build`]
+    /// from [`ApprovalsConfig::identity`]).
+    pub identity: Option<(
+        warden_identity::Authenticator,
+        crate::auth::ApproverIdentityConfig,
+    )>,
     /// Hands the decisions other replicas take to `wakeups` (PostgreSQL
     /// only); stopped with the queue.
     _listening: Option<Listening>,
@@ -198,15 +228,115 @@ impl Drop for Listening {
     }
 }
 
+/// Who decides a held call: the name votes record, and the groups the
+/// identity layer puts them in (for rules naming `group:NAME`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approver {
+    /// As configured (a token's approver, a Slack mapping) or as the
+    /// identity provider names them (the agent claim, the certificate).
+    pub name: Arc<str>,
+    /// Their groups (none for configured tokens and channels).
+    pub groups: Vec<Arc<str>>,
+}
+
+impl Approver {
+    /// An approver known by name only.
+    pub fn named(name: &str) -> Approver {
+        Approver {
+            name: name.into(),
+            groups: Vec::new(),
+        }
+    }
+
+    /// Whether the tool's `hold` lets this approver decide its calls.
+    pub fn may_decide(&self, hold: &warden_policy::Hold) -> bool {
+        hold.admits(&self.name, self.groups.iter().map(|g| &**g))
+    }
+}
+
+/// Why nobody was recognised as an approver. Says nothing of the
+/// credential itself.
+#[derive(Debug, thiserror::Error)]
+pub enum ApproverRefusal {
+    /// No credential at all.
+    #[error(
+        "send an approver's token (Authorization: Bearer <token>), or a client certificate an approver is known by"
+    )]
+    Missing,
+    /// A token that is no approver's and that no identity method accepts.
+    #[error("this is not an approver's credential")]
+    Unknown,
+    /// The identity layer refused the credential (expired, wrong audience, …).
+    #[error("the credential was refused: {0}")]
+    Refused(warden_identity::AuthError),
+    /// The identity layer knows them, but `approvals.identity.allow` does
+    /// not name them or their groups.
+    #[error(
+        "{name} is not an approver (approvals.identity.allow names neither them nor a group of theirs)"
+    )]
+    NotAllowed {
+        /// Who they are.
+        name: String,
+    },
+}
+
+impl ApproverRefusal {
+    /// Whether trying again with another credential may help (401), or
+    /// the caller is known and simply may not (403).
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, ApproverRefusal::NotAllowed { .. })
+    }
+}
+
 impl Approvals {
     /// The approver `token` belongs to, if any: the one check every way in
     /// (the API's bearer token, the page's login) uses. Compared with every
     /// configured SHA-256 in constant time; surrounding white space (a
     /// pasted newline) is not part of a token.
-    pub fn approver(&self, token: &str) -> Option<Arc<str>> {
+    pub fn approver(&self, token: &str) -> Option<Approver> {
         self.approvers
             .check(token.trim())
-            .map(|principal| principal.agent.clone())
+            .map(|principal| Approver::named(&principal.agent))
+    }
+
+    /// Who presents a bearer `token` and/or a verified client
+    /// `certificate`: a configured approver's token first, then the
+    /// identity layer's methods (`approvals.identity`), whose principal
+    /// must be one `allow` names.
+    pub async fn identify(
+        &self,
+        token: Option<&str>,
+        certificate: Option<&warden_identity::ClientCertificate>,
+    ) -> Result<Approver, ApproverRefusal> {
+        let token = token.map(str::trim).filter(|t| !t.is_empty());
+        if let Some(approver) = token.and_then(|t| self.approver(t)) {
+            return Ok(approver);
+        }
+        let Some((authenticator, config)) = &self.identity else {
+            return Err(if token.is_some() {
+                ApproverRefusal::Unknown
+            } else {
+                ApproverRefusal::Missing
+            });
+        };
+        let principal = match authenticator
+            .verify_credential(token, certificate, std::time::SystemTime::now())
+            .await
+        {
+            Ok(principal) => principal,
+            Err(warden_identity::AuthError::Missing) => return Err(ApproverRefusal::Missing),
+            Err(warden_identity::AuthError::UnknownKey) => return Err(ApproverRefusal::Unknown),
+            Err(err) => return Err(ApproverRefusal::Refused(err)),
+        };
+        if !config.allows(&principal) {
+            return Err(ApproverRefusal::NotAllowed {
+                name: principal.agent.to_string(),
+            });
+        }
+        Ok(Approver {
+            name: principal.agent.clone(),
+            groups: principal.groups.clone(),
+        })
     }
 }
 
@@ -254,6 +384,7 @@ impl ApprovalsConfig {
                 .collect(),
         );
         Ok(Approvals {
+            identity: None,
             store,
             wakeups,
             approvers,

@@ -236,23 +236,7 @@ impl RawAuth {
                 "auth needs at least one method, or `anonymous: true`",
             ));
         }
-        let methods = self
-            .methods
-            .iter()
-            .filter_map(|method| match &method.value {
-                RawMethod::ApiKey(keys) => keys.validate(method, errors),
-                RawMethod::Jwt(jwt) => jwt.validate(oauth.as_ref(), base, errors),
-                RawMethod::Mtls(mtls) => {
-                    if !client_ca {
-                        errors.push(Diagnostic::at(
-                            method,
-                            "mtls needs the listener's tls.client_ca_file (client certificates are verified by the TLS listener)",
-                        ));
-                    }
-                    mtls.validate(errors)
-                }
-            })
-            .collect();
+        let methods = validate_methods(&self.methods, oauth.as_ref(), base, client_ca, errors);
         AuthConfig {
             methods,
             anonymous: self.anonymous,
@@ -266,6 +250,131 @@ impl RawAuth {
                 .unwrap_or_default(),
             oauth,
         }
+    }
+}
+
+/// The `methods` list of an `auth` or `approvals.identity` section;
+/// `client_ca`: whether the listener verifies client certificates.
+fn validate_methods(
+    methods: &[Spanned<RawMethod>],
+    oauth: Option<&ProtectedResource>,
+    base: &Path,
+    client_ca: bool,
+    errors: &mut Errors,
+) -> Vec<MethodConfig> {
+    methods
+        .iter()
+        .filter_map(|method| match &method.value {
+            RawMethod::ApiKey(keys) => keys.validate(method, errors),
+            RawMethod::Jwt(jwt) => jwt.validate(oauth, base, errors),
+            RawMethod::Mtls(mtls) => {
+                if !client_ca {
+                    errors.push(Diagnostic::at(
+                        method,
+                        "mtls needs the listener's client_ca_file (client certificates are verified by the TLS listener: tls for a route, admin_tls for approvers)",
+                    ));
+                }
+                mtls.validate(errors)
+            }
+        })
+        .collect()
+}
+
+// === approvers ===
+
+/// `approvals.identity`: approvers prove who they are on the admin
+/// listener by the identity layer's methods, as agents do on a route.
+///
+/// ```yaml
+/// approvals:
+///   identity:
+///     methods:
+///       - jwt:
+///           issuer: https://auth.example.com
+///           audience: https://warden-admin.example.com
+///           jwks_url: https://auth.example.com/.well-known/jwks.json
+///           claims: { agent: email, groups: groups }
+///       - mtls: { name_from: san_email }   # needs admin_tls.client_ca_file
+///     allow: { groups: [payments-approvers], agents: [ops-lead@example.com] }
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApproverIdentity {
+    /// The methods, tried in order.
+    #[serde(default)]
+    methods: Vec<Spanned<RawMethod>>,
+    /// Who among those the methods name approves at all.
+    allow: Option<Spanned<RawNames>>,
+}
+
+/// A validated `approvals.identity` section.
+#[derive(Debug, Clone)]
+pub struct ApproverIdentityConfig {
+    /// The methods, in order.
+    pub methods: Vec<MethodConfig>,
+    /// Who among the principals they name is an approver (by agent name
+    /// or group).
+    pub allow: Delegates,
+}
+
+impl RawApproverIdentity {
+    /// Validate; `at` locates errors about the whole section, `client_ca`
+    /// says whether the admin listener verifies client certificates.
+    pub(crate) fn validate(
+        &self,
+        at: &Spanned<RawApproverIdentity>,
+        base: &Path,
+        client_ca: bool,
+        errors: &mut Errors,
+    ) -> ApproverIdentityConfig {
+        if self.methods.is_empty() {
+            errors.push(Diagnostic::at(
+                at,
+                "identity needs at least one method (jwt, mtls or api_key)",
+            ));
+        }
+        let methods = validate_methods(&self.methods, None, base, client_ca, errors);
+        let allow = match &self.allow {
+            Some(allow) if allow.value.agents.is_empty() && allow.value.groups.is_empty() => {
+                errors.push(Diagnostic::at(
+                    allow,
+                    "allow must name at least one agent or group",
+                ));
+                Delegates::default()
+            }
+            Some(allow) => Delegates {
+                agents: allow.value.agents.clone(),
+                groups: allow.value.groups.clone(),
+            },
+            None => {
+                errors.push(Diagnostic::at(
+                    at,
+                    "identity needs allow: { groups: [...], agents: [...] }, who among those the identity provider vouches for may approve (without it, anyone it knows could)",
+                ));
+                Delegates::default()
+            }
+        };
+        ApproverIdentityConfig { methods, allow }
+    }
+}
+
+impl ApproverIdentityConfig {
+    /// The running authenticator (reads JWKS files now): no anonymous
+    /// approver, and nobody names a user they act for.
+    pub fn build(&self) -> Result<Authenticator, SetupError> {
+        AuthConfig {
+            methods: self.methods.clone(),
+            anonymous: false,
+            delegates: Delegates::default(),
+            oauth: None,
+        }
+        .build()
+    }
+
+    /// Whether `principal` is one of the approvers `allow` names.
+    pub fn allows(&self, principal: &Principal) -> bool {
+        self.allow.agents.iter().any(|a| **a == *principal.agent)
+            || self.allow.groups.iter().any(|g| principal.in_group(g))
     }
 }
 
@@ -345,7 +454,7 @@ impl RawJwt {
         if audiences.is_empty() {
             errors.push(Diagnostic::at(
                 &self.issuer,
-                "jwt needs an audience (this route's own URL, RFC 8707), or an oauth.resource to default to",
+                "jwt needs an audience (the URL its tokens are issued for, RFC 8707: a route's own URL, or the admin listener's for approvers), or an oauth.resource to default to",
             ));
         }
         let source = match (&self.jwks_file, &self.jwks_url) {

@@ -308,10 +308,6 @@ impl Config {
         let admin = raw.admin.as_ref().and_then(|a| address(a, &mut errors));
         let limits = raw.limits.validate(&mut errors);
         let audit = raw.audit.as_ref().map(|a| a.validate(base, &mut errors));
-        let approvals = raw
-            .approvals
-            .as_ref()
-            .map(|a| a.validate(base, raw.admin.is_some(), &mut errors));
         let tls = raw
             .tls
             .as_ref()
@@ -320,6 +316,13 @@ impl Config {
             .admin_tls
             .as_ref()
             .map(|t| t.validate(base, true, &mut errors));
+        let admin_client_ca = admin_tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca_file.is_some());
+        let approvals = raw
+            .approvals
+            .as_ref()
+            .map(|a| a.validate(base, raw.admin.is_some(), admin_client_ca, &mut errors));
         let workers = match &raw.workers {
             Some(n) if n.value == 0 || n.value > 1024 => {
                 errors.push(Diagnostic::at(n, "workers must be between 1 and 1024"));
@@ -1005,6 +1008,44 @@ mod tests {
         assert!(found[3].1.contains("never none or HS*"), "{d}");
         let none = format!("{head}      anonymous: false\n");
         let d = diagnostics(&none, &dir);
+        assert!(d.items[0].message.contains("at least one method"), "{d}");
+    }
+
+    #[test]
+    fn approvers_from_the_identity_layer_are_read_and_must_be_limited_by_allow() {
+        let dir = temp_dir("approver-identity");
+        write(&dir, "p.yaml", "version: 1\n");
+        write(&dir, "jwks.json", "{\"keys\": []}");
+        let head = "version: 1\nlisten: 127.0.0.1:0\nadmin: 127.0.0.1:0\nroutes:\n  - path: /mcp\n    upstream:\n      url: http://127.0.0.1:1/mcp\n    policy: p.yaml\napprovals:\n  identity:\n";
+        let jwt = "    methods:\n      - jwt:\n          issuer: https://auth.example.com\n          audience: https://warden-admin.example.com\n          jwks_file: jwks.json\n          claims: { agent: email, groups: roles }\n";
+        let good = format!("{head}{jwt}    allow: {{ groups: [payments-approvers] }}\n");
+        let config = Config::from_yaml_str(&good, "w.yaml", &dir).expect("valid");
+        let identity = config
+            .approvals
+            .as_ref()
+            .and_then(|a| a.identity.as_ref())
+            .expect("identity");
+        assert_eq!(identity.allow.groups, vec!["payments-approvers".to_owned()]);
+        let crate::auth::MethodConfig::Jwt(method) = &identity.methods[0] else {
+            panic!("jwt");
+        };
+        assert_eq!(method.settings.claims.agent, "email");
+        identity.build().expect("the JWKS file is read");
+
+        // No allow, an empty one, no methods, mTLS without the admin
+        // listener's client CA: each reported where it is.
+        let d = diagnostics(&format!("{head}{jwt}"), &dir);
+        assert!(d.items[0].message.contains("identity needs allow"), "{d}");
+        let d = diagnostics(&format!("{head}{jwt}    allow: {{}}\n"), &dir);
+        assert_eq!(d.items[0].line, 17, "{d}");
+        assert!(d.items[0].message.contains("at least one agent or group"), "{d}");
+        let d = diagnostics(
+            &format!("{head}    methods:\n      - mtls: {{ name_from: san_email }}\n    allow: {{ agents: [ada@example.com] }}\n"),
+            &dir,
+        );
+        assert_eq!(d.items[0].line, 12, "{d}");
+        assert!(d.items[0].message.contains("admin_tls"), "{d}");
+        let d = diagnostics(&format!("{head}    allow: {{ agents: [ada] }}\n"), &dir);
         assert!(d.items[0].message.contains("at least one method"), "{d}");
     }
 

@@ -134,6 +134,7 @@ pub async fn start(
         hold_budget: DEMO_HOLD_BUDGET,
         approvers: vec![(digest, DEMO_APPROVER.into())],
         progress_every: Duration::from_secs(5),
+        identity: None,
         slack: None,
         webhook: None,
     };
@@ -764,7 +765,10 @@ mod tests {
         // The printed token is the demo approver's, and it is fresh.
         assert!(running.approver_token.starts_with("wdn_"));
         assert_eq!(
-            approvals.approver(&running.approver_token).as_deref(),
+            approvals
+                .approver(&running.approver_token)
+                .map(|a| a.name.to_string())
+                .as_deref(),
             Some(DEMO_APPROVER)
         );
 

@@ -70,6 +70,10 @@ pub enum StartError {
     /// The approval queue could not be opened.
     #[error("approvals")]
     Approvals(#[from] warden_approvals::ApprovalError),
+    /// Approvers' identity methods could not be built (a JWKS file, a CA
+    /// bundle).
+    #[error("approvals.identity")]
+    ApproverIdentity(#[source] warden_identity::SetupError),
     /// Slack or the webhook could not be set up (a secret, the client).
     #[error("approvals")]
     Channels(#[from] channels::ChannelSetupError),
@@ -127,6 +131,12 @@ pub async fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
     let approvals = match &config.approvals {
         Some(approvals) => {
             let mut opened = approvals.open().await?;
+            if let Some(identity) = &approvals.identity {
+                opened.identity = Some((
+                    identity.build().map_err(StartError::ApproverIdentity)?,
+                    identity.clone(),
+                ));
+            }
             opened.channels = channels::Channels::build(approvals, &metrics)?;
             Some(Arc::new(opened))
         }

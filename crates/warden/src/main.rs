@@ -270,9 +270,10 @@ enum QueryFormat {
     Jsonl,
 }
 
-/// `warden check`: the config, every policy, the TLS files, and every
-/// route's credentials and auth (environment variables, secret files and
-/// JWKS files are read; nothing is printed of them).
+/// `warden check`: the config, every policy, the TLS files, every route's
+/// credentials and auth, and the approvers' identity methods (environment
+/// variables, secret files and JWKS files are read; nothing is printed of
+/// them).
 fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::from_file(path)?;
     for (what, settings) in [("tls", &config.tls), ("admin_tls", &config.admin_tls)] {
@@ -293,6 +294,9 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
         }
     }
     if let Some(approvals) = &config.approvals {
+        if let Some(identity) = &approvals.identity {
+            identity.build().context("approvals.identity")?;
+        }
         for line in warden::channels::describe(approvals)? {
             println!("{line}");
         }
@@ -392,7 +396,7 @@ async fn approvals(command: ApprovalsCommand) -> anyhow::Result<()> {
                 .map(|r| r.policy.hold_of(&held.call.tool))
                 .unwrap_or_default();
             anyhow::ensure!(
-                rule.approvers.is_empty() || rule.approvers.contains(&approver),
+                warden::approvals::Approver::named(&approver).may_decide(&rule),
                 "{approver} may not decide calls to {}",
                 held.call.tool
             );

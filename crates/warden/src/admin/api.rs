@@ -1,4 +1,5 @@
-//! The approvals API (JSON), an approver's token as `Authorization: Bearer`:
+//! The approvals API (JSON). An approver's token as `Authorization: Bearer`
+//! (or, with `approvals.identity`, a JWT there or a client certificate):
 //! - `GET /approvals?status=pending` — the queue, newest first;
 //! - `GET /approvals/{id}` — one approval;
 //! - `POST /approvals/{id}/approve` and `…/reject`, body `{"reason": "…"}`
@@ -46,6 +47,16 @@ pub(super) fn shown(approval: &warden_approvals::Approval) -> serde_json::Value 
     })
 }
 
+/// A 401 with its challenge.
+fn refused(status: StatusCode, message: impl std::fmt::Display) -> Response<Body> {
+    let mut response = problem(status, message);
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"warden-approvals\""),
+    );
+    response
+}
+
 /// Answer one request under `/approvals`.
 pub(super) async fn handle(warden: &Warden, request: Request<AdminBody>) -> Response<Body> {
     let Some(approvals) = &warden.approvals else {
@@ -54,23 +65,29 @@ pub(super) async fn handle(warden: &Warden, request: Request<AdminBody>) -> Resp
             "this Warden has no approvals section: no call is ever held",
         );
     };
-    // Who asks: an approver's token.
-    let approver = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .and_then(|token| approvals.approver(token));
-    let Some(approver) = approver else {
-        let mut response = problem(
-            StatusCode::UNAUTHORIZED,
-            "send an approver's token: Authorization: Bearer <token>",
-        );
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"warden-approvals\""),
-        );
-        return response;
+    // Who asks: an approver's token, or (with `approvals.identity`) a JWT
+    // or the connection's client certificate.
+    let token = match request.headers().get(header::AUTHORIZATION) {
+        None => None,
+        Some(value) => match value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")) {
+            Some(token) => Some(token),
+            None => {
+                return refused(
+                    StatusCode::UNAUTHORIZED,
+                    "the Authorization header must be Bearer <token>",
+                );
+            }
+        },
+    };
+    let certificate = request
+        .extensions()
+        .get::<std::sync::Arc<warden_identity::ClientCertificate>>();
+    let approver = match approvals.identify(token, certificate.map(|c| &**c)).await {
+        Ok(approver) => approver,
+        Err(refusal) if refusal.is_forbidden() => {
+            return problem(StatusCode::FORBIDDEN, refusal);
+        }
+        Err(refusal) => return refused(StatusCode::UNAUTHORIZED, refusal),
     };
     let path = request.uri().path().to_owned();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();

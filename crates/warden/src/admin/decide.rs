@@ -11,6 +11,7 @@
 use http::StatusCode;
 use warden_approvals::{Approval, ApprovalError, Status, Verdict};
 
+use crate::approvals::Approver;
 use crate::proxy::Warden;
 
 /// Why a decision was not taken. Nothing was decided in any case.
@@ -85,13 +86,14 @@ impl From<ApprovalError> for DecisionError {
     }
 }
 
-/// `approver`'s `verdict` on approval `id`, with an optional `reason`
+/// `approver`'s `verdict` on approval `id` (the tool's rule names who
+/// may decide: by name, or by group for approvers from the identity layer), with an optional `reason`
 /// (required, and not blank, for a rejection), however it came (the API,
 /// the page, Slack, the webhook: `via` names the last two on the audit
 /// record). Answers the approval as it stands after the vote.
 pub async fn decide(
     warden: &Warden,
-    approver: &str,
+    approver: &Approver,
     id: &str,
     verdict: Verdict,
     reason: Option<&str>,
@@ -114,12 +116,13 @@ pub async fn decide(
             id: held.id.clone(),
             route: held.call.route.clone(),
         })?;
-    if !rule.approvers.is_empty() && !rule.approvers.iter().any(|a| a == approver) {
+    if !approver.may_decide(&rule) {
         return Err(DecisionError::NotAnApprover {
-            approver: approver.to_owned(),
+            approver: approver.name.to_string(),
             tool: held.call.tool,
         });
     }
+    let approver = &*approver.name;
     let decided = approvals
         .store
         .decide(id, approver, verdict, reason, rule.allow_own, now_ms())

@@ -76,11 +76,14 @@ pub(crate) fn acceptable_url(uri: &Uri) -> bool {
 // === impl RawSlack ===
 
 impl RawSlack {
-    /// Validate against the configured approvers' `names`; Slack's buttons
-    /// call the admin listener back, so one must be configured.
+    /// Validate against the configured approvers' `names` (any name goes
+    /// with `identity_approvers`: approvers from an identity provider are
+    /// not listed); Slack's buttons call the admin listener back, so one
+    /// must be configured.
     pub(crate) fn validate(
         raw: &Spanned<RawSlack>,
         names: &[&str],
+        identity_approvers: bool,
         has_admin: bool,
         base: &Path,
         errors: &mut Errors,
@@ -116,7 +119,12 @@ impl RawSlack {
                     ),
                 ));
             }
-            if !names.contains(&name.value.as_str()) {
+            if name.value.trim().is_empty() {
+                errors.push(Diagnostic::at(
+                    name,
+                    "a Slack user decides as a named approver",
+                ));
+            } else if !identity_approvers && !names.contains(&name.value.as_str()) {
                 errors.push(Diagnostic::at(
                     name,
                     format!(

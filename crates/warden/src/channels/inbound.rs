@@ -20,6 +20,7 @@ use super::{
     Channel, Channels, MAX_CALLBACK_BODY, SLACK_ANSWER_WITHIN, SLACK_INTERACTIONS, SLACK_SECRET,
     WEBHOOK_ANSWER_WITHIN, WEBHOOK_DECISIONS, WEBHOOK_SECRET, now_secs, slack, webhook,
 };
+use crate::approvals::Approver;
 use crate::proxy::Warden;
 use crate::proxy::relay::{Body, full};
 
@@ -208,7 +209,7 @@ async fn slack_click(
     tokio::spawn(async move {
         let decided = crate::admin::decide(
             &warden,
-            &approver,
+            &Approver::named(&approver),
             &click.approval,
             verdict,
             reason.as_deref(),
@@ -258,7 +259,9 @@ async fn webhook_decision(
             return problem(StatusCode::BAD_REQUEST, err);
         }
     };
-    if !channels.approvers.contains(&decision.approver) {
+    if decision.approver.trim().is_empty()
+        || (!channels.any_approver_name && !channels.approvers.contains(&decision.approver))
+    {
         Channels::count(&channels.callbacks, Channel::Webhook, "refused");
         return problem(
             StatusCode::FORBIDDEN,
@@ -273,7 +276,7 @@ async fn webhook_decision(
     let task = tokio::spawn(async move {
         crate::admin::decide(
             &warden,
-            &decision.approver,
+            &Approver::named(&decision.approver),
             &decision.approval_id,
             decision.verdict,
             decision.reason.as_deref(),

@@ -90,6 +90,9 @@ pub struct Channels {
     webhook: Option<Webhook>,
     /// The configured approvers' names (a webhook decision names one).
     approvers: Vec<String>,
+    /// Whether approvers come from an identity provider too: a webhook
+    /// decision may then name anyone (the signature vouches for it).
+    any_approver_name: bool,
     client: HttpClient,
     /// Where deliveries run: the runtime Warden was started on, not an
     /// MCP worker's.
@@ -309,6 +312,7 @@ impl Channels {
                 .iter()
                 .map(|(_, name)| name.clone())
                 .collect(),
+            any_approver_name: config.identity.is_some(),
             client: Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(30))
                 .build(connector),

@@ -29,6 +29,7 @@ pub(crate) fn approvals(dir: &std::path::Path, budget: Duration) -> ApprovalsCon
             (digest(LINUS), "linus".into()),
         ],
         progress_every: Duration::from_millis(100),
+        identity: None,
         slack: None,
         webhook: None,
     }

@@ -245,35 +245,46 @@ impl Issuer {
     }
 
     fn token(&self, audience: &str, expires_in: i64) -> String {
+        self.token_for(audience, "agent-7", &["editors"], expires_in)
+    }
+
+    /// A token for `subject` in `groups`, for `audience`, expiring in
+    /// `expires_in` seconds (negative: already expired).
+    fn token_for(&self, audience: &str, subject: &str, groups: &[&str], expires_in: i64) -> String {
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .expect("clock")
             .as_secs() as i64;
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some("k1".into());
-        let claims = json!({"iss": "https://auth.test", "aud": audience, "sub": "agent-7",
-            "groups": ["editors"], "exp": now + expires_in, "iat": now});
+        let claims = json!({"iss": "https://auth.test", "aud": audience, "sub": subject,
+            "groups": groups, "exp": now + expires_in, "iat": now});
         jsonwebtoken::encode(&header, &claims, &self.key).expect("sign")
+    }
+
+    /// The method checking this issuer's tokens for `audience`.
+    fn method(&self, audience: &str) -> MethodConfig {
+        MethodConfig::Jwt(JwtConfig {
+            settings: JwtSettings {
+                issuer: "https://auth.test".into(),
+                audiences: vec![audience.into()],
+                algorithms: vec![Algorithm::ES256],
+                leeway: Duration::from_secs(30),
+                claims: ClaimNames {
+                    agent: "sub".into(),
+                    user: None,
+                    groups: Some("groups".into()),
+                },
+            },
+            source: JwksSource::File(self.jwks.clone()),
+            refresh: JwksRefresh::default(),
+            ca_file: None,
+        })
     }
 
     fn auth(&self) -> AuthConfig {
         AuthConfig {
-            methods: vec![MethodConfig::Jwt(JwtConfig {
-                settings: JwtSettings {
-                    issuer: "https://auth.test".into(),
-                    audiences: vec![RESOURCE.into()],
-                    algorithms: vec![Algorithm::ES256],
-                    leeway: Duration::from_secs(30),
-                    claims: ClaimNames {
-                        agent: "sub".into(),
-                        user: None,
-                        groups: Some("groups".into()),
-                    },
-                },
-                source: JwksSource::File(self.jwks.clone()),
-                refresh: JwksRefresh::default(),
-                ca_file: None,
-            })],
+            methods: vec![self.method(RESOURCE)],
             anonymous: false,
             delegates: Delegates::default(),
             oauth: Some(ProtectedResource::new(
@@ -496,4 +507,133 @@ async fn every_bad_bearer_token_is_a_401_that_says_why_and_repeats_nothing() {
         assert_error(&reply, StatusCode::UNAUTHORIZED, -32600);
         assert!(!challenge(&reply).is_empty(), "{case}");
     }
+}
+
+/// Approvers from the identity layer: a JWT on the admin listener names
+/// an approver and their groups; `approvals.identity.allow` says who
+/// approves at all, a rule's `group:NAME` who decides its calls, and the
+/// user the call acts for cannot approve it.
+#[tokio::test]
+async fn approvers_from_the_identity_provider_decide_by_name_and_group() {
+    use crate::approvals::{GRACE, admin, approvals, invoice, staged, warden_result};
+    use crate::approvals_page::{Browser, text};
+    const ADMIN: &str = "https://warden-admin.test";
+
+    let (upstream, demo) = demo_upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let issuer = Issuer::new();
+    // The agent acts for ada.
+    let (agent_key, (digest, mut principal)) = key("billing-bot", &[]);
+    principal.on_behalf_of = Some("ada".into());
+    let mut settings = approvals(tmp.path(), Duration::from_millis(200));
+    settings.identity = Some(warden::auth::ApproverIdentityConfig {
+        methods: vec![issuer.method(ADMIN)],
+        allow: Delegates {
+            agents: vec![],
+            groups: vec!["approvers".into()],
+        },
+    });
+    let warden = WardenBuilder::new(&upstream)
+        .policy("version: 1\ntools:\n  send_invoice:\n    tier: approve\n    approvers: [\"group:finance-leads\", grace]\n")
+        .auth(api_keys(vec![(digest, principal)]))
+        .approvals(settings)
+        .start()
+        .await;
+    let mut agent = Agent::with_bearer(&warden.url, &agent_key);
+    agent.initialize().await;
+    let pending = warden_result(&agent.call(1, "send_invoice", invoice(900)).await);
+    assert_eq!(
+        pending["structuredContent"]["warden"]["decision"], "pending",
+        "{pending}"
+    );
+    let id = staged(&warden, GRACE).await;
+    let approve = format!("/approvals/{id}/approve");
+    let post = http::Method::POST;
+
+    // An approver, but not in the group this rule names.
+    let bob = issuer.token_for(ADMIN, "bob", &["approvers"], 300);
+    let (status, body) = admin(&warden, post.clone(), &approve, &bob, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"], "bob may not decide calls to send_invoice");
+    // Known to the identity provider, but not an approver at all.
+    let mallory = issuer.token_for(ADMIN, "mallory", &["staff", "finance-leads"], 300);
+    let (status, body) = admin(&warden, http::Method::GET, "/approvals", &mallory, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("mallory is not an approver")),
+        "{body}"
+    );
+    // Expired, or issued for the MCP route rather than the admin
+    // listener: refused, saying why, never echoing the token.
+    for (token, why) in [
+        (
+            issuer.token_for(ADMIN, "carol", &["approvers", "finance-leads"], -120),
+            "expired",
+        ),
+        (
+            issuer.token_for(RESOURCE, "carol", &["approvers", "finance-leads"], 300),
+            "audience",
+        ),
+    ] {
+        let (status, body) = admin(&warden, post.clone(), &approve, &token, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        let said = body["error"].as_str().unwrap_or_default();
+        assert!(said.contains(why), "{said}");
+        assert!(!said.contains(&token[..20]), "{said}");
+    }
+    // Four eyes: ada is the user the call acts for.
+    let ada = issuer.token_for(ADMIN, "ada", &["approvers", "finance-leads"], 300);
+    let (status, body) = admin(&warden, post.clone(), &approve, &ada, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("ada is the user this call acts for")),
+        "{body}"
+    );
+    assert_eq!(demo.invoices_sent(), 0, "nothing ran");
+    let (_, still) = admin(
+        &warden,
+        http::Method::GET,
+        &format!("/approvals/{id}"),
+        GRACE,
+        None,
+    )
+    .await;
+    assert_eq!(
+        still["status"], "pending",
+        "no refusal decided anything: {still}"
+    );
+    assert_eq!(still["votes"], json!([]));
+
+    // carol is an approver in the rule's group: her approval runs the call.
+    let carol = issuer.token_for(ADMIN, "carol", &["approvers", "finance-leads"], 300);
+    let (status, body) = admin(&warden, post.clone(), &approve, &carol, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "approved");
+    assert_eq!(body["votes"][0]["approver"], "carol");
+    let ran = warden_result(&agent.call(2, "send_invoice", invoice(900)).await);
+    assert_eq!(ran["isError"], Value::Null, "{ran}");
+    assert_eq!(
+        ran["_meta"]["warden/approval"],
+        json!({"id": id, "approvers": ["carol"]})
+    );
+    assert_eq!(demo.invoices_sent(), 1);
+
+    // The page takes the same JWT at its login, and refuses mallory.
+    let mut browser = Browser::at(warden.running.admin_addr.expect("admin"));
+    let refused = browser.post("/ui/login", &[("token", &mallory)], &[]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        text(&refused).contains("mallory is not an approver"),
+        "{}",
+        text(&refused)
+    );
+    assert!(!refused.headers.contains_key("set-cookie"));
+    browser.log_in(&carol).await;
+    let history = browser.get("/ui/history").await;
+    assert_eq!(history.status, StatusCode::OK);
+    assert!(text(&history).contains("carol"), "{}", text(&history));
 }

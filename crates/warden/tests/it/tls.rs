@@ -493,3 +493,103 @@ async fn upstream_certificates_are_verified_and_warden_presents_its_own_where_as
     assert_eq!(initialize_through(&with).await, StatusCode::OK);
     let _: &Path = pki.dir.path();
 }
+
+/// An approver known by their client certificate (`approvals.identity`
+/// with `mtls` on the admin listener): decides with no token at all; a
+/// certificate from the same CA that `allow` does not name decides nothing.
+#[tokio::test]
+async fn an_approver_known_by_a_client_certificate_decides_without_a_token() {
+    use crate::approvals::{approvals, invoice, warden_result};
+    let (upstream, demo) = demo_upstream().await;
+    let pki = Pki::new("admin CA");
+    let clients = Pki::new("approvers CA");
+    let server = pki.issue("admin", &["localhost"], "admin", None, false);
+    let carol = clients.issue(
+        "carol",
+        &[],
+        "carol",
+        Some("spiffe://test/approver/carol"),
+        false,
+    );
+    let dave = clients.issue(
+        "dave",
+        &[],
+        "dave",
+        Some("spiffe://test/approver/dave"),
+        false,
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut settings = approvals(tmp.path(), Duration::from_millis(200));
+    settings.identity = Some(warden::auth::ApproverIdentityConfig {
+        methods: vec![MethodConfig::Mtls(MtlsMapping {
+            name_from: CertificateName::SanUri,
+            groups: vec![],
+        })],
+        allow: Delegates {
+            agents: vec!["spiffe://test/approver/carol".into()],
+            groups: vec![],
+        },
+    });
+    let warden = WardenBuilder::new(&upstream)
+        .policy("version: 1\ntools:\n  send_invoice: approve\n")
+        .admin_tls(listener(&server, Some(clients.ca_file())))
+        .approvals(settings)
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    let pending = warden_result(&agent.call(1, "send_invoice", invoice(300)).await);
+    let id = pending["structuredContent"]["approval"]["id"]
+        .as_str()
+        .expect("pending, with its id")
+        .to_owned();
+    let admin = warden.running.admin_addr.expect("admin listener");
+    let approve = format!("/approvals/{id}/approve");
+
+    let (status, body, _, _) = tls_exchange(
+        admin,
+        &pki.ca_pem,
+        Some(&dave),
+        Some(&json!({})),
+        &approve,
+        None,
+    )
+    .await
+    .expect("tls");
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body:?}");
+    let said: Value = serde_json::from_slice(&body).expect("json");
+    assert!(
+        said["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("spiffe://test/approver/dave is not an approver")),
+        "{said}"
+    );
+    assert!(
+        tls_exchange(admin, &pki.ca_pem, None, Some(&json!({})), &approve, None)
+            .await
+            .is_err(),
+        "no certificate, no connection"
+    );
+    assert_eq!(demo.invoices_sent(), 0);
+
+    let (status, body, _, _) = tls_exchange(
+        admin,
+        &pki.ca_pem,
+        Some(&carol),
+        Some(&json!({})),
+        &approve,
+        None,
+    )
+    .await
+    .expect("tls");
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    let decided: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(decided["status"], "approved");
+    assert_eq!(
+        decided["votes"][0]["approver"],
+        "spiffe://test/approver/carol"
+    );
+    let ran = warden_result(&agent.call(2, "send_invoice", invoice(300)).await);
+    assert_eq!(ran["isError"], Value::Null, "{ran}");
+    assert_eq!(demo.invoices_sent(), 1);
+}

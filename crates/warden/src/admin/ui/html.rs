@@ -65,20 +65,33 @@ pub fn page(title: &str, viewer: Option<&Viewer<'_>>, main: &str) -> String {
 }
 
 /// The login form, with `error` (text) above it when the last try failed.
-pub fn login(error: Option<&str>) -> String {
+pub fn login(error: Option<&str>, identity: bool) -> String {
     let error = error.map_or_else(String::new, |e| {
         format!(r#"<p class="notice error" role="alert">{}</p>"#, esc(e))
     });
+    // With approvers from an identity provider, a JWT is pasted like a
+    // token, and a client certificate needs nothing pasted at all.
+    let (how, required) = if identity {
+        (
+            "Paste your approver token, or a token your identity provider issued you (a JWT). If your browser presents a client certificate Warden knows you by, leave it empty. You stay logged in for 8 hours.",
+            "",
+        )
+    } else {
+        (
+            "Paste your approver token. Warden compares its SHA-256 with the configured approvers' and keeps you logged in for 8 hours.",
+            " required",
+        )
+    };
     page(
         "Log in",
         None,
         &format!(
             r#"<section class="card narrow">
 <h1>Log in</h1>
-<p>Paste your approver token. Warden compares its SHA-256 with the configured approvers' and keeps you logged in for 8 hours.</p>
+<p>{how}</p>
 {error}<form method="post" action="/ui/login">
 <label for="token">Approver token</label>
-<input id="token" name="token" type="password" autocomplete="off" required autofocus>
+<input id="token" name="token" type="password" autocomplete="off"{required} autofocus>
 <button type="submit">Log in</button>
 </form>
 </section>"#

@@ -2,8 +2,9 @@
 //! listener, for approvers in a browser. No JavaScript at all; every
 //! response carries a strict Content-Security-Policy (see `layers`).
 //!
-//! - `GET /ui/login`, `POST /ui/login` (`token`): an approver's token,
-//!   checked exactly as the API checks it ([`Approvals::approver`]), is
+//! - `GET /ui/login`, `POST /ui/login` (`token`): an approver's token, a
+//!   JWT or the connection's client certificate, checked exactly as the
+//!   API checks them ([`Approvals::identify`]), is
 //!   exchanged for a server-side session (8 h) and an `HttpOnly`,
 //!   `SameSite=Strict` cookie on `/ui` (`Secure` on a TLS listener);
 //! - `GET /ui/`: the pending calls, newest first;
@@ -20,7 +21,7 @@
 //! constant time. A request without a live session is redirected to the
 //! login page.
 //!
-//! [`Approvals::approver`]: crate::approvals::Approvals::approver
+//! [`Approvals::identify`]: crate::approvals::Approvals::identify
 
 mod html;
 mod sessions;
@@ -39,7 +40,7 @@ pub(super) use sessions::Sessions;
 use self::html::{Notice, Viewer};
 use super::decide::now_ms;
 use super::{AdminBody, AdminState, BodyError, DecisionError, read_body};
-use crate::approvals::Approvals;
+use crate::approvals::{Approvals, ApproverRefusal};
 use crate::proxy::relay::{Body, full};
 
 /// The session cookie's name.
@@ -82,7 +83,10 @@ pub(super) async fn handle(state: &AdminState, request: Request<AdminBody>) -> R
         (&Method::GET, "/ui/login") => {
             return match session {
                 Some(_) => redirect("/ui/"),
-                None => html_page(StatusCode::OK, html::login(None)),
+                None => html_page(
+                    StatusCode::OK,
+                    html::login(None, approvals.identity.is_some()),
+                ),
             };
         }
         (&Method::POST, "/ui/login") => return login(state, approvals, request).await,
@@ -92,7 +96,7 @@ pub(super) async fn handle(state: &AdminState, request: Request<AdminBody>) -> R
         return redirect("/ui/login");
     };
     let viewer = Viewer {
-        approver: &session.approver,
+        approver: &session.approver.name,
         csrf: &session.csrf,
     };
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -185,7 +189,7 @@ pub(super) async fn handle(state: &AdminState, request: Request<AdminBody>) -> R
             if let Some(id) = &cookie {
                 state.sessions.close(id);
             }
-            tracing::info!(approver = %session.approver, "Approver logged out of the approvals page.");
+            tracing::info!(approver = %session.approver.name, "Approver logged out of the approvals page.");
             let mut response = redirect("/ui/login");
             set_cookie(&mut response, "", 0, state.tls);
             response
@@ -201,30 +205,51 @@ pub(super) async fn handle(state: &AdminState, request: Request<AdminBody>) -> R
     }
 }
 
-/// `POST /ui/login`: a good token opens a session; anything else is the
-/// login page again, 401, saying only that it was not an approver's token.
+/// `POST /ui/login`: a good credential opens a session; anything else is
+/// the login page again, 401 (403 for someone known but not an approver),
+/// saying why without repeating the credential.
 async fn login(
     state: &AdminState,
     approvals: &Approvals,
     request: Request<AdminBody>,
 ) -> Response<Body> {
+    let certificate = request
+        .extensions()
+        .get::<std::sync::Arc<warden_identity::ClientCertificate>>()
+        .cloned();
     let form = match form_of(request).await {
         Ok(form) => form,
         Err(response) => return response,
     };
-    let approver = field(&form, "token").and_then(|token| approvals.approver(&token));
-    let Some(approver) = approver else {
-        tracing::info!("A login to the approvals page was refused.");
-        return html_page(
-            StatusCode::UNAUTHORIZED,
-            html::login(Some(
-                "That is not an approver's token. Check that you pasted it whole.",
-            )),
-        );
+    let token = field(&form, "token");
+    let approver = match approvals
+        .identify(token.as_deref(), certificate.as_deref())
+        .await
+    {
+        Ok(approver) => approver,
+        Err(refusal) => {
+            tracing::info!(why = %refusal, "A login to the approvals page was refused.");
+            let (status, why) = match &refusal {
+                ApproverRefusal::Missing | ApproverRefusal::Unknown => (
+                    StatusCode::UNAUTHORIZED,
+                    "That is not an approver's token. Check that you pasted it whole.".to_owned(),
+                ),
+                refused @ ApproverRefusal::Refused(_) => {
+                    (StatusCode::UNAUTHORIZED, format!("{refused}."))
+                }
+                not_allowed @ ApproverRefusal::NotAllowed { .. } => {
+                    (StatusCode::FORBIDDEN, format!("{not_allowed}."))
+                }
+            };
+            return html_page(
+                status,
+                html::login(Some(&why), approvals.identity.is_some()),
+            );
+        }
     };
     match state.sessions.open(approver.clone(), Instant::now()) {
         Ok((id, _)) => {
-            tracing::info!(approver = %approver, "Approver logged in to the approvals page.");
+            tracing::info!(approver = %approver.name, "Approver logged in to the approvals page.");
             let mut response = redirect("/ui/");
             set_cookie(&mut response, &id, sessions::LIFETIME.as_secs(), state.tls);
             response

@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+
+use crate::approvals::Approver;
 use sha2::{Digest, Sha256};
 
 /// How long a login lasts.
@@ -23,8 +25,8 @@ pub const MAX_SESSIONS: usize = 1024;
 /// One logged-in approver.
 #[derive(Debug, Clone)]
 pub struct Session {
-    /// The approver's name (as configured, and as votes record it).
-    pub approver: Arc<str>,
+    /// Who logged in (their name as votes record it, and their groups).
+    pub approver: Approver,
     /// The token every form of this session carries.
     pub csrf: Arc<str>,
     expires: Instant,
@@ -53,7 +55,7 @@ impl Sessions {
     /// never kept) and the session.
     pub fn open(
         &self,
-        approver: Arc<str>,
+        approver: Approver,
         now: Instant,
     ) -> Result<(String, Session), getrandom::Error> {
         let id = random_token()?;
@@ -119,18 +121,22 @@ mod tests {
     fn a_session_is_found_by_its_id_until_it_expires_or_is_closed() {
         let sessions = Sessions::default();
         let start = Instant::now();
-        let (id, session) = sessions.open("grace".into(), start).expect("random");
+        let (id, session) = sessions
+            .open(Approver::named("grace"), start)
+            .expect("random");
         assert_eq!(id.len(), 43, "256 bits, base64url");
         assert_eq!(session.csrf.len(), 43);
         assert_ne!(&*session.csrf, id.as_str());
         let found = sessions
             .get(&id, start + Duration::from_secs(60))
             .expect("live");
-        assert_eq!(&*found.approver, "grace");
+        assert_eq!(&*found.approver.name, "grace");
         assert!(sessions.get("not-an-id", start).is_none());
         assert!(sessions.get(&id, start + LIFETIME).is_none(), "expired");
         assert_eq!(sessions.len(), 0, "an expired session is dropped");
-        let (id, _) = sessions.open("grace".into(), start).expect("random");
+        let (id, _) = sessions
+            .open(Approver::named("grace"), start)
+            .expect("random");
         sessions.close(&id);
         assert!(sessions.get(&id, start).is_none());
     }
@@ -139,22 +145,31 @@ mod tests {
     fn a_full_map_drops_the_expired_then_the_oldest() {
         let sessions = Sessions::default();
         let start = Instant::now();
-        let (first, _) = sessions.open("first".into(), start).expect("random");
+        let (first, _) = sessions
+            .open(Approver::named("first"), start)
+            .expect("random");
         let mut last = String::new();
         for n in 1..MAX_SESSIONS {
             let at = start + Duration::from_secs(u64::try_from(n).expect("small"));
-            last = sessions.open("more".into(), at).expect("random").0;
+            last = sessions
+                .open(Approver::named("more"), at)
+                .expect("random")
+                .0;
         }
         assert_eq!(sessions.len(), MAX_SESSIONS);
         let later = start + Duration::from_secs(5000);
-        let (newest, _) = sessions.open("newest".into(), later).expect("random");
+        let (newest, _) = sessions
+            .open(Approver::named("newest"), later)
+            .expect("random");
         assert_eq!(sessions.len(), MAX_SESSIONS, "bounded");
         assert!(sessions.get(&first, later).is_none(), "the oldest went");
         assert!(sessions.get(&last, later).is_some());
         assert!(sessions.get(&newest, later).is_some());
         // Past everyone's lifetime, a login clears the expired ones.
         let much_later = start + LIFETIME + Duration::from_secs(6000);
-        sessions.open("again".into(), much_later).expect("random");
+        sessions
+            .open(Approver::named("again"), much_later)
+            .expect("random");
         assert_eq!(sessions.len(), 1, "every expired session went");
     }
 }

@@ -291,6 +291,37 @@ impl Store {
         on_store!(self, s => s.decide(id, approver, verdict, reason, own_allowed, now_ms).await)
     }
 
+    /// Name the channel a decision taken outside Warden came by (`cli`),
+    /// for the audit record a sweep writes for it
+    /// ([`Store::unrecorded_decisions`]).
+    pub async fn note_decided_via(&self, id: &str, via: &str) -> Result<(), ApprovalError> {
+        on_store!(self, s => s.note_decided_via(id, via).await)
+    }
+
+    /// Mark the decision on `id` as recorded in the audit trail: `true`
+    /// for exactly one caller, whatever the number of replicas asking (the
+    /// one that writes the record, when it is a sweep's).
+    pub async fn mark_decision_recorded(
+        &self,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<bool, ApprovalError> {
+        on_store!(self, s => s.mark_decision_recorded(id, now_ms).await)
+    }
+
+    /// Approved or rejected approvals decided at or before
+    /// `decided_before_ms` whose decision no Warden recorded (decided in
+    /// the store by the CLI, or by a Warden stopped between the vote and
+    /// the record), oldest first, at most `limit`, each with the channel
+    /// [`Store::note_decided_via`] named.
+    pub async fn unrecorded_decisions(
+        &self,
+        decided_before_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<(Approval, Option<String>)>, ApprovalError> {
+        on_store!(self, s => s.unrecorded_decisions(decided_before_ms, limit).await)
+    }
+
     /// Hand the run of an approved call to the caller, once: `true` for
     /// exactly one caller, whatever the number of replicas asking.
     pub async fn claim_execution(&self, id: &str, now_ms: i64) -> Result<bool, ApprovalError> {

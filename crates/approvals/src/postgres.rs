@@ -382,6 +382,56 @@ impl PostgresStore {
         Ok(ids)
     }
 
+    /// Name the channel a decision taken outside Warden came by.
+    pub async fn note_decided_via(&self, id: &str, via: &str) -> Result<(), ApprovalError> {
+        sqlx::query("UPDATE approvals SET decided_via = $1 WHERE id = $2")
+            .bind(via)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Mark the decision on `id` as recorded in the audit trail: `true`
+    /// for exactly one caller, whatever the number of replicas asking.
+    pub async fn mark_decision_recorded(
+        &self,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<bool, ApprovalError> {
+        let done = sqlx::query(
+            "UPDATE approvals SET decision_recorded_ms = $1 WHERE id = $2 AND decision_recorded_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Approved or rejected approvals decided at or before
+    /// `decided_before_ms` whose decision nobody recorded, oldest first, at
+    /// most `limit`, each with the channel noted for it.
+    pub async fn unrecorded_decisions(
+        &self,
+        decided_before_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<(Approval, Option<String>)>, ApprovalError> {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT id, decided_via FROM approvals WHERE decision_recorded_ms IS NULL \
+             AND status IN ('approved', 'rejected') AND decided_ms <= $1 ORDER BY decided_ms LIMIT $2",
+        )
+        .bind(decided_before_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, via) in rows {
+            out.push((self.get(&id).await?, via));
+        }
+        Ok(out)
+    }
+
     /// Listen for status changes made by any store on this schema (this
     /// one included): the ids of the approvals that changed. The listener
     /// has a connection of its own; when it is lost, it reconnects and

@@ -232,6 +232,56 @@ impl SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Name the channel a decision taken outside Warden came by.
+    pub async fn note_decided_via(&self, id: &str, via: &str) -> Result<(), ApprovalError> {
+        sqlx::query("UPDATE approvals SET decided_via = ? WHERE id = ?")
+            .bind(via)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Mark the decision on `id` as recorded in the audit trail: `true`
+    /// for exactly one caller.
+    pub async fn mark_decision_recorded(
+        &self,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<bool, ApprovalError> {
+        let done = sqlx::query(
+            "UPDATE approvals SET decision_recorded_ms = ? WHERE id = ? AND decision_recorded_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Approved or rejected approvals decided at or before
+    /// `decided_before_ms` whose decision nobody recorded, oldest first, at
+    /// most `limit`, each with the channel noted for it.
+    pub async fn unrecorded_decisions(
+        &self,
+        decided_before_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<(Approval, Option<String>)>, ApprovalError> {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT id, decided_via FROM approvals WHERE decision_recorded_ms IS NULL \
+             AND status IN ('approved', 'rejected') AND decided_ms <= ? ORDER BY decided_ms LIMIT ?",
+        )
+        .bind(decided_before_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, via) in rows {
+            out.push((self.get(&id).await?, via));
+        }
+        Ok(out)
+    }
+
     /// Expire every pending approval past its time; their ids.
     pub async fn expire_due(&self, now_ms: i64) -> Result<Vec<String>, ApprovalError> {
         let ids: Vec<String> = sqlx::query_scalar(

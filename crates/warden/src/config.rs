@@ -1038,9 +1038,14 @@ mod tests {
         assert!(d.items[0].message.contains("identity needs allow"), "{d}");
         let d = diagnostics(&format!("{head}{jwt}    allow: {{}}\n"), &dir);
         assert_eq!(d.items[0].line, 17, "{d}");
-        assert!(d.items[0].message.contains("at least one agent or group"), "{d}");
+        assert!(
+            d.items[0].message.contains("at least one agent or group"),
+            "{d}"
+        );
         let d = diagnostics(
-            &format!("{head}    methods:\n      - mtls: {{ name_from: san_email }}\n    allow: {{ agents: [ada@example.com] }}\n"),
+            &format!(
+                "{head}    methods:\n      - mtls: {{ name_from: san_email }}\n    allow: {{ agents: [ada@example.com] }}\n"
+            ),
             &dir,
         );
         assert_eq!(d.items[0].line, 12, "{d}");

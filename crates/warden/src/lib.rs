@@ -418,6 +418,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                     tokio::time::sleep(every).await;
                     sweeper.sweep_sessions().await;
                     sweeper.expire_approvals().await;
+                    admin::record_decisions_taken_elsewhere(&sweeper).await;
                     sweeper.tasks.sweep(std::time::SystemTime::now());
                     sweeper.metrics.tasks.set(sweeper.tasks.len() as i64);
                 } => {}

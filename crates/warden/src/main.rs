@@ -410,7 +410,15 @@ async fn approvals(command: ApprovalsCommand) -> anyhow::Result<()> {
                     now,
                 )
                 .await?;
+            // A running Warden's sweep writes the audit record, naming
+            // this channel: this process has no trail of its own to write.
+            store.note_decided_via(&id, "cli").await?;
             println!("{}", line(&decided));
+            if decided.status != Status::Pending {
+                eprintln!(
+                    "Decided in the store. The running Warden records it in its audit trail as \"{approver} (cli)\" within a minute (or when it next starts), and the held call sees it within half a second."
+                );
+            }
             Ok(())
         }
     };

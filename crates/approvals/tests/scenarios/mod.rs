@@ -23,6 +23,7 @@ macro_rules! every_scenario {
             a_decided_call_is_found_again_until_its_agent_is_told,
             identical_calls_at_once_attach_to_one_approval,
             two_approvers_at_once_and_two_replicas_run_the_call_exactly_once,
+            a_decision_nobody_recorded_is_found_and_claimed_for_its_record_once,
         );
     };
     (@each $fresh:path; $($scenario:ident),* $(,)?) => {
@@ -450,4 +451,89 @@ pub async fn two_approvers_at_once_and_two_replicas_run_the_call_exactly_once(
         }
         assert_eq!(runs, 1, "round {round}: the call runs exactly once");
     }
+}
+
+pub async fn a_decision_nobody_recorded_is_found_and_claimed_for_its_record_once(
+    location: &StoreLocation,
+) {
+    let store = open(location).await;
+    let replica = open(location).await;
+    let by_cli = store.create(call(1)).await.expect("staged");
+    let mut other = call(1);
+    other.agent_session = "s-2".into();
+    let by_api = store.create(other.clone()).await.expect("staged");
+    other.agent_session = "s-3".into();
+    let still_pending = store.create(other).await.expect("staged");
+    store
+        .decide(&by_cli.id, "grace", Verdict::Approve, None, false, NOW + 10)
+        .await
+        .expect("decided");
+    store
+        .note_decided_via(&by_cli.id, "cli")
+        .await
+        .expect("noted");
+    store
+        .decide(
+            &by_api.id,
+            "linus",
+            Verdict::Reject,
+            Some("no"),
+            false,
+            NOW + 20,
+        )
+        .await
+        .expect("decided");
+    // The API's decision is recorded at once, by the Warden that took it.
+    assert!(
+        store
+            .mark_decision_recorded(&by_api.id, NOW + 21)
+            .await
+            .expect("marked")
+    );
+
+    // Decided too recently: not yet taken for unrecorded.
+    assert!(
+        store
+            .unrecorded_decisions(NOW + 5, 10)
+            .await
+            .expect("found")
+            .is_empty()
+    );
+    let found = store
+        .unrecorded_decisions(NOW + 1000, 10)
+        .await
+        .expect("found");
+    let ids: Vec<(&str, Option<&str>)> = found
+        .iter()
+        .map(|(a, via)| (a.id.as_str(), via.as_deref()))
+        .collect();
+    assert_eq!(
+        ids,
+        vec![(by_cli.id.as_str(), Some("cli"))],
+        "pending and recorded ones are not listed"
+    );
+    assert_eq!(found[0].0.votes[0].approver, "grace");
+    assert_eq!(found[0].0.status, Status::Approved);
+    let _ = still_pending;
+
+    // Two replicas' sweeps at once: one claims it.
+    let (a, b) = tokio::join!(
+        store.mark_decision_recorded(&by_cli.id, NOW + 1001),
+        replica.mark_decision_recorded(&by_cli.id, NOW + 1001),
+    );
+    assert_eq!(
+        [a.expect("claim"), b.expect("claim")]
+            .iter()
+            .filter(|w| **w)
+            .count(),
+        1,
+        "exactly one sweep records it"
+    );
+    assert!(
+        store
+            .unrecorded_decisions(NOW + 2000, 10)
+            .await
+            .expect("found")
+            .is_empty()
+    );
 }

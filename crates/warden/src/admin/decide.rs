@@ -133,19 +133,89 @@ pub async fn decide(
     if let Some(audit) = &warden.audit
         && decided.status != Status::Pending
     {
-        let mut record = audit.new_record(warden_audit::Kind::ApprovalDecided);
-        record.route = Some(decided.call.route.as_str().into());
-        record.tool = Some(decided.call.tool.clone());
-        record.decision = Some(decided.status.as_str().to_owned().into());
-        record.reason = decided.reason.clone().map(Into::into);
-        record.approval = Some(warden_audit::record::ApprovalField {
-            id: decided.id.clone(),
-            approver: Some(recorded_as.clone()),
-        });
-        audit.record(record);
+        audit.record(decision_record(audit, &decided, recorded_as.clone()));
+        // Recorded: a sweep does not record it again.
+        if let Err(err) = approvals.store.mark_decision_recorded(id, now_ms()).await {
+            tracing::warn!(approval = %id, error = %err, "Cannot note in the approval store that a decision is recorded; a sweep may record it a second time.");
+        }
     }
     tracing::info!(approval = %id, approver = %recorded_as, status = decided.status.as_str(), "Approval decided.");
     Ok(decided)
+}
+
+/// How long a decision may stay unrecorded before a sweep takes it for one
+/// no Warden will record (the live path records it within milliseconds).
+pub const RECORD_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Most decisions one sweep records.
+const RECORDED_PER_SWEEP: u32 = 100;
+
+/// The `approval_decided` record of `decided`, decided by `approver` (with
+/// the channel, as `grace (slack)`).
+fn decision_record(
+    audit: &warden_audit::AuditLog,
+    decided: &Approval,
+    approver: String,
+) -> warden_audit::Record {
+    let mut record = audit.new_record(warden_audit::Kind::ApprovalDecided);
+    record.route = Some(decided.call.route.as_str().into());
+    record.tool = Some(decided.call.tool.clone());
+    record.agent_session = Some(decided.call.agent_session.as_str().into());
+    record.decision = Some(decided.status.as_str().to_owned().into());
+    record.reason = decided.reason.clone().map(Into::into);
+    record.approval = Some(warden_audit::record::ApprovalField {
+        id: decided.id.clone(),
+        approver: Some(approver),
+    });
+    record
+}
+
+/// Record the decisions no Warden recorded: those taken in the store by
+/// `warden approvals approve|reject --as` (named `grace (cli)`), and any a
+/// Warden stopped between the vote and the record (`grace (recorded
+/// late)`). Each is claimed in the store before it is written, so one
+/// replica records it, once. Called by the sweeper.
+pub async fn record_decisions_taken_elsewhere(warden: &Warden) {
+    let (Some(approvals), Some(audit)) = (&warden.approvals, &warden.audit) else {
+        return;
+    };
+    let before = now_ms() - i64::try_from(RECORD_GRACE.as_millis()).unwrap_or(i64::MAX);
+    let found = match approvals
+        .store
+        .unrecorded_decisions(before, RECORDED_PER_SWEEP)
+        .await
+    {
+        Ok(found) => found,
+        Err(err) => {
+            tracing::warn!(error = %err, "Cannot look for decisions no Warden recorded.");
+            return;
+        }
+    };
+    for (decided, via) in found {
+        match approvals
+            .store
+            .mark_decision_recorded(&decided.id, now_ms())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(err) => {
+                tracing::warn!(approval = %decided.id, error = %err, "Cannot claim a decision to record it.");
+                continue;
+            }
+        }
+        // The vote that ended it: the last one.
+        let approver = decided
+            .votes
+            .last()
+            .map_or("unknown", |v| v.approver.as_str());
+        let via = via.as_deref().unwrap_or("recorded late");
+        let recorded_as = format!("{approver} ({via})");
+        tracing::info!(approval = %decided.id, approver = %recorded_as, status = decided.status.as_str(), "A decision taken outside this Warden's API is now in the audit trail.");
+        audit.record(decision_record(audit, &decided, recorded_as));
+        // A request held here on it (SQLite has no notifications).
+        approvals.wakeups.wake(&decided.id);
+    }
 }
 
 /// Milliseconds since the epoch, as the store keeps time.

@@ -28,7 +28,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-pub use decide::{DecisionError, decide};
+pub use decide::{DecisionError, RECORD_GRACE, decide, record_decisions_taken_elsewhere};
 pub use layers::{MAX_BODY, TIMEOUT};
 
 use crate::proxy::Warden;

@@ -1123,3 +1123,113 @@ async fn a_dry_run_of_a_held_task_previews_the_call_without_the_task() {
     assert_eq!(demo.invoices_sent(), 0);
     assert_eq!(demo.notes_written(), 0);
 }
+
+/// `warden approvals approve --as` decides in the store, where the CLI has
+/// no trail to write: the running Warden's sweep records the decision
+/// (`grace (cli)`), once, and the held call it wakes runs.
+#[tokio::test]
+async fn a_decision_taken_in_the_store_by_the_cli_is_recorded_by_the_running_warden() {
+    let (upstream, demo) = demo_upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let trail = tmp.path().join("audit");
+    let policy = "version: 1\ntools:\n  send_invoice:\n    tier: approve\n    approvers: [grace]\n";
+    let warden = WardenBuilder::new(&upstream)
+        .policy(policy)
+        .approvals(approvals(tmp.path(), Duration::from_secs(30)))
+        .audit(warden::audit::AuditConfig::in_dir(&trail, "it"))
+        // The sweeper runs every session_idle / 4.
+        .limits(|limits| limits.session_idle = Duration::from_secs(2))
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    // One decided through the API first: recorded there and then, and
+    // never again by a sweep.
+    let through_api = in_background(&agent, call_of(1, "send_invoice", invoice(41)));
+    let api_id = staged(&warden, GRACE).await;
+    let (status, _) = admin(
+        &warden,
+        http::Method::POST,
+        &format!("/approvals/{api_id}/approve"),
+        GRACE,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    through_api.await.expect("returns");
+    let waiting = in_background(&agent, call_of(2, "send_invoice", invoice(42)));
+    let id = staged(&warden, GRACE).await;
+    assert_ne!(id, api_id);
+
+    // The operator's config on the same host: the same store and policy.
+    std::fs::write(tmp.path().join("p.yaml"), policy).expect("policy");
+    let config = tmp.path().join("w.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1\nlisten: 127.0.0.1:0\napprovals:\n  store: approvals.db\n  approvers:\n    - name: grace\n      sha256: {}\nroutes:\n  - path: /mcp\n    upstream:\n      url: {upstream}\n    policy: p.yaml\n",
+            warden_identity::api_key::digest_hex(GRACE)
+        ),
+    )
+    .expect("config");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["approvals", "approve", &id, "--as", "grace", "--config"])
+        .arg(&config)
+        .env_remove("WARDEN_CONFIG")
+        .output()
+        .await
+        .expect("runs");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{said}");
+    assert!(
+        said.contains("grace (cli)"),
+        "the operator is told how it is recorded: {said}"
+    );
+
+    // The held call sees the decision (by polling the store) and runs.
+    let ran = warden_result(&waiting.await.expect("returns"));
+    assert_eq!(ran["isError"], Value::Null, "{ran}");
+    assert_eq!(demo.invoices_sent(), 2);
+
+    // Within the grace and a sweep or two, the decision is on the record.
+    let deadline =
+        tokio::time::Instant::now() + warden::admin::RECORD_GRACE + Duration::from_secs(10);
+    let decided = loop {
+        let decided: Vec<_> = crate::audit_trail::records(&trail)
+            .into_iter()
+            .filter(|r| r.kind == warden_audit::Kind::ApprovalDecided)
+            .collect();
+        if decided.len() > 1 || tokio::time::Instant::now() > deadline {
+            break decided;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let of = |id: &str| {
+        decided
+            .iter()
+            .filter(|r| r.approval.as_ref().is_some_and(|a| a.id == id))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(of(&api_id).len(), 1, "the API's decision once: {decided:?}");
+    assert_eq!(
+        of(&api_id)[0]
+            .approval
+            .as_ref()
+            .and_then(|a| a.approver.as_deref()),
+        Some("grace")
+    );
+    assert_eq!(of(&id).len(), 1, "the CLI's decision once: {decided:?}");
+    let record = of(&id)[0];
+    let approval = record.approval.as_ref().expect("approval field");
+    assert_eq!(approval.id, id);
+    assert_eq!(approval.approver.as_deref(), Some("grace (cli)"));
+    assert_eq!(record.decision.as_deref(), Some("approved"));
+    assert_eq!(record.tool.as_deref(), Some("send_invoice"));
+    // Later sweeps do not record it again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let again = crate::audit_trail::records(&trail)
+        .into_iter()
+        .filter(|r| r.kind == warden_audit::Kind::ApprovalDecided)
+        .count();
+    assert_eq!(again, 2);
+}

@@ -87,22 +87,38 @@ impl HoldSettings {
     /// Put an approval event on the audit trail.
     fn record(&self, kind: warden_audit::Kind, approval: &Approval, decision: &str) {
         let Some(audit) = &self.audit else { return };
-        let mut record = audit.new_record(kind);
-        record.route = Some(self.route.as_ref().into());
-        record.upstream = Some(self.upstream.as_ref().into());
-        record.tool = Some(approval.call.tool.clone());
-        record.agent_session = Some(approval.call.agent_session.as_str().into());
-        record.decision = Some(decision.to_owned().into());
-        record.principal = Some(warden_audit::record::PrincipalField {
-            agent: approval.call.principal_agent.clone(),
-            user: approval.call.principal_user.clone(),
-        });
-        record.approval = Some(warden_audit::record::ApprovalField {
-            id: approval.id.clone(),
-            approver: None,
-        });
-        audit.record(record);
+        audit.record(approval_record(audit, kind, approval, decision, None));
     }
+}
+
+/// The audit record of an event in `approval`'s life (`kind`, with its
+/// `decision`: `pending`, `approved`, `rejected`, `expired`, `cancelled`,
+/// `abandoned`), naming the `approver` who decided it, when one did: the
+/// one shape every place that records approvals (the hold, the admin API,
+/// the sweeps, a withdrawal) writes.
+pub fn approval_record(
+    audit: &warden_audit::AuditLog,
+    kind: warden_audit::Kind,
+    approval: &Approval,
+    decision: &str,
+    approver: Option<String>,
+) -> warden_audit::Record {
+    let mut record = audit.new_record(kind);
+    record.route = Some(approval.call.route.as_str().into());
+    record.upstream = Some(approval.call.upstream.as_str().into());
+    record.tool = Some(approval.call.tool.clone());
+    record.agent_session = Some(approval.call.agent_session.as_str().into());
+    record.decision = Some(decision.to_owned().into());
+    record.reason = approval.reason.clone().map(Into::into);
+    record.principal = Some(warden_audit::record::PrincipalField {
+        agent: approval.call.principal_agent.clone(),
+        user: approval.call.principal_user.clone(),
+    });
+    record.approval = Some(warden_audit::record::ApprovalField {
+        id: approval.id.clone(),
+        approver,
+    });
+    record
 }
 
 /// Builds [`HoldGate`]s.

@@ -31,7 +31,7 @@ pub mod policy_gate;
 pub mod stack;
 pub mod tap;
 
-pub use approval::{HoldLayer, HoldSettings, OnRequested, Wakeups};
+pub use approval::{HoldLayer, HoldSettings, OnRequested, Wakeups, approval_record};
 pub use audit::{AuditLayer, AuditSettings, ReadCalls};
 pub use call::{
     ApprovalNote, Refusal, TaskCancel, TaskCanceller, ToolCall, ToolOutcome, task_cancel,

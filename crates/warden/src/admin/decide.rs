@@ -157,17 +157,13 @@ fn decision_record(
     decided: &Approval,
     approver: String,
 ) -> warden_audit::Record {
-    let mut record = audit.new_record(warden_audit::Kind::ApprovalDecided);
-    record.route = Some(decided.call.route.as_str().into());
-    record.tool = Some(decided.call.tool.clone());
-    record.agent_session = Some(decided.call.agent_session.as_str().into());
-    record.decision = Some(decided.status.as_str().to_owned().into());
-    record.reason = decided.reason.clone().map(Into::into);
-    record.approval = Some(warden_audit::record::ApprovalField {
-        id: decided.id.clone(),
-        approver: Some(approver),
-    });
-    record
+    warden_pipeline::approval_record(
+        audit,
+        warden_audit::Kind::ApprovalDecided,
+        decided,
+        decided.status.as_str(),
+        Some(approver),
+    )
 }
 
 /// Record the decisions no Warden recorded: those taken in the store by

@@ -494,16 +494,13 @@ impl Warden {
             approvals.wakeups.wake(&id);
             tracing::info!(approval = %id, "Held call expired: nobody decided in time.");
             if let (Some(audit), Ok(approval)) = (&self.audit, approvals.store.get(&id).await) {
-                let mut record = audit.new_record(warden_audit::Kind::ApprovalExpired);
-                record.route = Some(approval.call.route.as_str().into());
-                record.tool = Some(approval.call.tool.clone());
-                record.agent_session = Some(approval.call.agent_session.as_str().into());
-                record.decision = Some("expired".into());
-                record.approval = Some(warden_audit::record::ApprovalField {
-                    id: approval.id.clone(),
-                    approver: None,
-                });
-                audit.record(record);
+                audit.record(warden_pipeline::approval_record(
+                    audit,
+                    warden_audit::Kind::ApprovalExpired,
+                    &approval,
+                    "expired",
+                    None,
+                ));
             }
         }
     }

@@ -401,16 +401,13 @@ pub(super) async fn withdraw(warden: &Warden, agent_session: &str, request_id: &
             tracing::info!(approval = %id, session = %agent_session, "The agent withdrew its held call.");
             approvals.wakeups.wake(&id);
             if let (Some(audit), Ok(approval)) = (&warden.audit, approvals.store.get(&id).await) {
-                let mut record = audit.new_record(warden_audit::Kind::ApprovalDecided);
-                record.route = Some(approval.call.route.as_str().into());
-                record.tool = Some(approval.call.tool.clone());
-                record.agent_session = Some(approval.call.agent_session.as_str().into());
-                record.decision = Some("cancelled".into());
-                record.approval = Some(warden_audit::record::ApprovalField {
-                    id: approval.id.clone(),
-                    approver: None,
-                });
-                audit.record(record);
+                audit.record(warden_pipeline::approval_record(
+                    audit,
+                    warden_audit::Kind::ApprovalDecided,
+                    &approval,
+                    "cancelled",
+                    None,
+                ));
             }
         }
         Ok(false) => {}

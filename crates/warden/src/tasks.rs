@@ -494,6 +494,27 @@ impl TaskBoard {
         before - tasks.len()
     }
 
+    /// Forget every task of MCP session `session` on route `route`, which
+    /// has ended: nobody can ask for them any more. A call still held for
+    /// one is withdrawn first, so it never runs unread. How many went.
+    pub fn end_session(&self, route: usize, session: &str) -> usize {
+        let mut tasks = self.lock();
+        let before = tasks.len();
+        tasks.retain(|id, e| {
+            let of_session =
+                e.owner.route == route && e.owner.session.as_deref() == Some(session);
+            if of_session
+                && !e.status.is_terminal()
+                && let Some(held) = &e.held
+            {
+                tracing::info!(task = %id, tool = %held.tool, session, "The MCP session of a task ended while its call was held; the call is withdrawn.");
+                held.canceller.cancel();
+            }
+            !of_session
+        });
+        before - tasks.len()
+    }
+
     /// How many tasks are kept.
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -587,6 +608,41 @@ mod tests {
         assert!(!cancel.is_cancelled());
         assert_eq!(board.sweep(SystemTime::now() + Duration::from_secs(2)), 1);
         assert!(cancel.is_cancelled(), "the held call is told to withdraw");
+    }
+
+    #[test]
+    fn an_ended_session_takes_its_tasks_and_withdraws_their_held_calls_only() {
+        let board = TaskBoard::default();
+        let me = owner("agent-a", "s1");
+        let (canceller, cancel) = warden_pipeline::task_cancel();
+        let held = HeldCall {
+            tool: "pay".into(),
+            agent_session: "s1".into(),
+            request_id: "7".into(),
+            canceller,
+        };
+        board
+            .create(me.clone(), None, "waiting".into(), Some(held))
+            .expect("created");
+        board
+            .create_ended(me, None, TaskAnswer::Result(json!({})), "done".into())
+            .expect("created");
+        let (other_canceller, other_cancel) = warden_pipeline::task_cancel();
+        let other = HeldCall {
+            tool: "pay".into(),
+            agent_session: "s2".into(),
+            request_id: "7".into(),
+            canceller: other_canceller,
+        };
+        let (kept, _) = board
+            .create(owner("agent-a", "s2"), None, "waiting".into(), Some(other))
+            .expect("created");
+        assert_eq!(board.end_session(1, "s1"), 0, "another route's session");
+        assert_eq!(board.end_session(0, "s1"), 2);
+        assert!(cancel.is_cancelled(), "the held call is told to withdraw");
+        assert!(!other_cancel.is_cancelled(), "another session's is not");
+        assert_eq!(board.len(), 1);
+        assert!(board.get(&kept, &owner("agent-a", "s2")).is_ok());
     }
 
     #[test]

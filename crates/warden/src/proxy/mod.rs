@@ -358,12 +358,22 @@ impl Warden {
     async fn end_if_gone(&self, route: &Route, session: &Session, status: StatusCode) {
         if status == StatusCode::NOT_FOUND && self.sessions.remove(&session.id).is_some() {
             self.metrics.sessions.set(self.sessions.len() as i64);
-            self.record_session(warden_audit::Kind::SessionEnded, session, "upstream-gone");
+            self.session_ended(session, "upstream-gone");
             crate::lanes::end_all(&route.lanes, session).await;
             if route.base_lane != 0 || session.upstream_id.is_some() {
                 // The 404 may have come from a lane: the base session goes too.
                 self.end_upstream_session(session).await;
             }
+        }
+    }
+
+    /// A session has ended (`why`: `agent`, `idle`, `evicted`,
+    /// `upstream-gone`): on the record, and its Warden tasks forgotten
+    /// (a call still held for one is withdrawn).
+    pub(crate) fn session_ended(&self, session: &Session, why: &str) {
+        self.record_session(warden_audit::Kind::SessionEnded, session, why);
+        if self.tasks.end_session(session.route, &session.id) > 0 {
+            self.metrics.tasks.set(self.tasks.len() as i64);
         }
     }
 
@@ -441,7 +451,7 @@ impl Warden {
         let status = response.status();
         if status.is_success() || status == StatusCode::NOT_FOUND {
             if self.sessions.remove(&session.id).is_some() {
-                self.record_session(warden_audit::Kind::SessionEnded, &session, "agent");
+                self.session_ended(&session, "agent");
             }
             crate::lanes::end_all(&route.lanes, &session).await;
             self.metrics.sessions.set(self.sessions.len() as i64);
@@ -515,7 +525,7 @@ impl Warden {
         futures_util::stream::iter(expired)
             .for_each_concurrent(8, |session| async move {
                 tracing::info!(session = %session.id, agent = %session.principal.agent, "Idle session ended.");
-                self.record_session(warden_audit::Kind::SessionEnded, &session, "idle");
+                self.session_ended(&session, "idle");
                 self.end_upstream_session(&session).await;
             })
             .await;

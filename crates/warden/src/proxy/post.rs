@@ -212,7 +212,7 @@ async fn initialize(
     if let Some(evicted) = evicted {
         warden.metrics.sessions_evicted.inc();
         tracing::warn!(session = %evicted.id, agent = %evicted.principal.agent, "Session limit reached; least recently used session ended.");
-        warden.record_session(warden_audit::Kind::SessionEnded, &evicted, "evicted");
+        warden.session_ended(&evicted, "evicted");
         warden.end_upstream_session(&evicted).await;
     }
     session.set_client_elicits(elicits);

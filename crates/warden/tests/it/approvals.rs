@@ -1233,3 +1233,76 @@ async fn a_decision_taken_in_the_store_by_the_cli_is_recorded_by_the_running_war
         .count();
     assert_eq!(again, 2);
 }
+
+/// A held task belongs to its MCP session: when the agent ends the
+/// session, nobody can read the task any more, so its held call is
+/// withdrawn and never runs, even if an approver approves later.
+#[tokio::test]
+async fn ending_the_session_withdraws_its_held_task_and_the_call_never_runs() {
+    let (upstream, demo) = demo_upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let warden = WardenBuilder::new(&upstream)
+        .policy("version: 1\ntools:\n  send_invoice: approve\n")
+        .approvals(approvals(tmp.path(), Duration::from_millis(200)))
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    let created = agent
+        .post(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+            "name": "send_invoice", "arguments": invoice(77), "task": {"ttl": 600_000}}}),
+        )
+        .await
+        .json();
+    assert_eq!(created["result"]["task"]["status"], "working", "{created}");
+    let id = staged(&warden, GRACE).await;
+    assert_eq!(warden.running.warden.tasks.len(), 1);
+
+    let session = agent.session.clone().expect("a session");
+    let ended = agent
+        .send(
+            Request::delete(&agent.url)
+                .header("mcp-session-id", &session)
+                .header("mcp-protocol-version", "2025-11-25")
+                .body(Full::new(Bytes::new()))
+                .expect("request"),
+        )
+        .await;
+    assert!(ended.status.is_success(), "{ended:?}");
+    assert_eq!(
+        warden.running.warden.tasks.len(),
+        0,
+        "the session's tasks are forgotten"
+    );
+
+    // The approval is withdrawn (by the hold, at once): an approver's
+    // late approval finds it cancelled, and the call never runs.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        let (_, approval) = admin(
+            &warden,
+            http::Method::GET,
+            &format!("/approvals/{id}"),
+            GRACE,
+            None,
+        )
+        .await;
+        if approval["status"] != "pending" || tokio::time::Instant::now() > deadline {
+            break approval["status"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status, "cancelled");
+    let (status, body) = admin(
+        &warden,
+        http::Method::POST,
+        &format!("/approvals/{id}/approve"),
+        GRACE,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(demo.invoices_sent(), 0);
+}

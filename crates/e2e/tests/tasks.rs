@@ -419,6 +419,14 @@ async fn the_python_task_client_gets_a_dry_run_as_a_completed_task() {
 /// `simulate-research-query` runs as a task of its own (`taskSupport:
 /// required`), at `tier`.
 async fn research_setup(tier: &str) -> (TempDir, support::Peer, warden::Running, Admin) {
+    research_setup_timing_out(tier, None).await
+}
+
+/// As [`research_setup`], with the upstream's `timeout` set when given.
+async fn research_setup_timing_out(
+    tier: &str,
+    upstream_timeout: Option<&str>,
+) -> (TempDir, support::Peer, warden::Running, Admin) {
     require_installed(
         &e2e_dir().join("peers/tasks/.venv"),
         "the task client's Python packages",
@@ -427,6 +435,15 @@ async fn research_setup(tier: &str) -> (TempDir, support::Peer, warden::Running,
     let everything = server_everything("peers");
     let policy = format!("version: 1\ntools:\n  simulate-research-query: {tier}\n");
     let config = write_approvals_config(&dir.0, &everything.url, &policy, "1s", "1s");
+    if let Some(timeout) = upstream_timeout {
+        let text = std::fs::read_to_string(&config).expect("config");
+        let timed = text.replace(
+            "    policy: policy.yaml\n",
+            &format!("      timeout: {timeout}\n    policy: policy.yaml\n"),
+        );
+        assert_ne!(text, timed, "the upstream section is where it was");
+        std::fs::write(&config, timed).expect("config");
+    }
     let warden = warden_from_file(&config).await;
     let admin = Admin::of(&warden);
     (dir, everything, warden, admin)
@@ -528,4 +545,30 @@ async fn a_held_call_to_an_upstream_task_tool_follows_the_upstreams_task_once_ap
     next_seen(&mut client, "done", STEP);
     let after = admin.get(id).await;
     assert!(after["executed_ms"].is_i64(), "run once: {after}");
+}
+
+/// (h) An upstream task that outlasts the upstream's `timeout`: Warden asks
+/// for its result again until the task's own ttl, rather than failing a
+/// task that is still running. server-everything's research query takes
+/// about 4 s; the upstream timeout here is 1.5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_call_follows_an_upstream_task_longer_than_the_upstream_timeout() {
+    let (_dir, _everything, warden, admin) =
+        research_setup_timing_out("approve", Some("1500ms")).await;
+    let mut client = research_client(&warden);
+    let created = next_seen(&mut client, "created", STEP);
+    assert!(
+        created["task"]["taskId"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("warden-task-")),
+        "{created}"
+    );
+    let approval = admin.pending(STEP).await;
+    let id = approval["id"].as_str().expect("id");
+    let decided = admin.decide(id, "approve", None).await;
+    assert_eq!(decided["status"], "approved", "{decided}");
+    let result = next_seen(&mut client, "result", Duration::from_secs(60));
+    research_report(&result);
+    next_seen(&mut client, "listed", STEP);
+    next_seen(&mut client, "done", STEP);
 }

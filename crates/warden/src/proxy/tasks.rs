@@ -412,8 +412,12 @@ pub(super) async fn with_approval_note(
 
 /// The upstream's own task, followed: when `message` is a
 /// `CreateTaskResult`, the upstream's `tasks/result` for it (which blocks
-/// until the task ends, within `timeout` per attempt); any other reply is
-/// the answer as it is.
+/// until the task ends). An attempt that outlasts `timeout` is made again,
+/// until the upstream task's own `ttl` (at most [`MAX_TTL`]) has passed: a
+/// long task is not failed while it still runs. Any other reply is the
+/// answer as it is.
+///
+/// [`MAX_TTL`]: crate::tasks::MAX_TTL
 async fn follow_upstream_task(
     message: Bytes,
     (upstream, headers, session): &(
@@ -428,17 +432,36 @@ async fn follow_upstream_task(
     let Some(task_id) = value.pointer("/result/task/taskId").and_then(Value::as_str) else {
         return Ok(message);
     };
-    let ask = json!({"jsonrpc": "2.0", "id": serde_json::from_str::<Value>(id_json).unwrap_or(Value::Null),
-        "method": METHOD_TASKS_RESULT, "params": {"taskId": task_id}});
-    let response = upstream
-        .send(
-            Method::POST,
-            headers,
-            session.as_ref(),
-            Bytes::from(ask.to_string()),
-        )
-        .await?;
-    reply_message(response, id_json, timeout).await
+    let ttl = value
+        .pointer("/result/task/ttl")
+        .and_then(Value::as_u64)
+        .map_or(crate::tasks::MAX_TTL, std::time::Duration::from_millis)
+        .min(crate::tasks::MAX_TTL);
+    let deadline = tokio::time::Instant::now() + ttl;
+    let ask = Bytes::from(
+        json!({"jsonrpc": "2.0", "id": serde_json::from_str::<Value>(id_json).unwrap_or(Value::Null),
+            "method": METHOD_TASKS_RESULT, "params": {"taskId": task_id}})
+        .to_string(),
+    );
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        // The head may be what is slow (an upstream answering with JSON
+        // once the task ends), or the body (a stream).
+        let answer = match upstream
+            .send(Method::POST, headers, session.as_ref(), ask.clone())
+            .await
+        {
+            Ok(response) => reply_message(response, id_json, timeout).await,
+            Err(err) => Err(err),
+        };
+        match answer {
+            Err(EdgeError::UpstreamTimeout { .. }) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(task = %task_id, attempts, "The upstream's task is still running; asking for its result again.");
+            }
+            answer => return answer,
+        }
+    }
 }
 
 /// The JSON-RPC response to `id_json` in an upstream reply (one JSON body,

@@ -202,16 +202,20 @@ pub fn message(approval: &Approval, outcome: Option<&str>) -> Value {
             blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": text}}));
         }
     }
+    // The notification's text, where blocks are not shown: mrkdwn too, so
+    // a tool named `<!channel>` must not ping anyone.
     let (agent, _) = escape_within(&call.principal_agent, 200);
+    let (tool, _) = escape_within(&call.tool, 200);
     json!({
-        // The notification's text, where blocks are not shown.
-        "text": plain(&format!("Approval needed: {} by {agent} (approval {})", call.tool, approval.id), 1000),
+        "text": plain(&format!("Approval needed: {tool} by {agent} (approval {})", approval.id), 1000),
         "blocks": blocks,
     })
 }
 
 /// What an approval's status says after a vote from Slack.
 pub fn outcome(approval: &Approval, approver: &str) -> String {
+    // Names from an identity provider are anyone's to choose.
+    let (approver, _) = escape_within(approver, 200);
     match approval.status {
         Status::Approved => format!("\u{2705} *Approved* in Slack by {approver}."),
         Status::Rejected => format!("\u{274c} *Rejected* in Slack by {approver}."),
@@ -369,6 +373,24 @@ mod tests {
             .cloned();
         assert_eq!(last.expect("block")["type"], "section");
         assert!(!texts(&decided).contains(APPROVE_ACTION));
+    }
+
+    #[test]
+    fn tool_and_approver_names_cannot_mention_anyone() {
+        let mut held = approval("{}", None);
+        held.call.tool = "<!here>".into();
+        let message = message(&held, None);
+        // The notification text is mrkdwn; the header is plain text.
+        let text = message["text"].as_str().expect("text");
+        assert!(
+            text.starts_with("Approval needed: &lt;!here&gt; by billing-bot"),
+            "{text}"
+        );
+        assert_eq!(message["blocks"][0]["text"]["type"], "plain_text");
+        held.status = Status::Approved;
+        let said = outcome(&held, "<!channel>");
+        assert!(!said.contains("<!channel>"), "{said}");
+        assert!(said.contains("&lt;!channel&gt;"), "{said}");
     }
 
     #[test]

@@ -291,6 +291,22 @@ impl Store {
         on_store!(self, s => s.decide(id, approver, verdict, reason, own_allowed, now_ms).await)
     }
 
+    /// Spend a 2026-07-28 request state's `nonce` (valid until
+    /// `expires_ms`): `true` the first time on any replica sharing the
+    /// store, `false` ever after.
+    pub async fn spend_request_state(
+        &self,
+        nonce: &str,
+        expires_ms: i64,
+    ) -> Result<bool, ApprovalError> {
+        on_store!(self, s => s.spend_request_state(nonce, expires_ms).await)
+    }
+
+    /// Forget the spent nonces of states expired by `now_ms`; how many.
+    pub async fn forget_spent_request_states(&self, now_ms: i64) -> Result<u64, ApprovalError> {
+        on_store!(self, s => s.forget_spent_request_states(now_ms).await)
+    }
+
     /// Name the channel a decision taken outside Warden came by (`cli`),
     /// for the audit record a sweep writes for it
     /// ([`Store::unrecorded_decisions`]).

@@ -232,6 +232,33 @@ impl SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Spend a request state's `nonce` (valid until `expires_ms`): `true`
+    /// the first time, `false` ever after.
+    pub async fn spend_request_state(
+        &self,
+        nonce: &str,
+        expires_ms: i64,
+    ) -> Result<bool, ApprovalError> {
+        let done = sqlx::query(
+            "INSERT INTO spent_request_states (nonce, expires_ms) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING",
+        )
+        .bind(nonce)
+        .bind(expires_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Forget the spent nonces of states expired by `now_ms` (none of them
+    /// can be presented any more).
+    pub async fn forget_spent_request_states(&self, now_ms: i64) -> Result<u64, ApprovalError> {
+        let done = sqlx::query("DELETE FROM spent_request_states WHERE expires_ms <= ?")
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Name the channel a decision taken outside Warden came by.
     pub async fn note_decided_via(&self, id: &str, via: &str) -> Result<(), ApprovalError> {
         sqlx::query("UPDATE approvals SET decided_via = ? WHERE id = ?")

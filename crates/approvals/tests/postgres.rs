@@ -156,14 +156,22 @@ async fn two_schemas_on_one_database_are_two_queues() {
         .fetch_all(&mut conn)
         .await
         .expect("tables");
-        assert_eq!(tables, ["_sqlx_migrations", "approval_votes", "approvals"]);
+        assert_eq!(
+            tables,
+            [
+                "_sqlx_migrations",
+                "approval_votes",
+                "approvals",
+                "spent_request_states"
+            ]
+        );
         let applied: i64 = sqlx::query_scalar(&format!(
             "SELECT count(*) FROM {schema}._sqlx_migrations WHERE success"
         ))
         .fetch_one(&mut conn)
         .await
         .expect("migrations");
-        assert_eq!(applied, 4);
+        assert_eq!(applied, 5);
     }
     // Opening again migrates nothing and keeps what is there.
     let again = open(&first).await;

@@ -16,6 +16,9 @@
 //!       - jwt: {issuer: https://auth.example.com, audience: https://warden-admin.example.com,
 //!               jwks_url: https://auth.example.com/jwks.json, claims: {agent: email, groups: groups}}
 //!     allow: {groups: [payments-approvers]}   # who among them approves at all
+//!   request_state_key: {file: /var/run/secrets/warden/request-state-key}
+//!                                # optional: replicas share the key sealing 2026-07-28
+//!                                # confirmations (spent once across them, in the store)
 //!   slack:                       # optional: approvers are asked in Slack (see `channels`)
 //!     webhook_url: {env: SLACK_WEBHOOK_URL}
 //!     signing_secret: {file: /var/run/secrets/slack/signing-secret}
@@ -48,6 +51,9 @@ pub struct ApprovalsConfig {
     pub approvers: Vec<([u8; 32], String)>,
     /// Approvers from the identity layer (JWT, mTLS), when configured.
     pub identity: Option<crate::auth::ApproverIdentityConfig>,
+    /// The secret replicas share to seal 2026-07-28 request states (a
+    /// random key per process without it).
+    pub request_state_key: Option<crate::credentials::SourceConfig>,
     /// How often a held call with a progress token is told it still waits.
     pub progress_every: Duration,
     /// Approvers are asked in Slack.
@@ -68,6 +74,7 @@ pub(crate) struct RawApprovals {
     #[serde(default)]
     approvers: Vec<RawApprover>,
     identity: Option<Spanned<crate::auth::RawApproverIdentity>>,
+    request_state_key: Option<Spanned<crate::credentials::RawSecret>>,
     slack: Option<Spanned<crate::channels::RawSlack>>,
     webhook: Option<Spanned<crate::channels::RawWebhook>>,
 }
@@ -143,6 +150,10 @@ impl RawApprovals {
             hold_budget,
             approvers,
             identity,
+            request_state_key: self
+                .request_state_key
+                .as_ref()
+                .and_then(|k| crate::credentials::RawSecret::validate(k, base, errors)),
         }
     }
 

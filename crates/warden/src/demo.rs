@@ -135,6 +135,7 @@ pub async fn start(
         approvers: vec![(digest, DEMO_APPROVER.into())],
         progress_every: Duration::from_secs(5),
         identity: None,
+        request_state_key: None,
         slack: None,
         webhook: None,
     };

@@ -74,6 +74,14 @@ pub enum StartError {
     /// bundle).
     #[error("approvals.identity")]
     ApproverIdentity(#[source] warden_identity::SetupError),
+    /// The shared request-state key could not be read.
+    #[error("approvals.request_state_key")]
+    RequestStateKey(#[source] credentials::CredentialSetupError),
+    /// The shared request-state key is too short to be a key.
+    #[error(
+        "approvals.request_state_key must be at least 32 characters (e.g. `openssl rand -hex 32`)"
+    )]
+    RequestStateKeyShort,
     /// Slack or the webhook could not be set up (a secret, the client).
     #[error("approvals")]
     Channels(#[from] channels::ChannelSetupError),
@@ -281,8 +289,35 @@ pub async fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
         telemetry,
         telemetry_propagates,
         tasks: tasks::TaskBoard::default(),
-        request_states: request_state::RequestStates::default(),
+        request_states: request_states(config)?,
     }))
+}
+
+/// The request states' sealer: from the shared secret when
+/// `approvals.request_state_key` names one, else with a random key.
+fn request_states(config: &Config) -> Result<request_state::RequestStates, StartError> {
+    const NAME: &str = "approvals.request_state_key";
+    let Some(source) = config
+        .approvals
+        .as_ref()
+        .and_then(|a| a.request_state_key.as_ref())
+    else {
+        return Ok(request_state::RequestStates::default());
+    };
+    if matches!(source, credentials::SourceConfig::Inline(_)) {
+        tracing::warn!(
+            secret = NAME,
+            "The secret is written in the config file: for development only; use env or file."
+        );
+    }
+    let secret = credentials::source(NAME, source)
+        .and_then(|s| s.current(NAME).map_err(Into::into))
+        .map_err(StartError::RequestStateKey)?;
+    let secret = secret.expose().trim();
+    if secret.len() < request_state::MIN_SHARED_SECRET {
+        return Err(StartError::RequestStateKeyShort);
+    }
+    Ok(request_state::RequestStates::shared(secret.as_bytes()))
 }
 
 /// A running Warden: its bound addresses and the handle to stop it.

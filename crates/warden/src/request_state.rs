@@ -5,11 +5,16 @@
 //! The spec makes `requestState` attacker-controlled input that the server
 //! must protect. Warden's is `warden1.<claims>.<mac>`: the claims (caller,
 //! tool, SHA-256 of the canonical arguments, expiry, a random nonce) in
-//! base64url JSON, and an HMAC-SHA256 over them with a key only this
-//! process holds. A state is accepted once: for the caller and the exact
-//! call it was made for, before it expires, and never again (its nonce is
-//! spent). A replica that did not issue a state cannot open it: the retry
-//! is refused and the agent starts over, asked again.
+//! base64url JSON, and an HMAC-SHA256 over them. A state is accepted once:
+//! for the caller and the exact call it was made for, before it expires,
+//! and never again (its nonce is spent).
+//!
+//! The key is random per process unless `approvals.request_state_key`
+//! names a secret the replicas share ([`RequestStates::shared`]); their
+//! spent nonces are then kept in the approval store they share, so a
+//! state is accepted once whichever replica the retry reaches. Without a
+//! shared key, a replica that did not issue a state cannot open it: the
+//! retry is refused and the agent starts over, asked again.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,7 +23,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 /// What every Warden request state starts with.
 pub const PREFIX: &str = "warden1.";
@@ -67,12 +72,18 @@ pub enum StateError {
     Busy,
 }
 
+/// The shortest shared request-state secret accepted.
+pub const MIN_SHARED_SECRET: usize = 32;
+
 /// Seals and opens request states.
 pub struct RequestStates {
     key: [u8; 32],
     /// The key came from the system's random source: without it, nothing
     /// is sealed or opened (every confirmation is refused).
     usable: bool,
+    /// The key is shared with other replicas: nonces are spent in the
+    /// shared store, not here.
+    shared: bool,
     spent: Mutex<HashMap<String, i64>>,
 }
 
@@ -90,6 +101,7 @@ impl Default for RequestStates {
         RequestStates {
             key,
             usable,
+            shared: false,
             spent: Mutex::default(),
         }
     }
@@ -116,9 +128,42 @@ impl RequestStates {
         format!("{PREFIX}{body}.{tag}")
     }
 
+    /// States sealed with a key derived from `secret`, which the replicas
+    /// share (at least [`MIN_SHARED_SECRET`] bytes; the caller checks).
+    pub fn shared(secret: &[u8]) -> RequestStates {
+        let mut derive = Sha256::new();
+        derive.update(b"warden request state v1\0");
+        derive.update(secret);
+        RequestStates {
+            key: derive.finalize().into(),
+            usable: true,
+            shared: true,
+            spent: Mutex::default(),
+        }
+    }
+
+    /// Whether the key is shared with other replicas: spend nonces in the
+    /// shared store ([`Self::verify`]), not with [`Self::open`].
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+
     /// Open `state` at `now_ms` for the call `expected` describes (its
-    /// nonce and expiry are ignored), spending it.
+    /// nonce and expiry are ignored), spending it in this process.
     pub fn open(&self, state: &str, expected: &Claims, now_ms: i64) -> Result<Claims, StateError> {
+        let claims = self.verify(state, expected, now_ms)?;
+        self.spend_here(&claims, now_ms)?;
+        Ok(claims)
+    }
+
+    /// Check `state` at `now_ms` for the call `expected` describes, without
+    /// spending it: the caller spends `claims.nonce` before acting on it.
+    pub fn verify(
+        &self,
+        state: &str,
+        expected: &Claims,
+        now_ms: i64,
+    ) -> Result<Claims, StateError> {
         if !self.usable {
             return Err(StateError::Invalid);
         }
@@ -148,6 +193,11 @@ impl RequestStates {
         if !same {
             return Err(StateError::OtherCall);
         }
+        Ok(claims)
+    }
+
+    /// Spend `claims.nonce` in this process's memory.
+    fn spend_here(&self, claims: &Claims, now_ms: i64) -> Result<(), StateError> {
         let mut spent = self
             .spent
             .lock()
@@ -160,7 +210,7 @@ impl RequestStates {
             return Err(StateError::Busy);
         }
         spent.insert(claims.nonce.clone(), claims.expires_ms);
-        Ok(claims)
+        Ok(())
     }
 }
 
@@ -232,6 +282,28 @@ mod tests {
         let elsewhere = RequestStates::default().seal(&claims());
         assert_eq!(
             states.open(&elsewhere, &claims(), 1_000),
+            Err(StateError::Invalid)
+        );
+        // Two replicas with one shared secret open each other's states;
+        // neither opens a random-key one, nor one with another secret.
+        let secret = [7u8; MIN_SHARED_SECRET];
+        let (a, b) = (
+            RequestStates::shared(&secret),
+            RequestStates::shared(&secret),
+        );
+        assert!(a.is_shared() && !states.is_shared());
+        let from_a = a.seal(&claims());
+        assert!(b.verify(&from_a, &claims(), 1_000).is_ok());
+        assert!(
+            b.verify(&from_a, &claims(), 1_000).is_ok(),
+            "verify spends nothing"
+        );
+        assert_eq!(
+            b.verify(&sealed, &claims(), 1_000),
+            Err(StateError::Invalid)
+        );
+        assert_eq!(
+            RequestStates::shared(&[8u8; MIN_SHARED_SECRET]).verify(&from_a, &claims(), 1_000),
             Err(StateError::Invalid)
         );
         for junk in ["", "warden1.", "warden1.x.y", "other"] {

@@ -24,6 +24,7 @@ macro_rules! every_scenario {
             identical_calls_at_once_attach_to_one_approval,
             two_approvers_at_once_and_two_replicas_run_the_call_exactly_once,
             a_decision_nobody_recorded_is_found_and_claimed_for_its_record_once,
+            a_request_state_is_spent_once_across_replicas_and_forgotten_when_expired,
         );
     };
     (@each $fresh:path; $($scenario:ident),* $(,)?) => {
@@ -535,5 +536,50 @@ pub async fn a_decision_nobody_recorded_is_found_and_claimed_for_its_record_once
             .await
             .expect("found")
             .is_empty()
+    );
+}
+
+pub async fn a_request_state_is_spent_once_across_replicas_and_forgotten_when_expired(
+    location: &StoreLocation,
+) {
+    let store = open(location).await;
+    let replica = open(location).await;
+    let (a, b) = tokio::join!(
+        store.spend_request_state("n-1", NOW + 100),
+        replica.spend_request_state("n-1", NOW + 100),
+    );
+    assert_eq!(
+        [a.expect("spend"), b.expect("spend")]
+            .iter()
+            .filter(|w| **w)
+            .count(),
+        1,
+        "one of two replicas at once"
+    );
+    assert!(
+        !store
+            .spend_request_state("n-1", NOW + 100)
+            .await
+            .expect("spend")
+    );
+    assert!(
+        store
+            .spend_request_state("n-2", NOW + 500)
+            .await
+            .expect("spend")
+    );
+    assert_eq!(
+        store
+            .forget_spent_request_states(NOW + 100)
+            .await
+            .expect("forget"),
+        1
+    );
+    // n-2 is still remembered; n-1 could not be presented any more.
+    assert!(
+        !replica
+            .spend_request_state("n-2", NOW + 500)
+            .await
+            .expect("spend")
     );
 }

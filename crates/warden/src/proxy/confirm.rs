@@ -168,7 +168,7 @@ fn now_ms() -> i64 {
 /// pipeline: confirmed (the call is marked so, and the retry's
 /// `inputResponses` and `requestState` are taken off what the upstream
 /// receives), or unconfirmable (the rule's fallback applies there).
-pub(super) fn stateless(
+pub(super) async fn stateless(
     warden: &Warden,
     call: &mut ToolCall<Forward>,
     client_elicits: bool,
@@ -207,7 +207,27 @@ pub(super) fn stateless(
         ));
     };
     let expected = claims_of(call, 0, String::new());
-    let claims = match warden.request_states.open(state, &expected, now_ms()) {
+    let opened = match (&warden.approvals, warden.request_states.is_shared()) {
+        // A key the replicas share: the nonce is spent in the store they
+        // share, once whichever replica the retry reached.
+        (Some(approvals), true) => match warden.request_states.verify(state, &expected, now_ms()) {
+            Ok(claims) => match approvals
+                .store
+                .spend_request_state(&claims.nonce, claims.expires_ms)
+                .await
+            {
+                Ok(true) => Ok(claims),
+                Ok(false) => Err(crate::request_state::StateError::Replayed),
+                Err(err) => {
+                    tracing::warn!(tool = %call.tool, error = %err, "Cannot spend a confirmation's request state in the approval store; the retry is refused.");
+                    return refuse("approval-store-unavailable", call);
+                }
+            },
+            Err(err) => Err(err),
+        },
+        _ => warden.request_states.open(state, &expected, now_ms()),
+    };
+    let claims = match opened {
         Ok(claims) => claims,
         Err(err) => {
             tracing::info!(tool = %call.tool, error = %err, "A confirmation retry was refused.");
@@ -282,6 +302,9 @@ fn refusal(tool: &str, reason: &'static str) -> Refusal {
         ),
         "arguments-too-large-to-confirm" => format!(
             "Warden refused the call to '{tool}': its arguments are too large to show the user whole, so it cannot be confirmed. It was not run; send fewer or shorter arguments."
+        ),
+        "approval-store-unavailable" => format!(
+            "Warden refused the call to '{tool}': it could not check its confirmation just now (the approval store is unavailable). It was not run; retry shortly."
         ),
         "too-many-confirmations" => format!(
             "Warden refused the call to '{tool}': too many confirmations are waiting in this session. Retry later."

@@ -493,6 +493,11 @@ impl Warden {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        if self.request_states.is_shared()
+            && let Err(err) = approvals.store.forget_spent_request_states(now).await
+        {
+            tracing::warn!(error = %err, "Cannot forget expired request states in the approval store.");
+        }
         let expired = match approvals.store.expire_due(now).await {
             Ok(expired) => expired,
             Err(err) => {

@@ -715,7 +715,7 @@ async fn tool_call(
     {
         let timeout = route.policy.load().hold_of(&call.tool).timeout;
         if let Some(answer) =
-            confirm::stateless(warden, &mut call, stateless_elicits, timeout, &revision)
+            confirm::stateless(warden, &mut call, stateless_elicits, timeout, &revision).await
         {
             return Ok(json(StatusCode::OK, answer));
         }

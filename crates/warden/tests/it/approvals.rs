@@ -30,6 +30,7 @@ pub(crate) fn approvals(dir: &std::path::Path, budget: Duration) -> ApprovalsCon
         ],
         progress_every: Duration::from_millis(100),
         identity: None,
+        request_state_key: None,
         slack: None,
         webhook: None,
     }

@@ -892,3 +892,61 @@ async fn a_held_stateless_call_is_a_task_for_a_client_declaring_the_tasks_extens
         "{pending}"
     );
 }
+
+/// Replicas sharing `approvals.request_state_key` and one approval store:
+/// a confirmation asked by one is answered on another, and the state is
+/// accepted once across both; a replica without the key cannot open it.
+#[tokio::test]
+async fn replicas_sharing_a_request_state_key_accept_a_confirmation_once_between_them() {
+    let (url, seen) = stateless_upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let shared = |key: Option<&str>| {
+        let mut settings =
+            crate::approvals::approvals(tmp.path(), std::time::Duration::from_secs(1));
+        settings.request_state_key = key.map(|k| {
+            warden::credentials::SourceConfig::Inline(warden_upstream::credential::Secret::new(k))
+        });
+        settings
+    };
+    const KEY: &str = "4f1d0c8a9e2b7f6a5d3c1e0b9a8f7e6d5c4b3a2918f7e6d5";
+    let mut replicas = Vec::new();
+    for key in [Some(KEY), Some(KEY), None] {
+        replicas.push(
+            WardenBuilder::new(&url)
+                .policy("version: 1\ntools:\n  pay: confirm\n")
+                .approvals(shared(key))
+                .start()
+                .await,
+        );
+    }
+    let on = |n: usize| Agent::new(&replicas[n].url);
+    let asked = call(&on(0), 1, "pay", json!({"arguments": {"amount": 5}}))
+        .await
+        .json();
+    let state = asked["result"]["requestState"]
+        .as_str()
+        .expect("state")
+        .to_owned();
+    let yes = json!({"warden_confirm": {"action": "accept", "content": {"confirm": true}}});
+    let retry = json!({"arguments": {"amount": 5}, "inputResponses": yes, "requestState": state});
+
+    // The replica without the key cannot open it.
+    assert_refused(
+        &call(&on(2), 2, "pay", retry.clone()).await,
+        "pay",
+        "confirmation-invalid",
+    );
+    // Answered on the other replica: confirmed, and it runs.
+    let ran = call(&on(1), 3, "pay", retry.clone()).await.json();
+    assert!(ran["result"]["isError"].is_null(), "{ran}");
+    assert_eq!(calls_seen(&seen), 1);
+    // Once: neither the asking replica nor the answering one takes it again.
+    for n in [0, 1] {
+        assert_refused(
+            &call(&on(n), 4, "pay", retry.clone()).await,
+            "pay",
+            "confirmation-replayed",
+        );
+    }
+    assert_eq!(calls_seen(&seen), 1);
+}

@@ -173,6 +173,12 @@ pub enum ApprovalError {
         /// The approver.
         approver: String,
     },
+    /// The agent that made the call may not approve it, ever.
+    #[error("{approver} is the agent that made this call and may not approve it")]
+    AgentsOwnCall {
+        /// The approver.
+        approver: String,
+    },
     /// The store failed.
     #[error("approval store: {0}")]
     Store(#[from] sqlx::Error),
@@ -207,6 +213,37 @@ pub enum ApprovalError {
         /// The name given.
         schema: String,
     },
+}
+
+/// Four eyes: why `approver` may not approve `call`, if so. The agent
+/// that made it never may; the user it acts for may only when
+/// `own_allowed`. Names are compared without regard to ASCII case
+/// (`Ada@example.com` is `ada@example.com`). A rejection is always allowed.
+fn own_call(
+    call: &NewApproval,
+    approver: &str,
+    verdict: Verdict,
+    own_allowed: bool,
+) -> Option<ApprovalError> {
+    if verdict != Verdict::Approve {
+        return None;
+    }
+    if call.principal_agent.eq_ignore_ascii_case(approver) {
+        return Some(ApprovalError::AgentsOwnCall {
+            approver: approver.to_owned(),
+        });
+    }
+    if !own_allowed
+        && call
+            .principal_user
+            .as_deref()
+            .is_some_and(|user| user.eq_ignore_ascii_case(approver))
+    {
+        return Some(ApprovalError::OwnCall {
+            approver: approver.to_owned(),
+        });
+    }
+    None
 }
 
 // === impl Store ===

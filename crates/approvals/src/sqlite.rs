@@ -346,13 +346,8 @@ async fn decide_in(
             status: Status::Expired,
         });
     }
-    if verdict == Verdict::Approve
-        && !own_allowed
-        && current.call.principal_user.as_deref() == Some(approver)
-    {
-        return Err(ApprovalError::OwnCall {
-            approver: approver.to_owned(),
-        });
+    if let Some(refused) = crate::own_call(&current.call, approver, verdict, own_allowed) {
+        return Err(refused);
     }
     if current.votes.iter().any(|v| v.approver == approver) {
         return Err(ApprovalError::AlreadyDecided {

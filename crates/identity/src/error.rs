@@ -31,7 +31,7 @@ pub enum AuthError {
     #[error("the keys to check the bearer token cannot be fetched now; try again shortly")]
     KeysUnavailable,
     /// The client certificate does not carry the name the route reads.
-    #[error("the client certificate does not carry the name this route reads")]
+    #[error("the client certificate does not carry the name Warden reads from it (name_from)")]
     CertificateNotMapped,
     /// The caller named a user it acts for without being trusted to.
     #[error("this caller may not name the user it acts for (Warden-On-Behalf-Of)")]

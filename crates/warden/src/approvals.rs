@@ -87,6 +87,12 @@ struct RawApprover {
 }
 
 impl RawApprovals {
+    /// Whether approvers may be known by a client certificate (the admin
+    /// listener may then take `client_auth: optional`).
+    pub(crate) fn approvers_by_certificate(&self) -> bool {
+        self.identity.as_ref().is_some_and(|i| i.value.has_mtls())
+    }
+
     /// `has_admin`: whether an admin listener is configured (Slack's
     /// buttons call it back); `admin_client_ca`: whether it verifies
     /// client certificates (approvers' mTLS).
@@ -211,6 +217,9 @@ pub struct Approvals {
     pub wakeups: Arc<warden_pipeline::Wakeups>,
     /// The approvers' tokens, by name.
     pub approvers: warden_identity::ApiKeys,
+    /// The names the tokens stand for: no identity provider's principal
+    /// decides under one of them.
+    pub token_names: Vec<String>,
     /// How long a held request waits.
     pub hold_budget: Duration,
     /// How often a held call with a progress token is told it still waits.
@@ -280,6 +289,16 @@ pub enum ApproverRefusal {
     /// The identity layer refused the credential (expired, wrong audience, …).
     #[error("the credential was refused: {0}")]
     Refused(warden_identity::AuthError),
+    /// The identity layer names them as a configured token approver:
+    /// whoever controls that name at the identity provider must not vote
+    /// as the token's holder.
+    #[error(
+        "{name} is the name of a configured approver token (approvals.approvers); an identity provider's principal cannot decide under it"
+    )]
+    TokenName {
+        /// The name.
+        name: String,
+    },
     /// The identity layer knows them, but `approvals.identity.allow` does
     /// not name them or their groups.
     #[error(
@@ -295,7 +314,10 @@ impl ApproverRefusal {
     /// Whether trying again with another credential may help (401), or
     /// the caller is known and simply may not (403).
     pub fn is_forbidden(&self) -> bool {
-        matches!(self, ApproverRefusal::NotAllowed { .. })
+        matches!(
+            self,
+            ApproverRefusal::NotAllowed { .. } | ApproverRefusal::TokenName { .. }
+        )
     }
 }
 
@@ -320,6 +342,13 @@ impl Approvals {
         certificate: Option<&warden_identity::ClientCertificate>,
     ) -> Result<Approver, ApproverRefusal> {
         let token = token.map(str::trim).filter(|t| !t.is_empty());
+        if token.is_some_and(|t| t.len() > warden_identity::MAX_CREDENTIAL) {
+            return Err(ApproverRefusal::Refused(
+                warden_identity::AuthError::TooLarge {
+                    max: warden_identity::MAX_CREDENTIAL,
+                },
+            ));
+        }
         if let Some(approver) = token.and_then(|t| self.approver(t)) {
             return Ok(approver);
         }
@@ -341,6 +370,15 @@ impl Approvals {
         };
         if !config.allows(&principal) {
             return Err(ApproverRefusal::NotAllowed {
+                name: principal.agent.to_string(),
+            });
+        }
+        if self
+            .token_names
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(&principal.agent))
+        {
+            return Err(ApproverRefusal::TokenName {
                 name: principal.agent.to_string(),
             });
         }
@@ -395,6 +433,11 @@ impl ApprovalsConfig {
                 .collect(),
         );
         Ok(Approvals {
+            token_names: self
+                .approvers
+                .iter()
+                .map(|(_, name)| name.clone())
+                .collect(),
             identity: None,
             store,
             wakeups,

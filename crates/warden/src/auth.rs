@@ -318,6 +318,13 @@ pub struct ApproverIdentityConfig {
 }
 
 impl RawApproverIdentity {
+    /// Whether approvers may be known by a client certificate.
+    pub(crate) fn has_mtls(&self) -> bool {
+        self.methods
+            .iter()
+            .any(|m| matches!(m.value, RawMethod::Mtls(_)))
+    }
+
     /// Validate; `at` locates errors about the whole section, `client_ca`
     /// says whether the admin listener verifies client certificates.
     pub(crate) fn validate(

@@ -312,10 +312,14 @@ impl Config {
             .tls
             .as_ref()
             .map(|t| t.validate(base, false, &mut errors));
+        let by_certificate = raw
+            .approvals
+            .as_ref()
+            .is_some_and(|a| a.approvers_by_certificate());
         let admin_tls = raw
             .admin_tls
             .as_ref()
-            .map(|t| t.validate(base, true, &mut errors));
+            .map(|t| t.validate(base, !by_certificate, &mut errors));
         let admin_client_ca = admin_tls
             .as_ref()
             .is_some_and(|t| t.client_ca_file.is_some());
@@ -1052,6 +1056,27 @@ mod tests {
         assert!(d.items[0].message.contains("admin_tls"), "{d}");
         let d = diagnostics(&format!("{head}    allow: {{ agents: [ada] }}\n"), &dir);
         assert!(d.items[0].message.contains("at least one method"), "{d}");
+
+        // Approvers by certificate: the admin listener may take them
+        // optionally (token approvers and Slack come without one).
+        for name in ["c.pem", "k.pem", "ca.pem"] {
+            write(&dir, name, "");
+        }
+        let tls = "admin_tls:\n  cert_file: c.pem\n  key_file: k.pem\n  client_ca_file: ca.pem\n  client_auth: optional\n";
+        let mtls = "    methods:\n      - mtls: { name_from: san_email }\n    allow: { agents: [ada@example.com] }\n";
+        let config = Config::from_yaml_str(&format!("{tls}{head}{mtls}"), "w.yaml", &dir)
+            .expect("optional client certificates with mtls approvers");
+        assert!(
+            !config
+                .admin_tls
+                .expect("admin tls")
+                .client_certificate_required
+        );
+        let d = diagnostics(
+            &format!("{tls}{head}{jwt}    allow: {{ agents: [ada] }}\n"),
+            &dir,
+        );
+        assert!(d.items[0].message.contains("required only"), "{d}");
     }
 
     #[test]

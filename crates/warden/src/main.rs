@@ -397,8 +397,9 @@ async fn approvals(command: ApprovalsCommand) -> anyhow::Result<()> {
                 .unwrap_or_default();
             anyhow::ensure!(
                 warden::approvals::Approver::named(&approver).may_decide(&rule),
-                "{approver} may not decide calls to {}",
-                held.call.tool
+                "{approver} may not decide calls to {} (the rule's approvers: {}; a group's members decide through the page or --admin, logged in with their identity provider)",
+                held.call.tool,
+                rule.approvers.join(", ")
             );
             let decided = store
                 .decide(
@@ -410,11 +411,11 @@ async fn approvals(command: ApprovalsCommand) -> anyhow::Result<()> {
                     now,
                 )
                 .await?;
-            // A running Warden's sweep writes the audit record, naming
-            // this channel: this process has no trail of its own to write.
-            store.note_decided_via(&id, "cli").await?;
             println!("{}", line(&decided));
             if decided.status != Status::Pending {
+                // A running Warden's sweep writes the audit record, naming
+                // this channel: this process has no trail of its own.
+                store.note_decided_via(&id, "cli").await?;
                 eprintln!(
                     "Decided in the store. The running Warden records it in its audit trail as \"{approver} (cli)\" within a minute (or when it next starts), and the held call sees it within half a second."
                 );

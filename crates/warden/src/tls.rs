@@ -68,8 +68,10 @@ pub(crate) struct RawTls {
 }
 
 impl RawTls {
-    /// Validate; `admin` for the admin listener, which has no auth methods
-    /// of its own (so a client certificate there is all or nothing).
+    /// Validate; `admin` for the admin listener without approvers known by
+    /// certificate: a client certificate there is all or nothing (with
+    /// `approvals.identity` using mtls, `optional` lets token, JWT, Slack
+    /// and webhook callers in beside them).
     pub(crate) fn validate(&self, base: &Path, admin: bool, errors: &mut Errors) -> ListenerTls {
         let file = |value: &Spanned<String>, errors: &mut Errors| {
             let path = base.join(&value.value);
@@ -87,7 +89,7 @@ impl RawTls {
                 if let Some(at) = &self.client_auth {
                     errors.push(Diagnostic::at(
                         at,
-                        "admin_tls takes client_auth: required only (the admin endpoints have no other authentication)",
+                        "admin_tls takes client_auth: required only (the admin endpoints have no other authentication), unless approvals.identity has an mtls method",
                     ));
                 }
                 true

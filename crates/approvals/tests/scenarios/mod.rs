@@ -155,6 +155,32 @@ pub async fn the_user_a_call_acts_for_may_not_approve_it_unless_the_policy_allow
         .decide(&held.id, "ada", Verdict::Approve, None, false, NOW + 1)
         .await;
     assert!(matches!(own, Err(ApprovalError::OwnCall { .. })));
+    // The same user written otherwise is the same user.
+    let shouted = store
+        .decide(&held.id, "ADA", Verdict::Approve, None, false, NOW + 1)
+        .await;
+    assert!(
+        matches!(shouted, Err(ApprovalError::OwnCall { .. })),
+        "{shouted:?}"
+    );
+    // The agent that made the call never approves it, even where the
+    // user may.
+    for own_allowed in [false, true] {
+        let agent = store
+            .decide(
+                &held.id,
+                "Billing-Bot",
+                Verdict::Approve,
+                None,
+                own_allowed,
+                NOW + 1,
+            )
+            .await;
+        assert!(
+            matches!(agent, Err(ApprovalError::AgentsOwnCall { .. })),
+            "{agent:?}"
+        );
+    }
     let after = store.get(&held.id).await.expect("get");
     assert_eq!(after.status, Status::Pending);
     assert!(after.votes.is_empty(), "a refused vote is not counted");

@@ -66,7 +66,9 @@ impl DecisionError {
                 ApprovalError::NotPending { .. } | ApprovalError::AlreadyDecided { .. } => {
                     StatusCode::CONFLICT
                 }
-                ApprovalError::OwnCall { .. } => StatusCode::FORBIDDEN,
+                ApprovalError::OwnCall { .. } | ApprovalError::AgentsOwnCall { .. } => {
+                    StatusCode::FORBIDDEN
+                }
                 ApprovalError::Store(_)
                 | ApprovalError::Migrate(_)
                 | ApprovalError::Connect { .. }
@@ -130,13 +132,21 @@ pub async fn decide(
     approvals.wakeups.wake(id);
     // The channel it came by, when not the API or the page: `grace (slack)`.
     let recorded_as = via.map_or_else(|| approver.to_owned(), |via| format!("{approver} ({via})"));
-    if let Some(audit) = &warden.audit
-        && decided.status != Status::Pending
-    {
-        audit.record(decision_record(audit, &decided, recorded_as.clone()));
-        // Recorded: a sweep does not record it again.
-        if let Err(err) = approvals.store.mark_decision_recorded(id, now_ms()).await {
-            tracing::warn!(approval = %id, error = %err, "Cannot note in the approval store that a decision is recorded; a sweep may record it a second time.");
+    if decided.status != Status::Pending {
+        // Claimed before it is written (with or without a trail here): a
+        // sweep on any replica then leaves it alone, whatever its clock.
+        let claimed = match approvals.store.mark_decision_recorded(id, now_ms()).await {
+            Ok(claimed) => claimed,
+            Err(err) => {
+                // Better twice on the record than not at all.
+                tracing::warn!(approval = %id, error = %err, "Cannot note in the approval store that a decision is recorded; a sweep may record it a second time.");
+                true
+            }
+        };
+        if let Some(audit) = &warden.audit
+            && claimed
+        {
+            audit.record(decision_record(audit, &decided, recorded_as.clone()));
         }
     }
     tracing::info!(approval = %id, approver = %recorded_as, status = decided.status.as_str(), "Approval decided.");
@@ -168,9 +178,9 @@ fn decision_record(
 
 /// Record the decisions no Warden recorded: those taken in the store by
 /// `warden approvals approve|reject --as` (named `grace (cli)`), and any a
-/// Warden stopped between the vote and the record (`grace (recorded
-/// late)`). Each is claimed in the store before it is written, so one
-/// replica records it, once. Called by the sweeper.
+/// Warden stopped between the vote and claiming its record (`grace
+/// (recorded late)`). Each is claimed in the store before it is written,
+/// so one replica records it, once. Called by the sweeper.
 pub async fn record_decisions_taken_elsewhere(warden: &Warden) {
     let (Some(approvals), Some(audit)) = (&warden.approvals, &warden.audit) else {
         return;

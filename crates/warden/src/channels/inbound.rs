@@ -231,7 +231,9 @@ async fn slack_click(
             }
             Err(err) => {
                 Channels::count(&task.callbacks, Channel::Slack, "refused");
-                let text = format!("Nothing was decided: {err}.");
+                // The error names the tool, which is anyone's to choose.
+                let (said, _) = slack::escape_within(&err.to_string(), 2000);
+                let text = format!("Nothing was decided: {said}.");
                 (text.clone(), slack::ephemeral(&text))
             }
         };
@@ -259,14 +261,14 @@ async fn webhook_decision(
             return problem(StatusCode::BAD_REQUEST, err);
         }
     };
-    if decision.approver.trim().is_empty()
-        || (!channels.any_approver_name && !channels.approvers.contains(&decision.approver))
+    if !channels.approvers.contains(&decision.approver)
+        && !channels.identity_agents.contains(&decision.approver)
     {
         Channels::count(&channels.callbacks, Channel::Webhook, "refused");
         return problem(
             StatusCode::FORBIDDEN,
             format!(
-                "{} is not one of the configured approvers",
+                "{} is not one of the configured approvers (approvals.approvers, or approvals.identity.allow.agents)",
                 decision.approver
             ),
         );

@@ -90,9 +90,9 @@ pub struct Channels {
     webhook: Option<Webhook>,
     /// The configured approvers' names (a webhook decision names one).
     approvers: Vec<String>,
-    /// Whether approvers come from an identity provider too: a webhook
-    /// decision may then name anyone (the signature vouches for it).
-    any_approver_name: bool,
+    /// The approvers `approvals.identity.allow` names one by one: a webhook
+    /// decision may name them too (groups cannot be vouched for by name).
+    identity_agents: Vec<String>,
     client: HttpClient,
     /// Where deliveries run: the runtime Warden was started on, not an
     /// MCP worker's.
@@ -312,7 +312,11 @@ impl Channels {
                 .iter()
                 .map(|(_, name)| name.clone())
                 .collect(),
-            any_approver_name: config.identity.is_some(),
+            identity_agents: config
+                .identity
+                .as_ref()
+                .map(|i| i.allow.agents.clone())
+                .unwrap_or_default(),
             client: Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(30))
                 .build(connector),

@@ -143,8 +143,9 @@ fn field(title: &str, value: &str) -> Value {
 }
 
 /// The message for `approval`: what is asked, and the buttons while it is
-/// pending; once decided (`outcome`), the same message with the outcome in
-/// place of the buttons (it replaces the original).
+/// pending; once decided (`outcome`, mrkdwn made by [`outcome()`]), the
+/// same message with the outcome in place of the buttons (it replaces the
+/// original).
 pub fn message(approval: &Approval, outcome: Option<&str>) -> Value {
     let call = &approval.call;
     let title = plain(&format!("Approval needed: {}", call.tool), HEADER_MAX);
@@ -198,7 +199,8 @@ pub fn message(approval: &Approval, outcome: Option<&str>) -> Value {
             ]}),
         ),
         Some(outcome) => {
-            let (text, _) = escape_within(outcome, SECTION_MAX);
+            // Made by `outcome`, names escaped there: cut, not escaped again.
+            let text = plain(outcome, SECTION_MAX);
             blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": text}}));
         }
     }
@@ -388,9 +390,13 @@ mod tests {
         );
         assert_eq!(message["blocks"][0]["text"]["type"], "plain_text");
         held.status = Status::Approved;
-        let said = outcome(&held, "<!channel>");
+        let said = outcome(&held, "<!channel> & co");
         assert!(!said.contains("<!channel>"), "{said}");
-        assert!(said.contains("&lt;!channel&gt;"), "{said}");
+        assert!(said.contains("&lt;!channel&gt; &amp; co"), "{said}");
+        // The message replaced with it shows it escaped once.
+        let replaced = super::message(&held, Some(&said)).to_string();
+        assert!(replaced.contains("&lt;!channel&gt; &amp; co"), "{replaced}");
+        assert!(!replaced.contains("&amp;lt;"), "escaped twice: {replaced}");
     }
 
     #[test]

@@ -532,7 +532,11 @@ async fn an_approver_known_by_a_client_certificate_decides_without_a_token() {
     });
     let warden = WardenBuilder::new(&upstream)
         .policy("version: 1\ntools:\n  send_invoice: approve\n")
-        .admin_tls(listener(&server, Some(clients.ca_file())))
+        // Optional: token approvers, Slack and probes connect without one.
+        .admin_tls(ListenerTls {
+            client_certificate_required: false,
+            ..listener(&server, Some(clients.ca_file()))
+        })
         .approvals(settings)
         .start()
         .await;
@@ -564,12 +568,12 @@ async fn an_approver_known_by_a_client_certificate_decides_without_a_token() {
             .is_some_and(|e| e.contains("spiffe://test/approver/dave is not an approver")),
         "{said}"
     );
-    assert!(
+    // No certificate: connected, but nobody.
+    let (status, body, _, _) =
         tls_exchange(admin, &pki.ca_pem, None, Some(&json!({})), &approve, None)
             .await
-            .is_err(),
-        "no certificate, no connection"
-    );
+            .expect("tls without a client certificate");
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body:?}");
     assert_eq!(demo.invoices_sent(), 0);
 
     let (status, body, _, _) = tls_exchange(

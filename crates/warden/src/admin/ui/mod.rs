@@ -237,7 +237,8 @@ async fn login(
                 refused @ ApproverRefusal::Refused(_) => {
                     (StatusCode::UNAUTHORIZED, format!("{refused}."))
                 }
-                not_allowed @ ApproverRefusal::NotAllowed { .. } => {
+                not_allowed @ (ApproverRefusal::NotAllowed { .. }
+                | ApproverRefusal::TokenName { .. }) => {
                     (StatusCode::FORBIDDEN, format!("{not_allowed}."))
                 }
             };

@@ -294,8 +294,9 @@ pub async fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
 }
 
 /// The request states' sealer: from the shared secret when
-/// `approvals.request_state_key` names one, else with a random key.
-fn request_states(config: &Config) -> Result<request_state::RequestStates, StartError> {
+/// `approvals.request_state_key` names one (read now: `warden check` calls
+/// it too), else with a random key.
+pub fn request_states(config: &Config) -> Result<request_state::RequestStates, StartError> {
     const NAME: &str = "approvals.request_state_key";
     let Some(source) = config
         .approvals

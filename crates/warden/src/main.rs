@@ -271,9 +271,9 @@ enum QueryFormat {
 }
 
 /// `warden check`: the config, every policy, the TLS files, every route's
-/// credentials and auth, and the approvers' identity methods (environment
-/// variables, secret files and JWKS files are read; nothing is printed of
-/// them).
+/// credentials and auth, the approvers' identity methods and the shared
+/// request-state key (environment variables, secret files and JWKS files
+/// are read; nothing is printed of them).
 fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::from_file(path)?;
     for (what, settings) in [("tls", &config.tls), ("admin_tls", &config.admin_tls)] {
@@ -297,6 +297,7 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
         if let Some(identity) = &approvals.identity {
             identity.build().context("approvals.identity")?;
         }
+        warden::request_states(&config)?;
         for line in warden::channels::describe(approvals)? {
             println!("{line}");
         }

@@ -518,3 +518,44 @@ fn check_names_a_postgres_queue_without_its_password() {
     );
     assert!(!stderr.contains("s3cret"), "{stderr}");
 }
+
+#[test]
+fn check_reads_the_shared_request_state_key_and_refuses_a_short_one() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    std::fs::write(dir.join("p.yaml"), "version: 1\n").expect("policy");
+    let path = dir.join("w.yaml");
+    std::fs::write(
+        &path,
+        "version: 1\nlisten: 127.0.0.1:0\napprovals:\n  request_state_key: {env: WARDEN_IT_STATE_KEY}\nroutes:\n  - path: /mcp\n    upstream:\n      url: http://127.0.0.1:1/mcp\n    policy: p.yaml\n",
+    )
+    .expect("config");
+    let check = |key: Option<&str>| {
+        let mut command = warden();
+        command
+            .arg("check")
+            .arg(&path)
+            .env_remove("WARDEN_IT_STATE_KEY");
+        if let Some(key) = key {
+            command.env("WARDEN_IT_STATE_KEY", key);
+        }
+        let output = command.output().expect("runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (ok, said) = check(None);
+    assert!(
+        !ok && said.contains("WARDEN_IT_STATE_KEY is not set"),
+        "{said}"
+    );
+    let (ok, said) = check(Some("too-short-a-key"));
+    assert!(!ok && said.contains("at least 32 characters"), "{said}");
+    assert!(
+        !said.contains("too-short-a-key"),
+        "the key is never shown: {said}"
+    );
+    let (ok, said) = check(Some(&"k".repeat(64)));
+    assert!(ok, "{said}");
+}

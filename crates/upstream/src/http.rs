@@ -216,27 +216,14 @@ fn tls_config(config: &HttpEndpoint) -> Result<rustls::ClientConfig, UpstreamSet
     if roots.is_empty() && config.url.scheme_str() == Some("https") {
         return Err(UpstreamSetupError::NoRoots);
     }
-    let Some((cert_file, key_file)) = &config.client_cert else {
-        return tls::client_config_with(roots).map_err(setup);
-    };
-    use rustls_pki_types::pem::PemObject;
-    let file_error = |path: &std::path::Path, detail: String| UpstreamSetupError::CaFile {
-        path: path.display().to_string(),
-        detail,
-    };
-    let certs = rustls_pki_types::CertificateDer::pem_file_iter(cert_file)
-        .map_err(|e| file_error(cert_file, e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file_error(cert_file, e.to_string()))?;
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key_file)
-        .map_err(|_| file_error(key_file, "no readable PEM private key".to_owned()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|_| UpstreamSetupError::NoRoots)?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(certs, key)
-        .map_err(|e| file_error(key_file, e.to_string()))
+    tls::client_config_presenting(
+        roots,
+        config
+            .client_cert
+            .as_ref()
+            .map(|(cert, key)| (cert.as_path(), key.as_path())),
+    )
+    .map_err(setup)
 }
 
 #[cfg(test)]

@@ -117,14 +117,8 @@ enum ApprovalsCommand {
         /// Who decides (an approver's name), deciding in the store directly.
         #[arg(long = "as", required_unless_present = "admin")]
         approver: Option<String>,
-        /// Decide through a running Warden's admin API instead (the
-        /// decision is audited and wakes the held call at once); the
-        /// approver's token is read from `WARDEN_APPROVER_TOKEN`.
-        #[arg(long, conflicts_with = "approver")]
-        admin: Option<String>,
-        /// A PEM file of CAs for an `https` admin URL (default: the system's).
-        #[arg(long, requires = "admin")]
-        ca_file: Option<PathBuf>,
+        #[command(flatten)]
+        through: ThroughAdmin,
         /// Why (optional).
         #[arg(long)]
         reason: Option<String>,
@@ -139,18 +133,33 @@ enum ApprovalsCommand {
         /// Who decides (an approver's name), deciding in the store directly.
         #[arg(long = "as", required_unless_present = "admin")]
         approver: Option<String>,
-        /// Decide through a running Warden's admin API instead (the
-        /// decision is audited and wakes the held call at once); the
-        /// approver's token is read from `WARDEN_APPROVER_TOKEN`.
-        #[arg(long, conflicts_with = "approver")]
-        admin: Option<String>,
-        /// A PEM file of CAs for an `https` admin URL (default: the system's).
-        #[arg(long, requires = "admin")]
-        ca_file: Option<PathBuf>,
+        #[command(flatten)]
+        through: ThroughAdmin,
         /// Why (required: the agent is told).
         #[arg(long)]
         reason: String,
     },
+}
+
+/// How `approve`/`reject` reach a running Warden's admin API.
+#[derive(clap::Args)]
+struct ThroughAdmin {
+    /// Decide through a running Warden's admin API instead (the decision
+    /// is audited and wakes the held call at once); the approver's token
+    /// is read from `WARDEN_APPROVER_TOKEN`.
+    #[arg(long, conflicts_with = "approver")]
+    admin: Option<String>,
+    /// A PEM file of CAs for an `https` admin URL (default: the system's).
+    #[arg(long, requires = "admin")]
+    ca_file: Option<PathBuf>,
+    /// A PEM client certificate to present (approvers known by their
+    /// certificate, `approvals.identity` with mtls); with it, the token is
+    /// optional.
+    #[arg(long, requires_all = ["admin", "client_key"])]
+    client_cert: Option<PathBuf>,
+    /// The PEM private key of `--client-cert`.
+    #[arg(long, requires = "client_cert")]
+    client_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -324,30 +333,20 @@ async fn approvals(command: ApprovalsCommand) -> anyhow::Result<()> {
     match &command {
         ApprovalsCommand::Approve {
             id,
-            admin: Some(admin),
-            ca_file,
+            through: through @ ThroughAdmin { admin: Some(_), .. },
             reason,
             ..
         } => {
-            return decide_through_admin(
-                admin,
-                ca_file.as_deref(),
-                id,
-                "approve",
-                reason.as_deref(),
-            )
-            .await;
+            return decide_through_admin(through, id, "approve", reason.as_deref()).await;
         }
         ApprovalsCommand::Reject {
             id,
-            admin: Some(admin),
-            ca_file,
+            through: through @ ThroughAdmin { admin: Some(_), .. },
             reason,
             ..
         } => {
             anyhow::ensure!(!reason.trim().is_empty(), "a rejection needs a reason");
-            return decide_through_admin(admin, ca_file.as_deref(), id, "reject", Some(reason))
-                .await;
+            return decide_through_admin(through, id, "reject", Some(reason)).await;
         }
         _ => {}
     }
@@ -479,19 +478,29 @@ async fn approvals(command: ApprovalsCommand) -> anyhow::Result<()> {
 /// from argv, where other users of the host could read it).
 const APPROVER_TOKEN_ENV: &str = "WARDEN_APPROVER_TOKEN";
 
-/// `approve`/`reject` through a running Warden's admin API at `admin`.
+/// `approve`/`reject` through a running Warden's admin API.
 async fn decide_through_admin(
-    admin: &str,
-    ca_file: Option<&std::path::Path>,
+    through: &ThroughAdmin,
     id: &str,
     verdict: &str,
     reason: Option<&str>,
 ) -> anyhow::Result<()> {
     use http_body_util::BodyExt;
+    let admin = through
+        .admin
+        .as_deref()
+        .context("name the admin API with --admin")?;
     let token = std::env::var(APPROVER_TOKEN_ENV)
         .ok()
-        .filter(|t| !t.trim().is_empty())
-        .with_context(|| format!("set {APPROVER_TOKEN_ENV} to your approver token"))?;
+        .filter(|t| !t.trim().is_empty());
+    let client = through
+        .client_cert
+        .as_deref()
+        .zip(through.client_key.as_deref());
+    anyhow::ensure!(
+        token.is_some() || client.is_some(),
+        "set {APPROVER_TOKEN_ENV} to your approver token, or present a client certificate with --client-cert and --client-key"
+    );
     // An approval id is a UUID: anything else could turn the path into
     // another request (`X/approve?` rejecting by approving).
     anyhow::ensure!(
@@ -515,7 +524,14 @@ async fn decide_through_admin(
         url.scheme_str() == Some("https") || (url.scheme_str() == Some("http") && loopback),
         "{base} would carry your token in the clear: use https (http only on loopback)"
     );
-    let tls = warden_identity::tls::client_config(ca_file).context("TLS for the admin URL")?;
+    let roots = warden_identity::tls::trust_roots(through.ca_file.as_deref())
+        .context("TLS for the admin URL")?;
+    anyhow::ensure!(
+        !roots.is_empty() || url.scheme_str() != Some("https"),
+        "no trust roots for {base}: name a CA file with --ca-file"
+    );
+    let tls = warden_identity::tls::client_config_presenting(roots, client)
+        .context("TLS for the admin URL")?;
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -527,11 +543,14 @@ async fn decide_through_admin(
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build(connector);
     let body = serde_json::json!({ "reason": reason }).to_string();
-    let request = http::Request::post(url)
-        .header(
+    let mut request = http::Request::post(url);
+    if let Some(token) = &token {
+        request = request.header(
             http::header::AUTHORIZATION,
             format!("Bearer {}", token.trim()),
-        )
+        );
+    }
+    let request = request
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(http_body_util::Full::new(bytes::Bytes::from(body)))
         .context("building the request")?;

@@ -495,8 +495,9 @@ async fn upstream_certificates_are_verified_and_warden_presents_its_own_where_as
 }
 
 /// An approver known by their client certificate (`approvals.identity`
-/// with `mtls` on the admin listener): decides with no token at all; a
-/// certificate from the same CA that `allow` does not name decides nothing.
+/// with `mtls` on the admin listener): decides with no token at all, with
+/// the CLI's `--client-cert`; a certificate from the same CA that `allow`
+/// does not name decides nothing, and no certificate is nobody.
 #[tokio::test]
 async fn an_approver_known_by_a_client_certificate_decides_without_a_token() {
     use crate::approvals::{approvals, invoice, warden_result};
@@ -576,12 +577,36 @@ async fn an_approver_known_by_a_client_certificate_decides_without_a_token() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body:?}");
     assert_eq!(demo.invoices_sent(), 0);
 
+    // carol decides with the CLI, presenting her certificate, no token.
+    let ca = pki.dir.path().join("admin-ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).expect("ca");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["approvals", "approve", &id, "--admin"])
+        .arg(format!("https://localhost:{}", admin.port()))
+        .arg("--ca-file")
+        .arg(&ca)
+        .arg("--client-cert")
+        .arg(&carol.cert)
+        .arg("--client-key")
+        .arg(&carol.key)
+        .env_remove("WARDEN_APPROVER_TOKEN")
+        .env_remove("WARDEN_CONFIG")
+        .output()
+        .await
+        .expect("runs");
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(said.contains("approved"), "{said}");
     let (status, body, _, _) = tls_exchange(
         admin,
         &pki.ca_pem,
         Some(&carol),
-        Some(&json!({})),
-        &approve,
+        None,
+        &format!("/approvals/{id}"),
         None,
     )
     .await

@@ -715,9 +715,10 @@ pub(super) fn sse_message(message: &[u8]) -> Bytes {
     Bytes::from(event)
 }
 
-/// `tasks/list`: the caller's Warden tasks; on the first page, before the
-/// upstream's own first page when the upstream lists tasks. A cursor of
-/// Warden's pages Warden's tasks; any other goes to the upstream.
+/// `tasks/list`: the caller's Warden tasks, a page at a time; on the last
+/// of them, the upstream's own first page follows (when the upstream lists
+/// tasks), with its `nextCursor`. A cursor of Warden's pages Warden's
+/// tasks; any other goes to the upstream, untouched.
 async fn list(
     warden: &Arc<Warden>,
     route: &Route,
@@ -740,15 +741,17 @@ async fn list(
     };
     let mut tasks = mine;
     let mut next_cursor = next.map(Value::String);
-    if upstream_lists && !wardens_cursor {
+    // Warden's last page: the upstream's first page follows, asked without
+    // Warden's own cursor.
+    if upstream_lists && next_cursor.is_none() {
+        let asked = if wardens_cursor {
+            without_params(&message.raw, &["cursor"]).unwrap_or_else(|| message.raw.clone())
+        } else {
+            message.raw.clone()
+        };
         let sent = route
             .upstream
-            .send(
-                Method::POST,
-                headers,
-                session.upstream_id.as_ref(),
-                message.raw.clone(),
-            )
+            .send(Method::POST, headers, session.upstream_id.as_ref(), asked)
             .await;
         let upstream = match sent {
             Ok(response) => reply_message(response, id, route.upstream.timeout()).await,
@@ -763,9 +766,7 @@ async fn list(
         let value: Value = serde_json::from_slice(&upstream).unwrap_or(Value::Null);
         if let Some(theirs) = value.pointer("/result/tasks").and_then(Value::as_array) {
             tasks.extend(theirs.iter().cloned());
-            if next_cursor.is_none() {
-                next_cursor = value.pointer("/result/nextCursor").cloned();
-            }
+            next_cursor = value.pointer("/result/nextCursor").cloned();
         } else {
             // An error from the upstream: relayed as it is.
             return Some(Ok(json_reply(StatusCode::OK, upstream)));

@@ -1307,3 +1307,96 @@ async fn ending_the_session_withdraws_its_held_task_and_the_call_never_runs() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(demo.invoices_sent(), 0);
 }
+
+/// `tasks/list` pages Warden's own tasks first; the upstream's first page
+/// follows on Warden's last, with its `nextCursor`, so none of the
+/// upstream's later pages is lost.
+#[tokio::test]
+async fn tasks_list_pages_wardens_tasks_then_the_upstreams_without_losing_its_cursor() {
+    let (upstream, _) = upstream_fn(|_parts, body| async move {
+        let id = id_of(&body);
+        let message: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        match method_of(&body).as_str() {
+            "initialize" => {
+                let mut response = json_response(&json!({"jsonrpc": "2.0", "id": id, "result": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {"tools": {}, "tasks": {"list": {}}},
+                    "serverInfo": {"name": "tasks-upstream", "version": "1"}}}));
+                response
+                    .headers_mut()
+                    .insert("mcp-session-id", "up-session".parse().expect("header"));
+                response
+            }
+            "tools/list" => json_response(&json!({"jsonrpc": "2.0", "id": id, "result": {"tools": [
+                {"name": "send_invoice", "inputSchema": {"type": "object"}}]}})),
+            "tasks/list" => {
+                assert!(
+                    message["params"]["cursor"]
+                        .as_str()
+                        .is_none_or(|c| !c.starts_with("warden-task-")),
+                    "Warden's cursor never reaches the upstream: {message}"
+                );
+                if message["params"]["cursor"] == "up-2" {
+                    json_response(&json!({"jsonrpc": "2.0", "id": id, "result": {
+                        "tasks": [{"taskId": "up-b", "status": "completed"}]}}))
+                } else {
+                    json_response(&json!({"jsonrpc": "2.0", "id": id, "result": {
+                        "tasks": [{"taskId": "up-a", "status": "working"}], "nextCursor": "up-2"}}))
+                }
+            }
+            _ => handshake(&body).unwrap_or_else(|| {
+                json_response(&json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": "no"}}))
+            }),
+        }
+    })
+    .await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let warden = WardenBuilder::new(&upstream)
+        .policy("version: 1\ntools:\n  send_invoice: approve\n")
+        .approvals(approvals(tmp.path(), Duration::from_millis(200)))
+        .start()
+        .await;
+    let mut agent = Agent::new(&warden.url);
+    agent.initialize().await;
+    agent.list(1).await;
+    // One more than a page of Warden's own tasks.
+    for n in 0..51u64 {
+        let created = agent
+            .post(
+                &json!({"jsonrpc": "2.0", "id": 100 + n, "method": "tools/call", "params": {
+                "name": "send_invoice", "arguments": invoice(n + 1), "task": {"ttl": 600_000}}}),
+            )
+            .await
+            .json();
+        assert_eq!(created["result"]["task"]["status"], "working", "{created}");
+    }
+    let page = |cursor: Option<&str>| {
+        let params = cursor.map_or_else(|| json!({}), |c| json!({"cursor": c}));
+        let agent = agent.clone();
+        async move { agent.post(&request(2, "tasks/list", params)).await.json()["result"].clone() }
+    };
+    let ids = |page: &Value| -> Vec<String> {
+        page["tasks"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .map(|t| t["taskId"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    let first = page(None).await;
+    assert_eq!(ids(&first).len(), 50, "{first}");
+    assert!(ids(&first).iter().all(|t| t.starts_with("warden-task-")));
+    let cursor = first["nextCursor"].as_str().expect("more").to_owned();
+    let second = page(Some(&cursor)).await;
+    let listed = ids(&second);
+    assert_eq!(listed.len(), 2, "{second}");
+    assert!(listed[0].starts_with("warden-task-"));
+    assert_eq!(
+        listed[1], "up-a",
+        "the upstream's first page follows Warden's last"
+    );
+    assert_eq!(second["nextCursor"], "up-2", "{second}");
+    let third = page(Some("up-2")).await;
+    assert_eq!(ids(&third), ["up-b"]);
+    assert!(third.get("nextCursor").is_none(), "{third}");
+}

@@ -32,9 +32,11 @@ use serde::Deserialize;
 
 use crate::located::{self, Collector, Diagnostic, Diagnostics, Spanned};
 use crate::model::{
-    Callers, ConfirmFallback, DefaultRule, DryRunMode, GROUP_PREFIX, Hold, Policy, Rule, Tier,
+    Callers, ConfirmFallback, DefaultRule, DryRunMode, GROUP_PREFIX, Hold, Policy, Rule,
+    SessionLimits, Tier,
 };
 use crate::redact::RawRedaction;
+use warden_limits::Cap;
 
 /// The only policy file version this build reads.
 pub const POLICY_VERSION: u32 = 1;
@@ -72,6 +74,66 @@ struct RawPolicy {
     /// What the audit trail redacts: detectors and per-tool path rules.
     #[serde(default)]
     redact: Option<RawRedaction>,
+    /// Call caps per agent session.
+    #[serde(default)]
+    limits: Option<RawLimits>,
+}
+
+/// The policy's `limits` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    /// Calls of one tool in one agent session (default 30).
+    #[serde(default)]
+    tool_calls: Option<Spanned<RawCap>>,
+    /// Calls of every tool together in one agent session (default 100).
+    #[serde(default)]
+    session_calls: Option<Spanned<RawCap>>,
+}
+
+/// A cap as written: a number, or `unlimited`.
+#[derive(Debug)]
+enum RawCap {
+    Number(u64),
+    Word(String),
+}
+
+impl<'de> Deserialize<'de> for RawCap {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<RawCap, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RawCap;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number of calls, or unlimited")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<RawCap, E> {
+                Ok(RawCap::Number(n))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<RawCap, E> {
+                Ok(RawCap::Number(u64::try_from(n).unwrap_or(0)))
+            }
+            fn visit_str<E: serde::de::Error>(self, word: &str) -> Result<RawCap, E> {
+                Ok(RawCap::Word(word.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// A written cap, checked: at least 1 (0 would refuse every call: deny the
+/// tool instead), or `unlimited`.
+fn cap_of(raw: &Spanned<RawCap>, errors: &mut Collector) -> Option<Cap> {
+    match &raw.value {
+        RawCap::Number(n) if *n >= 1 => Some(Cap::AtMost(u32::try_from(*n).unwrap_or(u32::MAX))),
+        RawCap::Word(word) if word == "unlimited" => Some(Cap::Unlimited),
+        _ => {
+            errors.push(Diagnostic::at(
+                raw,
+                "a call cap is a number of calls, at least 1, or unlimited (to refuse a tool, give it the deny tier)",
+            ));
+            None
+        }
+    }
 }
 
 /// One tool's rule as written: a tier alone, or a tier with its callers.
@@ -135,6 +197,10 @@ struct RawScopedRule {
     /// cannot be asked.
     #[serde(default)]
     fallback: Option<Spanned<String>>,
+    /// Calls of this tool in one agent session (instead of
+    /// `limits.tool_calls`).
+    #[serde(default)]
+    calls: Option<Spanned<RawCap>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -350,6 +416,12 @@ impl RawPolicy {
                         }
                         RawRule::Tier(_) => Hold::default(),
                     };
+                    let calls = match &rule.value {
+                        RawRule::Scoped(scoped) => {
+                            scoped.calls.as_ref().and_then(|c| cap_of(c, &mut errors))
+                        }
+                        RawRule::Tier(_) => None,
+                    };
                     tools.insert(
                         name.value.clone(),
                         Rule {
@@ -358,6 +430,7 @@ impl RawPolicy {
                             credential,
                             dry_run,
                             hold,
+                            calls,
                         },
                     );
                 }
@@ -374,12 +447,26 @@ impl RawPolicy {
             .redact
             .map(|raw| raw.validate(&mut errors))
             .unwrap_or_default();
+        let mut limits = SessionLimits::default();
+        if let Some(raw) = &self.limits {
+            if let Some(cap) = raw.tool_calls.as_ref().and_then(|c| cap_of(c, &mut errors)) {
+                limits.tool_calls = cap;
+            }
+            if let Some(cap) = raw
+                .session_calls
+                .as_ref()
+                .and_then(|c| cap_of(c, &mut errors))
+            {
+                limits.session_calls = cap;
+            }
+        }
         errors.finish(
             origin,
             Policy {
                 default,
                 tools,
                 redaction,
+                limits,
             },
         )
     }
@@ -529,6 +616,29 @@ mod tests {
         assert_eq!(d.items.len(), 2, "{d}");
         assert_eq!((d.items[0].line, d.items[1].line), (5, 5), "{d}");
         assert!(d.items[0].message.contains("group:NAME"), "{d}");
+    }
+
+    #[test]
+    fn call_caps_are_read_per_policy_and_per_tool_and_mistakes_located() {
+        let policy = Policy::from_yaml_str(
+            "version: 1\nlimits:\n  tool_calls: 5\n  session_calls: unlimited\ntools:\n  search:\n    tier: read\n    calls: 200\n  note:\n    tier: write\n    calls: unlimited\n",
+            "p.yaml",
+        )
+        .expect("valid");
+        let search = policy.call_caps("search");
+        assert_eq!(search.per_tool, Cap::AtMost(200));
+        assert_eq!(search.per_session, Cap::Unlimited);
+        assert_eq!(policy.call_caps("note").per_tool, Cap::Unlimited);
+        assert_eq!(policy.call_caps("other").per_tool, Cap::AtMost(5));
+        let defaults = Policy::from_yaml_str("version: 1\n", "p.yaml").expect("valid");
+        assert_eq!(defaults.call_caps("x"), warden_limits::CapSettings::default());
+        assert_ne!(policy.content_hash(), defaults.content_hash());
+        let d = diagnostics(
+            "version: 1\nlimits:\n  tool_calls: 0\n  session_calls: lots\ntools:\n  a:\n    tier: read\n    calls: -3\n",
+        );
+        let lines: Vec<u64> = d.items.iter().map(|i| i.line).collect();
+        assert_eq!(lines, vec![3, 4, 8], "{d}");
+        assert!(d.items.iter().all(|i| i.message.contains("at least 1, or unlimited")), "{d}");
     }
 
     #[test]

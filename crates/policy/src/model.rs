@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use warden_limits::{Cap, CapSettings};
+
 use crate::redact::RedactionRules;
 
 /// What a tool may do once a policy names it.
@@ -127,6 +129,28 @@ pub struct Rule {
     pub dry_run: DryRunMode,
     /// How an `approve`-tier call is held.
     pub hold: Hold,
+    /// Calls of this tool per agent session, instead of the policy's
+    /// `limits.tool_calls` (`None`: that).
+    pub calls: Option<Cap>,
+}
+
+/// The policy's call caps per agent session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Calls of one tool (a tool's own `calls` overrides it).
+    pub tool_calls: Cap,
+    /// Calls of every tool together.
+    pub session_calls: Cap,
+}
+
+impl Default for SessionLimits {
+    fn default() -> SessionLimits {
+        let caps = CapSettings::default();
+        SessionLimits {
+            tool_calls: caps.per_tool,
+            session_calls: caps.per_session,
+        }
+    }
 }
 
 /// How an `approve`-tier tool's calls are held for a human.
@@ -306,6 +330,7 @@ pub struct Policy {
     pub(crate) default: DefaultRule,
     pub(crate) tools: HashMap<String, Rule>,
     pub(crate) redaction: RedactionRules,
+    pub(crate) limits: SessionLimits,
 }
 
 impl Policy {
@@ -315,6 +340,19 @@ impl Policy {
             default,
             tools: HashMap::new(),
             redaction: RedactionRules::default(),
+            limits: SessionLimits::default(),
+        }
+    }
+
+    /// The call caps of `tool`'s calls: its own, or the policy's.
+    pub fn call_caps(&self, tool: &str) -> CapSettings {
+        CapSettings {
+            per_tool: self
+                .tools
+                .get(tool)
+                .and_then(|r| r.calls)
+                .unwrap_or(self.limits.tool_calls),
+            per_session: self.limits.session_calls,
         }
     }
 
@@ -339,6 +377,7 @@ impl Policy {
                 credential: None,
                 dry_run: DryRunMode::Gateway,
                 hold: Hold::default(),
+                calls: None,
             },
         );
         self
@@ -359,6 +398,7 @@ impl Policy {
                 credential: None,
                 dry_run: DryRunMode::Gateway,
                 hold: Hold::default(),
+                calls: None,
             },
         );
         self
@@ -426,9 +466,20 @@ impl Policy {
         let mut put = |label: &str, text: &str| {
             hasher.update(format!("\n{label} {}:{text}", text.len()).as_bytes());
         };
+        let cap = |cap: Cap| match cap {
+            Cap::Unlimited => "unlimited".to_owned(),
+            Cap::AtMost(n) => n.to_string(),
+        };
+        if self.limits != SessionLimits::default() {
+            put("limits_tool_calls", &cap(self.limits.tool_calls));
+            put("limits_session_calls", &cap(self.limits.session_calls));
+        }
         for (name, rule) in names {
             put("tool", name);
             put("tier", rule.tier.as_str());
+            if let Some(calls) = rule.calls {
+                put("calls", &cap(calls));
+            }
             if let Some(credential) = &rule.credential {
                 put("credential", credential);
             }

@@ -162,14 +162,34 @@ impl Refusal {
         }
     }
 
+    /// A call over a cap ([`warden_limits::Tripped`]): the limit's fields
+    /// ride in `structuredContent.warden`, beside the decision.
+    pub fn limited(tool: &str, tripped: &warden_limits::Tripped) -> Refusal {
+        let mut details = serde_json::Map::new();
+        details.insert("warden".into(), serde_json::Value::Object(tripped.fields()));
+        Refusal {
+            decision: "limited",
+            reason: tripped.code(),
+            tool: tool.to_owned(),
+            message: tripped.explain(),
+            is_error: true,
+            details: Some(details),
+        }
+    }
+
     /// The refusal as a JSON-RPC response carrying an `isError` tool result,
-    /// shaped for the protocol `revision` the call was made in.
+    /// shaped for the protocol `revision` the call was made in. A `warden`
+    /// object in [`Refusal::details`] adds its fields to Warden's own.
     pub fn to_response(&self, id_json: &str, revision: &str) -> Bytes {
         let mut structured = self.details.clone().unwrap_or_default();
-        structured.insert(
-            "warden".into(),
-            json!({"decision": self.decision, "reason": self.reason, "tool": self.tool}),
-        );
+        let mut warden = match structured.remove("warden") {
+            Some(serde_json::Value::Object(fields)) => fields,
+            _ => serde_json::Map::new(),
+        };
+        warden.insert("decision".into(), json!(self.decision));
+        warden.insert("reason".into(), json!(self.reason));
+        warden.insert("tool".into(), json!(self.tool));
+        structured.insert("warden".into(), serde_json::Value::Object(warden));
         mcp::tool_result_response(
             id_json,
             &self.message,

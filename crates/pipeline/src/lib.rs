@@ -27,6 +27,7 @@ pub mod call;
 pub mod catalogue;
 pub mod dry_run;
 pub mod facts;
+pub mod limits;
 pub mod policy_gate;
 pub mod stack;
 pub mod tap;
@@ -41,6 +42,7 @@ pub use catalogue::{
 };
 pub use dry_run::{DryRun, DryRunLayer};
 pub use facts::{CallMeta, FactHeaders, MetaText, Principal};
+pub use limits::LimitsLayer;
 pub use policy_gate::{PolicyGate, PolicyGateLayer, SharedPolicy};
 pub use stack::{Pipeline, build};
 pub use tap::{Answer, ReplySummary, ReplyTap, ReplyWatch};

@@ -1,13 +1,11 @@
 //! The `tools/call` pipeline, assembled in one place, outermost first.
 //!
 //! ```text
-//! tools/call ─▶ [ audit ─▶ policy ─▶ dry-run ─▶ approval ] ─▶ upstream forwarder (credentials)
+//! tools/call ─▶ [ audit ─▶ policy ─▶ limits ─▶ dry-run ─▶ approval ] ─▶ upstream forwarder (credentials)
 //! ```
 //!
-//! Layers still to come slot in at fixed places (see `docs/pipeline.md`):
-//! limits after policy (before approvals: a runaway loop must not flood
-//! the approvers), and the breaker next to the upstream, so it measures
-//! the upstream and nothing else.
+//! The breaker, still to come, goes next to the upstream (see
+//! `docs/pipeline.md`), so it measures the upstream and nothing else.
 
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder};
@@ -16,6 +14,7 @@ use crate::approval::HoldLayer;
 use crate::audit::AuditLayer;
 use crate::call::{ToolCall, ToolOutcome};
 use crate::dry_run::DryRunLayer;
+use crate::limits::LimitsLayer;
 use crate::policy_gate::{PolicyGateLayer, SharedPolicy};
 
 /// A built pipeline: cheap to clone, one per route.
@@ -25,6 +24,7 @@ pub type Pipeline<C, R, E> = BoxCloneSyncService<ToolCall<C>, ToolOutcome<R>, E>
 pub fn build<S, C, R>(
     audit: AuditLayer,
     policy: SharedPolicy,
+    limits: LimitsLayer,
     dry_run: DryRunLayer,
     hold: HoldLayer,
     upstream: S,
@@ -43,6 +43,10 @@ where
         // Policy first among the deciding layers: nothing below should
         // spend effort on a call it refuses.
         .layer(PolicyGateLayer::new(policy))
+        // Limits after the policy (a refused call spends no slot) and
+        // before previews and holds: a runaway loop must not flood the
+        // approvers.
+        .layer(limits)
         // Dry runs after the policy (a refused tool is refused, preview or
         // not) and before any hold: a preview needs neither a human nor
         // the upstream.

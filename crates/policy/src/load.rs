@@ -631,14 +631,22 @@ mod tests {
         assert_eq!(policy.call_caps("note").per_tool, Cap::Unlimited);
         assert_eq!(policy.call_caps("other").per_tool, Cap::AtMost(5));
         let defaults = Policy::from_yaml_str("version: 1\n", "p.yaml").expect("valid");
-        assert_eq!(defaults.call_caps("x"), warden_limits::CapSettings::default());
+        assert_eq!(
+            defaults.call_caps("x"),
+            warden_limits::CapSettings::default()
+        );
         assert_ne!(policy.content_hash(), defaults.content_hash());
         let d = diagnostics(
             "version: 1\nlimits:\n  tool_calls: 0\n  session_calls: lots\ntools:\n  a:\n    tier: read\n    calls: -3\n",
         );
         let lines: Vec<u64> = d.items.iter().map(|i| i.line).collect();
         assert_eq!(lines, vec![3, 4, 8], "{d}");
-        assert!(d.items.iter().all(|i| i.message.contains("at least 1, or unlimited")), "{d}");
+        assert!(
+            d.items
+                .iter()
+                .all(|i| i.message.contains("at least 1, or unlimited")),
+            "{d}"
+        );
     }
 
     #[test]

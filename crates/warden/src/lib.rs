@@ -236,9 +236,11 @@ pub async fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
                 on_requested: approvals.channels.as_ref().map(|c| c.notifier()),
             })
         });
+        let call_counts: Arc<warden_limits::CallCounts> = Arc::default();
         let pipeline = warden_pipeline::build(
             audit_layer,
             policy.clone(),
+            warden_pipeline::LimitsLayer::new(policy.clone(), call_counts.clone()),
             warden_pipeline::DryRunLayer::new(upstream_name.clone()),
             warden_pipeline::HoldLayer::new(policy.clone(), hold),
             Forwarder::new(upstream.clone()),
@@ -260,6 +262,7 @@ pub async fn build(config: &Config) -> Result<Arc<Warden>, StartError> {
             lanes,
             base_lane,
             counters: metrics.route_counters(&route.path),
+            call_counts,
         });
     }
     if let Some(trail) = &trail {

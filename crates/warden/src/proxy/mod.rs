@@ -84,6 +84,8 @@ pub struct Route {
     pub base_lane: usize,
     /// This route's most frequent counters, resolved once.
     pub counters: crate::metrics::RouteCounters,
+    /// The call caps' counts of this route's agent sessions.
+    pub call_counts: Arc<warden_limits::CallCounts>,
 }
 
 /// One credential's way to the upstream.
@@ -368,10 +370,16 @@ impl Warden {
     }
 
     /// A session has ended (`why`: `agent`, `idle`, `evicted`,
-    /// `upstream-gone`): on the record, and its Warden tasks forgotten
-    /// (a call still held for one is withdrawn).
+    /// `upstream-gone`): on the record, its call counts and its Warden
+    /// tasks forgotten (a call still held for one is withdrawn).
     pub(crate) fn session_ended(&self, session: &Session, why: &str) {
         self.record_session(warden_audit::Kind::SessionEnded, session, why);
+        if let Some(route) = self.routes.get(session.route) {
+            route.call_counts.forget(&warden_limits::SessionKey {
+                route: route.path.clone(),
+                session: session.id.clone(),
+            });
+        }
         if self.tasks.end_session(session.route, &session.id) > 0 {
             self.metrics.tasks.set(self.tasks.len() as i64);
         }
@@ -520,8 +528,14 @@ impl Warden {
         }
     }
 
-    /// End sessions idle past the limit, telling their upstreams.
+    /// End sessions idle past the limit, telling their upstreams; forget
+    /// the call counts of agent sessions (stateless ones included) idle as
+    /// long.
     pub async fn sweep_sessions(&self) {
+        let now = std::time::Instant::now();
+        for route in self.routes.iter() {
+            route.call_counts.sweep(self.limits.session_idle, now);
+        }
         let expired = self.sessions.sweep();
         if expired.is_empty() {
             return;

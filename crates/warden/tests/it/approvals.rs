@@ -1352,7 +1352,8 @@ async fn tasks_list_pages_wardens_tasks_then_the_upstreams_without_losing_its_cu
     .await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let warden = WardenBuilder::new(&upstream)
-        .policy("version: 1\ntools:\n  send_invoice: approve\n")
+        // 51 calls of one tool in one session: past the default call cap.
+        .policy("version: 1\nlimits:\n  tool_calls: unlimited\ntools:\n  send_invoice: approve\n")
         .approvals(approvals(tmp.path(), Duration::from_millis(200)))
         .start()
         .await;

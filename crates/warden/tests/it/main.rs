@@ -14,6 +14,7 @@ mod credentials;
 mod dry_run;
 mod legacy_sse;
 mod lifecycle;
+mod limits;
 mod otlp;
 mod policy;
 mod reply_tap;

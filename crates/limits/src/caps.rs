@@ -163,7 +163,13 @@ impl CallCounts {
             return Err(Tripped::SessionCap { max: counts.total });
         }
         counts.total += 1;
-        *counts.per_tool.entry(tool.into()).or_insert(0) += 1;
+        // The tool's name is allocated once per session, not per call.
+        match counts.per_tool.get_mut(tool) {
+            Some(count) => *count += 1,
+            None => {
+                counts.per_tool.insert(tool.into(), 1);
+            }
+        }
         Ok(())
     }
 
